@@ -1,0 +1,3 @@
+"""
+marvind: the node agent.
+"""

@@ -1,0 +1,3 @@
+"""
+RSpec v3 parsing (requests) and generation (advertisements, manifests).
+"""

@@ -1,0 +1,3 @@
+"""
+Marvin's tests; run with pytest (or trial).
+"""
