@@ -1,0 +1,206 @@
+# -*- test-case-name: tests.test_accounts -*-
+"""
+Users and nodes: creation without silent replacement, invalidation, admin tags,
+quota settings, and applying an inventory snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Optional
+
+from am import quotas
+from am.errors import BadRequest, Conflict, NotFound
+from am.interfaces import IStoreTransaction
+from am.model import (
+    NODE_ACTIVE,
+    NODE_DISABLED,
+    NODE_MAINTENANCE,
+    NODE_MISSING,
+    NODE_STATUSES,
+    QUOTA_KINDS,
+    ROLES,
+    Node,
+    User,
+)
+from am.policy import Policy
+from am.values import integer
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{40}$")
+_NODE_NAME = re.compile(r"^Node (\S+)$")
+
+
+def normaliseFingerprint(value: str) -> str:
+    """
+    The form nginx's C{$ssl_client_fingerprint} uses: 40 lowercase hex digits, no colons.
+    """
+    text = value.strip().replace(":", "").lower()
+    if not _FINGERPRINT.match(text):
+        raise BadRequest("ssl must be a SHA-1 certificate fingerprint (40 hex digits)", parameter="ssl")
+    return text
+
+
+def addUser(
+    txn: IStoreTransaction,
+    name: str,
+    role: str,
+    now: int,
+    policy: Policy,
+    fingerprint: Optional[str] = None,
+    urn: Optional[str] = None,
+    project: str = "",
+    nodeid: Optional[str] = None,
+) -> User:
+    """
+    Create a user. An existing fingerprint, URN or (name, project) is a conflict:
+    the legacy insert-or-replace silently deleted the other user.
+    """
+    name, project = (name or "").strip(), (project or "").strip()
+    if not name:
+        raise BadRequest("Parameters missing (name, ssl, role), optional: project.", parameter="name")
+    if role not in ROLES:
+        raise BadRequest(f"role must be one of {', '.join(ROLES)}", parameter="role")
+    if fingerprint:
+        fingerprint = normaliseFingerprint(fingerprint)
+    if not fingerprint and not urn:
+        raise BadRequest("A certificate fingerprint (ssl) or a GENI URN is required.", parameter="ssl")
+    if role == "node" and nodeid is None:
+        match = _NODE_NAME.match(name)
+        if not match:
+            raise BadRequest("A node user is named 'Node <id>'.", parameter="name")
+        nodeid = match.group(1)
+    for key, value in (("fingerprint", fingerprint), ("urn", urn)):
+        if value and txn.findUser(**{key: value}) is not None:
+            raise Conflict(f"A user with this {key} exists already.")
+    if txn.findUser(name=name, project=project) is not None:
+        raise Conflict("A user with this name and project exists already.")
+    user = User(name=name, role=role, fingerprint=fingerprint, urn=urn, project=project, nodeid=nodeid)
+    txn.addUser(user)
+    quotas.currentQuotas(txn, user.id, now, policy)
+    return user
+
+
+def getUser(txn: IStoreTransaction, userid: Any) -> User:
+    """
+    Look a user up by id.
+    """
+    try:
+        user = txn.getUser(int(str(userid).strip()))
+    except ValueError:
+        user = None
+    if user is None:
+        raise NotFound("Could not find user with this id.")
+    return user
+
+
+def updateUser(
+    txn: IStoreTransaction,
+    userid: Any,
+    now: int,
+    policy: Policy,
+    fingerprint: Optional[str] = None,
+    quota: Optional[dict[str, Any]] = None,
+) -> User:
+    """
+    Change a user's fingerprint and/or quotas, all or nothing.
+    """
+    user = getUser(txn, userid)
+    if fingerprint is not None:
+        fingerprint = normaliseFingerprint(fingerprint)
+        other = txn.findUser(fingerprint=fingerprint)
+        if other is not None and other.id != user.id:
+            raise Conflict("A user with this fingerprint exists already.")
+        user.fingerprint = fingerprint
+        txn.updateUser(user)
+    for kind, value in (quota or {}).items():
+        if kind not in QUOTA_KINDS:
+            raise BadRequest(f"Unknown quota {kind}", parameter=kind)
+        quotas.setByAdmin(txn, user.id, kind, integer(kind, value, 0), now, policy)
+    return user
+
+
+def invalidateUser(txn: IStoreTransaction, userid: Any) -> User:
+    """
+    Invalidated users are refused everywhere, reads included (a legacy bug let them read).
+    """
+    user = getUser(txn, userid)
+    user.invalid = True
+    txn.updateUser(user)
+    return user
+
+
+def setNodeTags(txn: IStoreTransaction, nodeid: str, text: str) -> Node:
+    """
+    Replace a node's admin tags from C{tag:value,tag:value} (legacy C{PUT type=...}).
+    """
+    node = txn.getNode(str(nodeid))
+    if node is None:
+        raise NotFound("Node id does not exist.")
+    tags = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        tag, sep, value = item.partition(":")
+        if not sep or not tag.strip() or not value.strip():
+            raise BadRequest(f"type must be tag:value pairs separated by commas; bad item {item!r}", parameter="type")
+        tags[tag.strip()] = value.strip()
+    node.adminTags = tags
+    txn.putNode(node)
+    return node
+
+
+def setNodeStatus(txn: IStoreTransaction, nodeid: str, status: str) -> Node:
+    """
+    An admin takes a node out of service or back.
+    """
+    if status not in NODE_STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(NODE_STATUSES)}", parameter="status")
+    node = txn.getNode(str(nodeid))
+    if node is None:
+        raise NotFound("Node id does not exist.")
+    node.status = status
+    txn.putNode(node)
+    return node
+
+
+def applyInventory(
+    txn: IStoreTransaction, entries: Iterable[dict[str, Any]], complete: bool = True
+) -> dict[str, int]:
+    """
+    Bring nodes in line with an inventory snapshot: new nodes are added, known
+    ones get the inventory's hostname, status and tags (admin tags win), and
+    when the snapshot is C{complete} nodes it no longer lists become C{missing}.
+    Nothing is ever deleted, and an empty snapshot changes nothing.
+    """
+    entries = list(entries)
+    counts = {"added": 0, "updated": 0, "missing": 0}
+    if not entries:
+        return counts
+    seen = set()
+    for entry in entries:
+        nodeid = str(entry["id"])
+        seen.add(nodeid)
+        node = txn.getNode(nodeid)
+        status = entry.get("status") or NODE_ACTIVE
+        if status not in NODE_STATUSES:
+            status = NODE_DISABLED
+        tags = {str(k): str(v) for k, v in (entry.get("tags") or {}).items() if v is not None}
+        if node is None:
+            node = Node(id=nodeid, hostname=str(entry.get("hostname") or ""), status=status, inventoryTags=tags)
+            counts["added"] += 1
+        else:
+            # The heartbeat owns active/maintenance; the inventory owns the rest.
+            if not (status == NODE_ACTIVE and node.status == NODE_MAINTENANCE):
+                node.status = status
+            node.hostname = str(entry.get("hostname") or node.hostname)
+            node.inventoryTags = tags
+            counts["updated"] += 1
+        txn.putNode(node)
+    if complete:
+        for node in txn.listNodes():
+            if node.id not in seen and node.status != NODE_MISSING:
+                node.status = NODE_MISSING
+                txn.putNode(node)
+                counts["missing"] += 1
+    return counts

@@ -1,0 +1,297 @@
+# -*- test-case-name: tests.test_allocation -*-
+"""
+Booking: one function, used by REST C{POST /experiments} and GENI C{Allocate} alike,
+that validates a request, finds its window and books it inside one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import attrs
+
+from am import quotas, slots, states
+from am.errors import BadRequest, Conflict, Forbidden, NotFound
+from am.interfaces import IStoreTransaction
+from am.model import Experiment, Schedule
+from am.nodefilter import Atom, Filter, FilterSyntaxError, Group, parse
+from am.policy import Policy
+from am.recurrence import expandOffsets
+from am.values import integer
+
+# Legacy whitelist for container URLs (legacy reference §4.3 step 8).
+_SCRIPT = re.compile(r"^[A-Za-z0-9!#$&'()*+,\-./:;=?@\[\]_~]+$")
+# Scheduling keys kept on the experiment; everything else goes to the node.
+SCHEDULING_KEYS = ("shared", "recurrence", "period", "until", "storage", "traffic", "nodes")
+_NOT_DEPLOYED = Group((Atom("type", "deployed"),), negated=True)
+
+
+@attrs.define
+class AllocationRequest:
+    """
+    What both faces ask the core to book; values already of the right Python types
+    where the face could decide them, raw otherwise (validated here).
+    """
+
+    ownerid: int
+    name: str
+    script: str
+    nodecount: Any = 1
+    duration: Any = 0
+    start: Any = 0
+    nodetypes: str = ""
+    nodes: Optional[list[str]] = None
+    shared: bool = False
+    recurrence: Optional[str] = None
+    period: Any = None
+    until: Any = None
+    storage: Any = 0
+    traffic: Any = 0
+    options: dict[str, Any] = attrs.field(factory=dict)
+    sliceURN: Optional[str] = None
+    allocateOnly: bool = False
+    dryrun: bool = False
+
+
+@attrs.define
+class Allocation:
+    """
+    The result of a booking (or of a dry run, whose ids are C{None}).
+    """
+
+    experiment: Experiment
+    schedules: list[Schedule]
+    intervals: int
+    nodecount: int
+    charged: dict[str, int]
+
+
+def iso(when: int) -> str:
+    """
+    UTC without a zone, as the legacy messages print times.
+    """
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def compileFilter(request: AllocationRequest, policy: Policy) -> Filter:
+    """
+    The node filter, with the deployment-repository rule (legacy §4.3 step 9).
+    """
+    if request.nodes is not None:
+        nodeFilter = Filter()
+    else:
+        try:
+            nodeFilter = parse(request.nodetypes or "")
+        except FilterSyntaxError as e:
+            raise BadRequest(str(e), parameter="nodetypes", position=e.position) from None
+    repo = policy.deploymentRepository
+    if repo:
+        script = request.script
+        trusted = script.startswith(repo) or script.startswith("https://" + repo)
+        if not trusted:
+            if nodeFilter.requires("type", "deployed"):
+                raise Conflict(f"Deployed nodes can only schedule experiments hosted by {repo}")
+            nodeFilter = nodeFilter.withTerm(_NOT_DEPLOYED)
+    return nodeFilter
+
+
+def _slotData(slot: slots.Slot) -> dict[str, int]:
+    return {
+        "start": slot.start,
+        "stop": slot.stop,
+        "max_stop": slot.maxStop,
+        "nodecount": slot.nodecount,
+        "max_nodecount": slot.maxNodecount,
+    }
+
+
+def allocate(
+    txn: IStoreTransaction, request: AllocationRequest, now: int, policy: Policy
+) -> Allocation:
+    """
+    Validate, find the window, check quotas and book, atomically.
+
+    @raise BadRequest: ill-typed or missing values.
+    @raise Conflict: the request cannot be satisfied; C{extra["suggestions"]} holds
+        up to three earliest windows in which the same request would fit.
+    """
+    owner = txn.getUser(request.ownerid)
+    if owner is None or not owner.active:
+        raise NotFound("Unknown user.")
+    if owner.role != "user":
+        raise Forbidden("You'd have to be a user to do that.")
+    nodecount = integer("nodecount", request.nodecount, 1)
+    duration = integer("duration", request.duration)
+    start = integer("start", request.start)
+    storage = integer("storage", request.storage or 0, 0)
+    traffic = integer("traffic", request.traffic or 0, 0)
+    if nodecount > policy.maxNodecount:
+        raise Conflict(f"At most {policy.maxNodecount} nodes per request.")
+    if not isinstance(request.script, str) or not request.script.strip():
+        raise BadRequest("script must be a container image URL", parameter="script")
+    scripts = request.script.split("|")
+    if len(scripts) > 2:
+        raise Conflict("Only two scripts allowed in script parameter", code="sc2")
+    if len(scripts) == 2:
+        raise Conflict("Paired execution (two scripts) is not supported by this scheduler.")
+    script = scripts[0].strip()
+    if not _SCRIPT.match(script):
+        raise Conflict("Container URL contains invalid characters")
+    if storage > policy.maxStorage:
+        raise Conflict("Too much storage requested.", max_storage=policy.maxStorage, requested=storage)
+    if traffic > policy.maxTraffic:
+        raise Conflict("Requested data quota too high.", max_data=policy.maxTraffic, requested=traffic)
+    nodeFilter = compileFilter(request, policy)
+
+    if start < 0:
+        raise Conflict("The low-priority queue (start=-1) is not supported; use start=0 for as soon as possible.")
+    asap = start == 0
+    earliest = now + policy.minDelay
+    if asap:
+        start = earliest
+    elif start < earliest:
+        raise Conflict(
+            f"Tasks may not be scheduled immediately or in the past ({policy.minDelay} second delay)."
+        )
+    if duration < policy.minRuntime:
+        raise Conflict(f"Tasks must run for a minimum of {policy.minRuntime} seconds.")
+    if duration > policy.maxRuntime:
+        raise Conflict(f"Tasks may not run for more than {policy.maxRuntime} seconds.")
+    if start > now + policy.horizon:
+        raise Conflict(f"Tasks may not be scheduled more than {policy.horizon} seconds in advance.")
+    offsets = expandOffsets(start, duration, request.recurrence, request.period, request.until, now, policy)
+    k = len(offsets)
+    amounts = {"time": duration * nodecount * k, "data": traffic * nodecount * k,
+               "storage": storage * nodecount * k}
+    userQuotas = quotas.currentQuotas(txn, owner.id, now, policy)
+    quotas.check(userQuotas, amounts)
+
+    nodes = txn.listNodes()
+    if request.nodes is not None:
+        known = {n.id for n in nodes}
+        unknown = [str(n) for n in request.nodes if str(n) not in known]
+        if unknown:
+            raise Conflict(f"Unknown node(s): {', '.join(unknown)}", nodes=unknown)
+    eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy)
+    latest = now + policy.horizon
+    if asap:
+        found, shortage = slots.search(txn, eligible, nodecount, duration, start, latest, offsets)
+        if not found:
+            raise Conflict(
+                "Could not find available time slot matching these criteria.",
+                code="sc1",
+                available=shortage.available if shortage else 0,
+                requested=nodecount,
+                suggestions=[],
+            )
+        chosen = found[0].nodes
+        start = found[0].start
+    else:
+        chosen, shortage, _ = slots.tryWindow(txn, eligible, nodecount, start, duration, offsets)
+        if chosen is None:
+            assert shortage is not None
+            suggestions, _ = slots.search(
+                txn, eligible, nodecount, duration, start, latest, offsets, results=3
+            )
+            raise Conflict(
+                f"Only {shortage.available}/{shortage.requested} nodes are available during "
+                f"interval {shortage.instance + 1} ({iso(shortage.start)} to {iso(shortage.stop)}).",
+                code="sc1",
+                available=shortage.available,
+                requested=shortage.requested,
+                selection=list(request.nodes) if request.nodes is not None else None,
+                start=shortage.start,
+                stop=shortage.stop,
+                suggestions=[_slotData(s) for s in suggestions],
+            )
+
+    options = {k: v for k, v in request.options.items() if k not in ("recurrence", "period", "until")}
+    options["script"] = script
+    schedulingOptions = {"shared": request.shared, "storage": storage, "traffic": traffic}
+    if request.recurrence:
+        schedulingOptions.update(recurrence=request.recurrence, period=request.period, until=request.until)
+    if request.nodes is not None:
+        schedulingOptions["nodes"] = [str(n) for n in request.nodes]
+    experiment = Experiment(
+        name=request.name,
+        ownerid=owner.id,
+        script=script,
+        nodetypes=str(nodeFilter) if request.nodes is None else "",
+        start=start,
+        stop=start + duration,
+        options=schedulingOptions,
+        recurringUntil=start + offsets[-1] + duration if k > 1 else 0,
+        sliceURN=request.sliceURN,
+        created=now,
+    )
+    status = states.ALLOCATED if request.allocateOnly else states.DEFINED
+    expires = now + policy.allocationExpiry if request.allocateOnly else 0
+    schedules = [
+        Schedule(
+            expid=0,
+            nodeid=nodeid,
+            start=start + offset,
+            stop=start + offset + duration,
+            status=status,
+            shared=request.shared,
+            deploymentOptions=dict(options),
+            chargedTime=duration,
+            chargedData=traffic,
+            chargedStorage=storage,
+            expires=expires,
+            updated=now,
+        )
+        for offset, instance in zip(offsets, chosen)
+        for nodeid in instance
+    ]
+    result = Allocation(experiment, schedules, k, nodecount, amounts)
+    if request.dryrun:
+        return result
+    txn.addExperiment(experiment)
+    for schedule in schedules:
+        schedule.expid = experiment.id
+    txn.addSchedules(schedules)
+    quotas.charge(
+        txn,
+        owner.id,
+        userQuotas,
+        amounts,
+        f"experiment #{experiment.id} requested {nodecount} nodes x {k} intervals x {duration} s",
+        now,
+    )
+    return result
+
+
+def find(
+    txn: IStoreTransaction,
+    now: int,
+    policy: Policy,
+    nodecount: Any = 1,
+    duration: Any = 1,
+    start: Any = 0,
+    nodetypes: str = "",
+    nodes: Optional[list[str]] = None,
+    results: Any = 1,
+) -> list[dict[str, Any]]:
+    """
+    The slot search of C{GET /schedules/find}: up to C{results} disjoint windows.
+    """
+    nodecount = integer("nodecount", nodecount, 1)
+    duration = integer("duration", duration, 1)
+    start = integer("start", start)
+    results = min(integer("results", results, 1), 100)
+    request = AllocationRequest(ownerid=0, name="", script="", nodetypes=nodetypes, nodes=nodes)
+    nodeFilter = compileFilter(request, attrs.evolve(policy, deploymentRepository=None))
+    earliest = max(start, now + policy.minDelay)
+    latest = now + policy.horizon
+    if earliest > latest:
+        raise Conflict(
+            f"Provided start time is outside the allowed scheduling range ({now + policy.minDelay}, {latest})"
+        )
+    eligible = slots.eligibleNodes(txn.listNodes(), nodeFilter, nodes, now, policy)
+    found, _ = slots.search(txn, eligible, nodecount, duration, earliest, latest, (0,), results)
+    if not found:
+        raise Conflict("Could not find available time slot matching these criteria.")
+    return [dict(_slotData(s), nodetypes=nodetypes) for s in found]

@@ -1,0 +1,131 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The store behind the scheduling core.
+
+Rules run inside L{IStore.transact} against an L{IStoreTransaction}: the whole
+function is one atomic transaction, so check-and-insert cannot interleave with
+another writer. SQLite implements it now; PostgreSQL will for several controllers.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IStore(Interface):
+    """
+    Persistence for the scheduling core.
+    """
+
+    def transact(function, *args, **kwargs):
+        """
+        Run C{function(transaction, *args, **kwargs)} atomically, off the reactor thread.
+        Any exception rolls everything back and leaves the store usable.
+
+        @return: a Deferred firing with the function's result.
+        """
+
+    def close():
+        """
+        Finish pending work and release the database.
+
+        @return: a Deferred.
+        """
+
+
+class IStoreTransaction(Interface):
+    """
+    Data access inside one transaction. No rules: just rows in and out as model objects.
+    """
+
+    schemaVersion = Attribute("The schema version of the open database.")
+
+    # nodes
+    def putNode(node):
+        """Insert or update a node (its status, hostname, heartbeat, interfaces and both tag sets)."""
+
+    def getNode(nodeid):
+        """The L{am.model.Node} or C{None}."""
+
+    def listNodes():
+        """Every node, ordered by id."""
+
+    def setHeartbeat(nodeid, when, status, interfaces):
+        """Record a heartbeat; C{status} and C{interfaces} may be C{None} to leave them."""
+
+    def nodeHasSchedules(nodeid):
+        """Whether any schedule refers to the node (such nodes are never deleted)."""
+
+    def deleteNode(nodeid):
+        """Remove a node with no schedules."""
+
+    # users and quotas
+    def addUser(user):
+        """Insert a user; return its new id. Fingerprint and URN are unique."""
+
+    def updateUser(user):
+        """Write back a user's fields."""
+
+    def getUser(userid):
+        """The L{am.model.User} or C{None}."""
+
+    def findUser(fingerprint=None, urn=None, name=None, project=None):
+        """The user matching any one given key, or C{None}."""
+
+    def listUsers():
+        """Every user, ordered by id."""
+
+    def getQuotas(userid):
+        """A dict kind -> L{am.model.Quota}."""
+
+    def putQuota(userid, quota):
+        """Insert or update one quota."""
+
+    def addJournal(entry):
+        """Append a L{am.model.JournalEntry}."""
+
+    def listJournal(userid):
+        """A user's journal, oldest first."""
+
+    # experiments and schedules
+    def addExperiment(experiment):
+        """Insert an experiment; return its new id."""
+
+    def updateExperiment(experiment):
+        """Write back an experiment's fields."""
+
+    def getExperiment(expid):
+        """The L{am.model.Experiment} or C{None}."""
+
+    def findExperiments(ownerid=None, status=None, sliceURN=None):
+        """Experiments matching all given keys, ordered by id."""
+
+    def addSchedules(schedules):
+        """Insert schedules; set and return their new ids."""
+
+    def updateSchedule(schedule):
+        """Write back a schedule's status, reason, shared flag, window, options and charges."""
+
+    def getSchedule(schedid):
+        """The L{am.model.Schedule} or C{None}."""
+
+    def schedulesOfExperiment(expid):
+        """An experiment's schedules, ordered by start then id."""
+
+    def schedulesOfNode(nodeid, start, stop, limit=None):
+        """A node's schedules overlapping C{[start, stop)}, ordered by start."""
+
+    def schedulesOverlapping(start, stop, ownerid=None):
+        """All schedules overlapping C{[start, stop)}, optionally of one owner, ordered by start."""
+
+    def blockingIntervals(start, stop, nodeids=None):
+        """
+        The L{am.model.Interval}s of blocking schedules that overlap C{[start, stop)},
+        optionally only for the given node ids. Must use an index, never a full scan.
+        """
+
+    def expiredAllocations(now):
+        """Schedules still C{allocated} whose allocation expired before C{now}."""
+
+    def countSchedules():
+        """How many schedules there are (for statistics)."""

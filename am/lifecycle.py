@@ -1,0 +1,295 @@
+# -*- test-case-name: tests.test_lifecycle -*-
+"""
+What happens to schedules after booking: status reports, heartbeats, deletion,
+provisioning, renewal and expiry, with quota refunds for time not used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+
+from am import quotas, slots, states
+from am.errors import BadRequest, Conflict, Forbidden, NotFound
+from am.interfaces import IStoreTransaction
+from am.model import NODE_ACTIVE, NODE_MAINTENANCE, Experiment, Schedule, User
+from am.policy import Policy
+from am.states import Actor
+
+
+def actorFor(user: User, experiment: Experiment) -> Actor:
+    """
+    How the state machine sees this user acting on that experiment.
+
+    @raise Forbidden: for anyone else.
+    """
+    if user.active and user.role == "admin":
+        return Actor.ADMIN
+    if user.active and user.role == "user" and user.id == experiment.ownerid:
+        return Actor.OWNER
+    raise Forbidden(f"Only admins and user {experiment.ownerid} can do this")
+
+
+def refundUnused(
+    txn: IStoreTransaction, schedule: Schedule, ownerid: int, now: int, policy: Policy
+) -> dict[str, int]:
+    """
+    Give back what a schedule that just became final did not use: everything if
+    it never ran on a node, otherwise the node-time after C{now}.
+    """
+    neverRan = schedule.status == states.CANCELED or now < schedule.start
+    amounts = {
+        "time": schedule.chargedTime if neverRan else min(schedule.chargedTime, max(0, schedule.stop - now)),
+        "data": schedule.chargedData if neverRan else 0,
+        "storage": schedule.chargedStorage if neverRan else 0,
+    }
+    schedule.chargedTime -= amounts["time"]
+    schedule.chargedData -= amounts["data"]
+    schedule.chargedStorage -= amounts["storage"]
+    quotas.refund(
+        txn, ownerid, amounts, f"schedule {schedule.id} {schedule.status}: unused part refunded", now, policy
+    )
+    return amounts
+
+
+def _apply(
+    txn: IStoreTransaction,
+    schedule: Schedule,
+    experiment: Experiment,
+    code: str,
+    reason: str,
+    actor: Actor,
+    now: int,
+    policy: Policy,
+) -> bool:
+    changed = states.checkTransition(schedule.status, code, actor)
+    if not changed:
+        return False
+    schedule.status, schedule.reason, schedule.updated = code, reason, now
+    if states.isFinal(code):
+        refundUnused(txn, schedule, experiment.ownerid, now, policy)
+    txn.updateSchedule(schedule)
+    return True
+
+
+def changeStatus(
+    txn: IStoreTransaction, schedid: Any, text: Any, user: User, now: int, policy: Policy
+) -> tuple[Schedule, bool]:
+    """
+    A status report (from a node) or an owner's or admin's change.
+
+    @return: the schedule and whether it changed.
+    @raise TransitionRefused: with the legacy message for a final status.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest("Parameters missing (required: status)", parameter="status")
+    code, reason = states.splitStatus(text)
+    if code not in states.ALL_STATES:
+        raise BadRequest(f"Unknown status code ({text.strip()}).", parameter="status")
+    schedule = getSchedule(txn, schedid)
+    experiment = txn.getExperiment(schedule.expid)
+    if user.role == "node":
+        if not user.active or str(user.nodeid) != schedule.nodeid:
+            raise Forbidden(f"Wrong user to update this status ({user.name})")
+        actor = Actor.NODE
+    else:
+        actor = actorFor(user, experiment)
+    return schedule, _apply(txn, schedule, experiment, code, reason[:500], actor, now, policy)
+
+
+def getSchedule(txn: IStoreTransaction, schedid: Any) -> Schedule:
+    """
+    Look a schedule up by its id (an int, or its string form).
+    """
+    try:
+        key = int(str(schedid).strip())
+    except ValueError:
+        raise NotFound("Could not find schedule entry with this id.") from None
+    schedule = txn.getSchedule(key)
+    if schedule is None:
+        raise NotFound("Could not find schedule entry with this id.")
+    return schedule
+
+
+@attrs.define
+class HeartbeatReply:
+    """
+    What a node learns from a heartbeat.
+    """
+
+    node: Any
+    tasks: list[Schedule]
+
+
+def heartbeat(
+    txn: IStoreTransaction,
+    user: User,
+    nodeid: str,
+    now: int,
+    policy: Policy,
+    maintenance: bool = False,
+    interfaces: Optional[list] = None,
+    limit: int = 3,
+) -> HeartbeatReply:
+    """
+    Record that a node is alive and hand it its upcoming tasks (final ones too, so
+    it can drop what was canceled); C{defined} tasks become C{requested}.
+    """
+    if user.role != "node" or not user.active or str(user.nodeid) != str(nodeid):
+        raise Forbidden(f"Wrong user to update this status. ({user.name})")
+    node = txn.getNode(nodeid)
+    if node is None:
+        raise NotFound("Node id does not exist.")
+    status = None
+    if node.status in (NODE_ACTIVE, NODE_MAINTENANCE):
+        status = NODE_MAINTENANCE if maintenance else NODE_ACTIVE
+        node.status = status
+    node.heartbeat = now
+    txn.setHeartbeat(node.id, now, status, interfaces)
+    tasks = [
+        s
+        for s in txn.schedulesOfNode(node.id, now, now + policy.prefetch)
+        if s.status != states.ALLOCATED
+    ][: max(1, min(limit, 100))]
+    for task in tasks:
+        if task.status == states.DEFINED:
+            task.status, task.updated = states.REQUESTED, now
+            txn.updateSchedule(task)
+    return HeartbeatReply(node, tasks)
+
+
+@attrs.define
+class Deletion:
+    """
+    What deleting an experiment did.
+    """
+
+    canceled: int = 0
+    aborted: int = 0
+    archived: bool = False
+
+
+def deleteExperiment(
+    txn: IStoreTransaction, expid: Any, user: User, now: int, policy: Policy
+) -> Deletion:
+    """
+    Cancel what has not reached a node, abort what has, and archive the experiment.
+    Unlike the legacy scheduler, one call is enough and unused quota is refunded.
+    """
+    experiment = getExperiment(txn, expid)
+    if experiment.status != "active":
+        raise NotFound(f"Experiment {experiment.id} not found.")
+    actor = actorFor(user, experiment)
+    result = Deletion()
+    for schedule in txn.schedulesOfExperiment(experiment.id):
+        if schedule.status in (states.ALLOCATED, states.DEFINED):
+            _apply(txn, schedule, experiment, states.CANCELED, "", actor, now, policy)
+            result.canceled += 1
+        elif not states.isFinal(schedule.status):
+            _apply(txn, schedule, experiment, states.ABORTED, "", actor, now, policy)
+            result.aborted += 1
+    experiment.status = "archived"
+    txn.updateExperiment(experiment)
+    result.archived = True
+    return result
+
+
+def getExperiment(txn: IStoreTransaction, expid: Any) -> Experiment:
+    """
+    Look an experiment up by id.
+    """
+    try:
+        key = int(str(expid).strip())
+    except ValueError:
+        raise NotFound("Could not find experiment with this id.") from None
+    experiment = txn.getExperiment(key)
+    if experiment is None:
+        raise NotFound("Could not find experiment with this id.")
+    return experiment
+
+
+def provision(
+    txn: IStoreTransaction, schedules: list[Schedule], user: User, now: int, policy: Policy,
+    options: Optional[dict] = None,
+) -> list[Schedule]:
+    """
+    Make allocated schedules visible to their nodes (GENI Provision).
+    """
+    for schedule in schedules:
+        experiment = txn.getExperiment(schedule.expid)
+        actor = actorFor(user, experiment)
+        if schedule.status == states.ALLOCATED:
+            if options:
+                schedule.deploymentOptions.update(options)
+            states.checkTransition(schedule.status, states.DEFINED, actor)
+            schedule.status, schedule.expires, schedule.updated = states.DEFINED, 0, now
+            txn.updateSchedule(schedule)
+    return schedules
+
+
+def renew(
+    txn: IStoreTransaction, schedules: list[Schedule], stop: int, user: User, now: int,
+    policy: Policy,
+) -> list[Schedule]:
+    """
+    Move the end of each schedule to C{stop} when the node is free until then,
+    all or nothing, charging the extra node-time.
+    """
+    if stop <= now:
+        raise Conflict("Cannot renew into the past.")
+    extra = 0
+    for schedule in schedules:
+        if states.isFinal(schedule.status):
+            raise Conflict(f"Schedule {schedule.id} is {schedule.status} and cannot be renewed.")
+        if stop - schedule.start > policy.maxRuntime:
+            raise Conflict(f"Tasks may not run for more than {policy.maxRuntime} seconds.")
+        if stop > schedule.stop:
+            if policy.maintenanceConflict(schedule.stop, stop) is not None:
+                raise Conflict("The renewed window would overlap a maintenance window.")
+            if not schedule.shared:
+                others = [
+                    i
+                    for i in txn.blockingIntervals(
+                        schedule.stop - policy.padding, stop + policy.padding, [schedule.nodeid]
+                    )
+                    if not (i.start == schedule.start and i.stop == schedule.stop)
+                ]
+                if others:
+                    raise Conflict(f"Node {schedule.nodeid} is booked before {stop}.")
+            extra += stop - schedule.stop
+    owner = actorOwner(txn, schedules, user)
+    if extra > 0:
+        userQuotas = quotas.currentQuotas(txn, owner, now, policy)
+        quotas.charge(txn, owner, userQuotas, {"time": extra}, "renewal", now)
+    for schedule in schedules:
+        if stop > schedule.stop:
+            schedule.chargedTime += stop - schedule.stop
+        schedule.stop, schedule.updated = stop, now
+        txn.updateSchedule(schedule)
+    return schedules
+
+
+def actorOwner(txn: IStoreTransaction, schedules: list[Schedule], user: User) -> int:
+    """
+    The owner of the experiments these schedules belong to, checking the user may act.
+    """
+    owner = None
+    for schedule in schedules:
+        experiment = txn.getExperiment(schedule.expid)
+        actorFor(user, experiment)
+        owner = experiment.ownerid
+    return owner if owner is not None else (user.id or 0)
+
+
+def expireAllocations(txn: IStoreTransaction, now: int, policy: Policy) -> int:
+    """
+    Cancel allocations that were never provisioned in time (GENI), and fail tasks
+    whose window ended before any node took them.
+    """
+    count = 0
+    for schedule in txn.expiredAllocations(now):
+        experiment = txn.getExperiment(schedule.expid)
+        _apply(txn, schedule, experiment, states.CANCELED, "allocation expired", Actor.SCHEDULER, now, policy)
+        count += 1
+    return count

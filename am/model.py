@@ -1,0 +1,167 @@
+# -*- test-case-name: tests.test_scheduler -*-
+"""
+The core's value objects: nodes, users, quotas, experiments, schedules.
+
+Plain attrs classes with no behaviour beyond derived views; the rules live in
+L{am.scheduler} and L{am.states}, persistence in L{am.store}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+
+from am import states
+
+ROLES = ("user", "node", "admin")
+QUOTA_KINDS = ("time", "data", "storage")
+
+NODE_ACTIVE = "active"
+NODE_MAINTENANCE = "maintenance"
+NODE_DISABLED = "disabled"
+NODE_MISSING = "missing"
+NODE_STATUSES = (NODE_ACTIVE, NODE_MAINTENANCE, NODE_DISABLED, NODE_MISSING)
+
+TAG_ADMIN = "admin"
+TAG_INVENTORY = "inventory"
+
+
+@attrs.define
+class Node:
+    """
+    A measurement node. Tags come from the inventory and from admins; admin tags win.
+    """
+
+    id: str
+    hostname: str = ""
+    status: str = NODE_ACTIVE
+    heartbeat: int = 0
+    adminTags: dict[str, str] = attrs.field(factory=dict)
+    inventoryTags: dict[str, str] = attrs.field(factory=dict)
+    interfaces: list[dict[str, Any]] = attrs.field(factory=list)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """
+        The effective tags: inventory tags overridden by admin tags.
+        """
+        return {**self.inventoryTags, **self.adminTags}
+
+
+@attrs.define
+class User:
+    """
+    An experimenter, an admin or a node. Nodes are users with role C{node} whose
+    C{nodeid} names the node they speak for.
+    """
+
+    name: str
+    role: str
+    id: Optional[int] = None
+    fingerprint: Optional[str] = None
+    urn: Optional[str] = None
+    project: str = ""
+    invalid: bool = False
+    nodeid: Optional[str] = None
+
+    @property
+    def active(self) -> bool:
+        """
+        Invalidated users are treated as unknown everywhere (a legacy bug let them read).
+        """
+        return not self.invalid and self.role in ROLES
+
+
+@attrs.define
+class Quota:
+    """
+    One of a user's quotas: what is left now and what the monthly reset restores.
+    """
+
+    kind: str
+    current: int
+    resetValue: int
+    resetDate: int
+    lastReset: int = 0
+
+
+@attrs.define
+class JournalEntry:
+    """
+    One change of a quota, for audit.
+    """
+
+    timestamp: int
+    userid: int
+    kind: str
+    delta: int
+    newValue: int
+    reason: str
+
+
+@attrs.define
+class Experiment:
+    """
+    What a user asked for: an image to run on nodes in one or more windows.
+    """
+
+    name: str
+    ownerid: int
+    script: str
+    nodetypes: str = ""
+    start: int = 0
+    stop: int = 0
+    options: dict[str, Any] = attrs.field(factory=dict)
+    status: str = "active"
+    recurringUntil: int = 0
+    sliceURN: Optional[str] = None
+    id: Optional[int] = None
+    created: int = 0
+
+
+@attrs.define
+class Schedule:
+    """
+    One node booked for one window C{[start, stop)} of one experiment.
+    """
+
+    expid: int
+    nodeid: str
+    start: int
+    stop: int
+    status: str = states.DEFINED
+    reason: str = ""
+    shared: bool = False
+    deploymentOptions: dict[str, Any] = attrs.field(factory=dict)
+    chargedTime: int = 0
+    chargedData: int = 0
+    chargedStorage: int = 0
+    expires: int = 0
+    id: Optional[int] = None
+    updated: int = 0
+
+    @property
+    def blocking(self) -> bool:
+        """
+        An exclusive schedule that is not final keeps its padded window from others.
+        """
+        return not self.shared and not states.isFinal(self.status)
+
+    @property
+    def statusText(self) -> str:
+        """
+        The legacy C{"code; reason"} form.
+        """
+        return f"{self.status}; {self.reason}" if self.reason else self.status
+
+
+@attrs.frozen
+class Interval:
+    """
+    A blocking window of one node, as the slot search sees it.
+    """
+
+    nodeid: str
+    start: int
+    stop: int

@@ -1,0 +1,220 @@
+# -*- test-case-name: tests.test_slots -*-
+"""
+Eligibility and slot search: the earliest windows in which enough eligible nodes are free.
+
+Windows are half-open C{[start, stop)}. A blocking schedule C{[a, b)} on a node
+keeps C{[a - padding, b + padding)} from any new schedule on that node: a new
+window may start at C{b + padding} or end at C{a - padding} exactly (the legacy
+rule was off by one second, legacy reference §5.2). Only exclusive, non-final
+schedules block; shared (passive) schedules block nothing, but a shared request
+still needs nodes free of exclusive schedules (the legacy rule, kept).
+
+The search jumps from event to event: when a candidate start fails, the next
+candidate is the earliest moment one of the conflicting windows (or the
+maintenance window) ends, because before that no node can become free. Each step
+is one indexed interval query over the candidate window, never a scan of every
+schedule.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+import attrs
+
+from am.interfaces import IStoreTransaction
+from am.model import NODE_ACTIVE, Node
+from am.nodefilter import Filter
+from am.policy import Policy
+
+
+@attrs.frozen
+class Slot:
+    """
+    A window found for a request: per instance, the nodes chosen.
+    """
+
+    start: int
+    stop: int
+    maxStop: int
+    nodecount: int
+    maxNodecount: int
+    nodes: tuple[tuple[str, ...], ...]
+
+
+@attrs.frozen
+class Shortage:
+    """
+    Why a fixed window failed: how many nodes were free for which instance.
+    """
+
+    instance: int
+    start: int
+    stop: int
+    available: int
+    requested: int
+
+
+@attrs.define
+class Eligible:
+    """
+    The nodes a request may use, best first, split by how fresh their heartbeat is.
+    """
+
+    nodes: list[Node]
+    fresh: list[Node]
+    now: int
+    policy: Policy
+    explicit: bool
+
+    def at(self, start: int) -> list[Node]:
+        """
+        The nodes usable for a window starting at C{start}: an imminent start needs
+        a recent heartbeat (legacy §5.1), unless nodes were named explicitly.
+        """
+        if self.explicit or not self.policy.requireHeartbeat:
+            return self.nodes
+        if start - self.now < self.policy.imminentWindow:
+            return self.fresh
+        return self.nodes
+
+
+def eligibleNodes(
+    nodes: Iterable[Node],
+    nodeFilter: Filter,
+    explicit: Optional[Sequence[str]],
+    now: int,
+    policy: Policy,
+) -> Eligible:
+    """
+    Filter and order the candidate nodes: active, matching the filter (or named
+    explicitly), with a heartbeat recent enough; the most recently heard first.
+    """
+    wanted = set(str(n) for n in explicit) if explicit is not None else None
+    chosen = []
+    for node in nodes:
+        if node.status != NODE_ACTIVE:
+            continue
+        if wanted is not None:
+            if node.id not in wanted:
+                continue
+        if not nodeFilter.matches(node.tags):
+            continue
+        chosen.append(node)
+    chosen.sort(key=lambda n: (-n.heartbeat, n.id))
+    if wanted is None and policy.requireHeartbeat:
+        chosen = [n for n in chosen if n.heartbeat >= now - policy.heartbeatAge]
+    fresh = [n for n in chosen if n.heartbeat >= now - policy.imminentHeartbeatAge]
+    return Eligible(chosen, fresh, now, policy, wanted is not None)
+
+
+def _freeAt(
+    txn: IStoreTransaction, candidates: list[Node], start: int, stop: int, padding: int
+) -> tuple[list[str], Optional[int]]:
+    """
+    The free candidate ids for C{[start, stop)} and the earliest padded end of a
+    conflict among the candidates (when some are busy).
+    """
+    ids = [n.id for n in candidates]
+    conflicts = txn.blockingIntervals(
+        start - padding, stop + padding, ids if len(ids) <= 64 else None
+    )
+    wanted = set(ids)
+    busy: set[str] = set()
+    nextEnd = None
+    for c in conflicts:
+        if c.nodeid in wanted:
+            busy.add(c.nodeid)
+            end = c.stop + padding
+            if nextEnd is None or end < nextEnd:
+                nextEnd = end
+    return [i for i in ids if i not in busy], nextEnd
+
+
+def tryWindow(
+    txn: IStoreTransaction,
+    eligible: Eligible,
+    count: int,
+    start: int,
+    duration: int,
+    offsets: Sequence[int],
+) -> tuple[Optional[tuple[tuple[str, ...], ...]], Optional[Shortage], Optional[int]]:
+    """
+    Check one candidate start for every instance.
+
+    @return: C{(nodes per instance, None, None)} on success, or C{(None, shortage,
+        next candidate start)} on failure.
+    """
+    policy = eligible.policy
+    chosen = []
+    for index, offset in enumerate(offsets):
+        s = start + offset
+        e = s + duration
+        bump = policy.maintenanceConflict(s, e)
+        if bump is not None:
+            return None, Shortage(index, s, e, 0, count), bump - offset
+        free, nextEnd = _freeAt(txn, eligible.at(s), s, e, policy.padding)
+        if len(free) < count:
+            nextStart = None if nextEnd is None else nextEnd - offset
+            return None, Shortage(index, s, e, len(free), count), nextStart
+        chosen.append(tuple(free[:count]))
+    return tuple(chosen), None, None
+
+
+def _maxStop(
+    txn: IStoreTransaction, free: Sequence[str], count: int, start: int, duration: int, policy: Policy
+) -> int:
+    """
+    How long the first instance could run on C{count} of the free nodes: the
+    C{count}-th latest moment a free node gets busy (or the runtime limit).
+    """
+    limit = policy.maintenanceFreeUntil(start, start + max(policy.maxRuntime, duration))
+    ids = list(free)
+    until = {i: limit for i in ids}
+    for c in txn.blockingIntervals(start, limit + policy.padding, ids if len(ids) <= 64 else None):
+        if c.nodeid in until:
+            until[c.nodeid] = min(until[c.nodeid], max(start + duration, c.start - policy.padding))
+    ends = sorted(until.values(), reverse=True)
+    return ends[count - 1] if len(ends) >= count else start + duration
+
+
+def search(
+    txn: IStoreTransaction,
+    eligible: Eligible,
+    count: int,
+    duration: int,
+    earliest: int,
+    latest: int,
+    offsets: Sequence[int] = (0,),
+    results: int = 1,
+) -> tuple[list[Slot], Optional[Shortage]]:
+    """
+    The earliest C{results} disjoint windows, starting in C{[earliest, latest]}, in
+    which every instance finds C{count} free eligible nodes.
+
+    @return: the slots found, and the first shortage met (to explain a failure).
+    """
+    slots: list[Slot] = []
+    first: Optional[Shortage] = None
+    if len(eligible.nodes) < count:
+        return slots, Shortage(0, earliest, earliest + duration, len(eligible.nodes), count)
+    t = earliest
+    while t <= latest and len(slots) < results:
+        nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets)
+        if nodes is not None:
+            free, _ = _freeAt(txn, eligible.at(t), t, t + duration, eligible.policy.padding)
+            maxStop = _maxStop(txn, free, count, t, duration, eligible.policy)
+            slots.append(Slot(t, t + duration, maxStop, count, len(free), nodes))
+            t = max(maxStop, t + duration) + eligible.policy.padding
+            continue
+        if first is None:
+            first = shortage
+        if nextStart is None:
+            # Too few nodes even with nothing booked: waiting cannot help, except
+            # that imminent starts see fewer (freshly heard) nodes than later ones.
+            if eligible.at(t) is not eligible.nodes and len(eligible.nodes) >= count:
+                nextStart = eligible.now + eligible.policy.imminentWindow
+            else:
+                break
+        t = max(nextStart, t + 1)
+    return slots, first

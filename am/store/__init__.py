@@ -1,0 +1,3 @@
+"""
+Store implementations of L{am.interfaces.IStore}.
+"""

@@ -1,0 +1,134 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The SQLite schema as numbered migrations; C{PRAGMA user_version} records how far a file is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('longest_window', 0);
+
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        heartbeat INTEGER NOT NULL DEFAULT 0,
+        interfaces TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE node_tags (
+        nodeid TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (nodeid, source, tag)
+    );
+
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        fingerprint TEXT UNIQUE,
+        urn TEXT UNIQUE,
+        project TEXT NOT NULL DEFAULT '',
+        invalid INTEGER NOT NULL DEFAULT 0,
+        nodeid TEXT
+    );
+    CREATE TABLE quotas (
+        userid INTEGER NOT NULL REFERENCES users(id),
+        kind TEXT NOT NULL,
+        current INTEGER NOT NULL,
+        reset_value INTEGER NOT NULL,
+        reset_date INTEGER NOT NULL,
+        last_reset INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (userid, kind)
+    );
+    CREATE TABLE quota_journal (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        timestamp INTEGER NOT NULL,
+        userid INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        delta INTEGER NOT NULL,
+        new_value INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX quota_journal_user ON quota_journal (userid, id);
+
+    CREATE TABLE experiments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        ownerid INTEGER NOT NULL REFERENCES users(id),
+        script TEXT NOT NULL,
+        nodetypes TEXT NOT NULL DEFAULT '',
+        start INTEGER NOT NULL,
+        stop INTEGER NOT NULL,
+        recurring_until INTEGER NOT NULL DEFAULT 0,
+        options TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        slice_urn TEXT,
+        created INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX experiments_owner ON experiments (ownerid);
+    CREATE INDEX experiments_slice ON experiments (slice_urn) WHERE slice_urn IS NOT NULL;
+
+    CREATE TABLE schedules (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        expid INTEGER NOT NULL REFERENCES experiments(id),
+        nodeid TEXT NOT NULL REFERENCES nodes(id),
+        start INTEGER NOT NULL,
+        stop INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        shared INTEGER NOT NULL DEFAULT 0,
+        blocking INTEGER NOT NULL,
+        deployment_options TEXT NOT NULL DEFAULT '{}',
+        charged_time INTEGER NOT NULL DEFAULT 0,
+        charged_data INTEGER NOT NULL DEFAULT 0,
+        charged_storage INTEGER NOT NULL DEFAULT 0,
+        expires INTEGER NOT NULL DEFAULT 0,
+        updated INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX schedules_blocking ON schedules (blocking, start);
+    CREATE INDEX schedules_node ON schedules (nodeid, start);
+    CREATE INDEX schedules_experiment ON schedules (expid);
+    CREATE INDEX schedules_start ON schedules (start);
+    CREATE INDEX schedules_allocated ON schedules (expires) WHERE status = 'allocated';
+    """,
+)
+
+LATEST = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    """
+    The file was written by a newer Marvin; refuse rather than corrupt it.
+    """
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """
+    Bring the database up to L{LATEST} in one transaction per step.
+
+    @return: the version the file is now at.
+    """
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > LATEST:
+        raise SchemaTooNew(f"database schema {version} is newer than this Marvin ({LATEST})")
+    while version < LATEST:
+        script = MIGRATIONS[version]
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            version += 1
+            connection.execute(f"PRAGMA user_version = {version}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    return version

@@ -1,0 +1,522 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The SQLite store: one file in WAL mode, one connection, one writer thread.
+
+Every transaction starts with C{BEGIN IMMEDIATE}, which takes the write lock up
+front, so an allocation's check and insert are atomic even against another
+process using the same file; any exception rolls back and the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Callable, Iterable, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from am.interfaces import IStore, IStoreTransaction
+from am.model import (
+    TAG_ADMIN,
+    TAG_INVENTORY,
+    Experiment,
+    Interval,
+    JournalEntry,
+    Node,
+    Quota,
+    Schedule,
+    User,
+)
+from am.store.schema import migrate
+
+_SCHEDULE_COLUMNS = (
+    "id, expid, nodeid, start, stop, status, reason, shared, deployment_options, "
+    "charged_time, charged_data, charged_storage, expires, updated"
+)
+_EXPERIMENT_COLUMNS = (
+    "id, name, ownerid, script, nodetypes, start, stop, recurring_until, options, "
+    "status, slice_urn, created"
+)
+_USER_COLUMNS = "id, name, role, fingerprint, urn, project, invalid, nodeid"
+
+
+def _schedule(row: tuple) -> Schedule:
+    return Schedule(
+        id=row[0],
+        expid=row[1],
+        nodeid=row[2],
+        start=row[3],
+        stop=row[4],
+        status=row[5],
+        reason=row[6],
+        shared=bool(row[7]),
+        deploymentOptions=json.loads(row[8]),
+        chargedTime=row[9],
+        chargedData=row[10],
+        chargedStorage=row[11],
+        expires=row[12],
+        updated=row[13],
+    )
+
+
+def _experiment(row: tuple) -> Experiment:
+    return Experiment(
+        id=row[0],
+        name=row[1],
+        ownerid=row[2],
+        script=row[3],
+        nodetypes=row[4],
+        start=row[5],
+        stop=row[6],
+        recurringUntil=row[7],
+        options=json.loads(row[8]),
+        status=row[9],
+        sliceURN=row[10],
+        created=row[11],
+    )
+
+
+def _user(row: tuple) -> User:
+    return User(
+        id=row[0],
+        name=row[1],
+        role=row[2],
+        fingerprint=row[3],
+        urn=row[4],
+        project=row[5],
+        invalid=bool(row[6]),
+        nodeid=row[7],
+    )
+
+
+@implementer(IStoreTransaction)
+class SQLiteTransaction:
+    """
+    L{IStoreTransaction} over one open SQLite transaction.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    @property
+    def schemaVersion(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _one(self, sql: str, *args: Any) -> Optional[tuple]:
+        return self._db.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, *args: Any) -> list[tuple]:
+        return self._db.execute(sql, args).fetchall()
+
+    # nodes
+
+    def _nodes(self, where: str = "", *args: Any) -> list[Node]:
+        nodes = {
+            row[0]: Node(
+                id=row[0],
+                hostname=row[1],
+                status=row[2],
+                heartbeat=row[3],
+                interfaces=json.loads(row[4]),
+            )
+            for row in self._all(
+                f"SELECT id, hostname, status, heartbeat, interfaces FROM nodes {where} ORDER BY id",
+                *args,
+            )
+        }
+        if nodes:
+            tagWhere = where.replace("WHERE id", "WHERE nodeid")
+            for nodeid, source, tag, value in self._all(
+                f"SELECT nodeid, source, tag, value FROM node_tags {tagWhere}", *args
+            ):
+                node = nodes.get(nodeid)
+                if node is not None:
+                    target = node.adminTags if source == TAG_ADMIN else node.inventoryTags
+                    target[tag] = value
+        return list(nodes.values())
+
+    def putNode(self, node: Node) -> None:
+        self._db.execute(
+            "INSERT INTO nodes (id, hostname, status, heartbeat, interfaces) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET hostname=excluded.hostname, status=excluded.status, "
+            "heartbeat=excluded.heartbeat, interfaces=excluded.interfaces",
+            (node.id, node.hostname, node.status, node.heartbeat, json.dumps(node.interfaces)),
+        )
+        self._db.execute("DELETE FROM node_tags WHERE nodeid = ?", (node.id,))
+        self._db.executemany(
+            "INSERT INTO node_tags (nodeid, source, tag, value) VALUES (?, ?, ?, ?)",
+            [(node.id, TAG_ADMIN, t, v) for t, v in node.adminTags.items()]
+            + [(node.id, TAG_INVENTORY, t, v) for t, v in node.inventoryTags.items()],
+        )
+
+    def getNode(self, nodeid: str) -> Optional[Node]:
+        found = self._nodes("WHERE id = ?", str(nodeid))
+        return found[0] if found else None
+
+    def listNodes(self) -> list[Node]:
+        return self._nodes()
+
+    def setHeartbeat(
+        self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
+    ) -> None:
+        sets, args = ["heartbeat = ?"], [when]
+        if status is not None:
+            sets.append("status = ?")
+            args.append(status)
+        if interfaces is not None:
+            sets.append("interfaces = ?")
+            args.append(json.dumps(interfaces))
+        self._db.execute(f"UPDATE nodes SET {', '.join(sets)} WHERE id = ?", (*args, nodeid))
+
+    def nodeHasSchedules(self, nodeid: str) -> bool:
+        return self._one("SELECT 1 FROM schedules WHERE nodeid = ? LIMIT 1", nodeid) is not None
+
+    def deleteNode(self, nodeid: str) -> None:
+        self._db.execute("DELETE FROM node_tags WHERE nodeid = ?", (nodeid,))
+        self._db.execute("DELETE FROM nodes WHERE id = ?", (nodeid,))
+
+    # users and quotas
+
+    def addUser(self, user: User) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO users (name, role, fingerprint, urn, project, invalid, nodeid) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (user.name, user.role, user.fingerprint, user.urn, user.project, int(user.invalid), user.nodeid),
+        )
+        user.id = cursor.lastrowid
+        return user.id
+
+    def updateUser(self, user: User) -> None:
+        self._db.execute(
+            "UPDATE users SET name=?, role=?, fingerprint=?, urn=?, project=?, invalid=?, nodeid=? "
+            "WHERE id = ?",
+            (user.name, user.role, user.fingerprint, user.urn, user.project, int(user.invalid), user.nodeid, user.id),
+        )
+
+    def getUser(self, userid: int) -> Optional[User]:
+        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", userid)
+        return _user(row) if row else None
+
+    def findUser(
+        self,
+        fingerprint: Optional[str] = None,
+        urn: Optional[str] = None,
+        name: Optional[str] = None,
+        project: Optional[str] = None,
+    ) -> Optional[User]:
+        if fingerprint:
+            row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE fingerprint = ?", fingerprint)
+        elif urn:
+            row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE urn = ?", urn)
+        elif name is not None:
+            row = self._one(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE name = ? AND project = ? AND invalid = 0",
+                name,
+                project or "",
+            )
+        else:
+            return None
+        return _user(row) if row else None
+
+    def listUsers(self) -> list[User]:
+        return [_user(r) for r in self._all(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")]
+
+    def getQuotas(self, userid: int) -> dict[str, Quota]:
+        return {
+            row[0]: Quota(kind=row[0], current=row[1], resetValue=row[2], resetDate=row[3], lastReset=row[4])
+            for row in self._all(
+                "SELECT kind, current, reset_value, reset_date, last_reset FROM quotas WHERE userid = ?",
+                userid,
+            )
+        }
+
+    def putQuota(self, userid: int, quota: Quota) -> None:
+        self._db.execute(
+            "INSERT INTO quotas (userid, kind, current, reset_value, reset_date, last_reset) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (userid, kind) DO UPDATE SET "
+            "current=excluded.current, reset_value=excluded.reset_value, "
+            "reset_date=excluded.reset_date, last_reset=excluded.last_reset",
+            (userid, quota.kind, quota.current, quota.resetValue, quota.resetDate, quota.lastReset),
+        )
+
+    def addJournal(self, entry: JournalEntry) -> None:
+        self._db.execute(
+            "INSERT INTO quota_journal (timestamp, userid, kind, delta, new_value, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.timestamp, entry.userid, entry.kind, entry.delta, entry.newValue, entry.reason),
+        )
+
+    def listJournal(self, userid: int) -> list[JournalEntry]:
+        return [
+            JournalEntry(*row)
+            for row in self._all(
+                "SELECT timestamp, userid, kind, delta, new_value, reason FROM quota_journal "
+                "WHERE userid = ? ORDER BY id",
+                userid,
+            )
+        ]
+
+    # experiments
+
+    def addExperiment(self, experiment: Experiment) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO experiments (name, ownerid, script, nodetypes, start, stop, "
+            "recurring_until, options, status, slice_urn, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                experiment.name,
+                experiment.ownerid,
+                experiment.script,
+                experiment.nodetypes,
+                experiment.start,
+                experiment.stop,
+                experiment.recurringUntil,
+                json.dumps(experiment.options),
+                experiment.status,
+                experiment.sliceURN,
+                experiment.created,
+            ),
+        )
+        experiment.id = cursor.lastrowid
+        return experiment.id
+
+    def updateExperiment(self, experiment: Experiment) -> None:
+        self._db.execute(
+            "UPDATE experiments SET name=?, script=?, nodetypes=?, start=?, stop=?, "
+            "recurring_until=?, options=?, status=?, slice_urn=? WHERE id = ?",
+            (
+                experiment.name,
+                experiment.script,
+                experiment.nodetypes,
+                experiment.start,
+                experiment.stop,
+                experiment.recurringUntil,
+                json.dumps(experiment.options),
+                experiment.status,
+                experiment.sliceURN,
+                experiment.id,
+            ),
+        )
+
+    def getExperiment(self, expid: int) -> Optional[Experiment]:
+        row = self._one(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?", expid)
+        return _experiment(row) if row else None
+
+    def findExperiments(
+        self,
+        ownerid: Optional[int] = None,
+        status: Optional[str] = None,
+        sliceURN: Optional[str] = None,
+    ) -> list[Experiment]:
+        where, args = [], []
+        for column, value in (("ownerid", ownerid), ("status", status), ("slice_urn", sliceURN)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return [
+            _experiment(r)
+            for r in self._all(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments {clause} ORDER BY id", *args)
+        ]
+
+    # schedules
+
+    def _noteLongest(self, schedules: Iterable[Schedule]) -> None:
+        longest = max((s.stop - s.start for s in schedules), default=0)
+        self._db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'longest_window' AND value < ?", (longest, longest)
+        )
+
+    def _scheduleRow(self, s: Schedule) -> tuple:
+        return (
+            s.expid,
+            str(s.nodeid),
+            s.start,
+            s.stop,
+            s.status,
+            s.reason,
+            int(s.shared),
+            int(s.blocking),
+            json.dumps(s.deploymentOptions),
+            s.chargedTime,
+            s.chargedData,
+            s.chargedStorage,
+            s.expires,
+            s.updated,
+        )
+
+    def addSchedules(self, schedules: list[Schedule]) -> list[int]:
+        ids = []
+        for schedule in schedules:
+            cursor = self._db.execute(
+                "INSERT INTO schedules (expid, nodeid, start, stop, status, reason, shared, blocking, "
+                "deployment_options, charged_time, charged_data, charged_storage, expires, updated) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                self._scheduleRow(schedule),
+            )
+            schedule.id = cursor.lastrowid
+            ids.append(schedule.id)
+        self._noteLongest(schedules)
+        return ids
+
+    def updateSchedule(self, schedule: Schedule) -> None:
+        self._db.execute(
+            "UPDATE schedules SET expid=?, nodeid=?, start=?, stop=?, status=?, reason=?, shared=?, "
+            "blocking=?, deployment_options=?, charged_time=?, charged_data=?, charged_storage=?, "
+            "expires=?, updated=? WHERE id = ?",
+            (*self._scheduleRow(schedule), schedule.id),
+        )
+        self._noteLongest([schedule])
+
+    def getSchedule(self, schedid: int) -> Optional[Schedule]:
+        row = self._one(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", schedid)
+        return _schedule(row) if row else None
+
+    def schedulesOfExperiment(self, expid: int) -> list[Schedule]:
+        return [
+            _schedule(r)
+            for r in self._all(
+                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE expid = ? ORDER BY start, id", expid
+            )
+        ]
+
+    def _longest(self) -> int:
+        return self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
+
+    def schedulesOfNode(
+        self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
+    ) -> list[Schedule]:
+        sql = (
+            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND start >= ? "
+            "AND start < ? AND stop > ? ORDER BY start, id"
+        )
+        args: list[Any] = [str(nodeid), start - self._longest(), stop, start]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_schedule(r) for r in self._all(sql, *args)]
+
+    def schedulesOverlapping(
+        self, start: int, stop: int, ownerid: Optional[int] = None
+    ) -> list[Schedule]:
+        sql = (
+            f"SELECT {', '.join('s.' + c.strip() for c in _SCHEDULE_COLUMNS.split(','))} "
+            "FROM schedules s"
+        )
+        args: list[Any] = []
+        where = "s.start >= ? AND s.start < ? AND s.stop > ?"
+        args += [start - self._longest(), stop, start]
+        if ownerid is not None:
+            sql += " JOIN experiments e ON e.id = s.expid"
+            where += " AND e.ownerid = ?"
+            args.append(ownerid)
+        return [_schedule(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
+
+    def blockingIntervals(
+        self, start: int, stop: int, nodeids: Optional[Iterable[str]] = None
+    ) -> list[Interval]:
+        low = start - self._longest()
+        if nodeids is not None:
+            ids = [str(n) for n in nodeids]
+            if not ids:
+                return []
+            if len(ids) <= 64:
+                marks = ",".join("?" * len(ids))
+                rows = self._all(
+                    "SELECT nodeid, start, stop FROM schedules INDEXED BY schedules_node "
+                    f"WHERE nodeid IN ({marks}) AND start >= ? AND start < ? AND stop > ? "
+                    "AND blocking = 1",
+                    *ids,
+                    low,
+                    stop,
+                    start,
+                )
+                return [Interval(*r) for r in rows]
+            wanted = set(ids)
+        else:
+            wanted = None
+        rows = self._all(
+            "SELECT nodeid, start, stop FROM schedules INDEXED BY schedules_blocking "
+            "WHERE blocking = 1 AND start >= ? AND start < ? AND stop > ?",
+            low,
+            stop,
+            start,
+        )
+        return [Interval(*r) for r in rows if wanted is None or r[0] in wanted]
+
+    def expiredAllocations(self, now: int) -> list[Schedule]:
+        return [
+            _schedule(r)
+            for r in self._all(
+                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' AND expires < ?",
+                now,
+            )
+        ]
+
+    def countSchedules(self) -> int:
+        return self._one("SELECT COUNT(*) FROM schedules")[0]
+
+
+class SQLiteDatabase:
+    """
+    One connection to one SQLite file, running transactions synchronously.
+
+    L{SQLiteStore} runs it on a dedicated thread; tests and tools may run it directly.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._connection = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._connection.execute("PRAGMA foreign_keys = ON")
+        if path != ":memory:":
+            self._connection.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode survives a crash of the process; only power loss can
+            # lose the last commits.
+            self._connection.execute("PRAGMA synchronous = NORMAL")
+        self.schemaVersion = migrate(self._connection)
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """
+        Run C{function(transaction, ...)} in one immediate transaction.
+        """
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = function(SQLiteTransaction(self._connection), *args, **kwargs)
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+        return result
+
+    def close(self) -> None:
+        """
+        Close the connection.
+        """
+        self._connection.close()
+
+
+@implementer(IStore)
+class SQLiteStore:
+    """
+    L{IStore} over a SQLite file, with one writer thread so the reactor never blocks.
+    """
+
+    def __init__(self, path: str, reactor: Any) -> None:
+        self._database = SQLiteDatabase(path)
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="marvin-sqlite")
+        self._pool.start()
+
+    def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        return deferToThreadPool(
+            self._reactor, self._pool, self._database.run, function, *args, **kwargs
+        )
+
+    def close(self) -> Deferred:
+        self._pool.stop()
+        self._database.close()
+        return succeed(None)

@@ -1,0 +1,34 @@
+# -*- test-case-name: tests.test_allocation -*-
+"""
+Checking the loosely typed values that arrive from form fields, JSON and XML-RPC.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from am.errors import BadRequest
+
+_INTEGER = re.compile(r"-?\d{1,18}")
+
+
+def integer(name: str, value: Any, minimum: Optional[int] = None) -> int:
+    """
+    Accept ints, integral floats and integral strings (form fields); refuse
+    everything else by name, so the caller learns which parameter was bad.
+    """
+    if isinstance(value, bool) or value is None:
+        raise BadRequest(f"{name} must be an integer", parameter=name)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not _INTEGER.fullmatch(text):
+            raise BadRequest(f"{name} must be an integer", parameter=name)
+        value = int(text)
+    if not isinstance(value, int):
+        raise BadRequest(f"{name} must be an integer", parameter=name)
+    if minimum is not None and value < minimum:
+        raise BadRequest(f"{name} must be at least {minimum}", parameter=name)
+    return value
