@@ -54,7 +54,7 @@ _RULES: tuple[tuple[tuple[str, ...], str, frozenset[Actor]], ...] = (
     ((DEFINED, REQUESTED, DELAYED), DEPLOYED, frozenset({N})),
     ((DEFINED, REQUESTED, DEPLOYED), DELAYED, frozenset({N})),
     ((DEFINED, REQUESTED, DEPLOYED, DELAYED), STARTED, frozenset({N})),
-    ((DEPLOYED, STARTED, RESTARTED), RESTARTED, frozenset({N})),
+    ((DEPLOYED, STARTED), RESTARTED, frozenset({N})),
     ((DEPLOYED, STARTED, RESTARTED), STOPPED, frozenset({N})),
     ((DEPLOYED, DELAYED, STARTED, RESTARTED), FINISHED, frozenset({N})),
     ((DEFINED, REQUESTED, DEPLOYED, DELAYED, STARTED, RESTARTED), FAILED, frozenset({N, S})),

@@ -1,0 +1,142 @@
+# -*- test-case-name: tests.test_trust_verifier -*-
+"""
+XML-DSig signature checks with python-xmlsec, keyed by a certificate we have
+already chained to the GENI roots.
+
+libxmlsec1 1.2 accepts a signature by an untrusted key when the signature
+carries a C{KeyValue} before the genuine certificate, and every xmlsec build
+trusts OpenSSL's default CA paths.  So xmlsec never chooses the key here: the
+caller picks the signer certificate from C{X509Data}, checks its chain
+against only the configured roots (L{am.trust.certs.ChainVerifier}), and
+this module hands xmlsec exactly that certificate's public key.  With a key
+preset, xmlsec does not read C{KeyInfo} at all (and only C{X509} key data is
+enabled in any case), so the key that verified the signature I{is} the key of
+the certificate whose chain was checked.
+
+The algorithms a signature may use are restricted to canonicalisation,
+enveloped-signature, SHA digests and RSA/ECDSA signature methods: no XSLT,
+XPath or HMAC.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+from collections import OrderedDict
+
+import xmlsec
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from lxml import etree
+
+from am.trust.credential import DSIG, MAX_SIGNATURES
+from am.trust.errors import BADARGS, FORBIDDEN, TrustError
+
+_C = xmlsec.constants
+
+_CANONICAL = (_C.TransformInclC14N, _C.TransformExclC14N, _C.TransformInclC14N11)
+
+SIGNATURE_TRANSFORMS = (
+    *_CANONICAL,
+    _C.TransformRsaSha1,
+    _C.TransformRsaSha256,
+    _C.TransformRsaSha384,
+    _C.TransformRsaSha512,
+    _C.TransformEcdsaSha256,
+    _C.TransformEcdsaSha384,
+    _C.TransformEcdsaSha512,
+)
+
+REFERENCE_TRANSFORMS = (
+    *_CANONICAL,
+    _C.TransformEnveloped,
+    _C.TransformSha1,
+    _C.TransformSha256,
+    _C.TransformSha384,
+    _C.TransformSha512,
+)
+
+_X509_CERT = f"{{{DSIG}}}KeyInfo/{{{DSIG}}}X509Data/{{{DSIG}}}X509Certificate"
+
+
+def signerCertificates(signature: etree._Element) -> list[x509.Certificate]:
+    """
+    The certificates in a signature's C{KeyInfo/X509Data}, in order.
+
+    @raise TrustError: (FORBIDDEN) if there is none, (BADARGS) if one does
+        not decode.
+    """
+    certs = []
+    for element in signature.findall(_X509_CERT):
+        if len(certs) >= MAX_SIGNATURES:
+            raise TrustError(BADARGS, "a signature carries too many certificates")
+        if len(element):
+            raise TrustError(BADARGS, "<X509Certificate> must contain only base64")
+        try:
+            der = base64.b64decode("".join((element.text or "").split()), validate=True)
+            certs.append(x509.load_der_x509_certificate(der))
+        except (binascii.Error, ValueError):
+            raise TrustError(
+                BADARGS, "a signature's X509Certificate does not decode"
+            ) from None
+    if not certs:
+        raise TrustError(
+            FORBIDDEN, "signature carries no X509 certificate to identify its signer"
+        )
+    return certs
+
+
+class SignatureChecker:
+    """
+    Verify XML-DSig signatures with a given certificate's key.
+
+    Loaded xmlsec keys are kept (by certificate) so the same authority's
+    key is not re-read for every credential.
+    """
+
+    cacheSize = 256
+
+    def __init__(self) -> None:
+        self._keys: OrderedDict[bytes, xmlsec.Key] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _key(self, cert: x509.Certificate) -> xmlsec.Key:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        with self._lock:
+            key = self._keys.get(der)
+            if key is not None:
+                self._keys.move_to_end(der)
+                return key
+        key = xmlsec.Key.from_memory(der, _C.KeyDataFormatCertDer)
+        with self._lock:
+            self._keys[der] = key
+            while len(self._keys) > self.cacheSize:
+                self._keys.popitem(last=False)
+        return key
+
+    def verify(
+        self, signature: etree._Element, signer: x509.Certificate, what: str
+    ) -> None:
+        """
+        Check that C{signature} is a valid signature by C{signer}'s key.
+
+        @param what: names the signature in error messages.
+        @raise TrustError: (FORBIDDEN) if it is not.
+        """
+        context = xmlsec.SignatureContext()
+        context.set_enabled_key_data([_C.KeyDataX509])
+        for transform in SIGNATURE_TRANSFORMS:
+            context.enable_signature_transform(transform)
+        for transform in REFERENCE_TRANSFORMS:
+            context.enable_reference_transform(transform)
+        context.key = self._key(signer)
+        try:
+            context.verify(signature)
+        except xmlsec.Error:
+            raise TrustError(
+                FORBIDDEN,
+                f"{what}: the signature does not verify with the signer's "
+                "certificate (the document was changed after signing, or was "
+                "signed by another key)",
+            ) from None
