@@ -17,7 +17,7 @@ from am import allocation
 from am.allocation import AllocationRequest
 from am.errors import Conflict
 from am.interfaces import IStore, IStoreTransaction
-from am.model import Experiment, Node, Schedule
+from am.model import Experiment, Node, Schedule, User
 from am.policy import Policy
 from am.scheduler import Scheduler
 from am.store import schema
@@ -142,7 +142,8 @@ def test_longestWindowBoundsQueries() -> None:
     def fill(txn):
         for node in demoNodes(2):
             txn.putNode(node)
-        expid = txn.addExperiment(Experiment(name="e", ownerid=0, script="x"))
+        owner = txn.addUser(User(name="o", role="user", fingerprint="0" * 40))
+        expid = txn.addExperiment(Experiment(name="e", ownerid=owner, script="x"))
         txn.addSchedules([
             Schedule(expid=expid, nodeid="1", start=0, stop=90000),
             Schedule(expid=expid, nodeid="2", start=80000, stop=80600),
