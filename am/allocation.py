@@ -177,7 +177,9 @@ def allocate(
     eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy)
     latest = now + policy.horizon
     if asap:
-        found, shortage = slots.search(txn, eligible, nodecount, duration, start, latest, offsets)
+        found, shortage = slots.search(
+            txn, eligible, nodecount, duration, start, latest, offsets, extent=False
+        )
         if not found:
             raise Conflict(
                 "Could not find available time slot matching these criteria.",

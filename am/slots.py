@@ -162,20 +162,16 @@ def tryWindow(
 
 
 def _maxStop(
-    txn: IStoreTransaction, free: Sequence[str], count: int, start: int, duration: int, policy: Policy
+    txn: IStoreTransaction, chosen: Sequence[str], start: int, duration: int, policy: Policy
 ) -> int:
     """
-    How long the first instance could run on C{count} of the free nodes: the
-    C{count}-th latest moment a free node gets busy (or the runtime limit).
+    How long the first instance could run on the nodes chosen for it: until the
+    first of them gets busy, the next maintenance window, or the runtime limit.
     """
     limit = policy.maintenanceFreeUntil(start, start + max(policy.maxRuntime, duration))
-    ids = list(free)
-    until = {i: limit for i in ids}
-    for c in txn.blockingIntervals(start, limit + policy.padding, ids if len(ids) <= 64 else None):
-        if c.nodeid in until:
-            until[c.nodeid] = min(until[c.nodeid], max(start + duration, c.start - policy.padding))
-    ends = sorted(until.values(), reverse=True)
-    return ends[count - 1] if len(ends) >= count else start + duration
+    for c in txn.blockingIntervals(start, limit + policy.padding, list(chosen)):
+        limit = min(limit, max(start + duration, c.start - policy.padding))
+    return limit
 
 
 def search(
@@ -187,11 +183,14 @@ def search(
     latest: int,
     offsets: Sequence[int] = (0,),
     results: int = 1,
+    extent: bool = True,
 ) -> tuple[list[Slot], Optional[Shortage]]:
     """
     The earliest C{results} disjoint windows, starting in C{[earliest, latest]}, in
     which every instance finds C{count} free eligible nodes.
 
+    @param extent: compute each slot's C{maxStop} and C{maxNodecount} (for
+        answers to a search; a booking does not need them).
     @return: the slots found, and the first shortage met (to explain a failure).
     """
     slots: list[Slot] = []
@@ -202,8 +201,11 @@ def search(
     while t <= latest and len(slots) < results:
         nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets)
         if nodes is not None:
-            free, _ = _freeAt(txn, eligible.at(t), t, t + duration, eligible.policy.padding)
-            maxStop = _maxStop(txn, free, count, t, duration, eligible.policy)
+            if extent:
+                free, _ = _freeAt(txn, eligible.at(t), t, t + duration, eligible.policy.padding)
+                maxStop = _maxStop(txn, nodes[0], t, duration, eligible.policy)
+            else:
+                free, maxStop = list(nodes[0]), t + duration
             slots.append(Slot(t, t + duration, maxStop, count, len(free), nodes))
             t = max(maxStop, t + duration) + eligible.policy.padding
             continue

@@ -239,3 +239,26 @@ class ThreadedStoreTests(TestCase):
         yield self.store.transact(lambda txn: txn.putNode(Node(id="y")))
         nodes = yield self.store.transact(lambda txn: [n.id for n in txn.listNodes()])
         self.assertEqual(nodes, ["y"])
+
+
+def test_tagCacheFollowsOtherWritersAndRollback(tmp_path) -> None:
+    """
+    Cached node tags are refreshed when another connection changes a node, and a
+    rolled-back change never lingers in the cache.
+    """
+    path = str(tmp_path / "m.db")
+    a, b = SQLiteDatabase(path), SQLiteDatabase(path)
+    a.run(lambda txn: txn.putNode(Node(id="1", inventoryTags={"type": "testing"})))
+    assert a.run(lambda txn: txn.getNode("1")).tags == {"type": "testing"}
+    b.run(lambda txn: txn.putNode(Node(id="1", inventoryTags={"type": "deployed"})))
+    assert a.run(lambda txn: txn.getNode("1")).tags == {"type": "deployed"}
+
+    def rolledBack(txn):
+        txn.putNode(Node(id="1", inventoryTags={"type": "ghost"}))
+        assert txn.getNode("1").tags == {"type": "ghost"}
+        raise ValueError()
+
+    with pytest.raises(ValueError):
+        a.run(rolledBack)
+    b.run(lambda txn: txn.putNode(Node(id="1", inventoryTags={"type": "retired"})))
+    assert a.run(lambda txn: txn.getNode("1")).tags == {"type": "retired"}

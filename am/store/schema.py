@@ -12,6 +12,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     INSERT INTO meta (key, value) VALUES ('longest_window', 0);
+    INSERT INTO meta (key, value) VALUES ('nodes_version', 0);
 
     CREATE TABLE nodes (
         id TEXT PRIMARY KEY,

@@ -98,8 +98,9 @@ class SQLiteTransaction:
     L{IStoreTransaction} over one open SQLite transaction.
     """
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, cache: Optional[dict] = None) -> None:
         self._db = connection
+        self._cache = cache if cache is not None else {}
 
     @property
     def schemaVersion(self) -> int:
@@ -113,30 +114,43 @@ class SQLiteTransaction:
 
     # nodes
 
+    def _tags(self) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+        """
+        Every node's (admin, inventory) tags, cached per connection until a node
+        changes (C{nodes_version}, bumped by every writer, also in other processes).
+        """
+        version = self._one("SELECT value FROM meta WHERE key = 'nodes_version'")[0]
+        if self._cache.get("version") != version:
+            tags: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+            for nodeid, source, tag, value in self._all("SELECT nodeid, source, tag, value FROM node_tags"):
+                admin, inventory = tags.setdefault(nodeid, ({}, {}))
+                (admin if source == TAG_ADMIN else inventory)[tag] = value
+            self._cache.clear()
+            self._cache.update(version=version, tags=tags)
+        return self._cache["tags"]
+
     def _nodes(self, where: str = "", *args: Any) -> list[Node]:
-        nodes = {
-            row[0]: Node(
-                id=row[0],
-                hostname=row[1],
-                status=row[2],
-                heartbeat=row[3],
-                interfaces=json.loads(row[4]),
+        tags = self._tags()
+        nodes = []
+        for row in self._all(
+            f"SELECT id, hostname, status, heartbeat, interfaces FROM nodes {where} ORDER BY id", *args
+        ):
+            admin, inventory = tags.get(row[0], ({}, {}))
+            nodes.append(
+                Node(
+                    id=row[0],
+                    hostname=row[1],
+                    status=row[2],
+                    heartbeat=row[3],
+                    interfaces=json.loads(row[4]),
+                    adminTags=dict(admin),
+                    inventoryTags=dict(inventory),
+                )
             )
-            for row in self._all(
-                f"SELECT id, hostname, status, heartbeat, interfaces FROM nodes {where} ORDER BY id",
-                *args,
-            )
-        }
-        if nodes:
-            tagWhere = where.replace("WHERE id", "WHERE nodeid")
-            for nodeid, source, tag, value in self._all(
-                f"SELECT nodeid, source, tag, value FROM node_tags {tagWhere}", *args
-            ):
-                node = nodes.get(nodeid)
-                if node is not None:
-                    target = node.adminTags if source == TAG_ADMIN else node.inventoryTags
-                    target[tag] = value
-        return list(nodes.values())
+        return nodes
+
+    def _bumpNodes(self) -> None:
+        self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'nodes_version'")
 
     def putNode(self, node: Node) -> None:
         self._db.execute(
@@ -151,6 +165,7 @@ class SQLiteTransaction:
             [(node.id, TAG_ADMIN, t, v) for t, v in node.adminTags.items()]
             + [(node.id, TAG_INVENTORY, t, v) for t, v in node.inventoryTags.items()],
         )
+        self._bumpNodes()
 
     def getNode(self, nodeid: str) -> Optional[Node]:
         found = self._nodes("WHERE id = ?", str(nodeid))
@@ -177,6 +192,7 @@ class SQLiteTransaction:
     def deleteNode(self, nodeid: str) -> None:
         self._db.execute("DELETE FROM node_tags WHERE nodeid = ?", (nodeid,))
         self._db.execute("DELETE FROM nodes WHERE id = ?", (nodeid,))
+        self._bumpNodes()
 
     # users and quotas
 
@@ -478,6 +494,7 @@ class SQLiteDatabase:
             # lose the last commits.
             self._connection.execute("PRAGMA synchronous = NORMAL")
         self.schemaVersion = migrate(self._connection)
+        self._cache: dict = {}
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
@@ -485,9 +502,10 @@ class SQLiteDatabase:
         """
         self._connection.execute("BEGIN IMMEDIATE")
         try:
-            result = function(SQLiteTransaction(self._connection), *args, **kwargs)
+            result = function(SQLiteTransaction(self._connection, self._cache), *args, **kwargs)
         except BaseException:
             self._connection.execute("ROLLBACK")
+            self._cache.clear()
             raise
         self._connection.execute("COMMIT")
         return result

@@ -1,0 +1,105 @@
+"""
+Benchmark of the scheduling core on the real SQLite store (not a test).
+
+1,000 nodes with 10,000 and with 100,000 existing schedules: median and p99 of
+an allocation (nodecount 5, a filter, as soon as possible) and of a slot search.
+Target: median under 20 ms at 100,000 schedules, and no growth with the total.
+
+Run: python bench/bench_core.py [--allocations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from am import accounts, allocation  # noqa: E402
+from am.allocation import AllocationRequest  # noqa: E402
+from am.model import Experiment, Node, Schedule  # noqa: E402
+from am.policy import Policy  # noqa: E402
+from am.store.sqlite import SQLiteDatabase  # noqa: E402
+
+NOW = 1_000_080_000
+POLICY = Policy(maintenance=())
+NODES = 1000
+FILTER = "type:testing,-model:apu2d"
+
+
+def populate(db: SQLiteDatabase, schedules: int) -> int:
+    rng = random.Random(1)
+    models = ["apu1d", "apu2d", "apu3"]
+
+    def fill(txn):
+        for i in range(NODES):
+            txn.putNode(Node(id=str(i), hostname=f"node{i}", heartbeat=NOW, inventoryTags={
+                "type": "testing" if i % 4 else "deployed", "model": models[i % 3],
+                "country": rng.choice(["se", "no", "es", "it"])}))
+        owner = accounts.addUser(txn, "bench", "user", NOW, POLICY, fingerprint="b" * 40).id
+        expid = txn.addExperiment(Experiment(name="bulk", ownerid=owner, script="img", created=NOW))
+        perNode = schedules // NODES
+        span = POLICY.horizon // perNode
+        rows = []
+        for i in range(NODES):
+            for k in range(perNode):
+                start = NOW + k * span + rng.randrange(0, max(1, span - 3600 - 240))
+                rows.append(Schedule(expid=expid, nodeid=str(i), start=start, stop=start + 3600))
+        txn.addSchedules(rows)
+        return owner
+
+    return db.run(fill)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def measure(schedules: int, allocations: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = SQLiteDatabase(os.path.join(tmp, "bench.db"))
+        owner = populate(db, schedules)
+        booking, searching = [], []
+        for _ in range(allocations):
+            t0 = time.perf_counter()
+            db.run(allocation.allocate, AllocationRequest(
+                ownerid=owner, name="b", script="img", nodecount=5, duration=3600, nodetypes=FILTER,
+                start=0), NOW, POLICY)
+            booking.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            db.run(allocation.find, NOW, POLICY, nodecount=5, duration=3600, nodetypes=FILTER, results=1)
+            searching.append((time.perf_counter() - t0) * 1000)
+        db.close()
+    return {
+        "alloc_median": statistics.median(booking),
+        "alloc_p99": percentile(booking, 0.99),
+        "find_median": statistics.median(searching),
+        "find_p99": percentile(searching, 0.99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--allocations", type=int, default=200)
+    args = parser.parse_args()
+    rows = {}
+    print(f"{'schedules':>10} {'alloc med ms':>13} {'alloc p99 ms':>13} {'find med ms':>12} {'find p99 ms':>12}")
+    for count in (10_000, 100_000):
+        r = rows[count] = measure(count, args.allocations)
+        print(f"{count:>10} {r['alloc_median']:>13.2f} {r['alloc_p99']:>13.2f} "
+              f"{r['find_median']:>12.2f} {r['find_p99']:>12.2f}")
+    ratio = rows[100_000]["alloc_median"] / rows[10_000]["alloc_median"]
+    fratio = rows[100_000]["find_median"] / rows[10_000]["find_median"]
+    print(f"ratio 100k/10k: allocation median x{ratio:.2f}, search median x{fratio:.2f} (1.0 = no growth)")
+    verdict = "PASS" if rows[100_000]["alloc_median"] < 20 and rows[100_000]["find_median"] < 20 else "MISS"
+    print(f"target median < 20 ms at 100,000 schedules: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
