@@ -1,0 +1,97 @@
+# -*- test-case-name: tests.test_node_tap -*-
+"""
+marvind's entry points: the C{marvind} twistd plugin (C{twistd -n marvind
+--config PATH}) and the C{marvind --config PATH} console script, which runs
+the same service in the foreground and logs to standard output (for
+systemd).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from node.config import ConfigError, MarvindConfig, loadConfig
+
+DEFAULT_CONFIG = "/etc/marvind.conf"
+
+
+class Options(usage.Options):
+    """
+    Command-line options of marvind.
+    """
+
+    synopsis = "[--config PATH]"
+    longdesc = (
+        "marvind, the Marvin node agent: heartbeats to the controller, deploys, starts "
+        "and stops the node's scheduled tasks with hooks, and reports their status."
+    )
+    optParameters = [
+        ["config", "c", DEFAULT_CONFIG, "Path of the YAML configuration file."],
+    ]
+
+    def postOptions(self) -> None:
+        """
+        Load the configuration now, so that a bad file is a usage error with
+        one clear message rather than a traceback from C{makeService}.
+        """
+        try:
+            self["configuration"] = loadConfig(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    Build the agent service from parsed L{Options}.
+
+    @param reactor: the reactor to use (time, processes, network); the
+        global reactor if C{None}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+
+        reactor = globalReactor
+    from node.agent import MarvindAgent
+    from node.client import HTTPControllerClient
+    from node.hooks import ProcessHookRunner
+    from node.state import StateStore
+
+    config: MarvindConfig = options["configuration"]
+    store = StateStore(config.stateDirectory)
+    return MarvindAgent(
+        config=config,
+        clock=reactor,
+        client=HTTPControllerClient.fromConfig(reactor, config),
+        hooks=ProcessHookRunner(reactor, config, store),
+        store=store,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    The C{marvind} console script: run the agent in the foreground, logging
+    to standard output, until SIGTERM or SIGINT.
+    """
+    options = Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else list(argv))
+    except usage.UsageError as e:
+        sys.stderr.write(f"marvind: {e}\n")
+        raise SystemExit(2)
+
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    service = makeService(options, reactor)
+    reactor.callWhenRunning(service.startService)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()

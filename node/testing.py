@@ -1,0 +1,255 @@
+# -*- test-case-name: tests.test_node_agent -*-
+"""
+Test doubles for marvind: a fake controller and a fake hook runner.
+
+L{FakeController} is a C{twisted.web} resource implementing the controller's
+node routes exactly as the agent relies on them (heartbeat, status report,
+certificate check), recording every call. Tests serve it in memory with
+C{treq.testing.StubTreq} (driving the real HTTP client code), or over real
+TLS for end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.http import datetimeToString
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from node.hooks import HookResult, IHookRunner
+from node.state import TaskRecord
+from node.wire import FINAL, STATUS_CODES, statusCode
+
+
+@attrs.frozen
+class RecordedCall:
+    """
+    One request the fake controller received.
+
+    @ivar route: C{auth}, C{heartbeat}, C{report} or C{unknown}.
+    @ivar fields: form fields, each with its list of values.
+    """
+
+    method: str
+    path: str
+    route: str
+    fields: dict[str, list[str]]
+
+
+class FakeController(Resource):
+    """
+    The controller's node routes, in memory. Mount it as the C{v1} child of a
+    root resource (see L{root}).
+
+    @ivar tasks: schedule id to task (the wire format), the schedules of node
+        L{nodeId}.
+    @ivar calls: every request received, in order.
+    @ivar reports: C{(schedid, status, when)} of every report applied.
+    @ivar available: when false every request gets 503.
+    @ivar authorized: when false every request gets 401.
+    @ivar dateOffset: added to the clock for the C{Date} header.
+    """
+
+    isLeaf = True
+
+    def __init__(self, clock: IReactorTime, nodeId: str = "1") -> None:
+        super().__init__()
+        self.clock = clock
+        self.nodeId = nodeId
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.calls: list[RecordedCall] = []
+        self.reports: list[tuple[str, str, int]] = []
+        self.available = True
+        self.authorized = True
+        self.dateOffset = 0.0
+
+    def root(self) -> Resource:
+        """
+        A root resource with this controller at C{/v1}.
+        """
+        root = Resource()
+        root.putChild(b"v1", self)
+        return root
+
+    def addTask(
+        self, schedid: str, start: float, stop: float, image: str = "registry.example/exp:1",
+        expid: int = 1, status: str = "defined", **options: Any,
+    ) -> dict[str, Any]:
+        """
+        Schedule a task on this node.
+        """
+        task = {
+            "id": schedid, "nodeid": self.nodeId, "expid": expid, "start": int(start),
+            "stop": int(stop), "status": status, "shared": 0,
+            "deployment_options": dict(script=image, **options),
+        }
+        self.tasks[schedid] = task
+        return task
+
+    def statuses(self, schedid: str) -> list[str]:
+        """
+        The statuses reported for C{schedid}, in order.
+        """
+        return [status for (sid, status, _) in self.reports if sid == schedid]
+
+    def routeCalls(self, route: str) -> list[RecordedCall]:
+        return [c for c in self.calls if c.route == route]
+
+    def render(self, request: Request) -> bytes:  # type: ignore[override]
+        segments = [s.decode("utf-8", "replace") for s in request.postpath]
+        method = request.method.decode("ascii")
+        fields: dict[str, list[str]] = {}
+        if method == "PUT":
+            body = request.content.read().decode("utf-8", "replace")
+            fields = parse_qs(body, keep_blank_values=True)
+        route = {
+            ("GET", 2, "backend"): "auth",
+            ("PUT", 2, "resources"): "heartbeat",
+            ("PUT", 2, "schedules"): "report",
+        }.get((method, len(segments), segments[0] if segments else ""), "unknown")
+        self.calls.append(RecordedCall(method, "/".join(segments), route, fields))
+        request.setHeader(b"date", datetimeToString(self.clock.seconds() + self.dateOffset))
+        request.setHeader(b"content-type", b"application/json")
+        if not self.available:
+            return self._answer(request, 503, "Service unavailable.")
+        if not self.authorized:
+            return self._answer(request, 401, "Certificate not known.")
+        if route == "auth" and segments[1] == "auth":
+            return self._answer(request, 200, body={
+                "verified": "SUCCESS", "fingerprint": "00:11:22",
+                "user": {"id": 7, "name": f"Node {self.nodeId}", "role": "node"},
+            })
+        if route == "heartbeat":
+            return self._heartbeat(request, segments[1], fields)
+        if route == "report":
+            return self._report(request, segments[1], fields)
+        return self._answer(request, 404, "Not found.")
+
+    def _answer(
+        self, request: Request, code: int, message: str | None = None, body: Any = None
+    ) -> bytes:
+        request.setResponseCode(code)
+        return json.dumps(body if body is not None else {"message": message}).encode("utf-8")
+
+    def _heartbeat(self, request: Request, nodeId: str, fields: dict[str, list[str]]) -> bytes:
+        if nodeId != self.nodeId:
+            return self._answer(request, 401, f"Wrong user to update this status. (Node {nodeId})")
+        try:
+            limit = int(fields.get("limit", ["3"])[0])
+            interfaces = json.loads(fields.get("interfaces", ["[]"])[0])
+            maintenance = fields.get("maintenance", ["0"])[0]
+        except ValueError:
+            return self._answer(request, 400, "Bad parameters.")
+        if not isinstance(interfaces, list) or maintenance not in ("0", "1"):
+            return self._answer(request, 400, "Bad parameters.")
+        now = self.clock.seconds()
+
+        def inWindow(task: dict[str, Any]) -> bool:
+            try:
+                return float(task["stop"]) > now and float(task["start"]) < now + 86400
+            except (KeyError, TypeError, ValueError):
+                return True  # malformed on purpose: let the agent see it
+
+        window = [t for t in self.tasks.values() if inWindow(t)]
+        window.sort(key=lambda t: t["start"] if isinstance(t.get("start"), (int, float)) else 0)
+        reply = copy.deepcopy(window[:limit])
+        for task in window[:limit]:
+            if task.get("status") == "defined":
+                task["status"] = "requested"
+        return self._answer(request, 200, body={"interfaces": {}, "tasks": reply})
+
+    def _report(self, request: Request, schedid: str, fields: dict[str, list[str]]) -> bytes:
+        task = self.tasks.get(schedid)
+        if task is None:
+            return self._answer(request, 404, "Could not find schedule entry with this id.")
+        if "status" not in fields:
+            return self._answer(request, 400, "Parameters missing (required: status, or traffic)")
+        status = fields["status"][0].strip()
+        if statusCode(status) not in STATUS_CODES:
+            return self._answer(request, 400, f"Unknown status code ({status}).")
+        old = statusCode(task["status"])
+        if old in FINAL:
+            return self._answer(request, 409, f"Status {old} cannot be reset.")
+        task["status"] = status
+        when = int(fields.get("when", ["0"])[0] or 0)
+        self.reports.append((schedid, status, when))
+        return self._answer(request, 200, "Ok.")
+
+
+@implementer(IHookRunner)
+class FakeHookRunner:
+    """
+    Records hook runs and answers with configured exit codes, at once or
+    when a test releases them.
+
+    @ivar runs: C{(action, schedid, argument)} of every run, in order.
+    @ivar held: actions whose runs wait for L{release}.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, str, str | None]] = []
+        self.held: set[str] = set()
+        self._once: dict[tuple[str, str | None], list[HookResult]] = {}
+        self._always: dict[tuple[str, str | None], HookResult] = {}
+        self._waiting: list[tuple[str, str, Deferred[HookResult]]] = []
+
+    def setResult(
+        self, action: str, exitCode: int | None = 0, schedid: str | None = None,
+        timedOut: bool = False, times: int = 0,
+    ) -> None:
+        """
+        Make C{action} (for C{schedid}, or for every task) end this way: the
+        next C{times} runs only, or from now on when C{times} is 0.
+        """
+        result = HookResult(
+            action, exitCode=exitCode, signal=15 if timedOut else None, timedOut=timedOut,
+            timeout=30.0,
+        )
+        key = (action, schedid)
+        if times:
+            self._once.setdefault(key, []).extend([result] * times)
+        else:
+            self._always[key] = result
+
+    def _resultFor(self, action: str, schedid: str) -> HookResult:
+        for key in ((action, schedid), (action, None)):
+            if self._once.get(key):
+                return self._once[key].pop(0)
+        for key in ((action, schedid), (action, None)):
+            if key in self._always:
+                return self._always[key]
+        return HookResult(action, exitCode=0)
+
+    def actions(self, schedid: str) -> list[str]:
+        """
+        The actions run for C{schedid}, in order.
+        """
+        return [action for (action, sid, _) in self.runs if sid == schedid]
+
+    def runHook(self, action: str, task: TaskRecord, argument: str | None = None) -> Deferred[HookResult]:
+        self.runs.append((action, task.id, argument))
+        result = self._resultFor(action, task.id)
+        if action in self.held:
+            d: Deferred[HookResult] = Deferred()
+            self._waiting.append((action, task.id, d))
+            return d
+        return succeed(result)
+
+    def release(self, action: str, exitCode: int = 0) -> None:
+        """
+        End the oldest held run of C{action} with C{exitCode}.
+        """
+        for i, (waitingAction, _, d) in enumerate(self._waiting):
+            if waitingAction == action:
+                del self._waiting[i]
+                d.callback(HookResult(action, exitCode=exitCode))
+                return
+        raise AssertionError(f"no {action} hook is running")
