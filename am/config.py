@@ -1,0 +1,616 @@
+# -*- test-case-name: tests.test_ctl_config -*-
+"""
+marvinctld's YAML configuration: loading, validation and the demo defaults.
+
+Every problem becomes one L{ConfigError} naming the key and what is wrong,
+so a bad file stops start-up with one line instead of a traceback, and the
+controller never runs half-configured. Relative paths are relative to the
+configuration file. C{files/etc/marvinctld.conf} explains every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import attrs
+import yaml
+
+from am.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
+from am.policy import Policy
+
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+_NUMERIC_LEVELS = {10: "debug", 20: "info", 30: "warn", 40: "error", 50: "critical"}
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used; the message says which key and why.
+    """
+
+
+@attrs.frozen
+class TLSListener:
+    """
+    The HTTPS listener; it requires a client certificate issued by one of
+    C{clientCA} (and only those: never the system store).
+    """
+
+    address: str
+    port: int
+    certificate: str
+    key: str
+    clientCA: tuple[str, ...]
+
+
+@attrs.frozen
+class HTTPListener:
+    """
+    A plain HTTP listener for a TLS-terminating proxy on the same host.
+    """
+
+    address: str
+    port: int
+
+
+@attrs.frozen
+class BootstrapUser:
+    """
+    A user created on start when no user has its fingerprint yet.
+    """
+
+    name: str
+    fingerprint: str
+    role: str = "admin"
+    project: str = ""
+
+
+@attrs.frozen
+class InventoryConfig:
+    """
+    Where nodes come from, and how often to look.
+    """
+
+    file: Optional[str] = None
+    api: Optional[InventoryAPI] = None
+    period: float = 3600.0
+    retry: float = 60.0
+
+
+@attrs.frozen
+class LogConfig:
+    """
+    C{file} is a path or C{"-"} for standard output.
+    """
+
+    file: str = "-"
+    level: str = "info"
+    format: str = "text"
+
+
+@attrs.frozen
+class DemoSetup:
+    """
+    What C{--demo} made: its directory and development PKI.
+    """
+
+    directory: str
+    pki: Any
+
+
+@attrs.frozen
+class ControllerConfig:
+    """
+    A validated marvinctld configuration.
+    """
+
+    database: str
+    tls: Optional[TLSListener] = None
+    http: Optional[HTTPListener] = None
+    trustedProxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    verifiedHeader: str = "VERIFIED"
+    fingerprintHeader: str = "SSL_FINGERPRINT"
+    bootstrap: tuple[BootstrapUser, ...] = ()
+    inventory: InventoryConfig = attrs.field(factory=InventoryConfig)
+    policy: Policy = attrs.field(factory=Policy)
+    expiryPeriod: float = 60.0
+    corsOrigins: Optional[tuple[str, ...]] = None
+    log: LogConfig = attrs.field(factory=LogConfig)
+    publicURL: Optional[str] = None
+    demo: Optional[DemoSetup] = None
+
+
+KNOWN_KEYS = {
+    "demo", "demo_dir", "database", "public_url", "listen", "trusted_proxies", "headers",
+    "admins", "inventory", "housekeeping", "scheduling", "cors", "log",
+}
+
+
+# -- small validators --------------------------------------------------------
+
+
+def _section(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a mapping of keys")
+    return value
+
+
+def _known(section: dict[str, Any], keys: set[str], where: str) -> None:
+    unknown = sorted(map(str, set(section) - keys))
+    if unknown:
+        prefix = f"{where}: unknown key(s)" if where else "unknown key(s)"
+        raise ConfigError(f"{prefix}: {', '.join(unknown)} (known: {', '.join(sorted(keys))})")
+
+
+def _string(section: dict[str, Any], key: str, where: str, default: Optional[str] = None) -> Optional[str]:
+    value = section.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(f"{where}: must be a string, not {value!r}")
+    value = str(value).strip()
+    return value or None
+
+
+def _required(section: dict[str, Any], key: str, where: str) -> str:
+    value = _string(section, key, where)
+    if value is None:
+        raise ConfigError(f"{where}: required")
+    return value
+
+
+def _number(section: dict[str, Any], key: str, where: str, default: float, low: float) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: must be a number of seconds, not {value!r}")
+    if value < low:
+        raise ConfigError(f"{where}: must be at least {low:g}, not {value!r}")
+    return float(value)
+
+
+def _port(section: dict[str, Any], where: str, default: int) -> int:
+    value = section.get("port", default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(f"{where}.port: must be a port number 0-65535, not {value!r}")
+    return value
+
+
+def _address(section: dict[str, Any], where: str, default: str) -> str:
+    value = _string(section, "address", f"{where}.address", default) or default
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{where}.address: must be an IP address, not {value!r}") from None
+    return value
+
+
+def _path(base: str, value: str) -> str:
+    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+
+
+def _stringList(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: must be a list of strings")
+    return [v.strip() for v in value]
+
+
+def _readable(path: str, where: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read {path}: {e.strerror}") from None
+
+
+def fingerprintOf(pem: bytes) -> str:
+    """
+    The REST face's name for a certificate: SHA-1 of its DER, lowercase hex.
+    """
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    certificate = x509.load_pem_x509_certificate(pem)
+    return hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def _checkTLS(tls: TLSListener) -> None:
+    """
+    Parse the PEM files now, so a wrong path or a key of another certificate
+    stops start-up with a message rather than failing the first handshake.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    where = "listen.tls"
+    try:
+        chain = x509.load_pem_x509_certificates(_readable(tls.certificate, f"{where}.certificate"))
+    except ValueError:
+        raise ConfigError(f"{where}.certificate: {tls.certificate} holds no PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(_readable(tls.key, f"{where}.key"), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{where}.key: {tls.key} holds no unencrypted PEM private key") from None
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if chain[0].public_key().public_bytes(*raw) != key.public_key().public_bytes(*raw):
+        raise ConfigError(f"{where}.key: {tls.key} does not belong to the certificate {tls.certificate}")
+    for path in tls.clientCA:
+        try:
+            x509.load_pem_x509_certificates(_readable(path, f"{where}.client_ca"))
+        except ValueError:
+            raise ConfigError(f"{where}.client_ca: {path} holds no PEM certificate") from None
+
+
+# -- sections -----------------------------------------------------------------
+
+
+def _listeners(data: dict[str, Any], base: str) -> tuple[Optional[TLSListener], Optional[HTTPListener]]:
+    listen = _section(data, "listen", "listen")
+    _known(listen, {"tls", "http"}, "listen")
+    tls = http = None
+    if listen.get("tls") is not None:
+        section = _section(listen, "tls", "listen.tls")
+        _known(section, {"address", "port", "certificate", "key", "client_ca"}, "listen.tls")
+        roots = _stringList(section.get("client_ca"), "listen.tls.client_ca")
+        if not roots:
+            raise ConfigError(
+                "listen.tls.client_ca: required: the CA file(s) whose client certificates are accepted"
+            )
+        tls = TLSListener(
+            address=_address(section, "listen.tls", "0.0.0.0"),
+            port=_port(section, "listen.tls", 8443),
+            certificate=_path(base, _required(section, "certificate", "listen.tls.certificate")),
+            key=_path(base, _required(section, "key", "listen.tls.key")),
+            clientCA=tuple(_path(base, r) for r in roots),
+        )
+    if listen.get("http") is not None:
+        section = _section(listen, "http", "listen.http")
+        _known(section, {"address", "port"}, "listen.http")
+        http = HTTPListener(
+            address=_address(section, "listen.http", "127.0.0.1"), port=_port(section, "listen.http", 9098)
+        )
+    if tls is None and http is None:
+        raise ConfigError("listen: configure listen.tls, listen.http or both")
+    return tls, http
+
+
+def _admins(data: dict[str, Any], base: str) -> list[BootstrapUser]:
+    from am.accounts import normaliseFingerprint
+    from am.errors import BadRequest
+
+    admins = data.get("admins")
+    if admins is None:
+        return []
+    if not isinstance(admins, list):
+        raise ConfigError("admins: must be a list of {name, fingerprint} (or {name, certificate})")
+    users = []
+    for i, item in enumerate(admins):
+        where = f"admins[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: must be a mapping with name and fingerprint (or certificate)")
+        _known(item, {"name", "fingerprint", "certificate", "project"}, where)
+        name = _required(item, "name", f"{where}.name")
+        fingerprint = _string(item, "fingerprint", f"{where}.fingerprint")
+        certificate = _string(item, "certificate", f"{where}.certificate")
+        if (fingerprint is None) == (certificate is None):
+            raise ConfigError(f"{where}: give exactly one of fingerprint or certificate")
+        if certificate is not None:
+            path = _path(base, certificate)
+            try:
+                fingerprint = fingerprintOf(_readable(path, f"{where}.certificate"))
+            except ValueError:
+                raise ConfigError(f"{where}.certificate: {path} holds no PEM certificate") from None
+        assert fingerprint is not None
+        try:
+            fingerprint = normaliseFingerprint(fingerprint)
+        except BadRequest:
+            raise ConfigError(
+                f"{where}.fingerprint: must be the SHA-1 fingerprint of the certificate "
+                "(40 hex digits, colons allowed)"
+            ) from None
+        users.append(BootstrapUser(name=name, fingerprint=fingerprint, project=_string(item, "project", where) or ""))
+    return users
+
+
+def _inventory(data: dict[str, Any], base: str, checkFiles: bool) -> InventoryConfig:
+    section = _section(data, "inventory", "inventory")
+    _known(section, {"file", "api", "period", "retry"}, "inventory")
+    path = _string(section, "file", "inventory.file")
+    staticFile = None if path is None else _path(base, path)
+    if staticFile is not None and checkFiles:
+        try:
+            loadStaticInventory(staticFile)
+        except InventoryError as e:
+            raise ConfigError(f"inventory.file: {e}") from None
+    api = None
+    if section.get("api") is not None:
+        api = _inventoryAPI(_section(section, "api", "inventory.api"), base, checkFiles)
+    return InventoryConfig(
+        file=staticFile,
+        api=api,
+        period=_number(section, "period", "inventory.period", 3600, 1),
+        retry=_number(section, "retry", "inventory.retry", 60, 1),
+    )
+
+
+def _inventoryAPI(section: dict[str, Any], base: str, checkFiles: bool) -> InventoryAPI:
+    where = "inventory.api"
+    _known(
+        section,
+        {"url", "token_header", "token", "token_file", "timeout", "list_key", "max_bytes", "ca", "fields"},
+        where,
+    )
+    url = _required(section, "url", f"{where}.url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}.url: must be an http:// or https:// URL, not {url!r}")
+    token = _string(section, "token", f"{where}.token")
+    tokenFile = _string(section, "token_file", f"{where}.token_file")
+    if token is not None and tokenFile is not None:
+        raise ConfigError(f"{where}: give token or token_file, not both")
+    if tokenFile is not None:
+        token = _readable(_path(base, tokenFile), f"{where}.token_file").decode("utf-8", "replace").strip()
+    header = _string(section, "token_header", f"{where}.token_header", "Authorization") or "Authorization"
+    if not all(c.isalnum() or c in "-_" for c in header):
+        raise ConfigError(f"{where}.token_header: not a valid header name: {header!r}")
+    ca = _string(section, "ca", f"{where}.ca")
+    if ca is not None:
+        ca = _path(base, ca)
+        if checkFiles and b"-----BEGIN CERTIFICATE-----" not in _readable(ca, f"{where}.ca"):
+            raise ConfigError(f"{where}.ca: {ca} holds no PEM certificate")
+    maxBytes = section.get("max_bytes", 64 * 1024 * 1024)
+    if isinstance(maxBytes, bool) or not isinstance(maxBytes, int) or maxBytes < 1024:
+        raise ConfigError(f"{where}.max_bytes: must be a number of bytes, at least 1024")
+    try:
+        mapping = FieldMapping.fromConfig(section.get("fields"), f"{where}.fields")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return InventoryAPI(
+        url=url,
+        mapping=mapping,
+        listKey=_string(section, "list_key", f"{where}.list_key"),
+        tokenHeader=header,
+        token=token,
+        timeout=_number(section, "timeout", f"{where}.timeout", 60, 1),
+        maxBytes=maxBytes,
+        caFile=ca,
+    )
+
+
+def _log(data: dict[str, Any], base: str) -> LogConfig:
+    section = _section(data, "log", "log")
+    _known(section, {"file", "level", "format"}, "log")
+    path = _string(section, "file", "log.file", "-") or "-"
+    level = section.get("level", "info")
+    if isinstance(level, int) and not isinstance(level, bool):
+        level = _NUMERIC_LEVELS.get(level, level)
+    if isinstance(level, str):
+        level = level.strip().lower()
+        level = "warn" if level == "warning" else level
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log.level: must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    form = _string(section, "format", "log.format", "text")
+    if form not in ("text", "json"):
+        raise ConfigError(f"log.format: must be text or json, not {form!r}")
+    if path != "-":
+        path = _path(base, path)
+        if not os.path.isdir(os.path.dirname(path)):
+            raise ConfigError(f"log.file: the directory of {path} does not exist")
+    return LogConfig(file=path, level=level, format=form)
+
+
+def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optional[DemoSetup] = None) -> ControllerConfig:
+    """
+    Validate a parsed YAML document.
+
+    @param base: the directory relative paths are resolved against.
+    @param checkFiles: also read certificates, keys and the static inventory
+        (turned off only by tests of pure parsing).
+    @raise ConfigError: on the first problem found.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError("the file must hold a YAML mapping of keys")
+    _known(data, KNOWN_KEYS, "")
+    base = os.path.abspath(base)
+
+    database = _required(data, "database", "database")
+    database = database if database == ":memory:" else _path(base, database)
+    if checkFiles and database != ":memory:" and not os.path.isdir(os.path.dirname(database)):
+        raise ConfigError(f"database: the directory of {database} does not exist")
+
+    tls, http = _listeners(data, base)
+    if tls is not None and checkFiles:
+        _checkTLS(tls)
+
+    proxies = _stringList(data.get("trusted_proxies", ["127.0.0.1/32", "::1/128"]), "trusted_proxies")
+    for cidr in proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"trusted_proxies: not an address or network: {cidr!r}") from None
+
+    headers = _section(data, "headers", "headers")
+    _known(headers, {"verified", "fingerprint"}, "headers")
+    verified = _string(headers, "verified", "headers.verified", "VERIFIED") or "VERIFIED"
+    fingerprint = _string(headers, "fingerprint", "headers.fingerprint", "SSL_FINGERPRINT") or "SSL_FINGERPRINT"
+
+    bootstrap = list(_admins(data, base))
+    if demo is not None:
+        fingerprints = demo.pki.fingerprints
+        bootstrap += [
+            BootstrapUser(name="Marvin demo user", fingerprint=fingerprints["user"], role="user", project="demo"),
+            BootstrapUser(name="Node 1", fingerprint=fingerprints["node"], role="node"),
+        ]
+
+    housekeeping = _section(data, "housekeeping", "housekeeping")
+    _known(housekeeping, {"expiry_period"}, "housekeeping")
+
+    try:
+        policy = Policy.fromConfig(_section(data, "scheduling", "scheduling"))
+    except (ValueError, TypeError) as e:
+        message = str(e)
+        raise ConfigError(message if message.startswith("scheduling") else f"scheduling: {message}") from None
+
+    cors = _section(data, "cors", "cors")
+    _known(cors, {"origins"}, "cors")
+    origins = _stringList(cors.get("origins"), "cors.origins")
+    for origin in origins:
+        if origin != "*" and urlsplit(origin).scheme not in ("http", "https"):
+            raise ConfigError(f"cors.origins: {origin!r} is not an origin like https://ui.example.org")
+
+    publicURL = _string(data, "public_url", "public_url")
+    if publicURL is not None:
+        parts = urlsplit(publicURL)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"public_url: must be an https:// URL, not {publicURL!r}")
+    elif tls is not None:
+        host = "localhost" if tls.address in ("0.0.0.0", "::", "127.0.0.1", "::1") else tls.address
+        publicURL = f"https://{host}:{tls.port}/"
+
+    return ControllerConfig(
+        database=database,
+        tls=tls,
+        http=http,
+        trustedProxies=tuple(proxies),
+        verifiedHeader=verified,
+        fingerprintHeader=fingerprint,
+        bootstrap=tuple(bootstrap),
+        inventory=_inventory(data, base, checkFiles),
+        policy=policy,
+        expiryPeriod=_number(housekeeping, "expiry_period", "housekeeping.expiry_period", 60, 1),
+        corsOrigins=tuple(origins) if origins else None,
+        log=_log(data, base),
+        publicURL=publicURL,
+        demo=demo,
+    )
+
+
+# -- loading and the demo -----------------------------------------------------------
+
+
+def readYAML(path: str) -> Any:
+    """
+    @raise ConfigError: if the file cannot be read or is not YAML.
+    """
+    try:
+        with open(path, "rb") as f:
+            return yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def loadConfig(
+    path: Optional[str] = None, demo: bool = False, demoDir: Optional[str] = None, checkFiles: bool = True
+) -> ControllerConfig:
+    """
+    Load the file at C{path}; with C{demo} (or C{demo: true} in the file),
+    fill in everything the file leaves out with the demo defaults, making the
+    demo directory, its development CA and certificates on first use.
+
+    @raise ConfigError: on the first problem found.
+    """
+    data: Any = {}
+    base = os.getcwd()
+    if path is not None:
+        data = readYAML(path)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: must hold a YAML mapping of keys")
+        base = os.path.dirname(os.path.abspath(path))
+    if demo:
+        data["demo"] = True
+    if "demo" in data and not isinstance(data["demo"], bool):
+        raise ConfigError("demo: must be true or false")
+    setup = None
+    if data.get("demo"):
+        directory = demoDir or _string(data, "demo_dir", "demo_dir") or "marvin-demo"
+        directory = _path(base if demoDir is None else os.getcwd(), directory)
+        try:
+            defaults, setup = prepareDemo(directory)
+        except OSError as e:
+            raise ConfigError(f"demo_dir: cannot prepare {directory}: {e.strerror or e}") from None
+        data = _merge(defaults, data)
+    return parseConfig(data, base, checkFiles=checkFiles, demo=setup)
+
+
+#: The demo's nodes, written to the demo directory as its static inventory.
+#: C{files/inventory-demo.yaml} holds the same nodes (a test keeps them equal).
+DEMO_NODES = [
+    {"id": "1", "hostname": "demo-node-1", "status": "active",
+     "tags": {"type": "testing", "country": "se", "model": "apu2d", "site": "karlstad", "project": "demo"}},
+    {"id": "2", "hostname": "demo-node-2", "status": "active",
+     "tags": {"type": "testing", "country": "se", "model": "apu2d", "site": "karlstad", "project": "demo"}},
+    {"id": "3", "hostname": "demo-node-3", "status": "active",
+     "tags": {"type": "deployed", "country": "no", "model": "apu2d", "site": "oslo", "project": "demo"}},
+    {"id": "4", "hostname": "demo-node-4", "status": "active",
+     "tags": {"type": "deployed", "country": "no", "model": "apu1d", "site": "oslo", "project": "demo"}},
+    {"id": "5", "hostname": "demo-node-5", "status": "active",
+     "tags": {"type": "deployed", "country": "es", "model": "apu2d", "site": "madrid", "project": "demo"}},
+    {"id": "6", "hostname": "demo-node-6", "status": "disabled",
+     "tags": {"type": "retired", "country": "it", "model": "apu1d", "site": "torino", "project": "demo"}},
+]
+
+
+def prepareDemo(directory: str) -> tuple[dict[str, Any], DemoSetup]:
+    """
+    Make the demo directory on first use: a development CA with server,
+    admin, user and node certificates, and the static inventory; reuse them
+    afterwards. Returns the demo defaults (a configuration document) and what
+    was made.
+    """
+    from am.devpki import ensureDemoPKI
+
+    os.makedirs(directory, exist_ok=True)
+    pki = ensureDemoPKI(os.path.join(directory, "pki"))
+    inventory = os.path.join(directory, "inventory.yaml")
+    if not os.path.exists(inventory):
+        with open(inventory, "w") as f:
+            f.write("# The demo's static inventory: edit it and marvinctld picks it up within a minute.\n")
+            yaml.safe_dump({"nodes": DEMO_NODES}, f, sort_keys=False)
+    defaults = {
+        "database": os.path.join(directory, "marvin.db"),
+        "listen": {
+            "tls": {
+                "address": "127.0.0.1",
+                "port": 8443,
+                "certificate": pki.certificate("server"),
+                "key": pki.key("server"),
+                "client_ca": [pki.certificate("ca")],
+            },
+            "http": {"address": "127.0.0.1", "port": 9098},
+        },
+        "trusted_proxies": ["127.0.0.1/32", "::1/128"],
+        "admins": [{"name": "Marvin demo admin", "fingerprint": pki.fingerprints["admin"]}],
+        "inventory": {"file": inventory, "period": 60, "retry": 10},
+        # Demo nodes never heartbeat, so the demo does not require heartbeats,
+        # and has no maintenance windows to surprise a first experiment.
+        "scheduling": {"require_heartbeat": False, "maintenance_windows": []},
+        "log": {"file": "-", "level": "info"},
+    }
+    return defaults, DemoSetup(directory=directory, pki=pki)

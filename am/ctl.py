@@ -1,0 +1,523 @@
+# -*- test-case-name: tests.test_ctl_service -*-
+"""
+marvinctld, the controller: one reactor, one store, one scheduling core, and
+one L{Site} serving the REST face (the GENI face mounts at C{/xmlrpc}) on a
+TLS listener that requires client certificates and, optionally, a plain
+listener on loopback for a TLS-terminating proxy. Inventory sync and the
+expiry of unprovisioned allocations run in the background on the reactor's
+clock.
+
+Run it as C{marvinctld --config PATH}, C{marvinctld --demo [--dir DIR]}, or
+as the twistd plugin C{twistd -n marvinctld --config PATH}.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from typing import Any, Callable, Optional, TextIO
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from am.config import BootstrapUser, ConfigError, ControllerConfig, LogConfig, TLSListener, loadConfig
+
+
+class StartupError(Exception):
+    """
+    The controller cannot start (database, port); the message says why.
+    """
+
+
+class Options(usage.Options):
+    """
+    Command line of C{marvinctld} and of the twistd plugin.
+    """
+
+    synopsis = "marvinctld (--config PATH | --demo [--dir DIR])"
+    longdesc = (
+        "The Marvin controller: the MONROE REST API and the GENI AM API over one "
+        "scheduling core. --demo runs on embedded defaults in DIR (default "
+        "./marvin-demo), making a development CA and certificates on first start."
+    )
+    optFlags = [["demo", None, "Run on the demo defaults (SQLite, development CA) in --dir."]]
+    optParameters = [
+        ["config", "c", None, "Path of the YAML configuration (see files/etc/marvinctld.conf)."],
+        ["dir", "d", None, "Directory of the demo's database, certificates and inventory."],
+    ]
+
+    def postOptions(self) -> None:
+        if self["config"] is None and not self["demo"]:
+            raise usage.UsageError("give --config PATH, or --demo for the quick start")
+        if self["dir"] is not None and not self["demo"] and self["config"] is None:
+            raise usage.UsageError("--dir only goes with --demo")
+
+    def loadConfig(self) -> ControllerConfig:
+        """
+        @raise ConfigError: naming the file and the problem.
+        """
+        try:
+            return loadConfig(self["config"], demo=self["demo"], demoDir=self["dir"])
+        except ConfigError as e:
+            if self["config"] is not None and not str(e).startswith(self["config"]):
+                raise ConfigError(f"{self['config']}: {e}") from None
+            raise
+
+
+# -- TLS and the site -----------------------------------------------------------
+
+
+def tlsOptions(listener: TLSListener) -> Any:
+    """
+    Server TLS options that require a client certificate issued by one of the
+    configured client CAs, and nothing else: C{trustRoot} holds only those
+    roots (never the system store) and makes OpenSSL refuse a handshake
+    without a certificate.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair, TLSVersion, trustRootFromCertificates
+
+    with open(listener.certificate, "rb") as f:
+        chain = [Certificate.loadPEM(c.public_bytes(Encoding.PEM)) for c in x509.load_pem_x509_certificates(f.read())]
+    with open(listener.key, "rb") as f:
+        key = KeyPair.load(f.read(), 1)  # FILETYPE_PEM
+    roots = []
+    for path in listener.clientCA:
+        with open(path, "rb") as f:
+            roots += [Certificate.loadPEM(c.public_bytes(Encoding.PEM)) for c in x509.load_pem_x509_certificates(f.read())]
+    return CertificateOptions(
+        privateKey=key.original,
+        certificate=chain[0].original,
+        extraCertChain=[c.original for c in chain[1:]],
+        trustRoot=trustRootFromCertificates(roots),
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
+
+
+class Root(Resource):
+    """
+    The site's root: named children (C{/xmlrpc} for the GENI face) first,
+    everything else to the REST resource, which sees the whole path as if it
+    were the root itself (C{/version}, C{/v1/...}).
+    """
+
+    def __init__(self, rest: Resource) -> None:
+        super().__init__()
+        self.rest = rest
+
+    def getChild(self, name: bytes, request: Any) -> Resource:
+        request.postpath.insert(0, request.prepath.pop())
+        return self.rest
+
+    def render(self, request: Any) -> Any:
+        return self.rest.render(request)
+
+
+class MarvinSite(Site):
+    """
+    A L{Site} without its own access log (the REST resource logs one line per
+    request, with the caller's identity) and without tracebacks in answers.
+    """
+
+    displayTracebacks = False
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+def defaultRESTFactory(scheduler: Any, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]) -> Resource:
+    """
+    The MONROE REST resource over C{scheduler}, trusting identity headers only
+    from the configured proxies.
+    """
+    from rest_compat.auth import Authenticator
+    from rest_compat.resource import buildRESTResource
+
+    authenticator = Authenticator(
+        trustedProxies=list(config.trustedProxies),
+        verifiedHeader=config.verifiedHeader,
+        fingerprintHeader=config.fingerprintHeader,
+    )
+    return buildRESTResource(
+        scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync
+    )
+
+
+# -- bootstrap users ----------------------------------------------------------------
+
+
+def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred:
+    """
+    Create each configured user whose fingerprint is not known yet, in one
+    transaction, so a fresh install can be administered through the API.
+    An existing user is left as it is (with a warning when its role differs).
+
+    @return: a Deferred firing with the list of names created.
+    """
+    from am import accounts
+    from am.errors import MarvinError
+
+    log = Logger(namespace="marvinctld")
+    now, policy = scheduler.now(), scheduler.policy
+
+    def create(txn: Any) -> list[str]:
+        created = []
+        for user in users:
+            known = txn.findUser(fingerprint=user.fingerprint)
+            if known is not None:
+                if known.role != user.role or known.invalid:
+                    log.warn(
+                        "bootstrap user {name}: fingerprint {fp} belongs to user {id} "
+                        "({known}, role {role}{invalid}); left as it is",
+                        name=user.name, fp=user.fingerprint, id=known.id, known=known.name,
+                        role=known.role, invalid=", invalidated" if known.invalid else "",
+                    )
+                continue
+            try:
+                accounts.addUser(
+                    txn, user.name, user.role, now, policy, fingerprint=user.fingerprint, project=user.project
+                )
+            except MarvinError as e:
+                log.warn("bootstrap user {name} not created: {why}", name=user.name, why=e.message)
+                continue
+            created.append(user.name)
+        return created
+
+    def report(created: list[str]) -> list[str]:
+        for name in created:
+            log.info("bootstrap user {name} created", name=name)
+        return created
+
+    return scheduler.transact(create).addCallback(report)
+
+
+# -- the service -------------------------------------------------------------------
+
+
+def _openStore(path: str, reactor: Any) -> Any:
+    from am.store.sqlite import SQLiteStore
+
+    return SQLiteStore(path, reactor)
+
+
+class Controller(MultiService):
+    """
+    The controller's service: opens the store, creates bootstrap users,
+    listens, and runs the background loops; stops them all in reverse.
+
+    @ivar ready: fires with the listening ports once the controller serves,
+        or fails with L{StartupError}.
+    @ivar root: the site's root resource; other faces mount on it.
+    """
+
+    log = Logger(namespace="marvinctld")
+
+    def __init__(
+        self,
+        config: ControllerConfig,
+        reactor: Any,
+        restFactory: Callable[..., Resource] = defaultRESTFactory,
+        storeFactory: Callable[[str, Any], Any] = _openStore,
+        fetcherFactory: Optional[Callable[[Any, Any], Callable[[], Deferred]]] = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.restFactory = restFactory
+        self.storeFactory = storeFactory
+        self.fetcherFactory = fetcherFactory
+        self.store: Any = None
+        self.scheduler: Any = None
+        self.sync: Any = None
+        self.site: Optional[Site] = None
+        self.root: Optional[Root] = None
+        self.ports: list[Any] = []
+        self.ready: Deferred = Deferred()
+        self._expiry: Optional[LoopingCall] = None
+
+    def startService(self) -> None:
+        """
+        @raise StartupError: if the database cannot be opened.
+        """
+        from am.inventory import HTTPInventoryFetcher, InventorySync
+        from am.scheduler import Scheduler
+
+        try:
+            self.store = self.storeFactory(self.config.database, self.reactor)
+        except Exception as e:
+            raise StartupError(f"database: cannot open {self.config.database}: {e}") from None
+        super().startService()
+        self.scheduler = Scheduler(self.store, self.reactor, self.config.policy)
+        inventory = self.config.inventory
+        fetch = None
+        if inventory.api is not None:
+            fetch = (self.fetcherFactory or HTTPInventoryFetcher)(self.reactor, inventory.api)
+        self.sync = InventorySync(
+            self.scheduler, self.reactor, staticFile=inventory.file, fetch=fetch, api=inventory.api,
+            period=inventory.period, retry=inventory.retry,
+        )
+        if not self.sync.configured:
+            self.log.warn("no inventory configured: nodes come only from the database")
+        self.root = Root(self.restFactory(self.scheduler, self.config, self.sync.syncNow if self.sync.configured else None))
+        self.site = MarvinSite(self.root, reactor=self.reactor)
+        self.site.noisy = False
+        d = bootstrapUsers(self.scheduler, self.config.bootstrap)
+        d.addCallback(lambda _: self._listen())
+        d.addCallback(self._serving)
+        d.addErrback(self._failed)
+
+    def _endpoints(self) -> list[tuple[str, Any]]:
+        from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
+
+        endpoints = []
+        tls, http = self.config.tls, self.config.http
+        if tls is not None:
+            try:
+                options = tlsOptions(tls)
+            except Exception as e:
+                raise StartupError(f"listen.tls: cannot set up TLS: {e}") from None
+            endpoints.append(("https", SSL4ServerEndpoint(self.reactor, tls.port, options, interface=tls.address)))
+        if http is not None:
+            kind = TCP6ServerEndpoint if ipaddress.ip_address(http.address).version == 6 else TCP4ServerEndpoint
+            endpoints.append(("http", kind(self.reactor, http.port, interface=http.address)))
+        return endpoints
+
+    def _listen(self) -> Deferred:
+        endpoints = self._endpoints()
+
+        def one(scheme: str, endpoint: Any) -> Deferred:
+            def cannot(failure: Failure) -> None:
+                raise StartupError(f"cannot listen for {scheme}: {failure.getErrorMessage()}")
+
+            return endpoint.listen(self.site).addErrback(cannot)
+
+        return gatherResults([one(s, e) for s, e in endpoints], consumeErrors=True).addErrback(
+            lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f
+        )
+
+    def _serving(self, ports: list[Any]) -> list[Any]:
+        self.ports = ports
+        if not self.running:
+            for port in ports:
+                port.stopListening()
+            return ports
+        for port, scheme in zip(ports, self._schemes()):
+            host = port.getHost()
+            self.log.info("listening for {scheme} on {host}:{port}", scheme=scheme, host=host.host, port=host.port)
+        self.sync.start()
+        self._expiry = LoopingCall(self._expire)
+        self._expiry.clock = self.reactor
+        self._expiry.start(self.config.expiryPeriod, now=False)
+        self.ready.callback(ports)
+        return ports
+
+    def _schemes(self) -> list[str]:
+        return [s for s, present in (("https", self.config.tls), ("http", self.config.http)) if present]
+
+    def _failed(self, failure: Failure) -> None:
+        if not failure.check(StartupError):
+            failure = Failure(StartupError(f"start-up failed: {failure.getErrorMessage()}"))
+        self.ready.errback(failure)
+
+    def _expire(self) -> Deferred:
+        def expired(count: Any) -> None:
+            if count:
+                self.log.info("{count} unprovisioned allocation(s) expired", count=count)
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("expiring allocations failed; will retry", failure)
+
+        return self.scheduler.expireAllocations().addCallbacks(expired, failed)
+
+    def portFor(self, scheme: str) -> Optional[int]:
+        """
+        The port number actually bound for C{https} or C{http} (useful with port 0).
+        """
+        for port, s in zip(self.ports, self._schemes()):
+            if s == scheme:
+                return port.getHost().port
+        return None
+
+    def stopService(self) -> Deferred:
+        if self.sync is not None:
+            self.sync.stop()
+        if self._expiry is not None and self._expiry.running:
+            self._expiry.stop()
+        stopping = [maybeDeferred(port.stopListening) for port in self.ports]
+        self.ports = []
+        d = DeferredList(stopping + [maybeDeferred(super().stopService)], consumeErrors=True)
+
+        def close(_: Any) -> Any:
+            if self.store is not None:
+                store, self.store = self.store, None
+                return store.close()
+
+        return d.addCallback(close)
+
+
+# -- twistd plugin and console script ------------------------------------------------
+
+
+def makeService(options: Options, reactor: Any = None) -> Controller:
+    """
+    The twistd plugin's service. A bad configuration exits with one message.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+
+        reactor = globalReactor
+    try:
+        config = options.loadConfig()
+    except ConfigError as e:
+        raise SystemExit(f"marvinctld: {e}") from None
+    controller = Controller(config, reactor)
+
+    def failed(failure: Failure) -> None:
+        Controller.log.critical("marvinctld: {why}", why=failure.getErrorMessage())
+        reactor.stop()
+
+    controller.ready.addErrback(failed)
+    return controller
+
+
+def startLogging(config: LogConfig, stdout: Optional[TextIO] = None) -> Any:
+    """
+    Send the global log to a file or standard output, filtered by level.
+    (Under twistd, twistd's own log options apply instead.)
+    """
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        jsonFileLogObserver,
+        textFileLogObserver,
+    )
+
+    stream = stdout or sys.stdout
+    if config.file != "-":
+        stream = open(config.file, "a", encoding="utf-8", buffering=1)
+    observer = jsonFileLogObserver(stream) if config.format == "json" else textFileLogObserver(stream)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(config.level))
+    filtered = FilteringLogObserver(observer, [predicate])
+    globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
+    return filtered
+
+
+def demoInstructions(controller: Controller) -> str:
+    """
+    What to paste into a shell to talk to the demo, with the real paths and ports.
+    """
+    config = controller.config
+    assert config.demo is not None
+    pki = config.demo.pki
+    lines = [
+        "",
+        "Marvin demo controller is running.",
+        f"  directory:  {config.demo.directory}",
+        f"  database:   {config.database}",
+        f"  inventory:  {config.inventory.file}",
+    ]
+    tlsPort = controller.portFor("https")
+    if tlsPort is not None:
+        base = f"https://localhost:{tlsPort}"
+
+        def curl(who: str, rest: str) -> str:
+            return (
+                f"  curl --cacert {pki.certificate('ca')} --cert {pki.certificate(who)} "
+                f"--key {pki.key(who)} {rest}"
+            )
+
+        lines += [
+            f"  TLS (client certificate required): {base}/",
+            "",
+            "Who am I (as the demo user):",
+            curl("user", f"{base}/v1/backend/auth"),
+            "Nodes:",
+            curl("user", f"{base}/v1/resources"),
+            "Find a free slot for 2 nodes for 5 minutes:",
+            curl("user", f"'{base}/v1/schedules/find?nodecount=2&duration=300'"),
+            "Run an experiment on 2 nodes as soon as possible for 5 minutes:",
+            curl(
+                "user",
+                "-H 'Content-Type: application/json' -d '{\"name\": \"hello\", \"script\": "
+                "\"docker.io/library/hello-world\", \"nodecount\": 2, \"nodetypes\": \"type:testing\", "
+                f"\"start\": 0, \"duration\": 300}}' {base}/v1/experiments",
+            ),
+            "Users (as the demo admin):",
+            curl("admin", f"{base}/v1/users"),
+            "Heartbeat (as node 1):",
+            curl("node", f"-X PUT -d maintenance=0 {base}/v1/resources/1"),
+        ]
+    httpPort = controller.portFor("http")
+    if httpPort is not None:
+        host = config.http.address if config.http is not None else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        lines += [
+            "",
+            f"Plain HTTP for a TLS proxy on loopback: http://{host}:{httpPort}/ -- the proxy",
+            f"verifies the client certificate and passes {config.verifiedHeader} and {config.fingerprintHeader};",
+            "what nginx would send for the demo user:",
+            f"  curl -H '{config.verifiedHeader}: SUCCESS' -H '{config.fingerprintHeader}: "
+            f"{pki.fingerprints['user']}' http://{host}:{httpPort}/v1/backend/auth",
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """
+    The C{marvinctld} console script. Exits 2 on a bad command line or
+    configuration, 1 when start-up fails, 0 after a clean stop.
+    """
+    options = Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as e:
+        sys.stderr.write(f"marvinctld: {e}\n{options.getUsage()}")
+        raise SystemExit(2)
+    try:
+        config = options.loadConfig()
+    except ConfigError as e:
+        sys.stderr.write(f"marvinctld: {e}\n")
+        raise SystemExit(2)
+
+    from twisted.internet import reactor
+
+    startLogging(config.log)
+    controller = Controller(config, reactor)
+    outcome = {"code": 0}
+
+    def failed(failure: Failure) -> None:
+        message = failure.getErrorMessage() if failure.check(StartupError) else failure.getTraceback()
+        sys.stderr.write(f"marvinctld: {message}\n")
+        outcome["code"] = 1
+        if reactor.running:
+            reactor.stop()
+
+    def serving(ports: Any) -> None:
+        if config.demo is not None:
+            sys.stdout.write(demoInstructions(controller) + "\n")
+            sys.stdout.flush()
+
+    try:
+        controller.startService()
+    except StartupError as e:
+        sys.stderr.write(f"marvinctld: {e}\n")
+        raise SystemExit(1)
+    controller.ready.addCallbacks(serving, failed)
+    reactor.addSystemEventTrigger("before", "shutdown", controller.stopService)
+    reactor.run()
+    raise SystemExit(outcome["code"])
+
+
+if __name__ == "__main__":
+    main()
