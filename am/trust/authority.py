@@ -32,13 +32,13 @@ The same operations are a Python API for tests and the demo::
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 from typing import Iterable, Sequence
 
 from cryptography import x509
-from twisted.python import usage
 
 from am.trust._issue import (
     fillPrivilegeCredential,
@@ -47,7 +47,8 @@ from am.trust._issue import (
     signAs,
 )
 from am.trust._pki import Identity, PrivateKey, certify, loadIdentity, newKey
-from am.trust.certs import urnFromCertificate
+from am.trust.certs import loadCertificates, urnFromCertificate
+from am.trust.errors import TrustError
 from am.trust.credential import XML_ID, parseDocument, parseSignedCredential
 from am.trust.urn import SLICE_NAME, USER_NAME, makeURN
 
@@ -370,3 +371,168 @@ def issueSpeaksFor(
 
 def _keyid(cert: x509.Certificate) -> str:
     return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest.hex()
+
+
+# The command line.
+
+_WARNING = (
+    "For testing and demonstrations only: not a production authority (keys "
+    "are stored unencrypted, nothing is recorded or revocable)."
+)
+
+
+def _hours(value: str) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours: {value!r}") from None
+    if not 0 < hours <= 24 * 3650:
+        raise argparse.ArgumentTypeError("hours must be positive (at most ten years)")
+    return hours
+
+
+def _privilegeList(value: str) -> list[str]:
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    """
+    The C{marvin-authority} argument parser.
+    """
+    top = argparse.ArgumentParser(
+        prog="marvin-authority",
+        description=(
+            "A development authority for Marvin's GENI face: makes a CA, the AM "
+            "certificate, user and slice certificates, and signed credentials. "
+            + _WARNING
+        ),
+        epilog="Example: marvin-authority -d pki ca --authority geni:marvin; "
+        "marvin-authority -d pki user alice; marvin-authority -d pki slice s1; "
+        "marvin-authority -d pki slice-credential alice s1 -o alice-s1.xml",
+    )
+    top.add_argument("-d", "--dir", default=".", help="the authority's directory (default: .)")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, description=f"{text}. {_WARNING}")
+
+    p = command("ca", "create the clearinghouse CA (ca-cert.pem, ca-key.pem); the AM trusts ca-cert.pem")
+    p.add_argument("--authority", "-a", required=True, help="URN authority, e.g. geni:marvin")
+    p.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    p = command("am", "create the AM's server certificate (am-cert.pem, am-key.pem)")
+    p.add_argument("--hostname", "-H", required=True, help="the AM's DNS name")
+    p.add_argument("--urn", help="the AM's URN (default: ...+<authority>+authority+am)")
+    p.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    p = command("user", "create a user certificate (user-NAME-cert.pem, user-NAME-key.pem)")
+    p.add_argument("name", help="user name: a letter, then up to 7 letters, digits or _")
+    p.add_argument("--email", help="e-mail address for subjectAltName")
+    p.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    p = command("slice", "create a slice certificate (slice-NAME-cert.pem)")
+    p.add_argument("name", help="slice name: up to 19 letters, digits or -")
+    p.add_argument("--project", help="project sub-authority")
+    p.add_argument("--days", type=int, default=30, help="validity in days (default 30)")
+
+    def credential(name: str, text: str, *arguments: str) -> argparse.ArgumentParser:
+        p = command(name, text)
+        for argument in arguments:
+            p.add_argument(argument)
+        p.add_argument("--hours", type=_hours, help="lifetime in hours (default 24)")
+        p.add_argument("-p", "--privileges", type=_privilegeList, help="comma-separated privileges (default: the usual set)")
+        p.add_argument("--delegatable", action="store_true", help="let the owner delegate these privileges")
+        p.add_argument("-o", "--output", default="-", help="write the credential here (default: standard output)")
+        return p
+
+    credential("user-credential", "issue USER a user credential (for ListResources)", "user")
+    credential("slice-credential", "issue USER a credential for slice SLICE", "user", "slice")
+    credential("operator-credential", "issue USER an operator credential for the AM (allows Shutdown)", "user")
+    credential(
+        "delegate", "delegate CREDENTIAL (a file) owned by user OWNER to user TO, signed by OWNER; "
+        "by default with the delegatable privileges, until the parent expires",
+        "credential", "owner", "to",
+    )
+    credential(
+        "speaks-for", "issue, signed by USER, a speaks-for credential for TOOL (a user "
+        "name here, or a PEM certificate file)", "user", "tool",
+    )
+    return top
+
+
+def _run(args: argparse.Namespace) -> str:
+    directory, command = args.dir, args.command
+    if command == "ca":
+        ca = makeCA(directory, args.authority, days=args.days)
+        return f"created {ca.urn} in {os.path.join(directory, 'ca-cert.pem')}\n"
+    ca = loadCA(directory)
+    if command == "am":
+        am = makeAM(directory, ca, args.hostname, urn=args.urn, days=args.days)
+        return f"created {am.urn} in {os.path.join(directory, 'am-cert.pem')}\n"
+    if command == "user":
+        user = makeUser(directory, ca, args.name, email=args.email, days=args.days)
+        return f"created {user.urn} in {os.path.join(directory, f'user-{args.name}-cert.pem')}\n"
+    if command == "slice":
+        made = makeSlice(directory, ca, args.name, project=args.project, days=args.days)
+        return f"created {made.urn} in {os.path.join(directory, f'slice-{args.name}-cert.pem')}\n"
+    lifetime = (args.hours or 24.0) * HOUR
+
+    def user(name: str) -> Identity:
+        return loadIdentity(directory, f"user-{name}")
+
+    def privileges(default: Sequence[str]) -> Sequence[str]:
+        return default if args.privileges is None else args.privileges
+
+    if command == "user-credential":
+        return issueUserCredential(
+            ca, user(args.user), lifetime=lifetime, privileges=_privileges(privileges(USER_PRIVILEGES), args.delegatable)
+        )
+    if command == "slice-credential":
+        return issueSliceCredential(
+            ca, user(args.user), loadIdentity(directory, f"slice-{args.slice}"),
+            lifetime=lifetime, privileges=privileges(SLICE_PRIVILEGES), delegatable=args.delegatable,
+        )
+    if command == "operator-credential":
+        return issueOperatorCredential(
+            ca, user(args.user), loadIdentity(directory, "am"), lifetime=lifetime,
+            privileges=_privileges(privileges(("shutdown",)), args.delegatable),
+        )
+    if command == "delegate":
+        with open(args.credential, "rb") as f:
+            parent = f.read()
+        return delegate(
+            parent, user(args.owner), user(args.to), privileges=args.privileges,
+            lifetime=None if args.hours is None else lifetime, delegatable=args.delegatable,
+        )
+    tool: Identity | x509.Certificate
+    if os.path.isfile(args.tool):
+        with open(args.tool, "rb") as f:
+            tool = loadCertificates(f.read())[0]
+    else:
+        tool = user(args.tool)
+    return issueSpeaksFor(user(args.user), tool, lifetime=lifetime)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Run C{marvin-authority}.
+
+    @return: the exit status: 0, 1 for a failure, 2 for a usage error
+        (argparse exits with it itself).
+    """
+    args = parser().parse_args(argv)
+    try:
+        result = _run(args)
+        if getattr(args, "output", "-") != "-":
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(result)
+        else:
+            sys.stdout.write(result)
+    except FileNotFoundError as e:
+        sys.stderr.write(f"marvin-authority: {e.filename}: not found (make it first)\n")
+        return 1
+    except (OSError, ValueError, TrustError) as e:
+        sys.stderr.write(f"marvin-authority: {e}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
