@@ -65,6 +65,7 @@ class BootstrapUser:
     fingerprint: str
     role: str = "admin"
     project: str = ""
+    urn: Optional[str] = None
 
 
 @attrs.frozen
@@ -446,11 +447,17 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
 
     bootstrap = list(_admins(data, base))
     if demo is not None:
-        fingerprints = demo.pki.fingerprints
-        bootstrap += [
-            BootstrapUser(name="Marvin demo user", fingerprint=fingerprints["user"], role="user", project="demo"),
-            BootstrapUser(name="Node 1", fingerprint=fingerprints["node"], role="node"),
-        ]
+        pki = demo.pki
+        bootstrap = [
+            BootstrapUser(
+                name="Marvin demo admin", fingerprint=pki.fingerprints["admin"], urn=pki.urns["admin"]
+            ),
+            BootstrapUser(
+                name="Marvin demo user", fingerprint=pki.fingerprints["user"], role="user",
+                project="demo", urn=pki.urns["user"],
+            ),
+            BootstrapUser(name="Node 1", fingerprint=pki.fingerprints["node"], role="node"),
+        ] + bootstrap
 
     housekeeping = _section(data, "housekeeping", "housekeeping")
     _known(housekeeping, {"expiry_period"}, "housekeeping")
@@ -551,6 +558,8 @@ def loadConfig(
     if data.get("demo"):
         directory = demoDir or _string(data, "demo_dir", "demo_dir") or "marvin-demo"
         directory = _path(base if demoDir is None else os.getcwd(), directory)
+        from am.devpki import prepareDemo
+
         try:
             defaults, setup = prepareDemo(directory)
         except OSError as e:
@@ -558,59 +567,3 @@ def loadConfig(
         data = _merge(defaults, data)
     return parseConfig(data, base, checkFiles=checkFiles, demo=setup)
 
-
-#: The demo's nodes, written to the demo directory as its static inventory.
-#: C{files/inventory-demo.yaml} holds the same nodes (a test keeps them equal).
-DEMO_NODES = [
-    {"id": "1", "hostname": "demo-node-1", "status": "active",
-     "tags": {"type": "testing", "country": "se", "model": "apu2d", "site": "karlstad", "project": "demo"}},
-    {"id": "2", "hostname": "demo-node-2", "status": "active",
-     "tags": {"type": "testing", "country": "se", "model": "apu2d", "site": "karlstad", "project": "demo"}},
-    {"id": "3", "hostname": "demo-node-3", "status": "active",
-     "tags": {"type": "deployed", "country": "no", "model": "apu2d", "site": "oslo", "project": "demo"}},
-    {"id": "4", "hostname": "demo-node-4", "status": "active",
-     "tags": {"type": "deployed", "country": "no", "model": "apu1d", "site": "oslo", "project": "demo"}},
-    {"id": "5", "hostname": "demo-node-5", "status": "active",
-     "tags": {"type": "deployed", "country": "es", "model": "apu2d", "site": "madrid", "project": "demo"}},
-    {"id": "6", "hostname": "demo-node-6", "status": "disabled",
-     "tags": {"type": "retired", "country": "it", "model": "apu1d", "site": "torino", "project": "demo"}},
-]
-
-
-def prepareDemo(directory: str) -> tuple[dict[str, Any], DemoSetup]:
-    """
-    Make the demo directory on first use: a development CA with server,
-    admin, user and node certificates, and the static inventory; reuse them
-    afterwards. Returns the demo defaults (a configuration document) and what
-    was made.
-    """
-    from am.devpki import ensureDemoPKI
-
-    os.makedirs(directory, exist_ok=True)
-    pki = ensureDemoPKI(os.path.join(directory, "pki"))
-    inventory = os.path.join(directory, "inventory.yaml")
-    if not os.path.exists(inventory):
-        with open(inventory, "w") as f:
-            f.write("# The demo's static inventory: edit it and marvinctld picks it up within a minute.\n")
-            yaml.safe_dump({"nodes": DEMO_NODES}, f, sort_keys=False)
-    defaults = {
-        "database": os.path.join(directory, "marvin.db"),
-        "listen": {
-            "tls": {
-                "address": "127.0.0.1",
-                "port": 8443,
-                "certificate": pki.certificate("server"),
-                "key": pki.key("server"),
-                "client_ca": [pki.certificate("ca")],
-            },
-            "http": {"address": "127.0.0.1", "port": 9098},
-        },
-        "trusted_proxies": ["127.0.0.1/32", "::1/128"],
-        "admins": [{"name": "Marvin demo admin", "fingerprint": pki.fingerprints["admin"]}],
-        "inventory": {"file": inventory, "period": 60, "retry": 10},
-        # Demo nodes never heartbeat, so the demo does not require heartbeats,
-        # and has no maintenance windows to surprise a first experiment.
-        "scheduling": {"require_heartbeat": False, "maintenance_windows": []},
-        "log": {"file": "-", "level": "info"},
-    }
-    return defaults, DemoSetup(directory=directory, pki=pki)

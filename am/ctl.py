@@ -77,29 +77,18 @@ class Options(usage.Options):
 def tlsOptions(listener: TLSListener) -> Any:
     """
     Server TLS options that require a client certificate issued by one of the
-    configured client CAs, and nothing else: C{trustRoot} holds only those
-    roots (never the system store) and makes OpenSSL refuse a handshake
-    without a certificate.
+    configured client CAs and nothing else: C{trustRoot} holds only those
+    roots (never the system store), so OpenSSL refuses a handshake without a
+    certificate. The same listener serves the GENI face, so the options come
+    from L{am.trust.tls}.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair, TLSVersion, trustRootFromCertificates
+    from am.trust.tls import serverTLSOptions
 
-    with open(listener.certificate, "rb") as f:
-        chain = [Certificate.loadPEM(c.public_bytes(Encoding.PEM)) for c in x509.load_pem_x509_certificates(f.read())]
-    with open(listener.key, "rb") as f:
-        key = KeyPair.load(f.read(), 1)  # FILETYPE_PEM
-    roots = []
-    for path in listener.clientCA:
+    def read(path: str) -> bytes:
         with open(path, "rb") as f:
-            roots += [Certificate.loadPEM(c.public_bytes(Encoding.PEM)) for c in x509.load_pem_x509_certificates(f.read())]
-    return CertificateOptions(
-        privateKey=key.original,
-        certificate=chain[0].original,
-        extraCertChain=[c.original for c in chain[1:]],
-        trustRoot=trustRootFromCertificates(roots),
-        raiseMinimumTo=TLSVersion.TLSv1_2,
-    )
+            return f.read()
+
+    return serverTLSOptions(read(listener.certificate), read(listener.key), [read(p) for p in listener.clientCA])
 
 
 class Root(Resource):
@@ -183,7 +172,8 @@ def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred
                 continue
             try:
                 accounts.addUser(
-                    txn, user.name, user.role, now, policy, fingerprint=user.fingerprint, project=user.project
+                    txn, user.name, user.role, now, policy, fingerprint=user.fingerprint,
+                    urn=user.urn, project=user.project,
                 )
             except MarvinError as e:
                 log.warn("bootstrap user {name} not created: {why}", name=user.name, why=e.message)

@@ -1,182 +1,57 @@
 # -*- test-case-name: tests.test_ctl_config -*-
 """
-A development certificate authority for C{marvinctld --demo} and for tests.
+The demo's set-up: its directory, static inventory and development PKI,
+the PKI made with the development authority of
+L{am.trust.authority}: one CA, the controller's server certificate for
+C{localhost}, and client certificates for the demo's admin, user and node.
 
-Small on purpose: one CA, a TLS server certificate for localhost and client
-certificates for the demo's admin, user and node. It is not a production CA
-(no revocation, no serial bookkeeping); the GENI trust layer has its own
-authority for GENI-shaped certificates.
+For C{marvinctld --demo} and tests only: keys lie unencrypted in one
+directory and nothing can be revoked.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
 import os
-from typing import Iterable, Optional
+from typing import Any
 
 import attrs
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+import yaml
+from cryptography.hazmat.primitives import serialization
 
-#: Long enough for a demo directory to keep working; short enough to be obviously not production.
-VALIDITY = datetime.timedelta(days=825)
+from am.config import DemoSetup
+
+#: The GENI authority the demo's certificates name.
+DEMO_AUTHORITY = "marvin-demo"
+
+#: client role -> GENI user name in its certificate.
+DEMO_CLIENTS = {"admin": "admin", "user": "demo", "node": "node1"}
 
 
-@attrs.frozen
-class Issued:
+def fingerprint(certificate: Any) -> str:
     """
-    A certificate and its private key.
-    """
-
-    certificate: x509.Certificate
-    key: rsa.RSAPrivateKey
-
-    def certificatePEM(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
-
-    def keyPEM(self) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-
-    @property
-    def fingerprint(self) -> str:
-        """
-        What the REST face (and nginx's C{$ssl_client_fingerprint}) calls the
-        certificate: SHA-1 of the DER, 40 lowercase hex digits.
-        """
-        return fingerprint(self.certificate)
-
-
-def fingerprint(certificate: x509.Certificate) -> str:
-    """
-    SHA-1 of the DER encoding as 40 lowercase hex digits.
+    The REST face's (and nginx's C{$ssl_client_fingerprint}) name for a
+    certificate: SHA-1 of its DER, 40 lowercase hex digits.
     """
     return hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def _newKey() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _name(commonName: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Marvin development CA"),
-            x509.NameAttribute(NameOID.COMMON_NAME, commonName),
-        ]
-    )
-
-
-def makeCA(commonName: str = "Marvin development CA") -> Issued:
-    """
-    A self-signed CA certificate.
-    """
-    key = _newKey()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(commonName))
-        .issuer_name(_name(commonName))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return Issued(certificate, key)
-
-
-def issue(
-    ca: Issued,
-    commonName: str,
-    server: bool = False,
-    dnsNames: Iterable[str] = (),
-    addresses: Iterable[str] = (),
-    uris: Iterable[str] = (),
-) -> Issued:
-    """
-    A leaf certificate signed by C{ca}: a TLS server certificate when C{server}
-    (names go into the subjectAltName, which is what clients check), otherwise
-    a client certificate.
-    """
-    key = _newKey()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dnsNames]
-    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
-    names += [x509.UniformResourceIdentifier(u) for u in uris]
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(commonName))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
-        )
-    )
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return Issued(builder.sign(ca.key, hashes.SHA256()), key)
-
-
-def save(issued: Issued, certificatePath: str, keyPath: str) -> None:
-    """
-    Write a certificate and its key (the key readable by the owner only).
-    """
-    with open(certificatePath, "wb") as f:
-        f.write(issued.certificatePEM())
-    fd = os.open(keyPath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(issued.keyPEM())
-
-
-def load(certificatePath: str, keyPath: str) -> Issued:
-    """
-    Read back what L{save} wrote.
-    """
-    with open(certificatePath, "rb") as f:
-        certificate = x509.load_pem_x509_certificate(f.read())
-    with open(keyPath, "rb") as f:
-        key = serialization.load_pem_private_key(f.read(), password=None)
-    return Issued(certificate, key)  # type: ignore[arg-type]
 
 
 @attrs.frozen
 class DemoPKI:
     """
-    The demo's files: C{paths[name] = (certificate, key)} for C{ca}, C{server},
-    C{admin}, C{user} and C{node}, and the client certificates' fingerprints.
+    The demo's certificate files.
+
+    @ivar paths: C{name -> (certificate, key)} for C{ca}, C{server}, and the
+        clients C{admin}, C{user}, C{node}.
+    @ivar fingerprints: client name -> certificate fingerprint.
+    @ivar urns: client name -> GENI URN in its certificate.
+    @ivar created: whether this call made them (rather than reusing them).
     """
 
     directory: str
     paths: dict[str, tuple[str, str]]
     fingerprints: dict[str, str]
+    urns: dict[str, str]
     created: bool
 
     def certificate(self, name: str) -> str:
@@ -186,40 +61,94 @@ class DemoPKI:
         return self.paths[name][1]
 
 
-DEMO_CLIENTS = ("admin", "user", "node")
+def _stem(name: str) -> str:
+    if name == "ca":
+        return "ca"
+    if name == "server":
+        return "am"
+    return f"user-{DEMO_CLIENTS[name]}"
 
 
-def ensureDemoPKI(directory: str, nodeid: str = "1", serverNames: Optional[Iterable[str]] = None) -> DemoPKI:
+def ensureDemoPKI(directory: str, hostname: str = "localhost") -> DemoPKI:
     """
     Make the demo CA and its certificates in C{directory} on first use and
-    reuse them afterwards, so the printed curl commands keep working across
-    restarts. A partial set (say, a deleted key) is remade from scratch.
+    reuse them afterwards, so printed curl commands keep working across
+    restarts. An incomplete set (a deleted key, say) is made again from
+    scratch, with a new CA.
     """
+    from am.trust.authority import loadIdentity, makeAM, makeCA, makeUser
+
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    names = ("ca", "server") + DEMO_CLIENTS
+    names = ("ca", "server", *DEMO_CLIENTS)
     paths = {
-        n: (os.path.join(directory, f"{n}.pem"), os.path.join(directory, f"{n}.key")) for n in names
+        n: (os.path.join(directory, f"{_stem(n)}-cert.pem"), os.path.join(directory, f"{_stem(n)}-key.pem"))
+        for n in names
     }
     complete = all(os.path.exists(p) for pair in paths.values() for p in pair)
-    issued: dict[str, Issued] = {}
     if complete:
-        for name in DEMO_CLIENTS:
-            issued[name] = load(*paths[name])
+        clients = {n: loadIdentity(directory, _stem(n)) for n in DEMO_CLIENTS}
     else:
-        ca = makeCA()
-        issued["ca"] = ca
-        issued["server"] = issue(
-            ca, "localhost", server=True,
-            dnsNames=list(serverNames or ("localhost",)), addresses=("127.0.0.1", "::1"),
-        )
-        issued["admin"] = issue(ca, "Marvin demo admin")
-        issued["user"] = issue(ca, "Marvin demo user")
-        issued["node"] = issue(ca, f"Node {nodeid}")
-        for name in names:
-            save(issued[name], *paths[name])
+        ca = makeCA(directory, DEMO_AUTHORITY)
+        makeAM(directory, ca, hostname)
+        clients = {n: makeUser(directory, ca, DEMO_CLIENTS[n]) for n in DEMO_CLIENTS}
     return DemoPKI(
         directory=directory,
         paths=paths,
-        fingerprints={n: issued[n].fingerprint for n in DEMO_CLIENTS},
+        fingerprints={n: fingerprint(i.certificate) for n, i in clients.items()},
+        urns={n: i.urn for n, i in clients.items()},
         created=not complete,
     )
+
+
+#: The demo's nodes, written to the demo directory as its static inventory.
+#: C{files/inventory-demo.yaml} holds the same nodes (a test keeps them equal).
+DEMO_NODES = [
+    {"id": "1", "hostname": "demo-node-1", "status": "active",
+     "tags": {"type": "testing", "country": "se", "model": "apu2d", "site": "karlstad", "project": "demo"}},
+    {"id": "2", "hostname": "demo-node-2", "status": "active",
+     "tags": {"type": "testing", "country": "se", "model": "apu2d", "site": "karlstad", "project": "demo"}},
+    {"id": "3", "hostname": "demo-node-3", "status": "active",
+     "tags": {"type": "deployed", "country": "no", "model": "apu2d", "site": "oslo", "project": "demo"}},
+    {"id": "4", "hostname": "demo-node-4", "status": "active",
+     "tags": {"type": "deployed", "country": "no", "model": "apu1d", "site": "oslo", "project": "demo"}},
+    {"id": "5", "hostname": "demo-node-5", "status": "active",
+     "tags": {"type": "deployed", "country": "es", "model": "apu2d", "site": "madrid", "project": "demo"}},
+    {"id": "6", "hostname": "demo-node-6", "status": "disabled",
+     "tags": {"type": "retired", "country": "it", "model": "apu1d", "site": "torino", "project": "demo"}},
+]
+
+
+def prepareDemo(directory: str) -> tuple[dict[str, Any], DemoSetup]:
+    """
+    Make the demo directory on first use: a development CA with server,
+    admin, user and node certificates, and the static inventory; reuse them
+    afterwards. Returns the demo defaults (a configuration document) and what
+    was made.
+    """
+    os.makedirs(directory, exist_ok=True)
+    pki = ensureDemoPKI(os.path.join(directory, "pki"))
+    inventory = os.path.join(directory, "inventory.yaml")
+    if not os.path.exists(inventory):
+        with open(inventory, "w") as f:
+            f.write("# The demo's static inventory: edit it and marvinctld picks it up within a minute.\n")
+            yaml.safe_dump({"nodes": DEMO_NODES}, f, sort_keys=False)
+    defaults = {
+        "database": os.path.join(directory, "marvin.db"),
+        "listen": {
+            "tls": {
+                "address": "127.0.0.1",
+                "port": 8443,
+                "certificate": pki.certificate("server"),
+                "key": pki.key("server"),
+                "client_ca": [pki.certificate("ca")],
+            },
+            "http": {"address": "127.0.0.1", "port": 9098},
+        },
+        "trusted_proxies": ["127.0.0.1/32", "::1/128"],
+        "inventory": {"file": inventory, "period": 60, "retry": 10},
+        # Demo nodes never heartbeat, so the demo does not require heartbeats,
+        # and has no maintenance windows to surprise a first experiment.
+        "scheduling": {"require_heartbeat": False, "maintenance_windows": []},
+        "log": {"file": "-", "level": "info"},
+    }
+    return defaults, DemoSetup(directory=directory, pki=pki)
