@@ -119,10 +119,10 @@ class MarvindAgent(Service):
             self._advance(task)
         self._heartbeatCall = self._clock.callLater(0, self._beat)
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:
         """
-        Stop the timers. Running hooks are left alone; the saved state says
-        what to redo at the next start.
+        Stop the timers and close idle connections. Running hooks are left
+        alone; the saved state says what to redo at the next start.
         """
         super().stopService()
         if self._heartbeatCall is not None and self._heartbeatCall.active():
@@ -132,6 +132,7 @@ class MarvindAgent(Service):
             if call.active():
                 call.cancel()
         self._timers.clear()
+        return self._client.close()
 
     @property
     def tasks(self) -> dict[str, TaskRecord]:

@@ -19,7 +19,7 @@ import attrs
 import treq
 from OpenSSL.crypto import FILETYPE_PEM
 from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import (
     Certificate,
@@ -89,6 +89,11 @@ class IControllerClient(Interface):
     def report(schedid: str, status: str, when: int) -> Deferred[ControllerResponse]:
         """
         C{PUT /schedules/<schedid>} with C{status} and C{when}.
+        """
+
+    def close() -> Deferred[None]:
+        """
+        Close idle connections (at shutdown).
         """
 
 
@@ -162,6 +167,7 @@ class HTTPControllerClient:
     _clock: IReactorTime
     _baseURL: str
     _timeout: float = 10.0
+    _pool: HTTPConnectionPool | None = None
 
     @classmethod
     def fromConfig(cls, reactor: Any, config: MarvindConfig) -> HTTPControllerClient:
@@ -175,24 +181,41 @@ class HTTPControllerClient:
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = 1
         agent = Agent(reactor, contextFactory=policy, pool=pool)
-        return cls(HTTPClient(agent), reactor, config.controllerURL, config.timeouts.request)
+        return cls(HTTPClient(agent), reactor, config.controllerURL, config.timeouts.request, pool)
+
+    def close(self) -> Deferred[None]:
+        if self._pool is None:
+            return succeed(None)
+        return self._pool.closeCachedConnections()
 
     def _url(self, *segments: str) -> str:
         return self._baseURL + "".join("/" + quote(s, safe="") for s in segments)
 
     async def _call(self, method: str, url: str, data: Any = None) -> ControllerResponse:
+        """
+        One exchange, body included, under one time limit.
+        """
         headers = {b"Accept": [b"application/json"]}
-        request: Deferred[Any] = self._http.request(method, url, data=data, headers=headers)
-        request.addTimeout(self._timeout, self._clock)
+        current: list[Deferred[Any]] = []
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            current[-1].cancel()
+
+        timer = self._clock.callLater(self._timeout, expire)
         try:
-            response = await request
-            contentDeferred: Deferred[bytes] = treq.content(response)
-            contentDeferred.addTimeout(self._timeout, self._clock)
-            raw = await contentDeferred
-        except (TimeoutError, CancelledError):
-            raise ControllerUnreachable(f"no answer within {self._timeout:g} s") from None
+            current.append(self._http.request(method, url, data=data, headers=headers))
+            response = await current[-1]
+            current.append(treq.content(response))
+            raw: bytes = await current[-1]
         except Exception as e:
+            if expired:
+                raise ControllerUnreachable(f"no answer within {self._timeout:g} s") from None
             raise ControllerUnreachable(_describe(e)) from None
+        finally:
+            if timer.active():
+                timer.cancel()
         text = raw.decode("utf-8", "replace")
         try:
             body = json.loads(text) if text else None

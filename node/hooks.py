@@ -287,12 +287,9 @@ class _HookProtocol(ProcessProtocol):
             timeout=self.timeout,
         )
         elapsed = self.clock.seconds() - self.started
-        outcome = (
-            "timed out" if self._timedOut
-            else f"exit code {exitCode}" if exitCode is not None
-            else f"killed by signal {sig}"
+        _appendLog(
+            self.logPath, f"=== {self.action} ended: {describeResult(result)} ({elapsed:.1f} s) ===\n"
         )
-        _appendLog(self.logPath, f"=== {self.action} ended: {outcome} after {elapsed:.1f} s ===\n")
         self.done.callback(result)
 
 

@@ -36,12 +36,14 @@ class RecordedCall:
 
     @ivar route: C{auth}, C{heartbeat}, C{report} or C{unknown}.
     @ivar fields: form fields, each with its list of values.
+    @ivar peer: the common name of the client certificate, over TLS.
     """
 
     method: str
     path: str
     route: str
     fields: dict[str, list[str]]
+    peer: str | None = None
 
 
 class FakeController(Resource):
@@ -115,7 +117,18 @@ class FakeController(Resource):
             ("PUT", 2, "resources"): "heartbeat",
             ("PUT", 2, "schedules"): "report",
         }.get((method, len(segments), segments[0] if segments else ""), "unknown")
-        self.calls.append(RecordedCall(method, "/".join(segments), route, fields))
+        peer = None
+        getPeerCertificate = getattr(request.transport, "getPeerCertificate", None)
+        if getPeerCertificate is not None:
+            certificate = getPeerCertificate()
+            if certificate is not None:
+                from cryptography.x509.oid import NameOID
+
+                names = certificate.to_cryptography().subject.get_attributes_for_oid(
+                    NameOID.COMMON_NAME
+                )
+                peer = str(names[0].value) if names else None
+        self.calls.append(RecordedCall(method, "/".join(segments), route, fields, peer))
         request.setHeader(b"date", datetimeToString(self.clock.seconds() + self.dateOffset))
         request.setHeader(b"content-type", b"application/json")
         if not self.available:
@@ -253,3 +266,108 @@ class FakeHookRunner:
                 d.callback(HookResult(action, exitCode=exitCode))
                 return
         raise AssertionError(f"no {action} hook is running")
+
+
+@attrs.frozen
+class ControllerPKI:
+    """
+    Paths of a throw-away PKI written by L{writeControllerPKI} (all PEM).
+    """
+
+    caCertificate: str
+    serverCertificate: str
+    serverKey: str
+    clientCertificate: str
+    clientKey: str
+
+
+def writeControllerPKI(directory: str, serverNames: tuple[str, ...] = ("localhost", "127.0.0.1")) -> ControllerPKI:
+    """
+    Write a CA, a controller certificate for C{serverNames} and a node client
+    certificate (C{CN=Node 1}), all signed by the CA, into C{directory}.
+    EC keys keep this fast enough to do per test module.
+    """
+    import datetime
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    os.makedirs(directory, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write(filename: str, data: bytes) -> str:
+        path = os.path.join(directory, filename)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def keyPEM(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    caKey = ec.generate_private_key(ec.SECP256R1())
+    caName = name(f"Marvin test CA {os.path.basename(directory)}")
+    ca = (
+        x509.CertificateBuilder().subject_name(caName).issuer_name(caName)
+        .public_key(caKey.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(caKey, hashes.SHA256())
+    )
+
+    def leaf(cn: str, usage: x509.ObjectIdentifier, names: list[x509.GeneralName]) -> tuple[bytes, bytes]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(caName)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        cert = builder.sign(caKey, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), keyPEM(key)
+
+    sans: list[x509.GeneralName] = []
+    for serverName in serverNames:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(serverName)))
+        except ValueError:
+            sans.append(x509.DNSName(serverName))
+    serverCert, serverKey = leaf("controller", ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    clientCert, clientKey = leaf("Node 1", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    return ControllerPKI(
+        caCertificate=write("ca.pem", ca.public_bytes(serialization.Encoding.PEM)),
+        serverCertificate=write("server.pem", serverCert),
+        serverKey=write("server.key", serverKey),
+        clientCertificate=write("client.pem", clientCert),
+        clientKey=write("client.key", clientKey),
+    )
+
+
+def serverTLSOptions(pki: ControllerPKI) -> Any:
+    """
+    TLS options for serving a fake controller with C{pki}'s server
+    certificate, requiring client certificates from C{pki}'s CA.
+    """
+    from twisted.internet.ssl import Certificate, PrivateCertificate
+
+    with open(pki.serverCertificate, "rb") as f:
+        cert = f.read()
+    with open(pki.serverKey, "rb") as f:
+        key = f.read()
+    with open(pki.caCertificate, "rb") as f:
+        ca = Certificate.loadPEM(f.read())
+    return PrivateCertificate.loadPEM(cert + key).options(ca)
