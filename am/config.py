@@ -285,7 +285,7 @@ def _listeners(data: dict[str, Any], base: str) -> tuple[Optional[TLSListener], 
     return tls, http
 
 
-def _admins(data: dict[str, Any], base: str) -> list[BootstrapUser]:
+def _admins(data: dict[str, Any], base: str, checkFiles: bool = True) -> list[BootstrapUser]:
     from am.accounts import normaliseFingerprint
     from am.errors import BadRequest
 
@@ -305,6 +305,9 @@ def _admins(data: dict[str, Any], base: str) -> list[BootstrapUser]:
         certificate = _string(item, "certificate", f"{where}.certificate")
         if (fingerprint is None) == (certificate is None):
             raise ConfigError(f"{where}: give exactly one of fingerprint or certificate")
+        if certificate is not None and not checkFiles:
+            users.append(BootstrapUser(name=name, fingerprint="", project=_string(item, "project", where) or ""))
+            continue
         if certificate is not None:
             path = _path(base, certificate)
             try:
@@ -388,7 +391,7 @@ def _inventoryAPI(section: dict[str, Any], base: str, checkFiles: bool) -> Inven
     )
 
 
-def _log(data: dict[str, Any], base: str) -> LogConfig:
+def _log(data: dict[str, Any], base: str, checkFiles: bool = True) -> LogConfig:
     section = _section(data, "log", "log")
     _known(section, {"file", "level", "format"}, "log")
     path = _string(section, "file", "log.file", "-") or "-"
@@ -405,7 +408,7 @@ def _log(data: dict[str, Any], base: str) -> LogConfig:
         raise ConfigError(f"log.format: must be text or json, not {form!r}")
     if path != "-":
         path = _path(base, path)
-        if not os.path.isdir(os.path.dirname(path)):
+        if checkFiles and not os.path.isdir(os.path.dirname(path)):
             raise ConfigError(f"log.file: the directory of {path} does not exist")
     return LogConfig(file=path, level=level, format=form)
 
@@ -445,7 +448,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
     verified = _string(headers, "verified", "headers.verified", "VERIFIED") or "VERIFIED"
     fingerprint = _string(headers, "fingerprint", "headers.fingerprint", "SSL_FINGERPRINT") or "SSL_FINGERPRINT"
 
-    bootstrap = list(_admins(data, base))
+    bootstrap = _admins(data, base, checkFiles)
     if demo is not None:
         pki = demo.pki
         bootstrap = [
@@ -496,7 +499,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         policy=policy,
         expiryPeriod=_number(housekeeping, "expiry_period", "housekeeping.expiry_period", 60, 1),
         corsOrigins=tuple(origins) if origins else None,
-        log=_log(data, base),
+        log=_log(data, base, checkFiles),
         publicURL=publicURL,
         demo=demo,
     )
