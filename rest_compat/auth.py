@@ -1,0 +1,202 @@
+# -*- test-case-name: tests.test_rest_auth -*-
+"""
+Who is calling: a client certificate seen directly on our TLS connection, or
+the C{VERIFIED}/C{SSL_FINGERPRINT} headers of a TLS proxy we trust.
+
+Everything fails closed: an unreadable certificate, a proxy header from an
+untrusted address, a C{VERIFIED} other than C{SUCCESS}, a malformed or unknown
+fingerprint and an invalidated user all mean "anonymous" (the legacy server
+took a request without a fingerprint for the first user, normally the admin).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from typing import Any, Iterable, Optional, Union
+
+import attrs
+from cryptography.hazmat.primitives.serialization import Encoding
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from am.model import User
+from rest_compat import access
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{40}$")
+_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+VIA_TLS = "tls"
+VIA_PROXY = "proxy"
+
+
+@attrs.frozen
+class Caller:
+    """
+    The outcome of authentication for one request.
+
+    @ivar user: the active user the fingerprint belongs to, or C{None}.
+    @ivar fingerprint: the presented fingerprint (40 lowercase hex) or C{""}.
+    @ivar verified: C{"SUCCESS"} for a direct TLS certificate, the proxy's
+        C{VERIFIED} header as sent, or C{None}.
+    @ivar via: L{VIA_TLS}, L{VIA_PROXY} or C{None} when nothing was presented.
+    """
+
+    user: Optional[User] = None
+    fingerprint: str = ""
+    verified: Optional[str] = None
+    via: Optional[str] = None
+
+    @property
+    def role(self) -> str:
+        """
+        The role for the access matrix.
+        """
+        return access.roleOf(self.user)
+
+    @property
+    def name(self) -> str:
+        """
+        How the request log names the caller.
+        """
+        if self.user is None:
+            return "-"
+        return f"{self.user.name}#{self.user.id}"
+
+
+def fingerprintOf(certificate: Any) -> Optional[str]:
+    """
+    The nginx C{$ssl_client_fingerprint} form (SHA-1 of the DER, 40 lowercase
+    hex, no colons) of a pyOpenSSL X509, a cryptography certificate or a
+    L{twisted.internet.ssl.Certificate}; C{None} when it cannot be read.
+    """
+    if certificate is None:
+        return None
+    try:
+        if hasattr(certificate, "original"):
+            certificate = certificate.original
+        if hasattr(certificate, "to_cryptography"):
+            certificate = certificate.to_cryptography()
+        der = certificate.public_bytes(Encoding.DER)
+    except Exception:
+        return None
+    if not isinstance(der, bytes) or not der:
+        return None
+    return hashlib.sha1(der).hexdigest()
+
+
+def normalise(text: Optional[str]) -> Optional[str]:
+    """
+    A fingerprint header value as our store keeps it, or C{None} if malformed.
+    """
+    if not text:
+        return None
+    value = text.strip().replace(":", "").lower()
+    return value if _FINGERPRINT.match(value) else None
+
+
+class Authenticator:
+    """
+    Identify REST callers.
+
+    @ivar trustedProxies: networks whose C{VERIFIED}/C{SSL_FINGERPRINT} headers
+        are believed; the string C{"unix"} trusts peers on a UNIX socket.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        trustedProxies: Iterable[str] = (),
+        verifiedHeader: str = "VERIFIED",
+        fingerprintHeader: str = "SSL_FINGERPRINT",
+    ) -> None:
+        networks: list[_Network] = []
+        self.trustUnix = False
+        for entry in trustedProxies:
+            if str(entry).strip().lower() == "unix":
+                self.trustUnix = True
+                continue
+            try:
+                networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"trusted proxy {entry!r} is not a network (CIDR)") from None
+        self.trustedProxies = tuple(networks)
+        self.verifiedHeader = verifiedHeader.encode("ascii")
+        self.fingerprintHeader = fingerprintHeader.encode("ascii")
+
+    def isTrustedPeer(self, address: Any) -> bool:
+        """
+        Whether the connection comes straight from a trusted proxy.
+        """
+        if isinstance(address, UNIXAddress):
+            return self.trustUnix
+        if not isinstance(address, (IPv4Address, IPv6Address)):
+            return False
+        try:
+            ip = ipaddress.ip_address(address.host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == net.version and ip in net for net in self.trustedProxies)
+
+    def credentials(self, request: Any) -> tuple[str, Optional[str], Optional[str]]:
+        """
+        What the request presents: C{(fingerprint or "", verified, via)}.
+        A certificate on our own TLS connection wins over any header.
+        """
+        getPeerCertificate = getattr(getattr(request, "transport", None), "getPeerCertificate", None)
+        if callable(getPeerCertificate):
+            try:
+                certificate = getPeerCertificate()
+            except Exception:
+                certificate = None
+            fingerprint = fingerprintOf(certificate)
+            if fingerprint:
+                return fingerprint, "SUCCESS", VIA_TLS
+        verified = _header(request, self.verifiedHeader)
+        presented = _header(request, self.fingerprintHeader)
+        if verified is None and presented is None:
+            return "", None, None
+        if not self.isTrustedPeer(request.getClientAddress()):
+            self.log.warn(
+                "Ignoring TLS proxy headers from untrusted peer {peer}",
+                peer=str(request.getClientAddress()),
+            )
+            return "", None, None
+        fingerprint = normalise(presented) if verified == "SUCCESS" else None
+        return fingerprint or "", verified, VIA_PROXY
+
+    def authenticate(self, request: Any, scheduler: Any) -> Deferred:
+        """
+        Identify the caller of C{request}.
+
+        @return: a Deferred firing with a L{Caller}; its C{user} is set only for
+            an active user whose fingerprint was presented in a trusted way.
+        """
+        fingerprint, verified, via = self.credentials(request)
+        if not fingerprint:
+            return succeed(Caller(None, "", verified, via))
+
+        def found(user: Optional[User]) -> Caller:
+            if user is not None and not user.active:
+                user = None
+            return Caller(user, fingerprint, verified, via)
+
+        return scheduler.read(lambda txn: txn.findUser(fingerprint=fingerprint)).addCallback(found)
+
+
+def _header(request: Any, name: bytes) -> Optional[str]:
+    raw = request.requestHeaders.getRawHeaders(name)
+    if not raw:
+        return None
+    if len(raw) != 1:
+        # A client header next to the proxy's own: believe neither.
+        return ""
+    try:
+        return raw[0].decode("ascii").strip()
+    except (UnicodeDecodeError, AttributeError):
+        return ""

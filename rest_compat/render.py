@@ -1,0 +1,178 @@
+# -*- test-case-name: tests.test_rest_render -*-
+"""
+The legacy JSON shapes of nodes, users, schedules, tasks, experiments and
+journals (legacy reference §3.3), built from core model objects, and the
+legacy encoding: sorted keys, two-space indentation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, Iterable, Mapping
+
+from am.model import Experiment, JournalEntry, Node, Quota, Schedule, User
+
+_NODE_KEYS = ("id", "hostname", "status", "heartbeat", "interfaces")
+
+
+def encode(body: Any) -> bytes:
+    """
+    JSON as the legacy server printed it.
+    """
+    return (json.dumps(body, sort_keys=True, indent=2) + "\n").encode("utf-8")
+
+
+def nodeId(value: str) -> Any:
+    """
+    Node ids are text in the core; the legacy API printed them as integers,
+    so canonical decimal ids go out as numbers and anything else as text.
+    """
+    text = str(value)
+    if text.isdigit() and text.isascii() and str(int(text)) == text:
+        return int(text)
+    return text
+
+
+def visible(options: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Options without the hidden C{_} keys, which only the node itself receives.
+    """
+    return {k: v for k, v in options.items() if not str(k).startswith("_")}
+
+
+def node(n: Node) -> dict[str, Any]:
+    """
+    A node: scalar keys, its tags flattened (they never override the scalar
+    keys) and the interfaces its last heartbeat reported.
+    """
+    result: dict[str, Any] = {k: v for k, v in n.tags.items() if k not in _NODE_KEYS}
+    result.update(
+        id=nodeId(n.id),
+        hostname=n.hostname,
+        status=n.status,
+        heartbeat=n.heartbeat,
+        interfaces=[dict(i) for i in n.interfaces if isinstance(i, dict)],
+    )
+    return result
+
+
+def user(u: User, quotas: Mapping[str, Quota]) -> dict[str, Any]:
+    """
+    A user with its current quotas; invalidated users show the legacy role
+    C{invalid}.
+    """
+
+    def current(kind: str) -> int:
+        quota = quotas.get(kind)
+        return quota.current if quota is not None else 0
+
+    return {
+        "id": u.id,
+        "name": u.name,
+        "ssl_id": u.fingerprint or "",
+        "role": "invalid" if u.invalid else u.role,
+        "project": u.project,
+        "quota_time": current("time"),
+        "quota_data": current("data"),
+        "quota_storage": current("storage"),
+    }
+
+
+def schedule(s: Schedule, withOptions: bool, hidden: bool = False) -> dict[str, Any]:
+    """
+    The full schedule row. C{deployment_options} only when the caller may see
+    them; hidden C{_} keys only for the node's own heartbeat (C{hidden}).
+    """
+    result: dict[str, Any] = {
+        "id": str(s.id),
+        "nodeid": nodeId(s.nodeid),
+        "expid": s.expid,
+        "start": s.start,
+        "stop": s.stop,
+        "status": s.statusText,
+        "shared": int(bool(s.shared)),
+    }
+    if withOptions:
+        options = dict(s.deploymentOptions)
+        result["deployment_options"] = options if hidden else visible(options)
+    return result
+
+
+def task(s: Schedule) -> dict[str, Any]:
+    """
+    A task in a heartbeat reply: the full row with every option.
+    """
+    return schedule(s, withOptions=True, hidden=True)
+
+
+def compact(s: Schedule, ownerid: int) -> dict[str, Any]:
+    """
+    The C{GET /schedules} calendar entry.
+    """
+    return {"nodeid": nodeId(s.nodeid), "start": s.start, "stop": s.stop, "ownerid": ownerid}
+
+
+def experiment(
+    e: Experiment, schedules: Iterable[Schedule], listSchedules: bool = False
+) -> dict[str, Any]:
+    """
+    An experiment with a C{summary} of status counts, or with its C{schedules}
+    as C{{id: {nodeid, status, start, stop}}}.
+    """
+    result: dict[str, Any] = {
+        "id": e.id,
+        "name": e.name,
+        "ownerid": e.ownerid,
+        "type": e.nodetypes,
+        "script": e.script,
+        "start": e.start,
+        "stop": e.stop,
+        "status": e.status,
+        "options": visible(e.options),
+    }
+    if listSchedules:
+        result["schedules"] = {
+            str(s.id): {"nodeid": nodeId(s.nodeid), "status": s.statusText, "start": s.start, "stop": s.stop}
+            for s in schedules
+        }
+    else:
+        result["summary"] = dict(Counter(s.statusText for s in schedules))
+    return result
+
+
+def journal(entry: JournalEntry) -> dict[str, Any]:
+    """
+    One quota journal row.
+    """
+    return {
+        "ownerid": entry.userid,
+        "quota": entry.kind,
+        "delta": entry.delta,
+        "new_value": entry.newValue,
+        "reason": entry.reason,
+        "timestamp": entry.timestamp,
+    }
+
+
+def message(text: str, **extra: Any) -> dict[str, Any]:
+    """
+    The legacy C{{"message": ...}} body with extra keys merged at top level.
+    """
+    body = dict(extra)
+    body["message"] = text
+    return body
+
+
+def plannedSchedule(s: Schedule) -> dict[str, Any]:
+    """
+    A schedule a dry run would book (it has no id yet).
+    """
+    return {
+        "nodeid": nodeId(s.nodeid),
+        "start": s.start,
+        "stop": s.stop,
+        "shared": int(bool(s.shared)),
+        "deployment_options": visible(s.deploymentOptions),
+    }
+

@@ -1,0 +1,348 @@
+# -*- test-case-name: tests.test_rest_resource -*-
+"""
+The REST face as one Twisted resource: routing of the legacy paths (with and
+without C{/v1}), authentication, the access matrix, parameter parsing, error
+mapping to JSON bodies, CORS and one log line per request.
+
+The controller mounts what L{buildRESTResource} returns as its site root and
+adds its own children (C{xmlrpc} for the GENI face) with C{putChild}; every
+other first path segment is served here.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import secrets
+import time
+from typing import Any, Awaitable, Callable, Iterable, Optional, Union
+from urllib.parse import unquote_to_bytes
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET
+
+from am.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
+from rest_compat import access, backend, experiments, nodes, render, resources, schedules, users
+from rest_compat.auth import Authenticator, Caller
+from rest_compat.context import Context, HTTPError, Reply
+from rest_compat.cors import CORSPolicy
+from rest_compat.params import MAX_BODY, BodyTooLarge, readParams
+
+API_VERSION = "1.0"
+UNAUTHENTICATED = "Please present a valid SSL client certificate to access this information."
+
+# Path patterns ("*" is one non-empty segment) -> route names of the access
+# matrix; the first match wins, so literal segments come before wildcards.
+ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("version",), "version"),
+    (("openapi.json",), "openapi"),
+    (("resources",), "resources"),
+    (("resources", "*"), "resource"),
+    (("resources", "*", "schedules"), "resource/schedules"),
+    (("resources", "*", "all"), "resource/all"),
+    (("resources", "*", "journals"), "resource/journals"),
+    (("resources", "*", "journals", "*"), "resource/journal"),
+    (("users",), "users"),
+    (("users", "*"), "user"),
+    (("users", "*", "schedules"), "user/schedules"),
+    (("users", "*", "experiments"), "user/experiments"),
+    (("users", "*", "journals"), "user/journals"),
+    (("experiments",), "experiments"),
+    (("experiments", "*"), "experiment"),
+    (("experiments", "*", "schedules"), "experiment/schedules"),
+    (("experiments", "*", "schedule"), "experiment/schedules"),
+    (("experiments", "*", "schedules", "*"), "experiment/schedule"),
+    (("experiments", "*", "schedule", "*"), "experiment/schedule"),
+    (("experiments", "*", "*"), "experiment/merge"),
+    (("schedules",), "schedules"),
+    (("schedules", "find"), "schedules/find"),
+    (("schedules", "*"), "schedule"),
+    (("backend", "auth"), "backend/auth"),
+    (("backend", "activity"), "backend/activity"),
+    (("backend", "pubkeys"), "backend/pubkeys"),
+    (("backend", "sync"), "backend/sync"),
+)
+
+Handler = Callable[[Context], Awaitable[Reply]]
+
+# (route, method) -> handler; the roles are in L{access.MATRIX} only.
+HANDLERS: dict[tuple[str, str], Handler] = {
+    ("version", "GET"): backend.version,
+    ("openapi", "GET"): backend.openapi,
+    ("resources", "GET"): resources.listResources,
+    ("resource", "GET"): resources.getResource,
+    ("resource", "PUT"): resources.putResource,
+    ("resource/schedules", "GET"): resources.resourceSchedules,
+    ("resource/all", "GET"): resources.resourceAll,
+    ("resource/journals", "GET"): resources.resourceJournals,
+    ("resource/journal", "GET"): resources.resourceJournals,
+    ("users", "GET"): users.listUsers,
+    ("users", "POST"): users.addUser,
+    ("user", "GET"): users.getUser,
+    ("user", "PUT"): users.updateUser,
+    ("user", "DELETE"): users.deleteUser,
+    ("user/schedules", "GET"): users.userSchedules,
+    ("user/experiments", "GET"): users.userExperiments,
+    ("user/journals", "GET"): users.userJournals,
+    ("experiments", "GET"): experiments.listExperiments,
+    ("experiments", "POST"): experiments.submit,
+    ("experiment", "GET"): experiments.getExperiment,
+    ("experiment", "PUT"): experiments.mergeMissing,
+    ("experiment", "DELETE"): experiments.delete,
+    ("experiment/merge", "PUT"): experiments.merge,
+    ("experiment/schedules", "GET"): experiments.experimentSchedules,
+    ("experiment/schedule", "GET"): experiments.experimentSchedule,
+    ("schedules", "GET"): schedules.listSchedules,
+    ("schedules/find", "GET"): schedules.find,
+    ("schedule", "GET"): schedules.getSchedule,
+    ("schedule", "PUT"): nodes.report,
+    ("backend/auth", "GET"): backend.auth,
+    ("backend/activity", "GET"): backend.activity,
+    ("backend/pubkeys", "GET"): backend.pubkeys,
+    ("backend/sync", "PUT"): backend.sync,
+}
+
+_STATUS = ((BadRequest, 400), (Forbidden, 403), (NotFound, 404), (Conflict, 409))
+
+
+def resolve(segments: list[str]) -> Optional[tuple[str, tuple[str, ...]]]:
+    """
+    The route and its variable segments for a path (without C{/v1}), or C{None}.
+    """
+    for pattern, route in ROUTES:
+        if len(pattern) != len(segments):
+            continue
+        args = []
+        for want, got in zip(pattern, segments):
+            if want == "*":
+                if not got:
+                    break
+                args.append(got)
+            elif want != got:
+                break
+        else:
+            return route, tuple(args)
+    return None
+
+
+def pathSegments(raw: list[bytes]) -> Optional[list[str]]:
+    """
+    Decoded path segments without the optional C{v1} prefix and one trailing
+    slash; C{None} when a segment is not UTF-8.
+    """
+    try:
+        segments = [unquote_to_bytes(s).decode("utf-8") for s in raw]
+    except UnicodeDecodeError:
+        return None
+    if segments and segments[-1] == "":
+        segments.pop()
+    if segments and segments[0] == "v1":
+        segments.pop(0)
+    return segments
+
+
+@attrs.define
+class _Exchange:
+    """
+    What the request log needs to know about one request.
+    """
+
+    method: str = "-"
+    route: Optional[str] = None
+    caller: Caller = attrs.field(factory=Caller)
+
+
+class RESTApplication:
+    """
+    Serves one request at a time, start to finish, never raising.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        scheduler: Any,
+        authenticator: Authenticator,
+        cors: Optional[CORSPolicy] = None,
+        sync: Optional[Callable[[], Any]] = None,
+        maxBody: int = MAX_BODY,
+        document: bytes = b"{}",
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.scheduler = scheduler
+        self.authenticator = authenticator
+        self.cors = cors
+        self.sync = sync
+        self.maxBody = maxBody
+        self.document = document
+        self.timer = timer
+
+    async def serve(self, request: Any, segments: list[bytes], lost: list[bool]) -> None:
+        """
+        Answer C{request}; C{lost} becomes non-empty if the client went away.
+        """
+        started = self.timer()
+        exchange = _Exchange()
+        try:
+            reply = await self._process(request, segments, exchange)
+            payload = self._payload(reply)
+        except Exception:
+            requestId = secrets.token_hex(6)
+            self.log.failure("Internal error {requestId} serving {path}", requestId=requestId, path=_path(request))
+            reply = Reply(500, render.message(f"Internal error {requestId}"))
+            payload = render.encode(reply.body)
+        if not lost:
+            self._send(request, reply, payload, exchange)
+        self.log.info(
+            "{method} {path} {user} {code} {duration:.1f} ms",
+            method=exchange.method,
+            path=_path(request),
+            user=exchange.caller.name,
+            code=reply.code,
+            duration=(self.timer() - started) * 1000,
+        )
+
+    async def _process(self, request: Any, segments: list[bytes], exchange: _Exchange) -> Reply:
+        try:
+            return await self._dispatch(request, segments, exchange)
+        except access.Unauthenticated:
+            return Reply(401, render.message(UNAUTHENTICATED))
+        except access.MethodNotAllowed as e:
+            return Reply(405, render.message("Method not allowed."), headers={"Allow": ", ".join(e.allow)})
+        except BodyTooLarge as e:
+            return Reply(413, render.message(f"Request body too large (at most {e.limit} bytes)."))
+        except HTTPError as e:
+            return Reply(e.code, render.message(e.message, **e.extra), headers=e.headers)
+        except MarvinError as e:
+            for kind, code in _STATUS:
+                if isinstance(e, kind):
+                    return Reply(code, render.message(e.message, **e.extra))
+            raise
+
+    async def _dispatch(self, request: Any, raw: list[bytes], exchange: _Exchange) -> Reply:
+        method = exchange.method = request.method.decode("ascii", "replace").upper()
+        segments = pathSegments(raw)
+        match = resolve(segments) if segments is not None else None
+        if match is None:
+            raise NotFound("Unknown path.")
+        route, args = match
+        exchange.route = route
+        if method == "OPTIONS":
+            return Reply(204, headers={"Allow": ", ".join(access.allowedMethods(route))})
+        if access.effectiveMethod(method) not in access.MATRIX[route]:
+            raise access.MethodNotAllowed(access.allowedMethods(route))
+        caller = exchange.caller = await self.authenticator.authenticate(request, self.scheduler)
+        access.check(route, method, caller.user)
+        params = readParams(request, self.maxBody)
+        handler = HANDLERS[(route, access.effectiveMethod(method))]
+        context = Context(request, self.scheduler, caller, args, params, self.sync, self.document)
+        return await handler(context)
+
+    def _payload(self, reply: Reply) -> bytes:
+        if reply.raw is not None:
+            return reply.raw
+        if reply.body is None and reply.code == 204:
+            return b""
+        return render.encode(reply.body)
+
+    def _send(self, request: Any, reply: Reply, payload: bytes, exchange: _Exchange) -> None:
+        headers = {"api-version": API_VERSION}
+        if payload:
+            headers["Content-Type"] = "application/json"
+        if self.cors is not None:
+            origin = request.getHeader(b"origin")
+            methods = access.allowedMethods(exchange.route) if exchange.route else []
+            headers.update(
+                self.cors.headers(
+                    origin.decode("ascii", "replace") if origin else None,
+                    exchange.method == "OPTIONS",
+                    methods,
+                )
+            )
+        headers.update(reply.headers)
+        headers["Content-Length"] = str(len(payload))
+        request.setResponseCode(reply.code)
+        for name, value in headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("ascii", "replace"))
+        request.write(payload)
+        request.finish()
+
+
+def _path(request: Any) -> str:
+    return getattr(request, "path", b"").decode("ascii", "backslashreplace")
+
+
+class _Endpoint(Resource):
+    """
+    The leaf that serves every path below the root (except the controller's
+    own children).
+    """
+
+    isLeaf = True
+
+    def __init__(self, application: RESTApplication) -> None:
+        super().__init__()
+        self.application = application
+
+    def render(self, request: Any) -> Any:
+        return self.serve(request, request.prepath[-1:] + request.postpath)
+
+    def serve(self, request: Any, segments: list[bytes]) -> Any:
+        lost: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: lost.append(True))
+        Deferred.fromCoroutine(self.application.serve(request, segments, lost))
+        return NOT_DONE_YET
+
+
+class RESTRoot(Resource):
+    """
+    The root: the controller's children first, then the REST routes.
+    """
+
+    def __init__(self, application: RESTApplication) -> None:
+        super().__init__()
+        self.application = application
+        self._endpoint = _Endpoint(application)
+
+    def getChild(self, path: bytes, request: Any) -> Resource:
+        return self._endpoint
+
+    def render(self, request: Any) -> Any:
+        return self._endpoint.serve(request, [])
+
+
+def loadDocument() -> bytes:
+    """
+    The OpenAPI description shipped as C{schemas/openapi.json}.
+    """
+    document = importlib.resources.files("schemas").joinpath("openapi.json").read_bytes()
+    json.loads(document)
+    return document
+
+
+def buildRESTResource(
+    scheduler: Any,
+    authenticator: Authenticator,
+    cors: Union[None, CORSPolicy, Iterable[str]] = None,
+    sync: Optional[Callable[[], Any]] = None,
+    maxBody: int = MAX_BODY,
+) -> IResource:
+    """
+    The REST face over C{scheduler}.
+
+    @param authenticator: identifies callers (certificate or trusted proxy).
+    @param cors: allowed browser origins (or a L{CORSPolicy}); C{None} sends
+        no CORS headers.
+    @param sync: a callable returning a Deferred that synchronises the
+        inventory, for C{PUT /backend/sync}; C{None} answers 501 there.
+    @param maxBody: the largest request body accepted, in bytes (413 beyond).
+    @return: a root resource serving C{/version}, C{/openapi.json}, C{/v1/...}
+        and the same paths without C{/v1}; C{putChild} more on it freely.
+    """
+    application = RESTApplication(
+        scheduler, authenticator, CORSPolicy.coerce(cors), sync, maxBody, loadDocument()
+    )
+    return RESTRoot(application)
