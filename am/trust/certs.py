@@ -254,10 +254,7 @@ class ChainVerifier:
         if not roots:
             raise ValueError("no trust roots")
         self.roots = tuple(roots)
-        self._store = crypto.X509Store()
-        for root in roots:
-            self._store.add_cert(crypto.X509.from_cryptography(root))
-        self._store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+        self._roots = [crypto.X509.from_cryptography(root) for root in roots]
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[bytes, ...], Validity] = OrderedDict()
 
@@ -288,24 +285,26 @@ class ChainVerifier:
         if cached is not None and cached.covers(now):
             return cached
         untrusted = [crypto.X509.from_cryptography(c) for c in intermediates]
-        with self._lock:
-            self._store.set_time(
-                datetime.datetime.fromtimestamp(now, datetime.timezone.utc).replace(
-                    tzinfo=None
-                )
-            )
-            context = crypto.X509StoreContext(
-                self._store, crypto.X509.from_cryptography(leaf), chain=untrusted
-            )
-            try:
-                chain = context.get_verified_chain()
-            except crypto.X509StoreContextError as e:
-                reason = e.args[0] if e.args else "verification failed"
-                raise TrustError(
-                    FORBIDDEN,
-                    f"{what}: certificate does not chain to a trusted root "
-                    f"({reason})",
-                ) from None
+        # A fresh store per check: OpenSSL keeps the first verification
+        # time set on a store, so a shared one cannot follow the clock.
+        store = crypto.X509Store()
+        for root in self._roots:
+            store.add_cert(root)
+        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+        store.set_time(
+            datetime.datetime.fromtimestamp(now, datetime.timezone.utc).replace(tzinfo=None)
+        )
+        context = crypto.X509StoreContext(
+            store, crypto.X509.from_cryptography(leaf), chain=untrusted
+        )
+        try:
+            chain = context.get_verified_chain()
+        except crypto.X509StoreContextError as e:
+            reason = e.args[0] if e.args else "verification failed"
+            raise TrustError(
+                FORBIDDEN,
+                f"{what}: certificate does not chain to a trusted root ({reason})",
+            ) from None
         window = ALWAYS
         for cert in chain:
             window = window.intersect(
