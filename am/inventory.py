@@ -149,6 +149,8 @@ class Field:
                 if name is None:
                     continue
                 value = _lookup(record, name)
+                if isinstance(value, str):
+                    value = value.strip()
                 if value is _MISSING or value == "":
                     return None
                 values[name] = value
@@ -353,30 +355,33 @@ class _BoundedBody(Protocol):
     """
     Collect a response body, giving up past a size limit so a broken
     inventory cannot fill the controller's memory.
+
+    @ivar finished: fires with the body; cancelling it stops the transfer.
     """
 
-    def __init__(self, limit: int, finished: Deferred) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.finished = finished
+        self.finished: Deferred = Deferred(lambda _: self._stop())
         self.chunks: list[bytes] = []
         self.size = 0
-        self.done = False
+
+    def _stop(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
-        if self.done:
+        if self.finished.called:
             return
         self.size += len(data)
         if self.size > self.limit:
-            self.done = True
-            self.transport.stopProducing()
             self.finished.errback(InventoryError(f"answer larger than {self.limit} bytes"))
+            self._stop()
             return
         self.chunks.append(data)
 
     def connectionLost(self, reason: Failure) -> None:
-        if self.done:
+        if self.finished.called:
             return
-        self.done = True
         from twisted.web.client import ResponseDone
         from twisted.web.http import PotentialDataLoss
 
@@ -419,8 +424,9 @@ class HTTPInventoryFetcher:
         d = self.agent.request(b"GET", self.api.url.encode("ascii"), headers)
 
         def gotResponse(response: Any) -> Deferred:
-            finished: Deferred = Deferred()
-            response.deliverBody(_BoundedBody(self.api.maxBytes, finished))
+            body = _BoundedBody(self.api.maxBytes)
+            response.deliverBody(body)
+            finished = body.finished
             if response.code != 200:
                 return finished.addBoth(
                     lambda _: fail(InventoryError(f"HTTP {response.code} {response.phrase.decode('latin-1')}"))
@@ -433,8 +439,11 @@ class HTTPInventoryFetcher:
             except ValueError as e:
                 raise InventoryError(f"answer is not JSON: {e}") from None
 
+        def late(result: Any, timeout: float) -> Failure:
+            return Failure(InventoryError(f"no answer in {timeout:g} s"))
+
         d.addCallback(gotResponse)
-        d.addTimeout(self.api.timeout, self.reactor)
+        d.addTimeout(self.api.timeout, self.reactor, onTimeoutCancel=late)
         return d
 
 
