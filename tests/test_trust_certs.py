@@ -213,7 +213,8 @@ class LoadRootsTests(SynchronousTestCase):
     def test_fileAndDirectory(self) -> None:
         """
         Files are read whole (several certificates each); directories
-        contribute their C{.pem} and C{.crt} files, other files ignored.
+        contribute their C{.pem} and C{.crt} files holding certificates;
+        other files (keys, READMEs) are ignored.
         """
         p = pki()
         d = self.mktemp()
@@ -224,6 +225,8 @@ class LoadRootsTests(SynchronousTestCase):
             f.write(p.evil.certPEM)
         with open(os.path.join(d, "README"), "w") as f:
             f.write("not a cert")
+        with open(os.path.join(d, "ca-key.pem"), "wb") as f:
+            f.write(p.ca.keyPEM)
         single = os.path.join(d, "a.pem")
         self.assertEqual(len(loadRoots([d])), 3)
         self.assertEqual(loadRoots([single]), [p.ca.certificate, p.sub.certificate])

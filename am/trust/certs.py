@@ -46,7 +46,8 @@ def loadCertificates(data: bytes | str) -> list[x509.Certificate]:
 def loadRoots(paths: Iterable[str | os.PathLike[str]]) -> list[x509.Certificate]:
     """
     Load trust roots from PEM files and from directories of C{*.pem} and
-    C{*.crt} files (gcf's C{trusted_roots/} layout).
+    C{*.crt} files (gcf's C{trusted_roots/} layout; files there without a
+    certificate, such as keys, are skipped).
 
     @raise ValueError: if a path holds no certificate, or no root is found
         at all (an AM that trusts nobody is a configuration error).
@@ -54,7 +55,8 @@ def loadRoots(paths: Iterable[str | os.PathLike[str]]) -> list[x509.Certificate]
     roots: list[x509.Certificate] = []
     for path in paths:
         path = os.fspath(path)
-        if os.path.isdir(path):
+        inDirectory = os.path.isdir(path)
+        if inDirectory:
             names = sorted(
                 n for n in os.listdir(path) if n.endswith((".pem", ".crt"))
             )
@@ -63,10 +65,13 @@ def loadRoots(paths: Iterable[str | os.PathLike[str]]) -> list[x509.Certificate]
             files = [path]
         for name in files:
             with open(name, "rb") as f:
-                try:
-                    roots.extend(loadCertificates(f.read()))
-                except ValueError as e:
-                    raise ValueError(f"{name}: {e}") from None
+                data = f.read()
+            if inDirectory and b"-----BEGIN CERTIFICATE-----" not in data:
+                continue  # e.g. a key file next to the certificates
+            try:
+                roots.extend(loadCertificates(data))
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
     if not roots:
         raise ValueError("no trust roots found")
     return roots
