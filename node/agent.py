@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Any, Callable, Coroutine
 
 from twisted.application.service import Service
@@ -56,6 +57,10 @@ from node.state import (
 from node.wire import DROPPED, FINAL, RETRY, classifyReply, parseTask, statusCode
 
 _log = Logger()
+
+
+def _iso(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 class MarvindAgent(Service):
@@ -93,6 +98,7 @@ class MarvindAgent(Service):
         self._flushing = False
         self._maintenance = False
         self._skewed = False
+        self._silentBeats = 0
         self._interfacesProblem: str | None = None
         self.clockSkew: float | None = None
 
@@ -114,10 +120,13 @@ class MarvindAgent(Service):
                 "Resuming {tasks} task(s) with {reports} undelivered report(s)",
                 tasks=len(self._tasks), reports=len(self._queue),
             )
+        self._maintenance = self._readMaintenance()
         self._commit()
         for task in list(self._tasks.values()):
             self._advance(task)
-        self._heartbeatCall = self._clock.callLater(0, self._beat)
+        # Nodes restarted together (a power cut, a fleet upgrade) spread out.
+        first = self._config.heartbeatPeriod * self._config.heartbeatJitter * self._random()
+        self._heartbeatCall = self._clock.callLater(first, self._beat)
 
     def stopService(self) -> Deferred[None]:
         """
@@ -210,11 +219,21 @@ class MarvindAgent(Service):
             )
         except ControllerUnreachable as e:
             self._reachable = False
-            _log.warn(
-                "Heartbeat got no answer ({error}); {reports} report(s) waiting",
-                error=str(e), reports=len(self._queue),
-            )
+            self._silentBeats += 1
+            # The first failure and then one in ten: an outage of hours
+            # should not flood the log.
+            if self._silentBeats % 10 == 1:
+                _log.warn(
+                    "Heartbeat got no answer ({error}), {count} in a row; {reports} report(s) "
+                    "waiting", error=str(e), count=self._silentBeats, reports=len(self._queue),
+                )
             return
+        if self._silentBeats:
+            _log.info(
+                "Controller answers again after {count} unanswered heartbeat(s)",
+                count=self._silentBeats,
+            )
+            self._silentBeats = 0
         self._checkSkew(response)
         if response.code in (401, 403):
             _log.error(
@@ -233,7 +252,7 @@ class MarvindAgent(Service):
             return
         self._reachable = True
         self._processTasks(tasks)
-        await self._flush()
+        await self._flush(waited=True)
 
     def _readMaintenance(self) -> bool:
         path = self._config.maintenanceFile
@@ -305,8 +324,8 @@ class MarvindAgent(Service):
                     interrupted=code in ("started", "restarted"),
                 )
                 _log.info(
-                    "New task {id} (experiment {expid}) from {start:.0f} to {stop:.0f}",
-                    id=task.id, expid=task.expid, start=task.start, stop=task.stop,
+                    "New task {id} (experiment {expid}) from {start} to {stop}",
+                    id=task.id, expid=task.expid, start=_iso(task.start), stop=_iso(task.stop),
                 )
                 self._tasks[task.id] = task
                 self._commit()
@@ -360,10 +379,16 @@ class MarvindAgent(Service):
             d = Deferred.fromCoroutine(self._flush())
             d.addErrback(lambda f: _log.failure("Delivering status reports failed", f))
 
-    async def _flush(self) -> None:
+    async def _flush(self, waited: bool = False) -> None:
+        """
+        Deliver queued reports in order, until one cannot be delivered now.
+
+        @param waited: the reports waited for this heartbeat (log it).
+        """
         if self._flushing:
             return
         self._flushing = True
+        delivered = 0
         try:
             while self._queue and self.running:
                 report = self._queue[0]
@@ -394,8 +419,14 @@ class MarvindAgent(Service):
                     )
                 self._queue.remove(report)
                 self._store.save(self._tasks, self._queue)
+                delivered += 1
         finally:
             self._flushing = False
+            if waited and delivered:
+                _log.info(
+                    "Delivered {count} status report(s) that waited for the controller",
+                    count=delivered,
+                )
 
     # -- tasks -------------------------------------------------------------
 

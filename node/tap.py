@@ -84,9 +84,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2)
 
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        PredicateResult,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    def quiet(event: dict[str, Any]) -> PredicateResult:
+        # HTTP client factories log every new connection at info level.
+        if event.get("log_namespace", "").startswith("twisted.web.client") and (
+            event.get("log_level") == LogLevel.info
+        ):
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(sys.stdout), [quiet])]
+    )
     service = makeService(options, reactor)
     reactor.callWhenRunning(service.startService)  # type: ignore[attr-defined]
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]

@@ -565,14 +565,23 @@ class ControllerTests(SynchronousTestCase):
 
     def test_jitter(self) -> None:
         """
-        Heartbeats come every period times 1 ± jitter.
+        The first heartbeat comes within period times jitter of the start;
+        the next ones every period times 1 ± jitter.
         """
         h = AgentHarness(self, heartbeatJitter=0.1)
-        h.start(randomFloat=lambda: 1.0)
+        draws = iter([1.0, 1.0, 0.0] + [0.5] * 10)
+        h.start(randomFloat=lambda: next(draws))
+        self.assertEqual(h.controller.calls, [])
+        h.clock.advance(6.0)
+        self.assertEqual(len(h.controller.routeCalls("heartbeat")), 1)
         h.clock.advance(65.9)
         self.assertEqual(len(h.controller.routeCalls("heartbeat")), 1)
         h.clock.advance(0.1)
         self.assertEqual(len(h.controller.routeCalls("heartbeat")), 2)
+        h.clock.advance(53.9)
+        self.assertEqual(len(h.controller.routeCalls("heartbeat")), 2)
+        h.clock.advance(0.1)
+        self.assertEqual(len(h.controller.routeCalls("heartbeat")), 3)
 
     def test_heartbeatFields(self) -> None:
         """
