@@ -323,6 +323,10 @@ class Trust:
                     reasons.append(e)
                 continue
             if verified.credential.type != "abac":
+                if offer.kind == "abac":
+                    reasons.append(
+                        TrustError(FORBIDDEN, "the geni_abac credential is not an ABAC statement")
+                    )
                 continue
             try:
                 user = checkSpeaksFor(verified, tool, userURN)

@@ -1,0 +1,250 @@
+"""
+Tests for L{am.trust.tls}: real TLS handshakes, in memory, between clients
+holding various certificates and a web server built with
+L{serverTLSOptions}, whose resource names the caller with
+L{callerFromRequest}.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from OpenSSL import crypto
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, CertificateOptions
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from twisted.test.iosim import connectedServerAndClient
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.test.requesthelper import DummyRequest
+
+from am.trust._pki import Identity, certify
+from am.trust.errors import FORBIDDEN, TrustError
+from am.trust.tls import callerFromRequest, serverTLSOptions
+from tests.trust_helpers import clocked, pki
+
+
+class WhoAmI(Resource):
+    """
+    Answers with the caller's URN, or the refusal.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def render_GET(self, request: object) -> bytes:
+        self.calls += 1
+        try:
+            return callerFromRequest(request).urn.encode()
+        except TrustError as e:
+            return f"refused {e.geniCode}: {e.message}".encode()
+
+
+class Client(Protocol):
+    """
+    Sends one GET once connected and collects the answer.
+    """
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost: Failure | None = None
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"GET / HTTP/1.1\r\nHost: am.example.org\r\nConnection: close\r\n\r\n")  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.lost = reason
+
+
+def clientOptions(identity: Identity | None) -> CertificateOptions:
+    """
+    Client TLS options trusting our CA for the server, presenting
+    C{identity}'s certificate and chain (or none).
+    """
+    ca = crypto.X509.from_cryptography(pki().ca.certificate)
+    if identity is None:
+        return CertificateOptions(trustRoot=Certificate(ca))
+    return CertificateOptions(
+        privateKey=crypto.PKey.from_cryptography_key(identity.key),  # type: ignore[arg-type]
+        certificate=crypto.X509.from_cryptography(identity.certificate),
+        extraCertChain=[crypto.X509.from_cryptography(c) for c in identity.issuers] or None,
+        trustRoot=Certificate(ca),
+    )
+
+
+class HandshakeTests(SynchronousTestCase):
+    """
+    The GENI listener requires a client certificate chained to our roots.
+    """
+
+    def setUp(self) -> None:
+        self.p = pki()
+        self.clock = clocked()
+        self.resource = WhoAmI()
+        self.serverOptions = serverTLSOptions(self.p.am.chainPEM, self.p.am.keyPEM, self.p.ca.certPEM)
+
+    def connect(self, identity: Identity | None) -> Client:
+        site = Site(self.resource, reactor=self.clock)
+        server = TLSMemoryBIOFactory(self.serverOptions, False, site, clock=self.clock)
+        client = Client()
+        clientFactory = TLSMemoryBIOFactory(
+            clientOptions(identity), True, Factory.forProtocol(lambda: client), clock=self.clock
+        )
+        _, _, pump = connectedServerAndClient(
+            lambda: server.buildProtocol(None),
+            lambda: clientFactory.buildProtocol(None),
+            clock=self.clock,
+        )
+        pump.flush()
+        return client
+
+    def assertRejected(self, client: Client, alert: str) -> None:
+        self.assertEqual(client.received, b"")
+        self.assertEqual(self.resource.calls, 0)
+        assert client.lost is not None
+        self.assertIn(alert, str(client.lost.value))
+
+    def test_valid(self) -> None:
+        """
+        A user certificate issued by the trusted CA gets through, and the
+        handler reads the caller's URN from it.
+        """
+        client = self.connect(self.p.alice)
+        self.assertIn(b"200 OK", client.received)
+        self.assertTrue(client.received.endswith(self.p.alice.urn.encode()))
+
+    def test_validWithIntermediate(self) -> None:
+        """
+        A user of an intermediate authority gets through when the client
+        sends the intermediate.
+        """
+        client = self.connect(self.p.carol)
+        self.assertTrue(client.received.endswith(self.p.carol.urn.encode()))
+
+    def test_noCertificate(self) -> None:
+        """
+        A client without a certificate gets no HTTP response at all.
+        """
+        self.assertRejected(self.connect(None), "certificate required")
+
+    def test_otherCA(self) -> None:
+        """
+        A certificate from another CA is refused in the handshake, even if
+        the system CA store (via C{SSL_CERT_FILE}) trusts that CA.
+        """
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(self.p.evil.certPEM)
+        self.patch(os, "environ", {**os.environ, "SSL_CERT_FILE": path})
+        self.serverOptions = serverTLSOptions(self.p.am.chainPEM, self.p.am.keyPEM, self.p.ca.certPEM)
+        self.assertRejected(self.connect(self.p.mallory), "unknown ca")
+
+    def test_impostor(self) -> None:
+        """
+        A self-signed certificate claiming our CA's name is refused.
+        """
+        self.assertRejected(self.connect(self.p.impostor), "unknown ca")
+
+    def test_noURN(self) -> None:
+        """
+        A certificate that chains but carries no GENI URN passes TLS and is
+        then refused by L{callerFromRequest} with a clear message.
+        """
+        p = self.p
+        good = certify(p.ca, p.bob.key, "urn:publicid:IDN+geni:marvin+user+nourn", "nourn")
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(good.certificate.subject)
+            .issuer_name(p.ca.certificate.subject)
+            .public_key(p.bob.key.public_key())
+            .serial_number(7)
+            .not_valid_before(good.certificate.not_valid_before_utc)
+            .not_valid_after(good.certificate.not_valid_after_utc)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        )
+        bare = builder.sign(p.ca.key, hashes.SHA256())  # type: ignore[arg-type]
+        client = self.connect(Identity(good.urn, bare, p.bob.key))
+        self.assertIn(b"refused 3: certificate has no GENI URN", client.received)
+
+
+class ServerOptionsTests(SynchronousTestCase):
+    """
+    L{serverTLSOptions} accepts roots in several forms and refuses
+    inconsistent input.
+    """
+
+    def test_rootForms(self) -> None:
+        """
+        Roots may be one PEM blob with several certificates, a list of
+        blobs, or cryptography certificates.
+        """
+        p = pki()
+        for roots in (p.ca.certPEM + p.sub.certPEM, [p.ca.certPEM, p.sub.certPEM.decode()], [p.ca.certificate]):
+            options = serverTLSOptions(p.am.certPEM, p.am.keyPEM.decode(), roots)
+            self.assertTrue(options.getContext())
+
+    def test_mismatchedKey(self) -> None:
+        """
+        A key that does not belong to the certificate is refused up front.
+        """
+        p = pki()
+        self.assertRaises(ValueError, serverTLSOptions, p.am.certPEM, p.bob.keyPEM, p.ca.certPEM)
+
+    def test_noRoots(self) -> None:
+        """
+        A listener that trusts nobody is a configuration error.
+        """
+        p = pki()
+        self.assertRaises(ValueError, serverTLSOptions, p.am.certPEM, p.am.keyPEM, [])
+        self.assertRaises(ValueError, serverTLSOptions, p.am.certPEM, p.am.keyPEM, b"")
+
+
+class CallerFromRequestTests(SynchronousTestCase):
+    """
+    L{callerFromRequest} fails closed.
+    """
+
+    def assertRefused(self, request: object, fragment: str) -> None:
+        e = self.assertRaises(TrustError, callerFromRequest, request)
+        self.assertEqual((e.geniCode, fragment in e.message), (FORBIDDEN, True), e.message)
+
+    def test_plainTransport(self) -> None:
+        """
+        A request over a transport without TLS (no C{getPeerCertificate},
+        as with a plain listener or HTTP/2) is refused.
+        """
+        self.assertRefused(DummyRequest([b""]), "no TLS client certificate")
+
+    def test_noPeer(self) -> None:
+        """
+        A TLS transport with no peer certificate, or one that fails to say,
+        is refused.
+        """
+
+        class Transport:
+            def __init__(self, result: object) -> None:
+                self.result = result
+
+            def getPeerCertificate(self) -> object:
+                if isinstance(self.result, Exception):
+                    raise self.result
+                return self.result
+
+        for result in (None, RuntimeError("gone")):
+            request = DummyRequest([b""])
+            request.transport = Transport(result)  # type: ignore[assignment]
+            self.assertRefused(request, "no TLS client certificate")
+        request = DummyRequest([b""])
+        request.transport = Transport(crypto.X509.from_cryptography(pki().alice.certificate))  # type: ignore[assignment]
+        caller = callerFromRequest(request)
+        self.assertEqual((caller.urn, caller.certificate), (pki().alice.urn, pki().alice.certificate))
