@@ -15,7 +15,7 @@ import email
 import email.policy
 import json
 from typing import Any, Mapping, Optional, Sequence
-from urllib.parse import parse_qs
+from urllib.parse import unquote_to_bytes
 
 from am.errors import BadRequest
 from am.values import integer
@@ -55,12 +55,27 @@ def _fromMultiDict(pairs: Mapping[bytes, list[bytes]]) -> dict[str, Any]:
     return result
 
 
+def parseForm(raw: bytes) -> dict[str, Any]:
+    """
+    A urlencoded form (or query string) as bytes in, text out: C{+} is a
+    space, C{%xx} an octet, a key without C{=} has the empty value.
+    """
+    pairs: dict[bytes, list[bytes]] = {}
+    for item in raw.split(b"&"):
+        if not item:
+            continue
+        key, _, value = item.partition(b"=")
+        key = unquote_to_bytes(key.replace(b"+", b" "))
+        pairs.setdefault(key, []).append(unquote_to_bytes(value.replace(b"+", b" ")))
+    return _fromMultiDict(pairs)
+
+
 def parseQuery(uri: bytes) -> dict[str, Any]:
     """
     The query-string parameters of a request URI.
     """
     _, _, query = uri.partition(b"?")
-    return _fromMultiDict(parse_qs(query, keep_blank_values=True))
+    return parseForm(query)
 
 
 def parseJSON(text: str, what: str = "body") -> Any:
@@ -131,7 +146,7 @@ def parseBody(body: bytes, contentType: Optional[bytes]) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise BadRequest("The JSON body must be an object.", parameter="body")
         return value
-    return _fromMultiDict(parse_qs(body, keep_blank_values=True))
+    return parseForm(body)
 
 
 def readParams(request: Any, maxBody: int = MAX_BODY) -> dict[str, Any]:

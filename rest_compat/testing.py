@@ -1,0 +1,243 @@
+# -*- test-case-name: tests.test_rest_resource -*-
+"""
+An in-memory harness for the REST face: a scheduler over the synchronous
+memory store, the real resource tree, and requests built in memory. Every
+response is checked against the OpenAPI document as it is produced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from io import BytesIO
+from typing import Any, Iterable, Optional, Union
+from urllib.parse import urlencode
+
+import attrs
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.web.http_headers import Headers
+from twisted.web.resource import getChildForRequest
+from twisted.web.test.requesthelper import DummyRequest
+
+from am.model import User
+from am.policy import Policy
+from am.testing import makeScheduler
+from rest_compat import schemacheck
+from rest_compat.auth import Authenticator
+from rest_compat.resource import buildRESTResource, loadDocument, pathSegments
+
+
+class FakeTLSTransport:
+    """
+    A transport that presents a peer certificate, like Twisted's TLS transport.
+    """
+
+    def __init__(self, certificate: Any) -> None:
+        self.certificate = certificate
+
+    def getPeerCertificate(self) -> Any:
+        return self.certificate
+
+
+class FakeRequest(DummyRequest):
+    """
+    A L{DummyRequest} with what the REST face reads from a real request.
+    """
+
+    def __init__(self, method: bytes, uri: bytes, body: bytes, client: Any, transport: Any) -> None:
+        path = uri.split(b"?", 1)[0]
+        super().__init__(path.split(b"/")[1:], client=client)
+        self.method = method
+        self.uri = uri
+        self.path = path
+        self.content = BytesIO(body)
+        self.client = client
+        self.transport = transport
+
+
+@attrs.frozen
+class Response:
+    """
+    What the client would have received.
+    """
+
+    code: int
+    headers: Headers
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        """
+        The decoded JSON body.
+        """
+        return json.loads(self.body)
+
+    def header(self, name: str) -> Optional[str]:
+        """
+        One response header, or C{None}.
+        """
+        values = self.headers.getRawHeaders(name.encode("ascii"))
+        return values[0].decode("ascii") if values else None
+
+
+def fingerprintFor(name: str) -> str:
+    """
+    A stable fake fingerprint for a test user.
+    """
+    return hashlib.sha1(name.encode("utf-8")).hexdigest()
+
+
+class RESTHarness:
+    """
+    The REST face over an in-memory scheduler.
+
+    @ivar checked: how many responses were checked against the OpenAPI document.
+    """
+
+    def __init__(
+        self,
+        nodes: int = 3,
+        now: float = 1_000_000_000,
+        policy: Optional[Policy] = None,
+        trustedProxies: Iterable[str] = ("127.0.0.0/8", "::1/128"),
+        cors: Any = None,
+        sync: Any = None,
+        maxBody: Optional[int] = None,
+        validate: bool = True,
+    ) -> None:
+        self.scheduler, self.store, self.clock = makeScheduler(nodes, now, policy)
+        self.authenticator = Authenticator(trustedProxies)
+        extra = {"maxBody": maxBody} if maxBody is not None else {}
+        self.root = buildRESTResource(self.scheduler, self.authenticator, cors=cors, sync=sync, **extra)
+        self.document = json.loads(loadDocument())
+        self.validate = validate
+        self.checked = 0
+
+    def run(self, function: Any, *args: Any) -> Any:
+        """
+        Run a store transaction directly.
+        """
+        return self.store.run(function, *args)
+
+    def addUser(self, name: str, role: str = "user", project: str = "", **kwargs: Any) -> User:
+        """
+        Create a user whose fingerprint is L{fingerprintFor}C{(name)}.
+        """
+        kwargs.setdefault("fingerprint", fingerprintFor(name))
+        result: list[Any] = []
+        self.scheduler.addUser(name=name, role=role, project=project, **kwargs).addBoth(result.append)
+        if not isinstance(result[0], User):
+            result[0].raiseException()
+        return result[0]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        user: Optional[User] = None,
+        json_: Any = None,
+        form: Union[None, dict, list] = None,
+        body: Optional[bytes] = None,
+        headers: Optional[dict[str, str]] = None,
+        client: Any = None,
+        transport: Any = None,
+    ) -> Response:
+        """
+        Serve one request. C{user} authenticates through the trusted-proxy
+        headers (from 127.0.0.1 unless C{client} says otherwise).
+        """
+        allHeaders = dict(headers or {})
+        if user is not None:
+            allHeaders.setdefault("VERIFIED", "SUCCESS")
+            allHeaders.setdefault("SSL_FINGERPRINT", user.fingerprint)
+        if json_ is not None:
+            body = json.dumps(json_).encode("utf-8")
+            allHeaders.setdefault("Content-Type", "application/json")
+        elif form is not None:
+            body = urlencode(form, doseq=True).encode("ascii")
+            allHeaders.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        if client is None:
+            client = IPv4Address("TCP", "127.0.0.1", 40000)
+        request = FakeRequest(method.encode("ascii"), path.encode("utf-8"), body or b"", client, transport)
+        for name, value in allHeaders.items():
+            request.requestHeaders.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
+        resource = getChildForRequest(self.root, request)
+        request.render(resource)
+        assert request.finished, f"{method} {path} did not finish"
+        response = Response(request.responseCode or 200, request.responseHeaders, b"".join(request.written))
+        if self.validate:
+            self.check(method, path, response)
+        return response
+
+    def check(self, method: str, path: str, response: Response) -> None:
+        """
+        Hold a response against the OpenAPI document (or the Error schema for
+        paths and methods it does not describe).
+
+        @raise AssertionError: naming every mismatch.
+        """
+        if not response.body:
+            assert response.code in (204,) or method == "HEAD", f"{method} {path}: empty body with {response.code}"
+            return
+        assert response.header("content-type") == "application/json", f"{method} {path}: not JSON"
+        assert response.header("api-version") == "1.0", f"{method} {path}: no api-version"
+        segments = pathSegments(path.split("?", 1)[0].encode("utf-8").split(b"/")[1:]) or []
+        template = schemacheck.matchTemplate(self.document, "/" + "/".join(segments))
+        try:
+            schema = schemacheck.responseSchema(
+                self.document, template, "GET" if method == "HEAD" else method, response.code
+            )
+        except (KeyError, TypeError):
+            assert response.code >= 400, f"{method} {path} -> {response.code} is not described"
+            schema = {"$ref": "#/components/schemas/Error"}
+        problems = schemacheck.errors(response.json, schema, self.document)
+        assert not problems, f"{method} {path} -> {response.code}: " + "; ".join(problems[:5])
+        self.checked += 1
+
+
+def address(host: str) -> Any:
+    """
+    A peer address for C{client=}: IPv4, IPv6 or C{"unix"}.
+    """
+    if host == "unix":
+        return UNIXAddress(b"/run/marvin.sock")
+    if ":" in host:
+        return IPv6Address("TCP", host, 40000)
+    return IPv4Address("TCP", host, 40000)
+
+
+@attrs.define
+class Population:
+    """
+    The usual cast: an admin, two users and the node users of nodes 1 and 2.
+    """
+
+    admin: User
+    alice: User
+    bob: User
+    node1: User
+    node2: User
+
+
+def populate(harness: RESTHarness) -> Population:
+    """
+    Create the usual cast in C{harness}.
+    """
+    return Population(
+        admin=harness.addUser("root", "admin"),
+        alice=harness.addUser("alice", "user", "monroe"),
+        bob=harness.addUser("bob", "user", "monroe"),
+        node1=harness.addUser("Node 1", "node"),
+        node2=harness.addUser("Node 2", "node"),
+    )
+
+
+def book(harness: RESTHarness, user: User, **params: Any) -> int:
+    """
+    Book an experiment as C{user} (JSON body) and return its id.
+    """
+    body = {"name": "exp", "nodecount": 1, "script": "docker.io/monroe/ping", "duration": 600}
+    body.update(params)
+    response = harness.request("POST", "/v1/experiments", user, json_=body)
+    assert response.code == 201, response.body
+    return response.json["experiment"]
