@@ -91,25 +91,6 @@ def tlsOptions(listener: TLSListener) -> Any:
     return serverTLSOptions(read(listener.certificate), read(listener.key), [read(p) for p in listener.clientCA])
 
 
-class Root(Resource):
-    """
-    The site's root: named children (C{/xmlrpc} for the GENI face) first,
-    everything else to the REST resource, which sees the whole path as if it
-    were the root itself (C{/version}, C{/v1/...}).
-    """
-
-    def __init__(self, rest: Resource) -> None:
-        super().__init__()
-        self.rest = rest
-
-    def getChild(self, name: bytes, request: Any) -> Resource:
-        request.postpath.insert(0, request.prepath.pop())
-        return self.rest
-
-    def render(self, request: Any) -> Any:
-        return self.rest.render(request)
-
-
 class MarvinSite(Site):
     """
     A L{Site} without its own access log (the REST resource logs one line per
@@ -205,7 +186,8 @@ class Controller(MultiService):
 
     @ivar ready: fires with the listening ports once the controller serves,
         or fails with L{StartupError}.
-    @ivar root: the site's root resource; other faces mount on it.
+    @ivar root: the site's root, the REST resource (C{/version}, C{/v1/...});
+        other faces mount on it with C{putChild} (the GENI face at C{xmlrpc}).
     """
 
     log = Logger(namespace="marvinctld")
@@ -228,7 +210,7 @@ class Controller(MultiService):
         self.scheduler: Any = None
         self.sync: Any = None
         self.site: Optional[Site] = None
-        self.root: Optional[Root] = None
+        self.root: Optional[Resource] = None
         self.ports: list[Any] = []
         self.ready: Deferred = Deferred()
         self._expiry: Optional[LoopingCall] = None
@@ -256,7 +238,7 @@ class Controller(MultiService):
         )
         if not self.sync.configured:
             self.log.warn("no inventory configured: nodes come only from the database")
-        self.root = Root(self.restFactory(self.scheduler, self.config, self.sync.syncNow if self.sync.configured else None))
+        self.root = self.restFactory(self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None)
         self.site = MarvinSite(self.root, reactor=self.reactor)
         self.site.noisy = False
         d = bootstrapUsers(self.scheduler, self.config.bootstrap)

@@ -531,6 +531,19 @@ class InventorySync:
         self._sync().addBoth(done)
         return waiter
 
+    def syncOrFail(self) -> Deferred:
+        """
+        L{syncNow} for an admin who asked for it (C{PUT /v1/backend/sync}):
+        fails with L{InventoryError} saying what went wrong, if anything did.
+        """
+
+        def check(counts: Any) -> Any:
+            if self.lastProblems:
+                raise InventoryError("; ".join(self.lastProblems))
+            return counts
+
+        return self.syncNow().addCallback(check)
+
     def _gather(self) -> Deferred:
         sources = []
         if self.staticFile is not None:

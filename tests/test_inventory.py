@@ -295,6 +295,13 @@ class SyncTests(SynchronousTestCase):
         self.clock.advance(60)
         self.assertEqual(set(nodes(self.store)), {"1"})
 
+    def test_syncOrFailSaysWhatWentWrong(self):
+        sync = self.makeSync([{"id": 1}])
+        self.assertEqual(self.successResultOf(sync.syncOrFail()), {"added": 1, "updated": 0, "missing": 0})
+        self.source.answer = InventoryError("HTTP 401 Unauthorized")
+        failure = self.failureResultOf(sync.syncOrFail(), InventoryError)
+        self.assertEqual(str(failure.value), "api http://inventory.test/nodes: HTTP 401 Unauthorized")
+
     def test_nothingConfigured(self):
         sync = InventorySync(self.scheduler, self.clock)
         self.assertFalse(sync.configured)
