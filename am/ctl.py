@@ -275,7 +275,7 @@ class Controller(MultiService):
             lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f
         )
 
-    def _serving(self, ports: list[Any]) -> list[Any]:
+    def _serving(self, ports: list[Any]) -> Any:
         self.ports = ports
         if not self.running:
             for port in ports:
@@ -284,12 +284,12 @@ class Controller(MultiService):
         for port, scheme in zip(ports, self._schemes()):
             host = port.getHost()
             self.log.info("listening for {scheme} on {host}:{port}", scheme=scheme, host=host.host, port=host.port)
-        self.sync.start()
         self._expiry = LoopingCall(self._expire)
         self._expiry.clock = self.reactor
         self._expiry.start(self.config.expiryPeriod, now=False)
-        self.ready.callback(ports)
-        return ports
+        # Ready once the first inventory sync is over (whatever its outcome),
+        # so that what the demo prints finds the nodes there.
+        return self.sync.start().addCallback(lambda _: self.ready.callback(ports))
 
     def _schemes(self) -> list[str]:
         return [s for s, present in (("https", self.config.tls), ("http", self.config.http)) if present]

@@ -488,15 +488,22 @@ class InventorySync:
     def configured(self) -> bool:
         return self.staticFile is not None or self.fetch is not None
 
-    def start(self) -> None:
+    def start(self) -> Deferred:
         """
         Sync now, then every C{period}; after a failed run, retry after C{retry}.
+
+        @return: a Deferred firing when the first run is over (it never fails).
         """
         if not self.configured or self._loop is not None:
-            return
+            return succeed(None)
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self.clock
         self._loop.start(self.period, now=True)
+        if self._waiters is not None:
+            first: Deferred = Deferred()
+            self._waiters.append(first)
+            return first
+        return succeed(self.lastResult)
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.running:
