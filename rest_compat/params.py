@@ -229,7 +229,10 @@ def parseOptions(value: Any) -> dict[str, Any]:
     if not raw:
         return {}
     if raw[0] in "{[":
-        parsed = parseJSON(raw, "options")
+        try:
+            parsed = parseJSON(raw, "options")
+        except BadRequest as e:
+            raise BadRequest(f"options string could not be parsed. {e.message}", parameter="options", code="sc2")
         if not isinstance(parsed, dict):
             raise BadRequest("options must be a JSON object", parameter="options", code="sc2")
         return parsed
