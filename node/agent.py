@@ -23,7 +23,6 @@ C{failed; node rebooted during task}.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from typing import Any, Callable, Coroutine
@@ -35,6 +34,7 @@ from twisted.logger import Logger
 
 from node.client import ControllerResponse, ControllerUnreachable, IControllerClient
 from node.config import MarvindConfig
+from node.facts import ClockSkewWatch, NodeFacts
 from node.hooks import (
     ENDED,
     IHookRunner,
@@ -66,9 +66,6 @@ def _iso(when: float) -> str:
 class MarvindAgent(Service):
     """
     The node agent.
-
-    @ivar clockSkew: the controller's clock minus ours, in seconds, from the
-        last answer that carried a C{Date} header.
     """
 
     name = "marvind"
@@ -97,10 +94,9 @@ class MarvindAgent(Service):
         self._reachable = False
         self._flushing = False
         self._maintenance = False
-        self._skewed = False
         self._silentBeats = 0
-        self._interfacesProblem: str | None = None
-        self.clockSkew: float | None = None
+        self._facts = NodeFacts(config.maintenanceFile, config.interfacesFile)
+        self._skew = ClockSkewWatch(config.maxClockSkew)
 
     # -- service ---------------------------------------------------------
 
@@ -120,7 +116,7 @@ class MarvindAgent(Service):
                 "Resuming {tasks} task(s) with {reports} undelivered report(s)",
                 tasks=len(self._tasks), reports=len(self._queue),
             )
-        self._maintenance = self._readMaintenance()
+        self._maintenance = self._facts.maintenance()
         self._commit()
         for task in list(self._tasks.values()):
             self._advance(task)
@@ -160,10 +156,16 @@ class MarvindAgent(Service):
     # -- heartbeat ---------------------------------------------------------
 
     def _nextDelay(self) -> float:
+        """
+        The period, times 1 ± jitter, so that nodes do not beat in step.
+        """
         jitter = self._config.heartbeatJitter
         return self._config.heartbeatPeriod * (1 + jitter * (2 * self._random() - 1))
 
     def _beat(self) -> None:
+        """
+        One heartbeat cycle; the next is scheduled when it is over, so cycles never overlap.
+        """
         self._heartbeatCall = None
         d = Deferred.fromCoroutine(self._cycle())
         d.addErrback(lambda f: _log.failure("Heartbeat failed", f))
@@ -182,6 +184,10 @@ class MarvindAgent(Service):
             self._localWork()
 
     async def _authenticate(self) -> bool:
+        """
+        Check our certificate once at start-up. Unlike the legacy agent, a refusal is
+        retried, never a reason to exit.
+        """
         try:
             response = await self._client.checkAuth()
         except ControllerUnreachable as e:
@@ -211,10 +217,13 @@ class MarvindAgent(Service):
         return True
 
     async def _heartbeat(self) -> None:
-        self._maintenance = self._readMaintenance()
+        """
+        Send the heartbeat, act on the tasks it returns, then deliver waiting reports.
+        """
+        self._maintenance = self._facts.maintenance()
         try:
             response = await self._client.heartbeat(
-                self._config.nodeId, self._maintenance, self._readInterfaces(),
+                self._config.nodeId, self._maintenance, self._facts.interfaces(),
                 self._config.taskLimit, sorted(self._tasks),
             )
         except ControllerUnreachable as e:
@@ -254,56 +263,20 @@ class MarvindAgent(Service):
         self._processTasks(tasks)
         await self._flush(waited=True)
 
-    def _readMaintenance(self) -> bool:
-        path = self._config.maintenanceFile
-        if not path:
-            return False
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                return f.read().strip() == "1"
-        except OSError:
-            return False
-
-    def _readInterfaces(self) -> list[Any]:
-        path = self._config.interfacesFile
-        if not path:
-            return []
-        try:
-            with open(path, encoding="utf-8") as f:
-                interfaces = json.load(f)
-            if not isinstance(interfaces, list):
-                raise ValueError("not a JSON list")
-        except (OSError, ValueError) as e:
-            problem = str(e)
-            if problem != self._interfacesProblem:
-                _log.warn("Cannot use {path} ({problem}); reporting no interfaces", path=path, problem=problem)
-            self._interfacesProblem = problem
-            return []
-        self._interfacesProblem = None
-        return interfaces
-
     def _checkSkew(self, response: ControllerResponse) -> None:
+        self._skew.observe(response.date, self._clock.seconds())
+
+    @property
+    def clockSkew(self) -> float | None:
         """
-        Warn when our clock and the controller's disagree: tasks would start
-        and stop at the wrong time. The warning is logged when the skew first
-        exceeds the bound, and a notice when it is back within it.
+        The controller's clock minus ours, in seconds, from the last answer.
         """
-        if response.date is None:
-            return
-        self.clockSkew = skew = response.date - self._clock.seconds()
-        bound = self._config.maxClockSkew
-        if abs(skew) > bound and not self._skewed:
-            self._skewed = True
-            _log.warn(
-                "Clock skew: the controller's clock is {skew:+.0f} s from ours (bound {bound:g} s); "
-                "tasks will start and stop at the wrong time: check NTP",
-                skew=skew, bound=bound, clockSkew=skew,
-            )
-        elif abs(skew) <= bound and self._skewed:
-            self._skewed = False
-            _log.info("Clock skew back within {bound:g} s ({skew:+.0f} s)", skew=skew, bound=bound)
+        return self._skew.skew
 
     def _processTasks(self, tasks: list[Any]) -> None:
+        """
+        Take on new tasks, and stop tasks the controller has ended (canceled, aborted...).
+        """
         now = self._clock.seconds()
         for raw in tasks:
             try:
@@ -363,6 +336,9 @@ class MarvindAgent(Service):
     # -- reports -----------------------------------------------------------
 
     def _queueReport(self, task: TaskRecord, status: str) -> None:
+        """
+        Queue C{status} for C{task} unless it is the one last queued; the caller commits.
+        """
         if status == task.lastStatus:
             return
         task.lastStatus = status
@@ -538,6 +514,9 @@ class MarvindAgent(Service):
         self._commit()
 
     def _forget(self, task: TaskRecord) -> None:
+        """
+        Drop every local trace of C{task} but its log.
+        """
         self._disarm(task)
         if self._tasks.get(task.id) is task:
             del self._tasks[task.id]
@@ -545,6 +524,9 @@ class MarvindAgent(Service):
         self._commit()
 
     async def _deploy(self, task: TaskRecord) -> None:
+        """
+        Write the task's configuration and run the deploy hook.
+        """
         self._store.writeTaskConfig(task, self._config.nodeId)
         result = await self._hooks.runHook("deploy", task, task.image)
         status = deployStatus(result)
@@ -562,6 +544,9 @@ class MarvindAgent(Service):
             self._finish(task, status)
 
     async def _start(self, task: TaskRecord) -> None:
+        """
+        Run the start hook (C{restarted} for an interrupted task); on failure, clean up next.
+        """
         status = "restarted" if task.interrupted else "started"
         task.phase = STARTING
         self._commit()
@@ -577,6 +562,9 @@ class MarvindAgent(Service):
             self._commit()
 
     async def _stop(self, task: TaskRecord) -> None:
+        """
+        Run the stop hook for the reason in C{stopAs} and close the task accordingly.
+        """
         reason = task.stopAs or "stopped"
         self._commit()
         result = await self._hooks.runHook("stop", task, reason)
@@ -594,6 +582,9 @@ class MarvindAgent(Service):
             self._finish(task, "finished" if reason == "finished" else None)
 
     async def _check(self, task: TaskRecord) -> None:
+        """
+        Ask the check hook whether a running task still runs.
+        """
         result = await self._hooks.runHook("check", task)
         if result.exitCode == ENDED:
             _log.info("Task {id} ended by itself", id=task.id)

@@ -6,7 +6,9 @@ timeouts as the agent will).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 from twisted.internet import reactor
@@ -18,14 +20,22 @@ from node.client import ControllerUnreachable, HTTPControllerClient, parseHTTPDa
 from node.config import MarvindConfig, Timeouts
 from node.testing import ControllerPKI, FakeController, serverTLSOptions, writeControllerPKI
 
-_pki: dict[str, ControllerPKI] = {}
+_cache: dict[str, ControllerPKI] = {}
+_SERVER_NAMES = {"othername": ("ctl.example",)}
 
 
-def setUpModule() -> None:
-    base = tempfile.mkdtemp(prefix="marvind-client-")
-    _pki["good"] = writeControllerPKI(os.path.join(base, "good"))
-    _pki["rogue"] = writeControllerPKI(os.path.join(base, "rogue"))
-    _pki["othername"] = writeControllerPKI(os.path.join(base, "other"), ("ctl.example",))
+def _pki(name: str) -> ControllerPKI:
+    """
+    A throw-away PKI, made once per module run (key generation is the slow
+    part); C{othername}'s controller certificate is for another host.
+    """
+    if name not in _cache:
+        base = tempfile.mkdtemp(prefix="marvind-client-")
+        atexit.register(shutil.rmtree, base, True)
+        _cache[name] = writeControllerPKI(
+            os.path.join(base, name), _SERVER_NAMES.get(name, ("localhost", "127.0.0.1"))
+        )
+    return _cache[name]
 
 
 class _Silent(Resource):
@@ -71,9 +81,9 @@ class HTTPSClientTests(TestCase):
         controller sees the node's certificate and the form fields; answers
         carry the parsed JSON body and the C{Date}.
         """
-        port = self.serve(_pki["good"])
+        port = self.serve(_pki("good"))
         self.controller.addTask("9", 0, 4102444800)
-        client = self.client(port, _pki["good"])
+        client = self.client(port, _pki("good"))
         auth = await client.checkAuth()
         self.assertEqual(auth.code, 200)
         self.assertEqual(auth.body["user"]["role"], "node")
@@ -95,8 +105,8 @@ class HTTPSClientTests(TestCase):
         The controller's host name is checked too: C{localhost} is in the
         certificate and works.
         """
-        port = self.serve(_pki["good"])
-        client = self.client(port, _pki["good"], host="localhost")
+        port = self.serve(_pki("good"))
+        client = self.client(port, _pki("good"), host="localhost")
         self.assertEqual((await client.checkAuth()).code, 200)
 
     async def test_untrustedController(self) -> None:
@@ -104,8 +114,8 @@ class HTTPSClientTests(TestCase):
         A controller whose certificate is not from the configured CA is not
         talked to.
         """
-        port = self.serve(_pki["rogue"])
-        client = self.client(port, _pki["good"])
+        port = self.serve(_pki("rogue"))
+        client = self.client(port, _pki("good"))
         with self.assertRaises(ControllerUnreachable):
             await client.checkAuth()
         self.assertEqual(self.controller.calls, [])
@@ -114,8 +124,8 @@ class HTTPSClientTests(TestCase):
         """
         A certificate from the right CA but for another name is refused.
         """
-        port = self.serve(_pki["othername"])
-        client = self.client(port, _pki["othername"])
+        port = self.serve(_pki("othername"))
+        client = self.client(port, _pki("othername"))
         with self.assertRaises(ControllerUnreachable):
             await client.checkAuth()
         self.assertEqual(self.controller.calls, [])
@@ -124,8 +134,8 @@ class HTTPSClientTests(TestCase):
         """
         A node certificate the controller does not trust gets no answer.
         """
-        port = self.serve(_pki["good"])
-        client = self.client(port, _pki["good"], identity=_pki["rogue"])
+        port = self.serve(_pki("good"))
+        client = self.client(port, _pki("good"), identity=_pki("rogue"))
         with self.assertRaises(ControllerUnreachable):
             await client.checkAuth()
         self.assertEqual(self.controller.calls, [])
@@ -137,8 +147,8 @@ class HTTPSClientTests(TestCase):
         """
         root = Resource()
         root.putChild(b"v1", _Silent())
-        port = self.serve(_pki["good"], root)
-        client = self.client(port, _pki["good"], timeout=0.3)
+        port = self.serve(_pki("good"), root)
+        client = self.client(port, _pki("good"), timeout=0.3)
         with self.assertRaises(ControllerUnreachable) as caught:
             await client.report("1", "started", 1)
         self.assertIn("no answer within 0.3 s", str(caught.exception))
@@ -147,9 +157,9 @@ class HTTPSClientTests(TestCase):
         """
         Nothing listening: unreachable.
         """
-        port = self.serve(_pki["good"])
+        port = self.serve(_pki("good"))
         await self.listening.stopListening()
-        client = self.client(port, _pki["good"])
+        client = self.client(port, _pki("good"))
         with self.assertRaises(ControllerUnreachable):
             await client.checkAuth()
 

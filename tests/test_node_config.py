@@ -5,7 +5,9 @@ clear error message for each kind of bad configuration.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import stat
 import tempfile
 
@@ -17,13 +19,18 @@ from node.testing import ControllerPKI, writeControllerPKI
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "files", "etc", "marvind.conf")
 
-_pki: dict[str, ControllerPKI] = {}
+_cache: dict[str, ControllerPKI] = {}
 
 
-def setUpModule() -> None:
-    base = tempfile.mkdtemp(prefix="marvind-config-")
-    _pki["one"] = writeControllerPKI(os.path.join(base, "one"))
-    _pki["two"] = writeControllerPKI(os.path.join(base, "two"))
+def _pki(name: str) -> ControllerPKI:
+    """
+    A throw-away PKI, made once per module run.
+    """
+    if name not in _cache:
+        base = tempfile.mkdtemp(prefix="marvind-config-")
+        atexit.register(shutil.rmtree, base, True)
+        _cache[name] = writeControllerPKI(os.path.join(base, name))
+    return _cache[name]
 
 
 class ConfigTests(SynchronousTestCase):
@@ -34,7 +41,7 @@ class ConfigTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.base = os.path.abspath(self.mktemp())
         os.makedirs(self.base)
-        pki = _pki["one"]
+        pki = _pki("one")
         hooks = {}
         for action in ("deploy", "start", "stop", "check"):
             path = os.path.join(self.base, action)
@@ -110,11 +117,11 @@ class ConfigTests(SynchronousTestCase):
         """
         The controller URL must be https; its CA must be a PEM certificate.
         """
-        self.data["controller"] = {"url": "http://ctl.example/v1", "ca": _pki["one"].caCertificate}
+        self.data["controller"] = {"url": "http://ctl.example/v1", "ca": _pki("one").caCertificate}
         self.assertConfigError(self.data, "controller.url: must be an https:// URL")
         self.data["controller"] = {"url": "https://ctl.example/v1"}
         self.assertConfigError(self.data, "controller.ca: required")
-        self.data["controller"] = {"url": "https://ctl.example/v1", "ca": _pki["one"].clientKey}
+        self.data["controller"] = {"url": "https://ctl.example/v1", "ca": _pki("one").clientKey}
         self.assertConfigError(self.data, "controller.ca:")
 
     def test_tls(self) -> None:
@@ -122,9 +129,9 @@ class ConfigTests(SynchronousTestCase):
         Missing certificate files and keys that do not match the certificate
         are refused at load time.
         """
-        self.data["tls"] = {"certificate": "/nonexistent.pem", "key": _pki["one"].clientKey}
+        self.data["tls"] = {"certificate": "/nonexistent.pem", "key": _pki("one").clientKey}
         self.assertConfigError(self.data, "tls.certificate: cannot read /nonexistent.pem")
-        self.data["tls"] = {"certificate": _pki["one"].clientCertificate, "key": _pki["two"].clientKey}
+        self.data["tls"] = {"certificate": _pki("one").clientCertificate, "key": _pki("two").clientKey}
         self.assertConfigError(self.data, "does not belong to the certificate")
 
     def test_hooks(self) -> None:
