@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from am.trust import authority
 from am.trust._issue import fillPrivilegeCredential, isoTime, newDocument, signAs
+from am.trust._lru import LRU
 from am.trust.credential import XML_ID, parseDocument
 from am.trust.errors import BADARGS, EXPIRED, FORBIDDEN, TrustError
 from tests.trust_helpers import (
@@ -426,3 +427,35 @@ class ExpiryAndCacheTests(VerifierTestCase):
         """
         for _ in range(2):
             self.assertRefused("<signed-credential/>", BADARGS, "credential")
+
+
+class LRUTests(SynchronousTestCase):
+    """
+    L{LRU}, the bounded memo behind every cache of the trust layer.
+    """
+
+    def test_bounded(self) -> None:
+        """
+        Beyond its size the least recently used entry goes first.
+        """
+        lru: LRU[str, int] = LRU(2)
+        lru.put("a", 1)
+        lru.put("b", 2)
+        self.assertEqual(lru.get("a"), 1)
+        lru.put("c", 3)
+        self.assertEqual((lru.get("a"), lru.get("b"), lru.get("c"), len(lru)), (1, None, 3, 2))
+
+    def test_memoDoesNotRememberFailures(self) -> None:
+        """
+        A computation that raises is not remembered.
+        """
+        lru: LRU[str, int] = LRU(2)
+
+        def fail() -> int:
+            raise ValueError("no")
+
+        self.assertRaises(ValueError, lru.memo, "k", fail)
+        self.assertEqual(lru.memo("k", lambda: 5), 5)
+        self.assertEqual(lru.memo("k", lambda: 6), 5)
+        lru.clear()
+        self.assertEqual(len(lru), 0)

@@ -436,19 +436,44 @@ def parser() -> argparse.ArgumentParser:
         p = command(name, text)
         for argument in arguments:
             p.add_argument(argument)
-        p.add_argument("--hours", type=_hours, help="lifetime in hours (default 24)")
-        p.add_argument("-p", "--privileges", type=_privilegeList, help="comma-separated privileges (default: the usual set)")
-        p.add_argument("--delegatable", action="store_true", help="let the owner delegate these privileges")
-        p.add_argument("-o", "--output", default="-", help="write the credential here (default: standard output)")
+        p.add_argument(
+            "--hours",
+            type=_hours,
+            help="lifetime in hours (default: 24, or the parent's for delegate)",
+        )
+        p.add_argument(
+            "-p",
+            "--privileges",
+            type=_privilegeList,
+            help="comma-separated privileges (default: the usual set)",
+        )
+        p.add_argument(
+            "--delegatable",
+            action="store_true",
+            help="let the owner delegate these privileges",
+        )
+        p.add_argument(
+            "-o",
+            "--output",
+            default="-",
+            help="write the credential here (default: standard output)",
+        )
         return p
 
     credential("user-credential", "issue USER a user credential (for ListResources)", "user")
     credential("slice-credential", "issue USER a credential for slice SLICE", "user", "slice")
-    credential("operator-credential", "issue USER an operator credential for the AM (allows Shutdown)", "user")
     credential(
-        "delegate", "delegate CREDENTIAL (a file) owned by user OWNER to user TO, signed by OWNER; "
-        "by default with the delegatable privileges, until the parent expires",
-        "credential", "owner", "to",
+        "operator-credential",
+        "issue USER an operator credential for the AM (allows Shutdown)",
+        "user",
+    )
+    credential(
+        "delegate",
+        "delegate CREDENTIAL (a file) owned by user OWNER to user TO, signed by "
+        "OWNER; by default with the delegatable privileges, until the parent expires",
+        "credential",
+        "owner",
+        "to",
     )
     credential(
         "speaks-for", "issue, signed by USER, a speaks-for credential for TOOL (a user "
@@ -482,7 +507,10 @@ def _run(args: argparse.Namespace) -> str:
 
     if command == "user-credential":
         return issueUserCredential(
-            ca, user(args.user), lifetime=lifetime, privileges=_privileges(privileges(USER_PRIVILEGES), args.delegatable)
+            ca,
+            user(args.user),
+            lifetime=lifetime,
+            privileges=_privileges(privileges(USER_PRIVILEGES), args.delegatable),
         )
     if command == "slice-credential":
         return issueSliceCredential(

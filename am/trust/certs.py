@@ -9,10 +9,9 @@ empty and holds only the roots given to L{ChainVerifier}.
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import os
-import threading
-from collections import OrderedDict
 from typing import Iterable, Sequence
 
 from attrs import frozen
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 from OpenSSL import crypto
 
+from am.trust._lru import LRU
 from am.trust.errors import FORBIDDEN, TrustError
 from am.trust.urn import PREFIX, parseURN
 
@@ -101,10 +101,21 @@ def certificatePEM(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+# Pure functions of a certificate (certificates hash and compare by their
+# DER), remembered because reading extensions and names is the slow part of
+# handling a credential.
+_urns: LRU[x509.Certificate, tuple[str, ...]] = LRU(1024)
+_orders: LRU[tuple[x509.Certificate, ...], tuple[x509.Certificate, list[x509.Certificate]]] = LRU(1024)
+
+
 def urnsInCertificate(cert: x509.Certificate) -> list[str]:
     """
     The C{urn:publicid:IDN+} URIs in C{cert}'s subjectAltName, in order.
     """
+    return list(_urns.memo(cert, lambda: tuple(_readURNs(cert))))
+
+
+def _readURNs(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_oid(
             ExtensionOID.SUBJECT_ALTERNATIVE_NAME
@@ -195,6 +206,13 @@ def orderChain(
         raise ValueError("no certificate")
     if len(certs) > MAX_CHAIN:
         raise ValueError("certificate chain is too long")
+    leaf, rest = _orders.memo(tuple(certs), lambda: _order(certs))
+    return leaf, list(rest)
+
+
+def _order(
+    certs: Sequence[x509.Certificate],
+) -> tuple[x509.Certificate, list[x509.Certificate]]:
     issuers = {c.issuer for c in certs if c.issuer != c.subject}
     for i, cert in enumerate(certs):
         if cert.subject not in issuers:
@@ -233,11 +251,23 @@ ALWAYS = Validity(float("-inf"), float("inf"))
 
 
 def _x509Seconds(stamp: bytes) -> float:
-    return (
-        datetime.datetime.strptime(stamp.decode("ascii"), "%Y%m%d%H%M%SZ")
-        .replace(tzinfo=datetime.timezone.utc)
-        .timestamp()
+    """
+    An OpenSSL C{YYYYMMDDhhmmssZ} time as POSIX seconds.
+    """
+    text = stamp.decode("ascii")
+    return float(
+        calendar.timegm(
+            (int(text[0:4]), int(text[4:6]), int(text[6:8]),
+             int(text[8:10]), int(text[10:12]), int(text[12:14]), 0, 0, 0)
+        )
     )
+
+
+_openssl: LRU[x509.Certificate, crypto.X509] = LRU(1024)
+
+
+def _asOpenSSL(cert: x509.Certificate) -> crypto.X509:
+    return _openssl.memo(cert, lambda: crypto.X509.from_cryptography(cert))
 
 
 class ChainVerifier:
@@ -260,8 +290,7 @@ class ChainVerifier:
             raise ValueError("no trust roots")
         self.roots = tuple(roots)
         self._roots = [crypto.X509.from_cryptography(root) for root in roots]
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[bytes, ...], Validity] = OrderedDict()
+        self._cache: LRU[tuple[x509.Certificate, ...], Validity] = LRU(self.cacheSize)
 
     def verify(
         self,
@@ -279,17 +308,11 @@ class ChainVerifier:
         @raise TrustError: (FORBIDDEN) if no chain to a root exists, or a
             certificate in it is expired or not yet valid.
         """
-        key = tuple(
-            c.public_bytes(serialization.Encoding.DER)
-            for c in (leaf, *intermediates)
-        )
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
+        key = (leaf, *intermediates)
+        cached = self._cache.get(key)
         if cached is not None and cached.covers(now):
             return cached
-        untrusted = [crypto.X509.from_cryptography(c) for c in intermediates]
+        untrusted = [_asOpenSSL(c) for c in intermediates]
         # A fresh store per check: OpenSSL keeps the first verification
         # time set on a store, so a shared one cannot follow the clock.
         store = crypto.X509Store()
@@ -300,7 +323,7 @@ class ChainVerifier:
             datetime.datetime.fromtimestamp(now, datetime.timezone.utc).replace(tzinfo=None)
         )
         context = crypto.X509StoreContext(
-            store, crypto.X509.from_cryptography(leaf), chain=untrusted
+            store, _asOpenSSL(leaf), chain=untrusted
         )
         try:
             chain = context.get_verified_chain()
@@ -318,10 +341,7 @@ class ChainVerifier:
                     _x509Seconds(cert.get_notAfter() or b""),
                 )
             )
-        with self._lock:
-            self._cache[key] = window
-            while len(self._cache) > self.cacheSize:
-                self._cache.popitem(last=False)
+        self._cache.put(key, window)
         return window
 
 

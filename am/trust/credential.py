@@ -28,6 +28,7 @@ from attrs import field, frozen
 from cryptography import x509
 from lxml import etree
 
+from am.trust._lru import LRU
 from am.trust.certs import loadCertificates, orderChain, urnsInCertificate
 from am.trust.errors import BADARGS, TrustError
 from am.trust.urn import parseURN, sameURN
@@ -262,13 +263,12 @@ def parseTime(text: str) -> float:
     return when.timestamp()
 
 
-def _gid(
-    fields: dict[str, etree._Element], which: str
-) -> tuple[tuple[x509.Certificate, ...], str]:
-    element = fields.get(f"{which}_gid")
-    if element is None:
-        raise _bad(f"credential has no <{which}_gid>")
-    text = _text(element, f"{which}_gid")
+# GIDs by their exact text: a user's and a slice's GIDs recur in every
+# credential they hold.
+_gids: LRU[str, tuple[tuple[x509.Certificate, ...], str]] = LRU(512)
+
+
+def _readGID(text: str, which: str) -> tuple[tuple[x509.Certificate, ...], str]:
     try:
         leaf, rest = orderChain(loadCertificates(text))
     except ValueError as e:
@@ -280,10 +280,21 @@ def _gid(
         parseURN(urns[0])
     except ValueError as e:
         raise _bad(f"<{which}_gid> certificate URN is malformed: {e}") from None
-    stated = fields.get(f"{which}_urn")
-    if stated is not None and not sameURN(_text(stated, f"{which}_urn"), urns[0]):
-        raise _bad(f"<{which}_urn> does not match the URN in <{which}_gid>")
     return (leaf, *rest), urns[0]
+
+
+def _gid(
+    fields: dict[str, etree._Element], which: str
+) -> tuple[tuple[x509.Certificate, ...], str]:
+    element = fields.get(f"{which}_gid")
+    if element is None:
+        raise _bad(f"credential has no <{which}_gid>")
+    text = _text(element, f"{which}_gid")
+    certs, urn = _gids.memo(text, lambda: _readGID(text, which))
+    stated = fields.get(f"{which}_urn")
+    if stated is not None and not sameURN(_text(stated, f"{which}_urn"), urn):
+        raise _bad(f"<{which}_urn> does not match the URN in <{which}_gid>")
+    return certs, urn
 
 
 def _privileges(element: etree._Element) -> tuple[Privilege, ...]:

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
-from collections import OrderedDict
 
 import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
+from am.trust._lru import LRU
 from am.trust.credential import DSIG, MAX_SIGNATURES
 from am.trust.errors import BADARGS, FORBIDDEN, TrustError
 
@@ -59,6 +58,15 @@ REFERENCE_TRANSFORMS = (
 
 _X509_CERT = f"{{{DSIG}}}KeyInfo/{{{DSIG}}}X509Data/{{{DSIG}}}X509Certificate"
 
+# Decoded certificates by their exact base64 text: authorities sign many
+# credentials with the same certificates.
+_decoded: LRU[str, x509.Certificate] = LRU(512)
+
+
+def _decode(text: str) -> x509.Certificate:
+    der = base64.b64decode("".join(text.split()), validate=True)
+    return x509.load_der_x509_certificate(der)
+
 
 def signerCertificates(signature: etree._Element) -> list[x509.Certificate]:
     """
@@ -73,9 +81,9 @@ def signerCertificates(signature: etree._Element) -> list[x509.Certificate]:
             raise TrustError(BADARGS, "a signature carries too many certificates")
         if len(element):
             raise TrustError(BADARGS, "<X509Certificate> must contain only base64")
+        text = element.text or ""
         try:
-            der = base64.b64decode("".join((element.text or "").split()), validate=True)
-            certs.append(x509.load_der_x509_certificate(der))
+            certs.append(_decoded.memo(text, lambda: _decode(text)))
         except (binascii.Error, ValueError):
             raise TrustError(
                 BADARGS, "a signature's X509Certificate does not decode"
@@ -91,29 +99,27 @@ class SignatureChecker:
     """
     Verify XML-DSig signatures with a given certificate's key.
 
-    Loaded xmlsec keys are kept (by certificate) so the same authority's
-    key is not re-read for every credential.
+    The public key of each certificate is loaded into xmlsec once and kept:
+    loading costs far more than verifying.  Only the public key is loaded
+    (no certificate data), so xmlsec has nothing to check but the signature.
     """
 
     cacheSize = 256
 
     def __init__(self) -> None:
-        self._keys: OrderedDict[bytes, xmlsec.Key] = OrderedDict()
-        self._lock = threading.Lock()
+        self._keys: LRU[x509.Certificate, xmlsec.Key] = LRU(self.cacheSize)
 
     def _key(self, cert: x509.Certificate) -> xmlsec.Key:
-        der = cert.public_bytes(serialization.Encoding.DER)
-        with self._lock:
-            key = self._keys.get(der)
-            if key is not None:
-                self._keys.move_to_end(der)
-                return key
-        key = xmlsec.Key.from_memory(der, _C.KeyDataFormatCertDer)
-        with self._lock:
-            self._keys[der] = key
-            while len(self._keys) > self.cacheSize:
-                self._keys.popitem(last=False)
-        return key
+        return self._keys.memo(
+            cert,
+            lambda: xmlsec.Key.from_memory(
+                cert.public_key().public_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PublicFormat.SubjectPublicKeyInfo,
+                ),
+                _C.KeyDataFormatDer,
+            ),
+        )
 
     def verify(
         self, signature: etree._Element, signer: x509.Certificate, what: str

@@ -9,6 +9,7 @@ are applied when I{we} make URNs, in L{am.trust.authority}.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from attrs import frozen
@@ -61,6 +62,11 @@ def parseURN(text: object) -> URN:
     """
     if not isinstance(text, str):
         raise ValueError("a URN must be a string")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> URN:
     if len(text) > MAX_LENGTH:
         raise ValueError("URN is too long")
     if text[: len(PREFIX)].lower() != PREFIX.lower():

@@ -23,14 +23,19 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import threading
-from collections import OrderedDict
 from typing import Protocol
 
 from attrs import frozen
 from cryptography import x509
 
-from am.trust.certs import ChainVerifier, Validity, orderChain, samePublicKey, urnsInCertificate
+from am.trust._lru import LRU
+from am.trust.certs import (
+    ChainVerifier,
+    Validity,
+    orderChain,
+    samePublicKey,
+    urnsInCertificate,
+)
 from am.trust.credential import Credential, SignedCredential, parseSignedCredential
 from am.trust.errors import BADARGS, EXPIRED, FORBIDDEN, TrustError
 from am.trust.signature import SignatureChecker, signerCertificates
@@ -133,9 +138,7 @@ class CredentialVerifier:
         self._chains = chains
         self._clock = clock
         self._signatures = SignatureChecker()
-        self._cacheSize = cacheSize
-        self._cache: OrderedDict[bytes, VerifiedCredential] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: LRU[bytes, VerifiedCredential] = LRU(cacheSize)
 
     def verify(self, value: object, checkExpiry: bool = True) -> VerifiedCredential:
         """
@@ -157,19 +160,12 @@ class CredentialVerifier:
     def _verifyAt(self, value: object, now: float) -> VerifiedCredential:
         digest = _digest(value)
         if digest is not None:
-            with self._lock:
-                hit = self._cache.get(digest)
-                if hit is not None:
-                    self._cache.move_to_end(digest)
+            hit = self._cache.get(digest)
             if hit is not None and hit.validity.covers(now):
                 return hit
         data, signed = parseSignedCredential(value)
         result = self._verifySigned(signed, hashlib.sha256(data).digest(), now)
-        with self._lock:
-            self._cache[result.digest] = result
-            while len(self._cache) > self._cacheSize:
-                self._cache.popitem(last=False)
-        return result
+        return self._cache.put(result.digest, result)
 
     def _chain(
         self, certs: tuple[x509.Certificate, ...], now: float, what: str
