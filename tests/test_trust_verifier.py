@@ -11,7 +11,14 @@ from lxml import etree
 from twisted.trial.unittest import SynchronousTestCase
 
 from am.trust import authority
-from am.trust._issue import fillPrivilegeCredential, isoTime, newDocument, signAs
+from am.trust._issue import (
+    DSIG,
+    fillPrivilegeCredential,
+    isoTime,
+    newDocument,
+    signAs,
+    signatureTemplate,
+)
 from am.trust._lru import LRU
 from am.trust.credential import XML_ID, parseDocument
 from am.trust.errors import BADARGS, EXPIRED, FORBIDDEN, TrustError
@@ -162,6 +169,20 @@ class SignatureRefusalTests(VerifierTestCase):
         self.assertTrue(validBy(forged, key))
         self.assertRefused(forged, FORBIDDEN, "does not verify")
 
+    def test_trustedUserKeyWithAuthorityCertificate(self) -> None:
+        """
+        A trusted user signing with her own key cannot borrow the CA's
+        certificate: with her C{KeyValue} and the CA certificate, the
+        signature does not verify with the CA's key; with her own
+        certificate too, she is the signer and no authority.
+        """
+        p = self.p
+        borrowed = resign(sliceCredential(), p.alice.key, [keyValue(p.alice.key), certData(p.ca)])
+        self.assertTrue(validBy(borrowed, p.alice.key))
+        self.assertRefused(borrowed, FORBIDDEN, "does not verify")
+        own = resign(sliceCredential(), p.alice.key, [certData(p.ca, p.alice)])
+        self.assertRefused(own, FORBIDDEN, f"signed by {p.alice.urn}, which is not an authority")
+
     def test_selfSignedForgeryWithKeyValue(self) -> None:
         """
         A signature by a self-signed certificate (with its C{KeyValue},
@@ -206,6 +227,34 @@ class SignatureRefusalTests(VerifierTestCase):
         etree.SubElement(outer, "extensions").append(inner)  # type: ignore[arg-type]
         document.append(signatures)  # type: ignore[arg-type]
         self.assertRefused(etree.tostring(document), BADARGS, "references no credential")
+
+    def test_xpathTransformRefused(self) -> None:
+        """
+        A signature (even by the genuine CA) whose reference uses an XPath
+        transform to leave the privileges out of the digest is refused,
+        though xmlsec with all transforms enabled would accept it with
+        extra privileges added.
+        """
+        root = parseDocument(sliceCredential().encode())
+        root.remove(root.find("signatures"))  # type: ignore[arg-type]
+        refid = root.find("credential").get(XML_ID)  # type: ignore[union-attr]
+        template = signatureTemplate(refid)
+        transforms = template.find(f".//{{{DSIG}}}Transforms")
+        transform = etree.SubElement(
+            transforms, f"{{{DSIG}}}Transform",  # type: ignore[arg-type]
+            Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116",
+        )
+        etree.SubElement(transform, f"{{{DSIG}}}XPath").text = "not(ancestor-or-self::privileges)"
+        etree.SubElement(root, "signatures").append(template)
+        root = parseDocument(etree.tostring(root))
+        context = xmlsec.SignatureContext()
+        context.key = xmlsec.Key.from_memory(self.p.ca.keyPEM, xmlsec.constants.KeyDataFormatPem)
+        signature = root.find("signatures")[0]  # type: ignore[index]
+        context.sign(signature)
+        etree.SubElement(signature, f"{{{DSIG}}}KeyInfo").append(certData(self.p.ca))
+        escalated = etree.tostring(root).decode().replace("<name>info</name>", "<name>*</name>")
+        self.assertTrue(validBy(escalated, self.p.ca.key))
+        self.assertRefused(escalated, FORBIDDEN, "does not verify")
 
     def test_signedByUser(self) -> None:
         """
