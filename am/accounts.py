@@ -10,7 +10,7 @@ import re
 from typing import Any, Iterable, Optional
 
 from am import quotas
-from am.errors import BadRequest, Conflict, NotFound
+from am.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.interfaces import IStoreTransaction
 from am.model import (
     NODE_ACTIVE,
@@ -75,6 +75,26 @@ def addUser(
     if txn.findUser(name=name, project=project) is not None:
         raise Conflict("A user with this name and project exists already.")
     user = User(name=name, role=role, fingerprint=fingerprint, urn=urn, project=project, nodeid=nodeid)
+    txn.addUser(user)
+    quotas.currentQuotas(txn, user.id, now, policy)
+    return user
+
+
+def userForURN(txn: IStoreTransaction, urn: str, now: int, policy: Policy) -> User:
+    """
+    The user behind a GENI URN that a trusted authority vouched for, registered
+    on first use as an experimenter of the URN's authority.
+    """
+    user = txn.findUser(urn=urn)
+    if user is not None:
+        if not user.active:
+            raise Forbidden("This user has been invalidated.")
+        return user
+    parts = urn.split("+")
+    name, project = parts[-1], parts[1] if len(parts) > 1 else ""
+    if txn.findUser(name=name, project=project) is not None:
+        name = urn
+    user = User(name=name, role="user", urn=urn, project=project)
     txn.addUser(user)
     quotas.currentQuotas(txn, user.id, now, policy)
     return user

@@ -180,19 +180,59 @@ def deleteExperiment(
     experiment = getExperiment(txn, expid)
     if experiment.status != "active":
         raise NotFound(f"Experiment {experiment.id} not found.")
-    actor = actorFor(user, experiment)
-    result = Deletion()
-    for schedule in txn.schedulesOfExperiment(experiment.id):
-        if schedule.status in (states.ALLOCATED, states.DEFINED):
-            _apply(txn, schedule, experiment, states.CANCELED, "", actor, now, policy)
-            result.canceled += 1
-        elif not states.isFinal(schedule.status):
-            _apply(txn, schedule, experiment, states.ABORTED, "", actor, now, policy)
-            result.aborted += 1
+    actorFor(user, experiment)
+    result = endSchedules(txn, txn.schedulesOfExperiment(experiment.id), user, now, policy)
     experiment.status = "archived"
     txn.updateExperiment(experiment)
     result.archived = True
     return result
+
+
+def endSchedules(
+    txn: IStoreTransaction, schedules: list[Schedule], user: User, now: int, policy: Policy,
+    reason: str = "",
+) -> Deletion:
+    """
+    Cancel the schedules no node has yet and abort the others (final ones stay
+    as they are); archive an experiment once all its schedules are final.
+    """
+    result = Deletion()
+    touched: dict[int, Experiment] = {}
+    for schedule in schedules:
+        experiment = touched.get(schedule.expid) or txn.getExperiment(schedule.expid)
+        touched[schedule.expid] = experiment
+        actor = actorFor(user, experiment)
+        if schedule.status in (states.ALLOCATED, states.DEFINED):
+            _apply(txn, schedule, experiment, states.CANCELED, reason, actor, now, policy)
+            result.canceled += 1
+        elif not states.isFinal(schedule.status):
+            _apply(txn, schedule, experiment, states.ABORTED, reason, actor, now, policy)
+            result.aborted += 1
+    for experiment in touched.values():
+        if experiment.status == "active" and all(
+            states.isFinal(s.status) for s in txn.schedulesOfExperiment(experiment.id)
+        ):
+            experiment.status = "archived"
+            txn.updateExperiment(experiment)
+            result.archived = True
+    return result
+
+
+def updateOptions(
+    txn: IStoreTransaction, schedules: list[Schedule], user: User, now: int, updates: dict[str, Any]
+) -> list[Schedule]:
+    """
+    Change deployment options of live schedules (GENI C{geni_update_users},
+    operator restart requests); nodes see them on their next heartbeat.
+    """
+    for schedule in schedules:
+        actorFor(user, txn.getExperiment(schedule.expid))
+        if states.isFinal(schedule.status):
+            raise Conflict(f"Schedule {schedule.id} is {schedule.status}.")
+        schedule.deploymentOptions.update(updates)
+        schedule.updated = now
+        txn.updateSchedule(schedule)
+    return schedules
 
 
 def getExperiment(txn: IStoreTransaction, expid: Any) -> Experiment:

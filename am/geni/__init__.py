@@ -1,0 +1,3 @@
+"""
+The GENI AM API v3 face: XML-RPC methods translated onto the scheduling core.
+"""

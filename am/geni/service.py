@@ -1,0 +1,496 @@
+# -*- test-case-name: tests.test_geni_api -*-
+"""
+The AM API v3 methods over the scheduling core: trust first, then RSpec, then
+one core transaction, then the answer. Nothing here decides a scheduling rule.
+
+A slice is one experiment (its URN kept on the experiment), a sliver is one
+schedule (one node, one window); Allocate books with C{allocated} schedules that
+nodes do not see until Provision.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+from twisted.logger import Logger
+
+from am import accounts, allocation, lifecycle, states
+from am.allocation import AllocationRequest
+from am.geni import envelope
+from am.geni.envelope import BADARGS, BADVERSION, REFUSED, SEARCHFAILED, UNSUPPORTED, GeniError, result
+from am.geni.statemap import UNALLOCATED, geniStates
+from am.model import Experiment, Schedule
+from am.scheduler import Scheduler
+from am.trust.certs import Caller
+from am.trust.gate import Trust
+from am.trust.urn import parseURN
+from rspec.advertisement import advertisement
+from rspec.manifest import SliverView, manifest
+from rspec.request import RequestSpec, parseRequest
+from rspec.times import formatTime, parseTime
+from rspec.xml import GENI_NS, MARVIN_NS, PROXY_NS, sliverIdFromURN
+
+log = Logger()
+
+GENI_SCHEMA_BASE = "http://www.geni.net/resources/rspec/3"
+EXTENSIONS = [
+    "http://nitlab.inf.uth.gr/schema/sfa/rspec/1/request-reservation.xsd",
+    "http://nitlab.inf.uth.gr/schema/sfa/rspec/1/ad-reservation.xsd",
+    MARVIN_NS,
+    PROXY_NS,
+]
+ACTIONS = ("geni_start", "geni_restart", "geni_stop", "geni_update_users")
+
+
+@attrs.frozen
+class Settings:
+    """
+    What the GENI face needs to know about this deployment.
+    """
+
+    authority: str
+    publicURL: str
+    defaultDuration: int = 3600
+    defaultImage: Optional[str] = None
+    adCacheSeconds: int = 60
+    codeVersion: str = "0.1.0"
+
+
+@attrs.define
+class _Slice:
+    """
+    The slice a call acts on, and the slivers it names.
+    """
+
+    urn: str
+    experiment: Optional[Experiment]
+    schedules: list[Schedule]
+    named: bool  # the call named slivers, not the whole slice
+
+
+def _rspecVersion(options: dict[str, Any], required: bool = True) -> None:
+    version = options.get("geni_rspec_version")
+    if version is None:
+        if required:
+            raise GeniError(BADARGS, "options.geni_rspec_version is required ({type: GENI, version: 3})")
+        return
+    if not isinstance(version, dict):
+        raise GeniError(BADARGS, "options.geni_rspec_version must be a struct {type, version}")
+    kind, number = str(version.get("type", "")).lower(), str(version.get("version", ""))
+    if kind != "geni" or number != "3":
+        raise GeniError(BADVERSION, f"RSpec type {version.get('type')!r} version {number!r} is not supported; use GENI 3")
+
+
+def _checkOptions(options: Any) -> dict[str, Any]:
+    if not isinstance(options, dict):
+        raise GeniError(BADARGS, "options must be a struct")
+    return options
+
+
+def _checkURNs(urns: Any) -> list[str]:
+    if not isinstance(urns, list) or not urns or not all(isinstance(u, str) for u in urns):
+        raise GeniError(BADARGS, "urns must be a non-empty array of URN strings")
+    if len(urns) > 10000:
+        raise GeniError(BADARGS, "too many URNs")
+    return urns
+
+
+class AggregateManager:
+    """
+    The GENI face's logic; L{am.geni.xmlrpc} puts it on the wire.
+    """
+
+    def __init__(self, scheduler: Scheduler, trust: Trust, settings: Settings) -> None:
+        self.scheduler = scheduler
+        self.trust = trust
+        self.settings = settings
+        self.amURN = f"urn:publicid:IDN+{settings.authority}+authority+am"
+        self._adCache: dict[tuple[bool, bool], tuple[int, str]] = {}
+        scheduler.listeners.append(self._adCache.clear)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _status(self, schedule: Schedule, error: str = "") -> dict[str, Any]:
+        allocationState, operational = geniStates(schedule.status)
+        expires = schedule.expires if schedule.status == states.ALLOCATED else schedule.stop
+        return {
+            "geni_sliver_urn": self._sliverURN(schedule),
+            "geni_expires": formatTime(expires),
+            "geni_allocation_status": allocationState,
+            "geni_operational_status": operational,
+            "geni_error": error or (schedule.reason if schedule.status == states.FAILED else ""),
+            "geni_start_time": formatTime(schedule.start),
+            "geni_end_time": formatTime(schedule.stop),
+            "marvin_status": schedule.statusText,
+        }
+
+    def _sliverURN(self, schedule: Schedule) -> str:
+        return f"urn:publicid:IDN+{self.settings.authority}+sliver+{schedule.id}"
+
+    def _manifest(self, txn: Any, schedules: list[Schedule], compressed: bool = False) -> str:
+        nodes = {n.id: n for n in txn.listNodes()} if schedules else {}
+        views = []
+        for s in schedules:
+            node = nodes.get(s.nodeid)
+            if node is None:
+                continue
+            options = s.deploymentOptions
+            views.append(
+                SliverView.fromSchedule(
+                    s,
+                    node,
+                    clientId=options.get("geni_client_id"),
+                    image=options.get("script"),
+                    leaseClientId=options.get("geni_lease_client_id"),
+                    usernames=tuple(options.get("geni_logins", ())),
+                )
+            )
+        return manifest(views, self.settings.authority, self.scheduler.now(), compressed=compressed)
+
+    def _resolve(self, txn: Any, urns: list[str]) -> _Slice:
+        """
+        One slice URN, or sliver URNs of one slice, to the slice and its schedules.
+        """
+        sliceURNs, sliverIds = [], []
+        for urn in urns:
+            try:
+                parsed = parseURN(urn)
+            except Exception:
+                raise GeniError(BADARGS, f"not a URN: {urn[:200]!r}") from None
+            if parsed.type == "slice":
+                sliceURNs.append(urn)
+            elif parsed.type == "sliver":
+                try:
+                    sliverIds.append(sliverIdFromURN(urn, self.settings.authority))
+                except Exception:
+                    raise GeniError(SEARCHFAILED, f"sliver {urn[:200]} is not of this aggregate") from None
+            else:
+                raise GeniError(BADARGS, f"{urn[:200]} is neither a slice nor a sliver URN")
+        if sliceURNs and sliverIds or len(sliceURNs) > 1:
+            raise GeniError(BADARGS, "give exactly one slice URN, or sliver URNs of one slice")
+        if sliceURNs:
+            found = txn.findExperiments(sliceURN=sliceURNs[0])
+            live = [e for e in found if e.status == "active"] or found[-1:]
+            experiment = live[-1] if live else None
+            schedules = txn.schedulesOfExperiment(experiment.id) if experiment else []
+            return _Slice(sliceURNs[0], experiment, schedules, named=False)
+        schedules, sliceURN, experiment = [], None, None
+        for sid in sliverIds:
+            schedule = txn.getSchedule(sid)
+            if schedule is None:
+                raise GeniError(SEARCHFAILED, f"no sliver {self.settings.authority} #{sid}")
+            experiment = txn.getExperiment(schedule.expid)
+            if experiment.sliceURN is None:
+                raise GeniError(SEARCHFAILED, f"sliver #{sid} was not made through this API")
+            if sliceURN not in (None, experiment.sliceURN):
+                raise GeniError(BADARGS, "the slivers belong to different slices")
+            sliceURN = experiment.sliceURN
+            schedules.append(schedule)
+        return _Slice(sliceURN, experiment, schedules, named=True)
+
+    async def _authorized(self, caller: Caller, method: str, target: Optional[str], credentials: Any, options: dict):
+        grant = self.trust.authorize(caller, method, target=target, credentials=credentials, options=options)
+        user = await self.scheduler.transact(
+            accounts.userForURN, grant.callerURN, self.scheduler.now(), self.scheduler.policy
+        )
+        return grant, user
+
+    async def _sliceFor(self, caller: Caller, method: str, urns: Any, credentials: Any, options: dict):
+        urns = _checkURNs(urns)
+        found = await self.scheduler.read(self._resolve, urns)
+        grant, user = await self._authorized(caller, method, found.urn, credentials, options)
+        return found, grant, user
+
+    # -- methods -------------------------------------------------------------
+
+    async def GetVersion(self, caller: Caller, options: Any = None) -> dict[str, Any]:
+        if options is not None:
+            _checkOptions(options)
+        rspecVersion = lambda schema: {  # noqa: E731
+            "type": "GENI",
+            "version": "3",
+            "schema": f"{GENI_SCHEMA_BASE}/{schema}.xsd",
+            "namespace": GENI_NS,
+            "extensions": list(EXTENSIONS),
+        }
+        value = {
+            "geni_api": 3,
+            "geni_api_versions": {"3": self.settings.publicURL},
+            "geni_request_rspec_versions": [rspecVersion("request")],
+            "geni_ad_rspec_versions": [rspecVersion("ad")],
+            "geni_credential_types": [
+                {"geni_type": "geni_sfa", "geni_version": "3"},
+                {"geni_type": "geni_sfa", "geni_version": "2"},
+                {"geni_type": "geni_abac", "geni_version": "1"},
+            ],
+            "geni_single_allocation": True,
+            "geni_allocate": "geni_single",
+            "geni_am_type": "marvin",
+            "geni_am_code": self.settings.codeVersion,
+            "urn": self.amURN,
+            "geni_am_urn": self.amURN,
+            "hrn": self.settings.authority,
+        }
+        answer = result(value)
+        answer["geni_api"] = 3
+        return answer
+
+    async def ListResources(self, caller: Caller, credentials: Any, options: Any) -> dict[str, Any]:
+        options = _checkOptions(options)
+        if "geni_slice_urn" in options:
+            raise GeniError(BADARGS, "geni_slice_urn is not a v3 option: use Describe")
+        _rspecVersion(options)
+        await self._authorized(caller, "ListResources", None, credentials, options)
+        key = (bool(options.get("geni_available")), bool(options.get("geni_compressed")))
+        now = self.scheduler.now()
+        cached = self._adCache.get(key)
+        if cached and now - cached[0] < self.settings.adCacheSeconds:
+            return result(cached[1])
+        text = await self.scheduler.read(self._advertise, now, *key)
+        self._adCache[key] = (now, text)
+        return result(text)
+
+    def _advertise(self, txn: Any, now: int, availableOnly: bool, compressed: bool) -> str:
+        policy = self.scheduler.policy
+        nodes = txn.listNodes()
+        leases = [
+            (s.id, s.nodeid, s.start, s.stop)
+            for s in txn.schedulesOverlapping(now, now + policy.horizon + policy.maxRuntime)
+            if s.blocking
+        ]
+        if availableOnly:
+            busy = {nodeid for _, nodeid, start, stop in leases if start <= now < stop}
+            nodes = [n for n in nodes if n.status == "active" and n.id not in busy]
+        return advertisement(
+            nodes, leases, self.settings.authority, now, now + self.settings.adCacheSeconds,
+            compressed, granularity=policy.recurrenceStep, padding=policy.padding,
+        )
+
+    async def Allocate(self, caller: Caller, sliceURN: Any, credentials: Any, rspec: Any, options: Any):
+        options = _checkOptions(options)
+        if not isinstance(sliceURN, str):
+            raise GeniError(BADARGS, "slice_urn must be a string")
+        try:
+            if parseURN(sliceURN).type != "slice":
+                raise ValueError()
+        except Exception:
+            raise GeniError(BADARGS, f"{sliceURN[:200]!r} is not a slice URN") from None
+        if not isinstance(rspec, str) or not rspec.strip():
+            raise GeniError(BADARGS, "rspec must be a non-empty request RSpec string")
+        grant, user = await self._authorized(caller, "Allocate", sliceURN, credentials, options)
+        spec = parseRequest(rspec, self.settings.authority, ignoreForeign=True)
+        request, clientIds = self._request(spec, sliceURN, user.id, options, grant)
+        schedules = await self.scheduler.transact(self._allocate, request, clientIds)
+        text = await self.scheduler.read(self._manifest, schedules)
+        return result({"geni_rspec": text, "geni_slivers": [self._status(s) for s in schedules]})
+
+    def _request(self, spec: RequestSpec, sliceURN: str, ownerid: int, options: dict, grant: Any):
+        now = self.scheduler.now()
+        policy = self.scheduler.policy
+        images = spec.images
+        if len(images) > 1:
+            raise GeniError(BADARGS, "one container image per Allocate: the nodes name different images")
+        image = next(iter(images), None) or self.settings.defaultImage
+        if not image:
+            raise GeniError(BADARGS, "name the container image with <services><install url=...> or <disk_image>")
+        bound = [n for n in spec.nodes if n.bound]
+        unbound = [n for n in spec.nodes if not n.bound]
+        if bound and unbound:
+            raise GeniError(BADARGS, "bind every node (component_id) or none in one Allocate")
+        filters = {n.nodetypes or "" for n in unbound}
+        if len(filters) > 1:
+            raise GeniError(BADARGS, "unbound nodes of one Allocate must share one marvin:filter")
+        windows = {(l.validFrom, l.validUntil) for n in spec.nodes for l in n.leases}
+        if len(windows) > 1:
+            raise GeniError(BADARGS, "one window per Allocate: the nodes reference different leases")
+        start, stop = (next(iter(windows)) if windows else (None, None))
+        if start is None and "geni_start_time" in options:
+            start = parseTime(options["geni_start_time"], "geni_start_time")
+        if stop is None and "geni_end_time" in options:
+            stop = parseTime(options["geni_end_time"], "geni_end_time")
+        earliest = now + policy.minDelay
+        asap = start is None or start <= earliest
+        begin = earliest if asap else start
+        if stop is not None:
+            duration = stop - begin
+        else:
+            duration = spec.duration or self.settings.defaultDuration
+        if grant.expires is not None and begin + duration > grant.expires.timestamp():
+            raise GeniError(REFUSED, "the requested window ends after the slice credential expires")
+        recurrence = spec.recurrence
+        request = AllocationRequest(
+            ownerid=ownerid,
+            name=parseURN(sliceURN).name,
+            script=image,
+            nodecount=len(bound) if bound else sum(n.count for n in unbound),
+            duration=duration,
+            start=0 if asap else begin,
+            nodetypes=filters.pop() if filters else "",
+            nodes=[n.nodeid for n in bound] if bound else None,
+            shared=bool(spec.shared),
+            recurrence=recurrence.scheme if recurrence else None,
+            period=recurrence.period if recurrence else None,
+            until=recurrence.until if recurrence else None,
+            storage=spec.storage or 0,
+            traffic=spec.traffic or 0,
+            options=dict(spec.options),
+            sliceURN=sliceURN,
+            allocateOnly=True,
+        )
+        clientIds: dict[str, tuple[str, Optional[str]]] = {}
+        for n in bound:
+            clientIds[n.nodeid] = (n.clientId, n.leases[0].clientId if n.leases else None)
+        names = []
+        for n in unbound:
+            lease = n.leases[0].clientId if n.leases else None
+            names += [(n.clientId if n.count == 1 else f"{n.clientId}-{k}", lease) for k in range(n.count)]
+        clientIds["*"] = names  # type: ignore[assignment]
+        return request, clientIds
+
+    def _allocate(self, txn: Any, request: AllocationRequest, clientIds: dict) -> list[Schedule]:
+        live = [
+            s
+            for e in txn.findExperiments(sliceURN=request.sliceURN, status="active")
+            for s in txn.schedulesOfExperiment(e.id)
+            if not states.isFinal(s.status)
+        ]
+        if live:
+            raise GeniError(envelope.ALREADYEXISTS, "this slice has slivers here already (single allocation): Delete them first")
+        booked = allocation.allocate(txn, request, self.scheduler.now(), self.scheduler.policy)
+        unbound = list(clientIds.get("*", []))
+        perStart: dict[int, int] = {}
+        for schedule in booked.schedules:
+            if schedule.nodeid in clientIds:
+                clientId, lease = clientIds[schedule.nodeid]
+            else:
+                index = perStart.get(schedule.start, 0)
+                perStart[schedule.start] = index + 1
+                clientId, lease = unbound[index] if index < len(unbound) else (schedule.nodeid, None)
+            schedule.deploymentOptions["geni_client_id"] = clientId
+            if lease:
+                schedule.deploymentOptions["geni_lease_client_id"] = lease
+            txn.updateSchedule(schedule)
+        return booked.schedules
+
+    async def Describe(self, caller: Caller, urns: Any, credentials: Any, options: Any):
+        options = _checkOptions(options)
+        _rspecVersion(options)
+        found, grant, user = await self._sliceFor(caller, "Describe", urns, credentials, options)
+        text = await self.scheduler.read(self._manifest, found.schedules, bool(options.get("geni_compressed")))
+        return result({
+            "geni_rspec": text,
+            "geni_urn": found.urn,
+            "geni_slivers": [self._status(s) for s in found.schedules],
+        })
+
+    async def Status(self, caller: Caller, urns: Any, credentials: Any, options: Any):
+        options = _checkOptions(options)
+        found, grant, user = await self._sliceFor(caller, "Status", urns, credentials, options)
+        return result({"geni_urn": found.urn, "geni_slivers": [self._status(s) for s in found.schedules]})
+
+    def _requireSlivers(self, found: _Slice) -> None:
+        if not found.schedules:
+            raise GeniError(SEARCHFAILED, f"no slivers in {found.urn} at this aggregate")
+
+    async def Provision(self, caller: Caller, urns: Any, credentials: Any, options: Any):
+        options = _checkOptions(options)
+        _rspecVersion(options)
+        found, grant, user = await self._sliceFor(caller, "Provision", urns, credentials, options)
+        self._requireSlivers(found)
+        updates = self._users(options)
+        pending = [s for s in found.schedules if s.status == states.ALLOCATED]
+        if not pending and not found.named:
+            raise GeniError(REFUSED, "nothing to provision: no allocated slivers in this slice")
+        now, policy = self.scheduler.now(), self.scheduler.policy
+        done = await self.scheduler.transact(lifecycle.provision, pending, user, now, policy, updates)
+        text = await self.scheduler.read(self._manifest, done)
+        return result({"geni_rspec": text, "geni_slivers": [self._status(s) for s in done]})
+
+    def _users(self, options: dict) -> dict[str, Any]:
+        users = options.get("geni_users")
+        if users is None:
+            return {}
+        if not isinstance(users, list) or not all(isinstance(u, dict) for u in users):
+            raise GeniError(BADARGS, "geni_users must be an array of {urn, keys}")
+        keys, logins = [], []
+        for u in users:
+            userKeys = u.get("keys", [])
+            if not isinstance(userKeys, list) or not all(isinstance(k, str) for k in userKeys):
+                raise GeniError(BADARGS, "geni_users keys must be an array of strings")
+            keys += [k.strip() for k in userKeys if k.strip()][:32]
+            urn = u.get("urn")
+            if isinstance(urn, str) and "+user+" in urn:
+                logins.append(urn.rsplit("+", 1)[-1])
+        return {"ssh_keys": keys, "geni_logins": logins}
+
+    async def PerformOperationalAction(self, caller: Caller, urns: Any, credentials: Any, action: Any, options: Any):
+        options = _checkOptions(options)
+        if not isinstance(action, str) or action not in ACTIONS:
+            raise GeniError(UNSUPPORTED, f"unsupported action {str(action)[:64]!r}; supported: {', '.join(ACTIONS)}")
+        found, grant, user = await self._sliceFor(caller, "PerformOperationalAction", urns, credentials, options)
+        self._requireSlivers(found)
+        now, policy = self.scheduler.now(), self.scheduler.policy
+        allocated = [s for s in found.schedules if s.status == states.ALLOCATED]
+        if allocated:
+            raise GeniError(REFUSED, "provision the slivers before acting on them")
+        live = [s for s in found.schedules if not states.isFinal(s.status)]
+        if action == "geni_stop":
+            await self.scheduler.transact(lifecycle.endSchedules, live, user, now, policy, "stopped by geni_stop")
+        elif action == "geni_update_users":
+            await self.scheduler.transact(lifecycle.updateOptions, live, user, now, self._users(options))
+        elif action == "geni_restart":
+            await self.scheduler.transact(lifecycle.updateOptions, live, user, now, {"restart_requested": now})
+        # geni_start: tasks start by themselves at their window's start.
+        fresh = await self.scheduler.read(lambda txn: [txn.getSchedule(s.id) for s in found.schedules])
+        return result([self._status(s) for s in fresh])
+
+    async def Renew(self, caller: Caller, urns: Any, credentials: Any, expiration: Any, options: Any):
+        options = _checkOptions(options)
+        found, grant, user = await self._sliceFor(caller, "Renew", urns, credentials, options)
+        self._requireSlivers(found)
+        stop = parseTime(expiration, "expiration_time")
+        if grant.expires is not None and stop > grant.expires.timestamp():
+            raise GeniError(REFUSED, "cannot renew past the slice credential's expiry "
+                            f"({formatTime(grant.expires.timestamp())})")
+        now, policy = self.scheduler.now(), self.scheduler.policy
+        live = [s for s in found.schedules if not states.isFinal(s.status)]
+        errors: dict[int, str] = {}
+        if options.get("geni_best_effort"):
+            for s in live:
+                try:
+                    await self.scheduler.transact(lifecycle.renew, [s], stop, user, now, policy)
+                except Exception as e:
+                    errors[s.id] = getattr(e, "message", "renewal failed")
+        else:
+            await self.scheduler.transact(lifecycle.renew, live, stop, user, now, policy)
+        fresh = await self.scheduler.read(lambda txn: [txn.getSchedule(s.id) for s in found.schedules])
+        return result([self._status(s, errors.get(s.id, "")) for s in fresh])
+
+    async def Delete(self, caller: Caller, urns: Any, credentials: Any, options: Any):
+        options = _checkOptions(options)
+        found, grant, user = await self._sliceFor(caller, "Delete", urns, credentials, options)
+        self._requireSlivers(found)
+        now, policy = self.scheduler.now(), self.scheduler.policy
+        await self.scheduler.transact(lifecycle.endSchedules, found.schedules, user, now, policy)
+        return result([
+            {"geni_sliver_urn": self._sliverURN(s), "geni_allocation_status": UNALLOCATED,
+             "geni_expires": formatTime(now), "geni_error": ""}
+            for s in found.schedules
+        ])
+
+    async def Shutdown(self, caller: Caller, sliceURN: Any, credentials: Any, options: Any):
+        options = _checkOptions(options)
+        if not isinstance(sliceURN, str):
+            raise GeniError(BADARGS, "slice_urn must be a string")
+        found = await self.scheduler.read(self._resolve, [sliceURN])
+        if found.named:
+            raise GeniError(BADARGS, "Shutdown takes a slice URN")
+        grant, _ = await self._authorized(caller, "Shutdown", found.urn, credentials, options)
+        operator = await self.scheduler.read(lambda txn: txn.findUser(urn=grant.callerURN))
+        now, policy = self.scheduler.now(), self.scheduler.policy
+        # The operator acts with admin rights on this one slice.
+        admin = attrs.evolve(operator, role="admin") if operator else None
+        if found.schedules and admin is not None:
+            await self.scheduler.transact(lifecycle.endSchedules, found.schedules, admin, now, policy, "shutdown")
+        return result(True)

@@ -1,0 +1,119 @@
+# -*- test-case-name: tests.test_geni_api -*-
+"""
+The AM API v3 on the wire: XML-RPC over the controller's TLS listener.
+
+Every answer is a GENI struct, even for an unparsable body, an unknown method,
+the wrong number of arguments or a body over the size limit (TOOBIG), so
+clients never see a Fault or an HTTP error for an API-level problem.
+"""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from am.geni import envelope
+from am.geni.envelope import BADARGS, TOOBIG, UNSUPPORTED, GeniError, result
+from am.geni.service import AggregateManager
+from am.trust.tls import callerFromRequest
+
+log = Logger()
+
+# method name -> number of arguments after the caller
+SIGNATURES = {
+    "GetVersion": (0, 1),
+    "ListResources": (2, 2),
+    "Describe": (3, 3),
+    "Allocate": (4, 4),
+    "Renew": (4, 4),
+    "Provision": (3, 3),
+    "Status": (3, 3),
+    "PerformOperationalAction": (4, 4),
+    "Delete": (3, 3),
+    "Shutdown": (3, 3),
+}
+
+
+class AggregateManagerResource(resource.Resource):
+    """
+    POSTed XML-RPC calls to the L{AggregateManager}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, am: AggregateManager, maxBody: int = 4 * 1024 * 1024) -> None:
+        super().__init__()
+        self.am = am
+        self.maxBody = maxBody
+
+    def render_GET(self, request: server.Request) -> bytes:
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"POST")
+        request.setHeader(b"content-type", b"text/plain")
+        return b"GENI AM API v3: POST XML-RPC calls here.\n"
+
+    def render_POST(self, request: server.Request) -> Any:
+        body = request.content.read(self.maxBody + 1)
+        if len(body) > self.maxBody:
+            self._send(request, result("", f"request larger than {self.maxBody} bytes", TOOBIG), "?")
+            return server.NOT_DONE_YET
+        try:
+            args, method = xmlrpc.client.loads(body, use_builtin_types=False)
+        except Exception:
+            self._send(request, result("", "malformed XML-RPC request", BADARGS), "?")
+            return server.NOT_DONE_YET
+        d = Deferred.fromCoroutine(self._call(request, method, args))
+        d.addCallback(self._send_, request, method)
+        return server.NOT_DONE_YET
+
+    async def _call(self, request: server.Request, method: Any, args: tuple) -> dict[str, Any]:
+        try:
+            if method not in SIGNATURES:
+                raise GeniError(UNSUPPORTED, f"no method {str(method)[:64]!r} in GENI AM API v3")
+            low, high = SIGNATURES[method]
+            if not low <= len(args) <= high:
+                raise GeniError(BADARGS, f"{method} takes {low if low == high else f'{low} to {high}'} arguments, not {len(args)}")
+            args = tuple(_plain(a) for a in args)
+            caller = callerFromRequest(request)
+            return await getattr(self.am, method)(caller, *args)
+        except BaseException as e:  # every error becomes a struct
+            return envelope.fromException(e, str(method)[:64])
+
+    def _send_(self, answer: dict[str, Any], request: server.Request, method: str) -> None:
+        self._send(request, answer, method)
+
+    def _send(self, request: server.Request, answer: dict[str, Any], method: str) -> None:
+        if request._disconnected:
+            return
+        try:
+            payload = xmlrpc.client.dumps((answer,), methodresponse=True, allow_none=False)
+        except Exception:
+            log.failure("Cannot marshal the answer to {method}", method=method)
+            payload = xmlrpc.client.dumps(
+                (result("", "internal error while encoding the answer", envelope.SERVERERROR),),
+                methodresponse=True,
+            )
+        data = payload.encode("utf-8")
+        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+        request.setHeader(b"content-length", str(len(data)).encode())
+        request.write(data)
+        request.finish()
+
+
+def _plain(value: Any) -> Any:
+    """
+    Binary arguments (a Python 3 client sending bytes) become text; DateTime becomes its string.
+    """
+    if isinstance(value, xmlrpc.client.Binary):
+        return value.data.decode("utf-8", "replace")
+    if isinstance(value, xmlrpc.client.DateTime):
+        return value.value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
