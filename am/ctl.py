@@ -14,9 +14,8 @@ as the twistd plugin C{twistd -n marvinctld --config PATH}.
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Optional, Sequence, TextIO
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred
@@ -187,7 +186,9 @@ class Controller(MultiService):
     @ivar ready: fires with the listening ports once the controller serves,
         or fails with L{StartupError}.
     @ivar root: the site's root, the REST resource (C{/version}, C{/v1/...});
-        other faces mount on it with C{putChild} (the GENI face at C{xmlrpc}).
+        other faces mount on it with C{putChild} (the GENI face at C{xmlrpc}):
+        each of C{faces} is called with the controller once C{scheduler},
+        C{config} and C{root} exist and before anything listens.
     """
 
     log = Logger(namespace="marvinctld")
@@ -199,6 +200,7 @@ class Controller(MultiService):
         restFactory: Callable[..., Resource] = defaultRESTFactory,
         storeFactory: Callable[[str, Any], Any] = _openStore,
         fetcherFactory: Optional[Callable[[Any, Any], Callable[[], Deferred]]] = None,
+        faces: Sequence[Callable[["Controller"], None]] = (),
     ) -> None:
         super().__init__()
         self.config = config
@@ -206,6 +208,7 @@ class Controller(MultiService):
         self.restFactory = restFactory
         self.storeFactory = storeFactory
         self.fetcherFactory = fetcherFactory
+        self.faces = tuple(faces)
         self.store: Any = None
         self.scheduler: Any = None
         self.sync: Any = None
@@ -239,6 +242,8 @@ class Controller(MultiService):
         if not self.sync.configured:
             self.log.warn("no inventory configured: nodes come only from the database")
         self.root = self.restFactory(self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None)
+        for face in self.faces:
+            face(self)
         self.site = MarvinSite(self.root, reactor=self.reactor)
         self.site.noisy = False
         d = bootstrapUsers(self.scheduler, self.config.bootstrap)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import string
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import attrs
 import yaml

@@ -12,7 +12,6 @@ import shutil
 import socket
 import tempfile
 
-import pytest
 import yaml
 from OpenSSL import SSL
 from twisted.application.service import IServiceMaker
@@ -157,6 +156,32 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
         with self.assertRaises(Exception):
             store.run(lambda txn: txn.listNodes())
+
+    def test_facesMountBeforeListening(self):
+        from twisted.web.resource import Resource
+
+        class Face(Resource):
+            isLeaf = True
+
+            def render_GET(self, request):
+                return b"geni"
+
+        seen = []
+
+        def geni(controller):
+            seen.append((controller.scheduler is not None, controller.ports))
+            controller.root.putChild(b"xmlrpc", Face())
+
+        controller, clock = memoryController(makeConfig(self.tmp), faces=[geni])
+        controller.startService()
+        self.successResultOf(controller.ready)
+        self.assertEqual(seen, [(True, [])])
+        client = ClientProtocol(_request("/xmlrpc"))
+        _, _, pump = connectedServerAndClient(lambda: controller.site.buildProtocol(None), lambda: client)
+        pump.flush()
+        self.assertTrue(client.data.startswith(b"HTTP/1.1 200 "))
+        self.assertTrue(client.data.endswith(b"geni"))
+        self.successResultOf(controller.stopService())
 
     def test_bootstrapOnceAndNeverOverwrite(self):
         config = makeConfig(self.tmp)
