@@ -90,6 +90,20 @@ class GenuineTests(VerifierTestCase):
         """
         self.trust.verifyCredential(sliceCredential(digest="sha1"))
 
+    def test_gcfShapedKeyInfo(self) -> None:
+        """
+        gcf's signature template (C{X509SubjectName} and
+        C{X509IssuerSerial} next to the certificate, then the signer's own
+        C{KeyValue}) verifies.
+        """
+        ca = self.p.ca
+        data = certData(ca)
+        subject = etree.Element(f"{{{DSIG}}}X509SubjectName")
+        subject.text = ca.certificate.subject.rfc4514_string()
+        data.insert(0, subject)
+        data.insert(1, etree.Element(f"{{{DSIG}}}X509IssuerSerial"))
+        self.trust.verifyCredential(resign(sliceCredential(), ca.key, [data, keyValue(ca.key)], "sha1"))
+
     def test_subAuthority(self) -> None:
         """
         An intermediate authority may sign for its own namespace (its chain

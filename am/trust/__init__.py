@@ -12,7 +12,7 @@ do this method on this target?}  It is split by concern:
   - L{am.trust.tls}: the TLS listener options that require a client
     certificate, and C{callerFromRequest}.
   - L{am.trust.certs}: certificate loading, GENI URNs from certificates, and
-    chain checks against only the configured roots.
+    chain checks against only the configured roots; L{am.trust.urn}: URNs.
   - L{am.trust.credential}, L{am.trust.signature}, L{am.trust.verifier},
     L{am.trust.speaksfor}, L{am.trust.policy}: parsing, signature checks,
     delegation, speaks-for and the method-to-privilege table.

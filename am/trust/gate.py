@@ -270,17 +270,17 @@ class Trust:
             return Grant(method=method, callerURN=who.urn)
         targetURN = _checkTarget(rule, method, target)
         offered, refused = offeredCredentials(credentials)
+        count = len(offered) + len(refused)
+        if count == 0:
+            raise TrustError(
+                BADARGS, f"no credentials supplied; {method} needs a {rule.kind} credential"
+            )
         actor, tool = who.urn, None
         spokenFor = options.get("geni_speaking_for")
         if spokenFor is not None and not (
             isinstance(spokenFor, str) and sameURN(spokenFor, who.urn)
         ):
             actor, tool = self._speaksFor(who, spokenFor, offered), who.urn
-        count = len(offered) + len(refused)
-        if count == 0:
-            raise TrustError(
-                BADARGS, f"no credentials supplied; {method} needs a {rule.kind} credential"
-            )
         for offer in offered:
             if offer.kind == "abac":
                 continue
