@@ -1,0 +1,165 @@
+"""
+The GENI face on the wire: XML-RPC over real TLS handshakes (in memory) with a
+stdlib XML-RPC client's encoding, and every malformed call answered as a struct.
+"""
+
+from __future__ import annotations
+
+import xmlrpc.client
+
+from OpenSSL import crypto
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, CertificateOptions
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test.iosim import connectedServerAndClient
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from am.geni.statemap import STATUS_MAP
+from am.geni.xmlrpc import AggregateManagerResource
+from am.trust.tls import serverTLSOptions
+from tests.geni_helpers import V3, GeniTestCase, requestRSpec
+
+
+class HTTPClient(Protocol):
+    """
+    Sends one raw HTTP request and keeps what comes back.
+    """
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+def post(body: bytes, path: bytes = b"/xmlrpc/am/3.0") -> bytes:
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: am.example.org\r\nContent-Type: text/xml\r\n"
+            b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+class WireTests(GeniTestCase):
+    """
+    Calls through the site, over TLS with client certificates.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        root = Resource()
+        xmlrpcRoot = Resource()
+        amRoot = AggregateManagerResource(self.am, maxBody=256 * 1024)
+        root.putChild(b"xmlrpc", xmlrpcRoot)
+        amDir = Resource()
+        xmlrpcRoot.putChild(b"am", amDir)
+        amDir.putChild(b"3.0", amRoot)
+        self.site = Site(root, reactor=self.clock)
+        self.serverOptions = serverTLSOptions(self.p.am.chainPEM, self.p.am.keyPEM, self.p.ca.certPEM)
+
+    def exchange(self, raw: bytes, identity=None) -> bytes:
+        identity = self.p.alice if identity is None else identity
+        ca = Certificate(crypto.X509.from_cryptography(self.p.ca.certificate))
+        if identity is False:
+            options = CertificateOptions(trustRoot=ca)
+        else:
+            options = CertificateOptions(
+                privateKey=crypto.PKey.from_cryptography_key(identity.key),
+                certificate=crypto.X509.from_cryptography(identity.certificate),
+                extraCertChain=[crypto.X509.from_cryptography(c) for c in identity.issuers] or None,
+                trustRoot=ca,
+            )
+        server = TLSMemoryBIOFactory(self.serverOptions, False, self.site, clock=self.clock)
+        client = HTTPClient(raw)
+        clientFactory = TLSMemoryBIOFactory(options, True, Factory.forProtocol(lambda: client), clock=self.clock)
+        _, _, pump = connectedServerAndClient(
+            lambda: server.buildProtocol(None), lambda: clientFactory.buildProtocol(None), clock=self.clock)
+        pump.flush()
+        return client.received
+
+    def rpc(self, method: str, *params, identity=None) -> dict:
+        body = xmlrpc.client.dumps(params, method, allow_none=False).encode()
+        raw = self.exchange(post(body), identity)
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+        (answer,), _ = xmlrpc.client.loads(payload)
+        return answer
+
+    def test_getVersion(self) -> None:
+        """
+        GetVersion over TLS with a client certificate.
+        """
+        answer = self.rpc("GetVersion", {})
+        self.assertEqual((answer["code"]["geni_code"], answer["geni_api"]), (0, 3))
+
+    def test_noClientCertificate(self) -> None:
+        """
+        Without a client certificate the handshake fails and nothing is answered.
+        """
+        raw = self.exchange(post(xmlrpc.client.dumps(({},), "GetVersion").encode()), identity=False)
+        self.assertEqual(raw, b"")
+
+    def test_foreignCertificate(self) -> None:
+        """
+        A certificate from another CA is refused at the handshake.
+        """
+        raw = self.exchange(post(xmlrpc.client.dumps(({},), "GetVersion").encode()), identity=self.p.mallory)
+        self.assertEqual(raw, b"")
+
+    def test_lifecycleOverTheWire(self) -> None:
+        """
+        Allocate, Provision, Status, Delete through the XML-RPC encoding.
+        """
+        creds = self.sliceCred()
+        allocated = self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        self.assertEqual(allocated["code"]["geni_code"], 0, allocated["output"])
+        self.assertEqual(self.rpc("Provision", [self.s1], creds, V3)["code"]["geni_code"], 0)
+        status = self.rpc("Status", [self.s1], creds, {})
+        self.assertEqual(status["value"]["geni_slivers"][0]["geni_allocation_status"], "geni_provisioned")
+        self.assertEqual(self.rpc("Delete", [self.s1], creds, {})["code"]["geni_code"], 0)
+
+    def test_malformedBodies(self) -> None:
+        """
+        Unparsable XML, entity bombs, unknown methods and wrong argument counts are structs.
+        """
+        bomb = (b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaaaaaaaa">'
+                + b"".join(b'<!ENTITY %s "&%s;&%s;&%s;&%s;&%s;&%s;&%s;&%s;&%s;&%s;">' % ((chr(98 + i).encode(),) + (chr(97 + i).encode(),) * 10) for i in range(8))
+                + b"]><methodCall><methodName>GetVersion</methodName><params><param><value><string>&i;</string></value></param></params></methodCall>")
+        external = (b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                    b"<methodCall><methodName>GetVersion</methodName><params><param><value>&x;</value></param></params></methodCall>")
+        for body, code in ((b"<methodCall", 1), (bomb, 1), (external, 1),
+                           (xmlrpc.client.dumps((), "Reboot").encode(), 13),
+                           (xmlrpc.client.dumps(("a",), "Status").encode(), 1)):
+            raw = self.exchange(post(body))
+            (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
+            self.assertEqual(answer["code"]["geni_code"], code, body[:60])
+            self.assertNotIn("root:", answer["output"])
+
+    def test_tooBig(self) -> None:
+        """
+        A body over the limit is TOOBIG.
+        """
+        big = xmlrpc.client.dumps(("x" * 300 * 1024,), "GetVersion").encode()
+        raw = self.exchange(post(big))
+        (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
+        self.assertEqual(answer["code"]["geni_code"], 6)
+
+    def test_binaryCredential(self) -> None:
+        """
+        A credential sent as base64 (Python 3 clients passing bytes) is accepted.
+        """
+        creds = [dict(c, geni_value=xmlrpc.client.Binary(c["geni_value"].encode())) for c in self.userCred()]
+        self.assertEqual(self.rpc("ListResources", creds, V3)["code"]["geni_code"], 0)
+
+
+def test_statusMapTotal() -> None:
+    """
+    Every schedule status has exactly one pair of GENI states, final ones never 'ready'.
+    """
+    assert STATUS_MAP["allocated"] == ("geni_allocated", "geni_pending_allocation")
+    assert STATUS_MAP["started"] == ("geni_provisioned", "geni_ready")
+    assert STATUS_MAP["failed"][1] == "geni_failed"
+    for status in ("stopped", "finished", "canceled", "aborted"):
+        assert STATUS_MAP[status][1] == "geni_notready"
