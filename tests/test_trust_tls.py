@@ -75,9 +75,9 @@ def clientOptions(identity: Identity | None) -> CertificateOptions:
     if identity is None:
         return CertificateOptions(trustRoot=Certificate(ca))
     return CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(identity.key),  # type: ignore[arg-type]
-        certificate=crypto.X509.from_cryptography(identity.certificate),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in identity.issuers] or None,
+        privateKey=identity.key,  # type: ignore[arg-type]
+        certificate=identity.certificate,  # type: ignore[arg-type]
+        extraCertChain=list(identity.issuers) or None,  # type: ignore[arg-type]
         trustRoot=Certificate(ca),
     )
 

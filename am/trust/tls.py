@@ -16,8 +16,9 @@ offered: under H2 the request transport has no C{getPeerCertificate}.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
+import OpenSSL
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -82,14 +83,27 @@ def serverTLSOptions(
     if not roots:
         raise ValueError("no GENI trust roots given")
     return CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
-        certificate=crypto.X509.from_cryptography(certs[0]),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in certs[1:]] or None,
+        privateKey=_forOpenSSL(key),
+        certificate=_forOpenSSL(certs[0]),
+        extraCertChain=[_forOpenSSL(c) for c in certs[1:]] or None,
         trustRoot=trustRootFromCertificates(
             [Certificate(crypto.X509.from_cryptography(r)) for r in roots]
         ),
         raiseMinimumTo=TLSVersion.TLSv1_2,
     )
+
+
+# pyOpenSSL 24.3 takes cryptography keys and certificates for a context and
+# deprecates its own; older releases need their own.
+_TAKES_CRYPTOGRAPHY = tuple(int(p) for p in OpenSSL.__version__.split(".")[:2]) >= (24, 3)
+
+
+def _forOpenSSL(thing: Any) -> Any:
+    if _TAKES_CRYPTOGRAPHY:
+        return thing
+    if isinstance(thing, x509.Certificate):
+        return crypto.X509.from_cryptography(thing)
+    return crypto.PKey.from_cryptography_key(thing)
 
 
 def callerFromRequest(request: object) -> Caller:
