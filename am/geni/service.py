@@ -261,10 +261,16 @@ class AggregateManager:
         ]
         if availableOnly:
             busy = {nodeid for _, nodeid, start, stop in leases if start <= now < stop}
-            nodes = [n for n in nodes if n.status == "active" and n.id not in busy]
+            nodes = [n for n in nodes if n.id not in busy]
+        def usable(node: Any) -> bool:
+            fresh = not policy.requireHeartbeat or node.heartbeat >= now - policy.heartbeatAge
+            return node.status == "active" and fresh
+
+        if availableOnly:
+            nodes = [n for n in nodes if usable(n)]
         return advertisement(
             nodes, leases, self.settings.authority, now, now + self.settings.adCacheSeconds,
-            compressed, granularity=policy.recurrenceStep, padding=policy.padding,
+            compressed, granularity=policy.recurrenceStep, padding=policy.padding, usable=usable,
         )
 
     async def Allocate(self, caller: Caller, sliceURN: Any, credentials: Any, rspec: Any, options: Any):
