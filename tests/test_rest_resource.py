@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -413,3 +415,59 @@ class HTTPRoundTripTests(SynchronousTestCase):
         self.assertEqual(routes, set(access.MATRIX))
         cells = {(route, method) for route, methods in access.MATRIX.items() for method in methods}
         self.assertEqual(cells, set(resource.HANDLERS))
+
+
+class HostileInputTests(SynchronousTestCase):
+    """
+    Whatever arrives, the answer is a JSON reply, never a 500.
+    """
+
+    def setUp(self) -> None:
+        self.h = RESTHarness()
+        self.people = populate(self.h)
+        book(self.h, self.people.alice, options={"nodes": "1"})
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        method=st.sampled_from(["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"]),
+        prefix=st.sampled_from(["", "/v1"]),
+        first=st.sampled_from(["resources", "users", "experiments", "schedules", "backend", "version", "x"]),
+        rest=st.lists(
+            st.one_of(st.sampled_from(["1", "2", "find", "schedules", "schedule", "all", "journals", "auth",
+                                       "sync", "activity", "0", "-1", "99999999999999999999", "%00", "%ff"]),
+                      st.text(alphabet="abc123%;:,.'\"", max_size=6)),
+            max_size=3,
+        ),
+        who=st.sampled_from(["alice", "admin", "node1", None]),
+        body=st.one_of(
+            st.none(),
+            st.dictionaries(
+                st.sampled_from(["name", "nodecount", "script", "start", "stop", "duration", "options", "status",
+                                 "traffic", "interfaces", "maintenance", "limit", "type", "ssl", "role", "time",
+                                 "dryrun", "nodetypes", "results", "showHidden"]),
+                st.recursive(
+                    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                              st.text(max_size=8)),
+                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+                    max_leaves=5,
+                ),
+                max_size=6,
+            ),
+        ),
+        asForm=st.booleans(),
+    )
+    def test_neverA500(self, method, prefix, first, rest, who, body, asForm) -> None:
+        """
+        Random methods, paths, callers and bodies (JSON or form) give JSON
+        answers below 500 that conform to the document.
+        """
+        path = "/".join([prefix, first] + rest) or "/"
+        user = getattr(self.people, who) if who else None
+        kwargs = {}
+        if body is not None:
+            if asForm:
+                kwargs["form"] = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in body.items()}
+            else:
+                kwargs["json_"] = body
+        response = self.h.request(method, path, user, **kwargs)
+        self.assertLess(response.code, 500, (method, path, body, response.body[:300]))
