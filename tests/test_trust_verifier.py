@@ -5,8 +5,12 @@ credential can fail to be genuine, and the ways it can be.
 
 from __future__ import annotations
 
+import functools
+
 import xmlsec
 from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -522,3 +526,58 @@ class LRUTests(SynchronousTestCase):
         self.assertEqual(lru.memo("k", lambda: 6), 5)
         lru.clear()
         self.assertEqual(len(lru), 0)
+
+
+class MutationTests(SynchronousTestCase):
+    """
+    Whatever one changes in a genuine credential, it is either refused with
+    a L{TrustError} or means exactly what it meant before.
+    """
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def test_mutations(self, data: st.DataObject) -> None:
+        """
+        Replace, delete or insert one character anywhere.
+        """
+        trust, _ = makeTrust()
+        original = _genuine()
+        meaning = _meaning(trust.verifyCredential(original))
+        position = data.draw(st.integers(0, len(original) - 1))
+        replacement = data.draw(st.sampled_from(["", "x", "<", "&", "0", " ", "\u00e9", original[position]]))
+        length = data.draw(st.integers(0, 1))
+        mutated = original[:position] + replacement + original[position + length:]
+        try:
+            verified = trust.verifyCredential(mutated)
+        except TrustError:
+            return
+        self.assertEqual(_meaning(verified), meaning)
+
+    def test_unexpectedErrorFailsClosed(self) -> None:
+        """
+        An error the checks did not foresee refuses the credential (and is
+        logged for the operator, not shown to the client).
+        """
+        trust, _ = makeTrust()
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("secret detail")
+
+        self.patch(trust.verifier, "_verifySigned", broken)
+        e = self.assertRaises(TrustError, trust.verifyCredential, sliceCredential())
+        self.assertEqual(e.geniCode, FORBIDDEN)
+        self.assertNotIn("secret", e.message)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+@functools.cache
+def _genuine() -> str:
+    p = pki()
+    return authority.delegate(sliceCredential(delegatable=True), p.alice, p.bob, now=NOW)
+
+
+def _meaning(verified: object) -> object:
+    return [
+        (c.refid, c.ownerURN, c.targetURN, c.expires, c.privileges, c.type)
+        for c in verified.credential.chain()  # type: ignore[attr-defined]
+    ] + [verified.signerURN]  # type: ignore[attr-defined]

@@ -120,7 +120,9 @@ def _readURNs(cert: x509.Certificate) -> list[str]:
         san = cert.extensions.get_extension_for_oid(
             ExtensionOID.SUBJECT_ALTERNATIVE_NAME
         ).value
-    except x509.ExtensionNotFound:
+    except Exception:
+        # Absent, or extensions that do not parse (duplicates, bad
+        # encodings): either way the certificate names no one.
         return []
     return [
         uri
@@ -165,14 +167,20 @@ def keyIdentifiers(cert: x509.Certificate) -> frozenset[str]:
     lower-case hex: its subjectKeyIdentifier extension (if any) and the
     SHA-1 of its public key (RFC 5280 method 1, what ABAC tools compute).
     """
-    ids = {
-        x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest.hex()
-    }
+    ids = set()
+    try:
+        ids.add(
+            x509.SubjectKeyIdentifier.from_public_key(
+                cert.public_key()  # type: ignore[arg-type]
+            ).digest.hex()
+        )
+    except Exception:
+        pass  # a key type we cannot read has no identifier we can match
     try:
         ext = cert.extensions.get_extension_for_oid(
             ExtensionOID.SUBJECT_KEY_IDENTIFIER
         ).value
-    except x509.ExtensionNotFound:
+    except Exception:
         pass
     else:
         ids.add(ext.digest.hex())
@@ -185,9 +193,12 @@ def samePublicKey(a: x509.Certificate, b: x509.Certificate) -> bool:
     """
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
     enc = serialization.Encoding.DER
-    return a.public_key().public_bytes(enc, fmt) == b.public_key().public_bytes(
-        enc, fmt
-    )
+    try:
+        return a.public_key().public_bytes(enc, fmt) == b.public_key().public_bytes(
+            enc, fmt
+        )
+    except Exception:
+        return False  # an unreadable key matches nothing
 
 
 def orderChain(
@@ -327,7 +338,7 @@ class ChainVerifier:
         )
         try:
             chain = context.get_verified_chain()
-        except crypto.X509StoreContextError as e:
+        except (crypto.X509StoreContextError, crypto.Error) as e:
             reason = e.args[0] if e.args else "verification failed"
             raise TrustError(
                 FORBIDDEN,

@@ -136,7 +136,12 @@ class SignatureChecker:
             context.enable_signature_transform(transform)
         for transform in REFERENCE_TRANSFORMS:
             context.enable_reference_transform(transform)
-        context.key = self._key(signer)
+        try:
+            context.key = self._key(signer)
+        except Exception:
+            raise TrustError(
+                FORBIDDEN, f"{what}: the signer's key type is not supported"
+            ) from None
         try:
             context.verify(signature)
         except xmlsec.Error:

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from attrs import frozen
 from cryptography import x509
+from twisted.logger import Logger
 
 from am.trust._lru import LRU
 from am.trust.certs import (
@@ -39,7 +40,7 @@ from am.trust.certs import (
 from am.trust.credential import Credential, SignedCredential, parseSignedCredential
 from am.trust.errors import BADARGS, EXPIRED, FORBIDDEN, TrustError
 from am.trust.signature import SignatureChecker, signerCertificates
-from am.trust.urn import URN, authorityCovers, parseURN, sameURN
+from am.trust.urn import URN, authorityCovers, isURN, parseURN, sameURN
 
 
 class IClock(Protocol):
@@ -139,6 +140,7 @@ class CredentialVerifier:
         self._clock = clock
         self._signatures = SignatureChecker()
         self._cache: LRU[bytes, VerifiedCredential] = LRU(cacheSize)
+        self._log = Logger()
 
     def verify(self, value: object, checkExpiry: bool = True) -> VerifiedCredential:
         """
@@ -152,7 +154,17 @@ class CredentialVerifier:
             FORBIDDEN if not genuine.
         """
         now = self._clock.seconds()
-        result = self._verifyAt(value, now)
+        try:
+            result = self._verifyAt(value, now)
+        except TrustError:
+            raise
+        except Exception:
+            # Fail closed on anything the checks did not foresee, and keep
+            # the traceback for the operator, not the client.
+            self._log.failure("unexpected error verifying a credential")
+            raise TrustError(
+                FORBIDDEN, "the credential could not be checked (unsupported content)"
+            ) from None
         if checkExpiry:
             result.checkExpiry(now)
         return result
@@ -200,9 +212,9 @@ class CredentialVerifier:
             )
             self._signatures.verify(signature, leaf, what)
             urns = urnsInCertificate(leaf)
-            if len(urns) != 1:
+            if len(urns) != 1 or not isURN(urns[0]):
                 raise TrustError(
-                    FORBIDDEN, f"the signer of {what} has no single GENI URN"
+                    FORBIDDEN, f"the signer of {what} has no single valid GENI URN"
                 )
             signers.append((urns[0], leaf))
             if cred.type == "privilege":
