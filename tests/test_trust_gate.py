@@ -9,6 +9,8 @@ import datetime
 import os
 import xmlrpc.client
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from OpenSSL import crypto
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -349,3 +351,54 @@ class CallerFromPEMTests(GateTestCase):
     def refusedPEM(self, pem: bytes, fragment: str) -> None:
         e = self.assertRaises(TrustError, self.trust.callerFromPEM, pem)
         self.assertEqual((e.geniCode, fragment in e.message), (FORBIDDEN, True), e.message)
+
+
+_rpcValues = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=40) | st.binary(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+class GarbageTests(SynchronousTestCase):
+    """
+    Whatever arrives as C{credentials}, C{options} or C{target}, the answer
+    is a grant or a L{TrustError}, never another exception.
+    """
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        credentials=_rpcValues,
+        options=_rpcValues,
+        target=_rpcValues,
+        method=st.sampled_from(sorted(RULES) + ["Nope"]),
+    )
+    def test_garbage(self, credentials: object, options: object, target: object, method: str) -> None:
+        """
+        Arbitrary XML-RPC-shaped values.
+        """
+        trust, _ = makeTrust()
+        try:
+            grant = trust.authorize(pki().alice, method, target, credentials, options)
+        except TrustError as e:
+            self.assertIsInstance(e.message, str)
+        else:
+            self.assertEqual(grant.method, "GetVersion")
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        geniType=st.sampled_from(["geni_sfa", "GENI_SFA", "geni_abac", "x"]) | st.text(max_size=10),
+        version=st.sampled_from(["1", "2", "3", 3]) | _rpcValues,
+        value=_rpcValues,
+    )
+    def test_garbageStructs(self, geniType: object, version: object, value: object) -> None:
+        """
+        Well-formed structs with arbitrary contents, with and without
+        speaks-for.
+        """
+        trust, _ = makeTrust()
+        cred = {"geni_type": geniType, "geni_version": version, "geni_value": value}
+        for options in ({}, {"geni_speaking_for": pki().bob.urn}):
+            self.assertRaises(
+                TrustError, trust.authorize, pki().alice, "Allocate", pki().s1.urn, [cred], options
+            )
