@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from OpenSSL import crypto
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -67,8 +68,6 @@ class URNFromCertificateTests(SynchronousTestCase):
             .not_valid_before(cert.not_valid_before_utc)
             .not_valid_after(cert.not_valid_after_utc)
         )
-        from cryptography.hazmat.primitives import hashes
-
         bare = builder.sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
         self.assertRefused(bare, "no GENI URN")
 
@@ -94,8 +93,6 @@ class URNFromCertificateTests(SynchronousTestCase):
                 critical=False,
             )
         )
-        from cryptography.hazmat.primitives import hashes
-
         self.assertRefused(builder.sign(ca.key, hashes.SHA256()), "malformed")  # type: ignore[arg-type]
 
     def test_unreadable(self) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import xmlrpc.client
 from typing import Protocol
 
 from attrs import frozen
@@ -251,9 +252,8 @@ def _digest(value: object) -> bytes | None:
             return None
     if isinstance(value, bytes):
         return hashlib.sha256(value).digest()
-    data = getattr(value, "data", None)
-    if isinstance(data, bytes):
-        return hashlib.sha256(data).digest()
+    if isinstance(value, xmlrpc.client.Binary) and isinstance(value.data, bytes):
+        return hashlib.sha256(value.data).digest()
     return None
 
 
