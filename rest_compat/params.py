@@ -17,6 +17,8 @@ import json
 from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import unquote_to_bytes
 
+from twisted.web.server import Request
+
 from am.errors import BadRequest
 from am.values import integer
 
@@ -34,6 +36,32 @@ class BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
         self.limit = limit
+
+
+def limitedRequestFactory(maxBody: int = MAX_BODY) -> type[Request]:
+    """
+    A request class for the controller's L{twisted.web.server.Site} that
+    stops storing a body once it exceeds C{maxBody} (Twisted buffers any
+    size otherwise); L{readBody} then answers 413. It caps every resource of
+    the site, the GENI face included.
+    """
+
+    class LimitedRequest(Request):
+        contentOverflow = False
+
+        def gotLength(self, length: Optional[int]) -> None:
+            if length is not None and length > maxBody:
+                self.contentOverflow = True
+                length = 0
+            super().gotLength(length)
+
+        def handleContentChunk(self, data: bytes) -> None:
+            if self.contentOverflow or self.content.tell() + len(data) > maxBody:
+                self.contentOverflow = True
+                return
+            super().handleContentChunk(data)
+
+    return LimitedRequest
 
 
 def _decode(raw: bytes, what: str) -> str:
@@ -110,6 +138,8 @@ def readBody(request: Any, maxBody: int = MAX_BODY) -> bytes:
 
     @raise BodyTooLarge: when the body (or its announced length) is too big.
     """
+    if getattr(request, "contentOverflow", False):
+        raise BodyTooLarge(maxBody)
     announced = request.requestHeaders.getRawHeaders(b"content-length")
     if announced:
         try:

@@ -13,13 +13,18 @@ from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.test.iosim import FakeTransport, connectedServerAndClient
 from twisted.web.resource import Resource, getChildForRequest
+from twisted.web.server import Site
 
 from rest_compat import resource
 from rest_compat.cors import CORSPolicy
+from rest_compat.params import limitedRequestFactory
 from rest_compat.testing import RESTHarness, FakeRequest, book, populate
 
 
@@ -471,3 +476,88 @@ class HostileInputTests(SynchronousTestCase):
                 kwargs["json_"] = body
         response = self.h.request(method, path, user, **kwargs)
         self.assertLess(response.code, 500, (method, path, body, response.body[:300]))
+
+
+class _RawClient(Protocol):
+    """
+    Sends raw bytes and keeps the answer.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+class LimitedRequestTests(SynchronousTestCase):
+    """
+    L{limitedRequestFactory} keeps oversized bodies out of memory and disk.
+    """
+
+    def exchange(self, data: bytes) -> tuple[bytes, list]:
+        h = RESTHarness(maxBody=100)
+        alice = h.addUser("alice")
+        stored: list = []
+        factory = limitedRequestFactory(100)
+
+        class Spy(factory):
+            def requestReceived(self, command, path, version):
+                self.content.seek(0)
+                stored.append(self.content.read())
+                super().requestReceived(command, path, version)
+
+        clock = Clock()
+        site = Site(h.root, requestFactory=Spy, reactor=clock)
+        client = _RawClient(data.replace(b"FP", alice.fingerprint.encode()))
+        peer = IPv4Address("TCP", "127.0.0.1", 40000)
+        _, _, pump = connectedServerAndClient(
+            lambda: site.buildProtocol(peer),
+            lambda: client,
+            serverTransportFactory=lambda p: FakeTransport(p, isServer=True, peerAddress=peer),
+            clock=clock,
+        )
+        pump.flush()
+        return client.received, stored
+
+    def test_announcedTooLarge(self) -> None:
+        """
+        A Content-Length over the limit stores nothing and answers 413.
+        """
+        body = b"x" * 500
+        received, stored = self.exchange(
+            b"POST /v1/experiments HTTP/1.1\r\nHost: c\r\nVERIFIED: SUCCESS\r\nSSL_FINGERPRINT: FP\r\n"
+            b"Content-Length: 500\r\nConnection: close\r\n\r\n" + body
+        )
+        self.assertTrue(received.startswith(b"HTTP/1.1 413 "), received[:50])
+        self.assertEqual(stored, [b""])
+
+    def test_chunkedTooLarge(self) -> None:
+        """
+        A chunked body that grows over the limit is cut off and answered 413.
+        """
+        chunk = b"x" * 60
+        received, stored = self.exchange(
+            b"POST /v1/experiments HTTP/1.1\r\nHost: c\r\nVERIFIED: SUCCESS\r\nSSL_FINGERPRINT: FP\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            + (b"3c\r\n" + chunk + b"\r\n") * 3 + b"0\r\n\r\n"
+        )
+        self.assertTrue(received.startswith(b"HTTP/1.1 413 "), received[:50])
+        self.assertEqual(stored, [chunk])
+
+    def test_smallBodyPasses(self) -> None:
+        """
+        Bodies within the limit are served as usual.
+        """
+        body = b"name=x&nodes=1"
+        received, _ = self.exchange(
+            b"POST /v1/experiments HTTP/1.1\r\nHost: c\r\nVERIFIED: SUCCESS\r\nSSL_FINGERPRINT: FP\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 14\r\n"
+            b"Connection: close\r\n\r\n" + body
+        )
+        self.assertTrue(received.startswith(b"HTTP/1.1 400 "), received[:50])
+        self.assertIn(b'"missing"', received)
