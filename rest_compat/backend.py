@@ -19,6 +19,8 @@ from rest_compat.experiments import FOREVER
 
 log = Logger()
 
+UNAUTHENTICATED = "Please present a valid SSL client certificate to access this information."
+
 DAY = 86400
 WEEK = 7 * DAY
 
@@ -48,7 +50,10 @@ async def auth(ctx: Context) -> Reply:
         user = caller.user
         record = await ctx.scheduler.read(lambda txn: render.user(user, txn.getQuotas(user.id)))
     body = {"verified": caller.verified, "fingerprint": caller.fingerprint, "user": record}
-    return Reply(200 if record is not None else 401, body)
+    if record is None:
+        body["message"] = UNAUTHENTICATED
+        return Reply(401, body)
+    return Reply(200, body)
 
 
 async def pubkeys(ctx: Context) -> Reply:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rest_render -*-
+# -*- test-case-name: tests.test_rest_resources -*-
 """
 The legacy JSON shapes of nodes, users, schedules, tasks, experiments and
 journals (legacy reference §3.3), built from core model objects, and the

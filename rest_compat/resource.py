@@ -27,12 +27,12 @@ from twisted.web.server import NOT_DONE_YET
 from am.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from rest_compat import access, backend, experiments, nodes, render, resources, schedules, users
 from rest_compat.auth import Authenticator, Caller
+from rest_compat.backend import UNAUTHENTICATED
 from rest_compat.context import Context, HTTPError, Reply
 from rest_compat.cors import CORSPolicy
 from rest_compat.params import MAX_BODY, BodyTooLarge, readParams
 
 API_VERSION = "1.0"
-UNAUTHENTICATED = "Please present a valid SSL client certificate to access this information."
 
 # Path patterns ("*" is one non-empty segment) -> route names of the access
 # matrix; the first match wins, so literal segments come before wildcards.
@@ -195,7 +195,10 @@ class RESTApplication:
             reply = Reply(500, render.message(f"Internal error {requestId}"))
             payload = render.encode(reply.body)
         if not lost:
-            self._send(request, reply, payload, exchange)
+            try:
+                self._send(request, reply, payload, exchange)
+            except Exception:
+                self.log.failure("Could not send the reply to {path}", path=_path(request))
         self.log.info(
             "{method} {path} {user} {code} {duration:.1f} ms",
             method=exchange.method,

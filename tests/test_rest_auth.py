@@ -64,6 +64,12 @@ _MALLORY_KEY = ec.generate_private_key(ec.SECP256R1())
 _MALLORY = _certificate("mallory", _MALLORY_KEY, _CA, _CA_KEY)
 
 
+ANONYMOUS = {
+    "verified": None, "fingerprint": "", "user": None,
+    "message": "Please present a valid SSL client certificate to access this information.",
+}
+
+
 def _sha1(certificate) -> str:
     return hashlib.sha1(certificate.public_bytes(Encoding.DER)).hexdigest()
 
@@ -159,7 +165,7 @@ class AuthenticationTests(SynchronousTestCase):
         """
         response = self.auth(transport=FakeTLSTransport(crypto.X509.from_cryptography(_MALLORY)))
         self.assertEqual(response.code, 401)
-        self.assertEqual(response.json, {"verified": "SUCCESS", "fingerprint": _sha1(_MALLORY), "user": None})
+        self.assertEqual(response.json, dict(ANONYMOUS, verified="SUCCESS", fingerprint=_sha1(_MALLORY)))
 
     def test_brokenTransportFailsClosed(self) -> None:
         """
@@ -195,7 +201,7 @@ class AuthenticationTests(SynchronousTestCase):
         for peer in ("10.2.0.1", "192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1"):
             response = self.auth(headers=headers, client=address(peer))
             self.assertEqual(response.code, 401, peer)
-            self.assertEqual(response.json, {"verified": None, "fingerprint": "", "user": None})
+            self.assertEqual(response.json, dict(ANONYMOUS))
             self.assertEqual(self.h.request("GET", "/v1/resources", headers=headers, client=address(peer)).code, 401)
 
     def test_unixPeerNeedsTrust(self) -> None:

@@ -35,7 +35,10 @@ class AuthAndKeysTests(SynchronousTestCase):
         self.assertEqual(response.json["user"]["id"], alice.id)
         anonymous = self.h.request("GET", "/v1/backend/auth")
         self.assertEqual(anonymous.code, 401)
-        self.assertEqual(anonymous.json, {"verified": None, "fingerprint": "", "user": None})
+        self.assertEqual(anonymous.json, {
+            "verified": None, "fingerprint": "", "user": None,
+            "message": "Please present a valid SSL client certificate to access this information.",
+        })
 
     def test_pubkeys(self) -> None:
         """
