@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from am import lifecycle
+from am import lifecycle, states
 from am.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.model import Experiment, Schedule, User
 from rest_compat import access, render
@@ -26,8 +26,11 @@ def visibleSchedules(txn: Any, user: Optional[User], experiment: Experiment) -> 
     only its own tasks.
     """
     schedules = txn.schedulesOfExperiment(experiment.id)
-    access.checkExperiment(user, experiment.ownerid, {s.nodeid for s in schedules})
     scope = access.nodeScope(user)
+    if scope is not None:
+        # GENI allocations not yet provisioned are invisible to nodes.
+        schedules = [s for s in schedules if s.status != states.ALLOCATED]
+    access.checkExperiment(user, experiment.ownerid, {s.nodeid for s in schedules})
     if scope is not None:
         schedules = [s for s in schedules if s.nodeid == scope]
     return schedules
@@ -47,7 +50,9 @@ async def listExperiments(ctx: Context) -> Reply:
         if access.mayListAll(user):
             experiments = txn.findExperiments(status=status)
         elif scope is not None:
-            ids = sorted({s.expid for s in txn.schedulesOfNode(scope, 0, FOREVER)})
+            ids = sorted(
+                {s.expid for s in txn.schedulesOfNode(scope, 0, FOREVER) if s.status != states.ALLOCATED}
+            )
             experiments = [e for e in (txn.getExperiment(i) for i in ids) if e is not None]
             experiments = [e for e in experiments if status is None or e.status == status]
         else:

@@ -157,7 +157,7 @@ class _Exchange:
 
 class RESTApplication:
     """
-    Serves one request at a time, start to finish, never raising.
+    Serves each request start to finish; nothing escapes as an exception.
     """
 
     log = Logger()

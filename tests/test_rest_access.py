@@ -260,3 +260,34 @@ class LeastPrivilegeTests(SynchronousTestCase):
         self.assertFalse(access.mayReadOptions(None, 99, "1"))
         self.assertRaises(Forbidden, access.checkNode, node1, "2")
         access.checkNode(alice, "2")
+
+
+class GENIAllocationTests(SynchronousTestCase):
+    """
+    Schedules allocated through GENI but not provisioned are invisible to nodes.
+    """
+
+    def test_invisibleToNodes(self) -> None:
+        """
+        A node sees neither the allocation nor its experiment; the owner does.
+        """
+        from am.allocation import AllocationRequest
+
+        h = RESTHarness()
+        people = populate(h)
+        result: list = []
+        h.scheduler.allocate(AllocationRequest(
+            ownerid=people.alice.id, name="slice", script="docker.io/a/b", nodecount=1, duration=600,
+            nodes=["1"], allocateOnly=True, sliceURN="urn:publicid:IDN+x+slice+s",
+        )).addBoth(result.append)
+        allocation = result[0]
+        expid, schedid = allocation.experiment.id, allocation.schedules[0].id
+        node1 = people.node1
+        self.assertEqual(h.request("GET", "/v1/experiments", node1).json, [])
+        self.assertEqual(h.request("GET", f"/v1/experiments/{expid}", node1).code, 403)
+        self.assertEqual(h.request("GET", f"/v1/schedules/{schedid}", node1).code, 404)
+        self.assertEqual(h.request("GET", "/v1/resources/1/schedules", node1).json, [])
+        self.assertEqual(h.request("GET", "/v1/schedules", node1).json, [])
+        self.assertEqual(h.request("PUT", "/v1/resources/1", node1, form={"maintenance": "0"}).json["tasks"], [])
+        owner = h.request("GET", f"/v1/experiments/{expid}", people.alice).json
+        self.assertEqual(owner["summary"], {"allocated": 1})
