@@ -96,7 +96,9 @@ def _activity(txn: Any, now: int) -> dict[str, Any]:
             "future": sum(1 for s in recent if s.start > now),
             "current": sum(1 for s in recent if s.start < now < s.stop),
             "distinct active users (7d)": active,
-            "status codes (7d)": [[count, code] for code, count in sorted(codes.items(), key=lambda i: (-i[1], i[0]))],
+            "status codes (7d)": [
+                [count, code] for code, count in sorted(codes.items(), key=lambda i: (-i[1], i[0]))
+            ],
         },
     }
 

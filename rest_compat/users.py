@@ -153,7 +153,9 @@ async def updateUser(ctx: Context) -> Reply:
     quota = {kind: params[kind] for kind in QUOTA_KINDS if params.get(kind) is not None}
     fingerprint = text(params, "ssl")
     if not quota and fingerprint is None:
-        raise BadRequest("Parameters missing (any of: time, data, storage, ssl).", missing=["time", "data", "storage", "ssl"])
+        raise BadRequest(
+            "Parameters missing (any of: time, data, storage, ssl).", missing=["time", "data", "storage", "ssl"]
+        )
     await ctx.scheduler.updateUser(userId(ctx.args[0]), fingerprint=fingerprint, quota=quota)
     return Reply(200, render.message("Updated."))
 

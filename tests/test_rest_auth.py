@@ -265,7 +265,10 @@ class AuthenticationTests(SynchronousTestCase):
         h = RESTHarness()
         h.authenticator.__init__(["127.0.0.1/32"], "X-Client-Verify", "X-Client-Fingerprint")
         alice = h.addUser("alice")
-        ok = h.request("GET", "/v1/backend/auth", headers={"X-Client-Verify": "SUCCESS", "X-Client-Fingerprint": alice.fingerprint})
+        ok = h.request(
+            "GET", "/v1/backend/auth",
+            headers={"X-Client-Verify": "SUCCESS", "X-Client-Fingerprint": alice.fingerprint},
+        )
         self.assertEqual(ok.code, 200)
         legacy = h.request("GET", "/v1/backend/auth", alice)
         self.assertEqual(legacy.code, 401)

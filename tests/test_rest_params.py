@@ -49,7 +49,9 @@ class BodyTests(SynchronousTestCase):
         JSON is recognised by its content type, or by a leading C{{} even when
         labelled as a form (C{curl -d}).
         """
-        for contentType in (b"application/json", b"application/json; charset=utf-8", b"application/x-www-form-urlencoded", b""):
+        for contentType in (
+            b"application/json", b"application/json; charset=utf-8", b"application/x-www-form-urlencoded", b"",
+        ):
             request = _request(b' {"a": [1, 2], "b": {"c": null}}', contentType=contentType)
             self.assertEqual(params.readParams(request), {"a": [1, 2], "b": {"c": None}}, contentType)
 

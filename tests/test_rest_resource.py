@@ -453,7 +453,9 @@ class HostileInputTests(SynchronousTestCase):
                 st.recursive(
                     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                               st.text(max_size=8)),
-                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+                    lambda children: (
+                        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
+                    ),
                     max_leaves=5,
                 ),
                 max_size=6,
