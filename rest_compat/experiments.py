@@ -13,7 +13,7 @@ from am.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.model import Experiment, Schedule, User
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
-from rest_compat.params import flag, text
+from rest_compat.params import flag, recordId, text
 from rest_compat.submission import requestFrom
 
 # Far enough to cover every schedule of a node.
@@ -63,7 +63,7 @@ async def listExperiments(ctx: Context) -> Reply:
 
 
 async def _readExperiment(ctx: Context, listSchedules: bool, schedid: Optional[str] = None) -> Reply:
-    expid, user = ctx.args[0], ctx.user
+    expid, user = recordId(ctx.args[0], "Could not find experiment with this id."), ctx.user
 
     def query(txn: Any) -> dict[str, Any]:
         experiment = lifecycle.getExperiment(txn, expid)
@@ -147,7 +147,7 @@ async def delete(ctx: Context) -> Reply:
     C{DELETE /experiments/<id>}: cancel what has not reached a node, abort the
     rest, archive, refund; one call is enough (legacy needed two).
     """
-    deletion = await ctx.scheduler.deleteExperiment(ctx.args[0], ctx.user)
+    deletion = await ctx.scheduler.deleteExperiment(recordId(ctx.args[0], "Could not find experiment with this id."), ctx.user)
     if deletion.canceled or deletion.aborted:
         summary = "Ok. Canceled or aborted open scheduling entries and archived the experiment."
     else:
@@ -209,7 +209,7 @@ async def merge(ctx: Context) -> Reply:
     """
     C{PUT /experiments/<into>/<from>[?name=...]}: merge two own experiments.
     """
-    into, source = ctx.args
+    into, source = (recordId(arg, "Could not find experiment with this id.") for arg in ctx.args)
     name = (text(ctx.params, "name") or "").strip() or None
     count, target, other = await ctx.scheduler.transact(mergeExperiments, into, source, ctx.user, name)
     return Reply(200, render.message(f"Merged {count} tasks from experiment {other} into {target}"))

@@ -18,7 +18,7 @@ from am import lifecycle
 from am.errors import BadRequest, Forbidden
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
-from rest_compat.params import flag, intParam, jsonValue
+from rest_compat.params import flag, intParam, jsonValue, recordId
 
 
 def _interfaces(value: Any) -> Any:
@@ -65,7 +65,7 @@ async def report(ctx: Context) -> Reply:
             jsonValue("traffic", traffic, dict)
         except BadRequest:
             raise BadRequest("Could not parse JSON code for traffic parameter", parameter="traffic") from None
-    schedid, user = ctx.args[0], ctx.user
+    schedid, user = recordId(ctx.args[0], "Could not find schedule entry with this id."), ctx.user
     if status is not None:
         if not isinstance(status, str):
             raise BadRequest("status must be a string", parameter="status")

@@ -19,10 +19,12 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.web.server import Request
 
-from am.errors import BadRequest
+from am.errors import BadRequest, NotFound
 from am.values import integer
 
 MAX_BODY = 1 << 20
+# The store keeps signed 64-bit integers; larger numbers are refused on entry.
+MAX_INTEGER = 2**63 - 1
 
 _FALSE = ("", "0", "false", "no", "off", "none", "null")
 _TRUE = ("1", "true", "yes", "on")
@@ -109,12 +111,41 @@ def parseQuery(uri: bytes) -> dict[str, Any]:
 def parseJSON(text: str, what: str = "body") -> Any:
     """
     Decode JSON, turning every decoder failure (syntax, absurd nesting, huge
-    integers) into a 400 that says where.
+    integers) into a 400 that says where; numbers must fit in 64 bits.
     """
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise BadRequest(f"Malformed JSON in {what}: {e}", parameter=what) from None
+    checkNumbers(value, what)
+    return value
+
+
+def checkNumbers(value: Any, what: str) -> None:
+    """
+    Refuse numbers the store cannot hold (and that no parameter needs).
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            if not abs(item) <= MAX_INTEGER:
+                raise BadRequest(f"Numbers in {what} must fit in 64 bits.", parameter=what)
+
+
+def recordId(text: str, message: str) -> int:
+    """
+    A record id from the path: decimal digits that fit the store, else the
+    record does not exist.
+    """
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise NotFound(message)
+    return int(value)
 
 
 def _multipart(body: bytes, contentType: bytes) -> dict[str, Any]:

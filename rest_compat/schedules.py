@@ -13,7 +13,7 @@ from am import lifecycle, states
 from am.errors import BadRequest, NotFound
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
-from rest_compat.params import intParam, nodeList, text
+from rest_compat.params import intParam, nodeList, recordId, text
 from rest_compat.submission import checkInterfaceCount
 
 
@@ -83,7 +83,7 @@ async def getSchedule(ctx: Context) -> Reply:
     One full schedule row plus its C{report} (traffic reports are not stored
     yet, so it is empty). Unknown ids are 404 (legacy: 200 C{[]}).
     """
-    schedid, user = ctx.args[0], ctx.user
+    schedid, user = recordId(ctx.args[0], "Could not find schedule entry with this id."), ctx.user
 
     def query(txn: Any) -> dict[str, Any]:
         schedule = lifecycle.getSchedule(txn, schedid)

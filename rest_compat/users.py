@@ -17,17 +17,14 @@ from am.errors import BadRequest, NotFound
 from am.model import QUOTA_KINDS
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
-from rest_compat.params import flag, text
+from rest_compat.params import flag, recordId, text
 
 
 def userId(arg: str) -> int:
     """
     A user id from the path; anything else names no user.
     """
-    try:
-        return int(arg.strip())
-    except ValueError:
-        raise NotFound("Could not find user with this id.") from None
+    return recordId(arg, "Could not find user with this id.")
 
 
 def _record(txn: Any, userid: int) -> Any:

@@ -563,3 +563,46 @@ class LimitedRequestTests(SynchronousTestCase):
         )
         self.assertTrue(received.startswith(b"HTTP/1.1 400 "), received[:50])
         self.assertIn(b'"missing"', received)
+
+
+class HugeNumberTests(SynchronousTestCase):
+    """
+    Numbers the store cannot hold are refused at the door.
+    """
+
+    def setUp(self) -> None:
+        self.h = RESTHarness()
+        self.people = populate(self.h)
+
+    def test_hugeIds(self) -> None:
+        """
+        Path ids beyond 64 bits (or not decimal) name nothing: 404.
+        """
+        huge = "9" * 20
+        for method, path, user in (
+            ("GET", f"/v1/experiments/{huge}", self.people.admin),
+            ("DELETE", f"/v1/experiments/{huge}", self.people.admin),
+            ("PUT", f"/v1/experiments/1/{huge}", self.people.alice),
+            ("GET", f"/v1/schedules/{huge}", self.people.admin),
+            ("PUT", f"/v1/schedules/{huge}", self.people.node1),
+            ("GET", f"/v1/users/{huge}", self.people.admin),
+            ("PUT", f"/v1/users/{huge}", self.people.admin),
+            ("DELETE", f"/v1/users/{huge}", self.people.admin),
+            ("GET", "/v1/users/\u0663", self.people.admin),
+            ("GET", "/v1/users/-1", self.people.admin),
+        ):
+            response = self.h.request(method, path, user, form={"status": "started", "time": "1"})
+            self.assertEqual(response.code, 404, (method, path, response.body))
+
+    def test_hugeJSONNumbers(self) -> None:
+        """
+        JSON numbers beyond 64 bits are 400, wherever they are.
+        """
+        for body in ({"time": 10**30}, {"time": 1e30}, {"time": 1, "x": [{"y": -(2**64)}]}):
+            response = self.h.request("PUT", f"/v1/users/{self.people.alice.id}", self.people.admin, json_=body)
+            self.assertEqual(response.code, 400, body)
+            self.assertEqual(response.json["message"], "Numbers in body must fit in 64 bits.")
+        response = self.h.request("POST", "/v1/experiments", self.people.alice, form={
+            "name": "x", "nodecount": "1", "script": "docker.io/a/b", "duration": "300",
+            "options": '{"storage": 1e300}'})
+        self.assertEqual((response.code, response.json["parameter"]), (400, "options"))
