@@ -49,12 +49,14 @@ def fingerprint(i: int) -> str:
 
 def populate(path: str, nodes: int, tasks: int) -> None:
     """
-    Nodes, one node user each, and C{tasks} single-node experiments in the
-    next 24 h (so a share of heartbeats hand out a task), written straight
-    into the SQLite file with the core's own functions.
+    Nodes, one node user each, and C{tasks} nodes with a task in the next
+    24 h (so a share of heartbeats hand one out), written straight into the
+    SQLite file through the store's transaction API. (Bulk rows, not the
+    inventory sync or allocation: both are quadratic in the node count today,
+    see the report.)
     """
-    from am import accounts, allocation
-    from am.allocation import AllocationRequest
+    from am import quotas
+    from am.model import Experiment, Node, Schedule, User
     from am.policy import Policy
     from am.store.sqlite import SQLiteDatabase
 
@@ -63,23 +65,20 @@ def populate(path: str, nodes: int, tasks: int) -> None:
     db = SQLiteDatabase(path)
 
     def fill(txn):
-        accounts.applyInventory(
-            txn,
-            [{"id": str(i), "hostname": f"bench-{i}", "status": "active",
-              "tags": {"type": "testing", "country": "se", "model": "apu2d"}} for i in range(1, nodes + 1)],
-        )
         for i in range(1, nodes + 1):
-            accounts.addUser(txn, f"Node {i}", "node", now, policy, fingerprint=fingerprint(i))
-        owner = accounts.addUser(txn, "bench", "user", now, policy, fingerprint="b" * 40)
+            txn.putNode(Node(id=str(i), hostname=f"bench-{i}",
+                             inventoryTags={"type": "testing", "country": "se", "model": "apu2d"}))
+            userid = txn.addUser(User(name=f"Node {i}", role="node", fingerprint=fingerprint(i), nodeid=str(i)))
+            quotas.currentQuotas(txn, userid, now, policy)
+        owner = txn.addUser(User(name="bench", role="user", fingerprint="b" * 40))
+        quotas.currentQuotas(txn, owner, now, policy)
+        step = max(1, nodes // max(1, tasks))
         for k in range(tasks):
-            nodeid = str(1 + k * max(1, nodes // max(1, tasks)))
-            allocation.allocate(
-                txn,
-                AllocationRequest(ownerid=owner.id, name=f"t{k}", script="docker.io/bench/x", nodecount=1,
-                                  duration=1800, start=now + 3600 + (k % 10) * 60, nodetypes="",
-                                  nodes=[nodeid]),
-                now, policy,
-            )
+            start = now + 3600 + (k % 10) * 60
+            expid = txn.addExperiment(Experiment(name=f"t{k}", ownerid=owner, script="docker.io/bench/x",
+                                                 start=start, stop=start + 1800, created=now))
+            txn.addSchedules([Schedule(expid=expid, nodeid=str(1 + k * step), start=start, stop=start + 1800,
+                                       deploymentOptions={"script": "docker.io/bench/x"})])
 
     db.run(fill)
     db.close()
@@ -327,7 +326,7 @@ def main() -> None:
         t0 = time.monotonic()
         populate(os.path.join(directory, "marvin.db"), args.nodes, args.tasks)
         print(f"set-up: {args.nodes} nodes, {args.nodes} node users, {args.tasks} tasks in "
-              f"{time.monotonic() - t0:.1f} s")
+              f"{time.monotonic() - t0:.1f} s", flush=True)
         controller = Controller(writeConfig(directory), os.path.join(directory, "marvinctld.log"))
         try:
             rss, _ = controller.memory()
@@ -336,7 +335,7 @@ def main() -> None:
             print(f"\nphase 1: {args.nodes} nodes every {args.period:g} s = {target:.0f} heartbeats/s "
                   f"for {args.duration:g} s")
             result = phase(controller, args, target, args.duration, 0)
-            print("  " + line(result))
+            print("  " + line(result), flush=True)
             ok = sustained(result) and result["rss_peak_mb"] < 200
             print(f"  target (p99 < 100 ms, RSS < 200 MB): {'met' if ok else 'NOT met'}")
 
@@ -346,7 +345,7 @@ def main() -> None:
             for rate in (float(r) for r in args.ramp.split(",")):
                 result = phase(controller, args, rate, args.step, first)
                 first += int(rate * args.step)
-                print("  " + line(result))
+                print("  " + line(result), flush=True)
                 if not sustained(result):
                     break
                 best = rate
