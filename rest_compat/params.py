@@ -45,7 +45,8 @@ def limitedRequestFactory(maxBody: int = MAX_BODY) -> type[Request]:
     A request class for the controller's L{twisted.web.server.Site} that
     stops storing a body once it exceeds C{maxBody} (Twisted buffers any
     size otherwise); L{readBody} then answers 413. It caps every resource of
-    the site, the GENI face included.
+    the site, the GENI face included. The REST face parses bodies itself, so
+    the site may also be built with C{parsePOSTFormSubmission=False}.
     """
 
     class LimitedRequest(Request):

@@ -501,7 +501,7 @@ class LimitedRequestTests(SynchronousTestCase):
     L{limitedRequestFactory} keeps oversized bodies out of memory and disk.
     """
 
-    def exchange(self, data: bytes) -> tuple[bytes, list]:
+    def exchange(self, data: bytes, parse: bool = True) -> tuple[bytes, list]:
         h = RESTHarness(maxBody=100)
         alice = h.addUser("alice")
         stored: list = []
@@ -514,7 +514,7 @@ class LimitedRequestTests(SynchronousTestCase):
                 super().requestReceived(command, path, version)
 
         clock = Clock()
-        site = Site(h.root, requestFactory=Spy, reactor=clock)
+        site = Site(h.root, requestFactory=Spy, reactor=clock, parsePOSTFormSubmission=parse)
         client = _RawClient(data.replace(b"FP", alice.fingerprint.encode()))
         peer = IPv4Address("TCP", "127.0.0.1", 40000)
         _, _, pump = connectedServerAndClient(
@@ -550,6 +550,24 @@ class LimitedRequestTests(SynchronousTestCase):
         )
         self.assertTrue(received.startswith(b"HTTP/1.1 413 "), received[:50])
         self.assertEqual(stored, [chunk])
+
+    def test_brokenMultipartWithoutTwistedParsing(self) -> None:
+        """
+        With the site's own form parsing off (the REST face parses bodies
+        itself), a broken multipart POST gets our JSON 400, not Twisted's
+        plain-text one.
+        """
+        body = b"--zz\r\nno headers"
+        received, _ = self.exchange(
+            b"POST /v1/experiments HTTP/1.1\r\nHost: c\r\nVERIFIED: SUCCESS\r\nSSL_FINGERPRINT: FP\r\n"
+            b"Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 16\r\n"
+            b"Connection: close\r\n\r\n" + body,
+            parse=False,
+        )
+        head, _, payload = received.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 400 "), head)
+        self.assertIn(b"application/json", head)
+        self.assertIn("message", json.loads(payload))
 
     def test_smallBodyPasses(self) -> None:
         """
