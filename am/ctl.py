@@ -18,7 +18,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence, TextIO
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python import usage
@@ -268,23 +268,31 @@ class Controller(MultiService):
         return endpoints
 
     def _listen(self) -> Deferred:
+        """
+        Listen on each endpoint in turn; ports that did open are kept in
+        C{ports} (and closed by L{stopService}) even when a later one fails.
+        """
         endpoints = self._endpoints()
+        ports: list[Any] = []
+        self.ports = ports
 
-        def one(scheme: str, endpoint: Any) -> Deferred:
+        def listenNext(_: Any = None) -> Any:
+            if len(ports) == len(endpoints):
+                return ports
+            scheme, endpoint = endpoints[len(ports)]
+
             def cannot(failure: Failure) -> None:
                 raise StartupError(f"cannot listen for {scheme}: {failure.getErrorMessage()}")
 
-            return endpoint.listen(self.site).addErrback(cannot)
+            return endpoint.listen(self.site).addCallbacks(ports.append, cannot).addCallback(listenNext)
 
-        return gatherResults([one(s, e) for s, e in endpoints], consumeErrors=True).addErrback(
-            lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f
-        )
+        return maybeDeferred(listenNext)
 
     def _serving(self, ports: list[Any]) -> Any:
-        self.ports = ports
         if not self.running:
             for port in ports:
                 port.stopListening()
+            self.ports = []
             return ports
         for port, scheme in zip(ports, self._schemes()):
             host = port.getHost()

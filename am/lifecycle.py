@@ -16,6 +16,7 @@ from am.interfaces import IStoreTransaction
 from am.model import NODE_ACTIVE, NODE_MAINTENANCE, Experiment, Schedule, User
 from am.policy import Policy
 from am.states import Actor
+from am.values import identifier
 
 
 def actorFor(user: User, experiment: Experiment) -> Actor:
@@ -102,11 +103,8 @@ def getSchedule(txn: IStoreTransaction, schedid: Any) -> Schedule:
     """
     Look a schedule up by its id (an int, or its string form).
     """
-    try:
-        key = int(str(schedid).strip())
-    except ValueError:
-        raise NotFound("Could not find schedule entry with this id.") from None
-    schedule = txn.getSchedule(key)
+    key = identifier(schedid)
+    schedule = txn.getSchedule(key) if key is not None else None
     if schedule is None:
         raise NotFound("Could not find schedule entry with this id.")
     return schedule
@@ -239,11 +237,8 @@ def getExperiment(txn: IStoreTransaction, expid: Any) -> Experiment:
     """
     Look an experiment up by id.
     """
-    try:
-        key = int(str(expid).strip())
-    except ValueError:
-        raise NotFound("Could not find experiment with this id.") from None
-    experiment = txn.getExperiment(key)
+    key = identifier(expid)
+    experiment = txn.getExperiment(key) if key is not None else None
     if experiment is None:
         raise NotFound("Could not find experiment with this id.")
     return experiment

@@ -68,6 +68,19 @@ def currentQuotas(
     return quotas
 
 
+def effective(quotas: Mapping[str, Quota], now: int) -> dict[str, Quota]:
+    """
+    What the quotas are now, with any due monthly reset applied, without
+    writing anything (for reads; the next change writes the reset).
+    """
+    shown = {}
+    for kind, quota in quotas.items():
+        if quota.resetDate <= now:
+            quota = Quota(kind, quota.resetValue, quota.resetValue, firstOfNextMonth(now), now)
+        shown[kind] = quota
+    return shown
+
+
 def _journal(txn, userid, kind, delta, newValue, reason, now) -> None:
     txn.addJournal(JournalEntry(now, userid, kind, delta, newValue, reason))
 

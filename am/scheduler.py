@@ -116,6 +116,12 @@ class Scheduler:
         """
         return self._change(accounts.setNodeTags, nodeid, text)
 
+    def setNodeStatus(self, nodeid: str, status: str) -> Deferred:
+        """
+        An admin takes a node out of service or back.
+        """
+        return self._change(accounts.setNodeStatus, nodeid, status)
+
     def applyInventory(self, entries: list, complete: bool = True) -> Deferred:
         """
         Apply an inventory snapshot.

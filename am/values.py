@@ -11,6 +11,8 @@ from typing import Any, Optional
 from am.errors import BadRequest
 
 _INTEGER = re.compile(r"-?\d{1,18}")
+# SQLite stores signed 64-bit integers; stay well inside.
+LIMIT = 2**62
 
 
 def integer(name: str, value: Any, minimum: Optional[int] = None) -> int:
@@ -27,8 +29,20 @@ def integer(name: str, value: Any, minimum: Optional[int] = None) -> int:
         if not _INTEGER.fullmatch(text):
             raise BadRequest(f"{name} must be an integer", parameter=name)
         value = int(text)
-    if not isinstance(value, int):
+    if not isinstance(value, int) or not -LIMIT < value < LIMIT:
         raise BadRequest(f"{name} must be an integer", parameter=name)
     if minimum is not None and value < minimum:
         raise BadRequest(f"{name} must be at least {minimum}", parameter=name)
     return value
+
+
+def identifier(value: Any) -> Optional[int]:
+    """
+    A row id from a path or a parameter, or C{None} when it cannot be one
+    (the caller answers "not found").
+    """
+    text = str(value).strip()
+    if not _INTEGER.fullmatch(text):
+        return None
+    number = int(text)
+    return number if 0 < number < LIMIT else None

@@ -113,3 +113,31 @@ class NodeTests(CoreTestCase):
         self.putNode(Node(id="1", status="maintenance", heartbeat=NOW))
         self.successResultOf(self.scheduler.applyInventory([{"id": "1", "status": "active"}], complete=False))
         self.assertEqual(self.inTxn(lambda txn: txn.getNode("1")).status, "maintenance")
+
+
+class BoundsTests(CoreTestCase):
+    """
+    Numbers and ids beyond what the store holds are refused, never an overflow.
+    """
+
+    def test_hugeQuota(self) -> None:
+        self.failureResultOf(self.scheduler.updateUser(self.alice.id, quota={"time": 10**30}), BadRequest)
+        self.failureResultOf(self.scheduler.updateUser(self.alice.id, quota={"time": 1e30}), BadRequest)
+
+    def test_hugeIds(self) -> None:
+        for bad in (2**63, "99999999999999999999", -1, "1e3"):
+            self.failureResultOf(self.scheduler.invalidateUser(bad), NotFound)
+            self.failureResultOf(self.scheduler.changeStatus(bad, "started", self.admin), NotFound)
+            self.failureResultOf(self.scheduler.deleteExperiment(bad, self.admin), NotFound)
+
+    def test_effectiveQuota(self) -> None:
+        """
+        A read shows a due monthly reset without writing it.
+        """
+        from am import quotas
+
+        stored = self.inTxn(lambda txn: txn.getQuotas(self.alice.id))
+        stored["time"].current = 5
+        shown = quotas.effective(stored, stored["time"].resetDate)
+        self.assertEqual(shown["time"].current, stored["time"].resetValue)
+        self.assertEqual(quotas.effective(stored, NOW)["time"].current, 5)
