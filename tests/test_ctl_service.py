@@ -431,9 +431,14 @@ class RealReactorTests(TestCase):
         os.makedirs(tmp)
         busy = _busyPort()
         self.addCleanup(busy.close)
+        p = pki()
         config = makeConfig(
             tmp, database=os.path.join(tmp, "m.db"),
-            listen={"http": {"address": "127.0.0.1", "port": busy.getsockname()[1]}},
+            listen={
+                "tls": {"address": "127.0.0.1", "port": 0, "certificate": p.certificate("server"),
+                        "key": p.key("server"), "client_ca": [p.certificate("ca")]},
+                "http": {"address": "127.0.0.1", "port": busy.getsockname()[1]},
+            },
         )
         controller = ctl.Controller(config, reactor)
         controller.startService()
@@ -444,4 +449,10 @@ class RealReactorTests(TestCase):
             self.assertIn("Address already in use", str(e))
         else:
             self.fail("started on a busy port")
+        # the TLS port that did open is closed again on stop
+        [tlsPort] = controller.ports
+        number = tlsPort.getHost().port
         await controller.stopService()
+        probe = socket.socket()
+        self.addCleanup(probe.close)
+        self.assertNotEqual(probe.connect_ex(("127.0.0.1", number)), 0)
