@@ -483,6 +483,11 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     def failed(failure: Failure) -> None:
         message = failure.getErrorMessage() if failure.check(StartupError) else failure.getTraceback()
+        if config.demo is not None and "cannot listen" in message:
+            message += (
+                " (to use other ports, run --config with a file holding 'demo: true' and "
+                "'listen: {tls: {port: N}, http: {port: M}}')"
+            )
         sys.stderr.write(f"marvinctld: {message}\n")
         outcome["code"] = 1
         if reactor.running:
