@@ -196,10 +196,11 @@ def applyInventory(
     if not entries:
         return counts
     seen = set()
+    known = {node.id: node for node in txn.listNodes()}
     for entry in entries:
         nodeid = str(entry["id"])
         seen.add(nodeid)
-        node = txn.getNode(nodeid)
+        node = known.get(nodeid)
         status = entry.get("status") or NODE_ACTIVE
         if status not in NODE_STATUSES:
             status = NODE_DISABLED
@@ -214,9 +215,10 @@ def applyInventory(
             node.hostname = str(entry.get("hostname") or node.hostname)
             node.inventoryTags = tags
             counts["updated"] += 1
+        known[nodeid] = node
         txn.putNode(node)
     if complete:
-        for node in txn.listNodes():
+        for node in known.values():
             if node.id not in seen and node.status != NODE_MISSING:
                 node.status = NODE_MISSING
                 txn.putNode(node)

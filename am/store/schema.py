@@ -99,6 +99,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX schedules_start ON schedules (start);
     CREATE INDEX schedules_allocated ON schedules (expires) WHERE status = 'allocated';
     """,
+    # 2: user look-ups by name and project (creation checks them).
+    """
+    CREATE INDEX users_name ON users (name, project);
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -130,7 +130,17 @@ class SQLiteTransaction:
         return self._cache["tags"]
 
     def _nodes(self, where: str = "", *args: Any) -> list[Node]:
-        tags = self._tags()
+        if where:
+            # One node: read its own tags rather than refresh the whole cache.
+            tags: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+            tagWhere = where.replace("WHERE id", "WHERE nodeid")
+            for nodeid, source, tag, value in self._all(
+                f"SELECT nodeid, source, tag, value FROM node_tags {tagWhere}", *args
+            ):
+                admin, inventory = tags.setdefault(nodeid, ({}, {}))
+                (admin if source == TAG_ADMIN else inventory)[tag] = value
+        else:
+            tags = self._tags()
         nodes = []
         for row in self._all(
             f"SELECT id, hostname, status, heartbeat, interfaces FROM nodes {where} ORDER BY id", *args
