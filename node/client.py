@@ -5,34 +5,39 @@ The HTTP client marvind uses to talk to the controller's node routes.
 L{IControllerClient} is what the agent needs; L{HTTPControllerClient}
 implements it with treq over HTTPS, presenting the node's client certificate
 and verifying the controller's certificate (and host name) against the
-configured CA, which the legacy agent did not do.
+configured CA, which the legacy agent did not do. L{ControllerTLSPolicy} does
+that with pyOpenSSL directly: Twisted's C{optionsForClientTLS} relies on
+service_identity, which fails on the GENI URNs our controller certificates
+carry.
 """
 
 from __future__ import annotations
 
 import json
 from email.utils import parsedate_to_datetime
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Sequence
 from urllib.parse import quote
 
 import attrs
 import treq
-from OpenSSL.crypto import FILETYPE_PEM
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL, crypto
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.ssl import (
-    Certificate,
-    KeyPair,
-    PrivateCertificate,
-    optionsForClientTLS,
-    trustRootFromCertificates,
-)
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import Interface, implementer
 
 from node.config import MarvindConfig
+
+_log = Logger()
+
+IPAddress = IPv4Address | IPv6Address
 
 
 class ControllerUnreachable(Exception):
@@ -111,46 +116,190 @@ def parseHTTPDate(value: bytes | str | None) -> float | None:
         return None
 
 
-def _pemBlocks(data: bytes) -> list[bytes]:
-    marker = b"-----BEGIN CERTIFICATE-----"
-    return [marker + part for part in data.split(marker)[1:]]
+class ControllerNameMismatch(Exception):
+    """
+    The controller's certificate, though issued by the configured CA, does
+    not name the host we connected to.
+    """
+
+
+def certificateNames(certificate: x509.Certificate) -> tuple[list[str], list[IPAddress]]:
+    """
+    The DNS names and IP addresses in C{certificate}'s subjectAltName.
+
+    Only these identify a server: the common name is never used, and URI
+    names (GENI URNs, which every certificate of L{am.trust.authority}
+    carries) say nothing about the host.
+    """
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    return names.get_values_for_type(x509.DNSName), names.get_values_for_type(x509.IPAddress)
+
+
+def _dnsMatches(pattern: str, hostname: str) -> bool:
+    """
+    RFC 6125 matching of one DNS name: case-insensitive, and a C{*} allowed
+    only as the whole left-most label of a name with at least three labels.
+    """
+    pattern = pattern.lower().rstrip(".")
+    if pattern == hostname:
+        return True
+    if not pattern.startswith("*.") or pattern.count(".") < 2:
+        return False
+    head, _, rest = hostname.partition(".")
+    return bool(head) and rest == pattern[2:]
+
+
+def hostnameMatches(certificate: x509.Certificate, hostname: str) -> bool:
+    """
+    Whether C{certificate} names C{hostname}: an IP literal must be one of
+    its IP addresses, any other name one of its DNS names.
+    """
+    host = hostname.strip("[]").lower().rstrip(".")
+    dnsNames, addresses = certificateNames(certificate)
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return bool(host) and any(_dnsMatches(n, host) for n in dnsNames)
+    return address in addresses
+
+
+def _isIPLiteral(hostname: str) -> bool:
+    try:
+        ip_address(hostname.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _refuseUnchecked(
+    connection: SSL.Connection, certificate: Any, error: int, depth: int, ok: int
+) -> bool:
+    """
+    The context's own verify callback: a connection made from our context
+    without L{_ControllerConnectionCreator} (so without a host name check)
+    never completes a handshake.
+    """
+    return False
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+@attrs.frozen
+class _ControllerConnectionCreator:
+    """
+    TLS connections to the controller at C{hostname}: the chain is verified
+    by OpenSSL against the configured CA alone, the host name by us against
+    the leaf certificate's subjectAltName.
+    """
+
+    _context: SSL.Context
+    _hostname: str
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tlsProtocol)
+        if not _isIPLiteral(self._hostname):
+            connection.set_tlsext_host_name(self._hostname.encode("ascii"))
+        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._verify)
+        return connection
+
+    def _verify(
+        self, connection: SSL.Connection, certificate: Any, error: int, depth: int, ok: int
+    ) -> bool:
+        """
+        OpenSSL's verdict on each certificate of the chain, plus our host
+        name check on the leaf. Never raises: an exception in an OpenSSL
+        callback would be lost, so anything unexpected refuses.
+        """
+        if not ok:
+            return False
+        if depth != 0:
+            return True
+        try:
+            leaf = certificate.to_cryptography()
+            if hostnameMatches(leaf, self._hostname):
+                return True
+            dnsNames, addresses = certificateNames(leaf)
+            named = ", ".join([*dnsNames, *map(str, addresses)]) or "no host at all"
+            reason = ControllerNameMismatch(
+                f"the controller's certificate names {named}, not {self._hostname}"
+            )
+        except Exception as e:
+            reason = ControllerNameMismatch(f"cannot read the controller's certificate: {e}")
+        _log.error("Refusing the controller: {reason}", reason=str(reason))
+        tlsProtocol = connection.get_app_data()
+        if tlsProtocol is not None:
+            tlsProtocol.failVerification(Failure(reason))
+        return False
 
 
 @implementer(IPolicyForHTTPS)
-@attrs.frozen
 class ControllerTLSPolicy:
     """
-    Trust only the configured CA for the controller, and present the node's
-    certificate (with any intermediate certificates that follow it in its
-    file).
+    TLS for talking to the controller: trust only the configured CA (never
+    the system store), present the node's certificate (with any intermediate
+    certificates that follow it in its file), and check the host name
+    against the controller certificate's DNS and IP names.
+
+    Built on one pyOpenSSL context rather than C{optionsForClientTLS}:
+    service_identity, which that uses, raises on the GENI URNs in the
+    subjectAltName of the certificates L{am.trust.authority} makes, and
+    Twisted's verify callback then logs the traceback and I{accepts} the
+    certificate for any host name. Here anything unexpected refuses.
     """
 
-    _trustRoot: Any
-    _clientCertificate: PrivateCertificate
-    _chain: list[Any]
+    def __init__(
+        self, authorities: list[x509.Certificate], certificate: x509.Certificate, key: Any,
+        chain: list[x509.Certificate],
+    ) -> None:
+        """
+        @param authorities: the only CAs the controller's certificate may
+            chain to.
+        @param certificate: the node's certificate, with C{key} its key and
+            C{chain} any intermediate certificates to send with it.
+        @raise ValueError: if C{authorities} is empty.
+        @raise OpenSSL.SSL.Error: if C{key} is not C{certificate}'s.
+        """
+        if not authorities:
+            raise ValueError("no CA certificate to verify the controller with")
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_options(SSL.OP_NO_COMPRESSION)
+        store = context.get_cert_store()
+        assert store is not None
+        for authority in authorities:
+            store.add_cert(crypto.X509.from_cryptography(authority))
+        context.use_certificate(certificate)
+        context.use_privatekey(key)
+        context.check_privatekey()
+        for extra in chain:
+            context.add_extra_chain_cert(extra)
+        context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _refuseUnchecked)
+        self._context = context
+
+    @classmethod
+    def fromPEM(cls, caPEM: bytes, certificatePEM: bytes, keyPEM: bytes) -> ControllerTLSPolicy:
+        """
+        @raise ValueError: if a file holds no certificate or key, or the key
+            is not the certificate's.
+        """
+        authorities = x509.load_pem_x509_certificates(caPEM)
+        certificates = x509.load_pem_x509_certificates(certificatePEM)
+        key = serialization.load_pem_private_key(keyPEM, password=None)
+        return cls(authorities, certificates[0], key, certificates[1:])
 
     @classmethod
     def fromFiles(cls, caFile: str, certificateFile: str, keyFile: str) -> ControllerTLSPolicy:
-        with open(caFile, "rb") as f:
-            authorities = [Certificate.loadPEM(block) for block in _pemBlocks(f.read())]
-        with open(certificateFile, "rb") as f:
-            certificates = _pemBlocks(f.read())
-        with open(keyFile, "rb") as f:
-            keyPair = KeyPair.load(f.read(), FILETYPE_PEM)
-        client = PrivateCertificate.fromCertificateAndKeyPair(
-            Certificate.loadPEM(certificates[0]), keyPair
-        )
-        chain = [Certificate.loadPEM(block).original for block in certificates[1:]]
-        return cls(trustRootFromCertificates(authorities), client, chain)
+        def read(path: str) -> bytes:
+            with open(path, "rb") as f:
+                return f.read()
 
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
-        extra = {"extraCertChain": self._chain} if self._chain else {}
-        return optionsForClientTLS(
-            hostname.decode("ascii"),
-            trustRoot=self._trustRoot,
-            clientCertificate=self._clientCertificate,
-            extraCertificateOptions=extra,
-        )
+        return cls.fromPEM(read(caFile), read(certificateFile), read(keyFile))
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
+        return _ControllerConnectionCreator(self._context, hostname.decode("ascii"))
 
 
 @implementer(IControllerClient)

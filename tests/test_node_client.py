@@ -1,7 +1,8 @@
 """
 Tests for L{node.client}: the HTTPS client against the fake controller served
 over real TLS on 127.0.0.1 (the only way to see certificates, host names and
-timeouts as the agent will).
+timeouts as the agent will), and L{ControllerTLSPolicy} in memory with the
+certificates L{am.trust.authority} makes (GENI URNs in subjectAltName).
 """
 
 from __future__ import annotations
@@ -11,12 +12,35 @@ import os
 import shutil
 import tempfile
 
+import datetime
+import ipaddress
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions, trustRootFromCertificates
+from twisted.internet.ssl import Certificate as TwistedCertificate
+from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from node.client import ControllerUnreachable, HTTPControllerClient, parseHTTPDate
+from am.trust.authority import Identity, makeAM, makeCA, makeUser
+from am.trust._pki import newKey
+from node.client import (
+    ControllerNameMismatch,
+    ControllerTLSPolicy,
+    ControllerUnreachable,
+    HTTPControllerClient,
+    hostnameMatches,
+    parseHTTPDate,
+)
 from node.config import MarvindConfig, Timeouts
 from node.testing import ControllerPKI, FakeController, serverTLSOptions, writeControllerPKI
 
@@ -36,6 +60,51 @@ def _pki(name: str) -> ControllerPKI:
             os.path.join(base, name), _SERVER_NAMES.get(name, ("localhost", "127.0.0.1"))
         )
     return _cache[name]
+
+
+_geni: dict[str, Identity] = {}
+
+
+def _identity(name: str) -> Identity:
+    """
+    Identities made by the development authority, once per module run (EC
+    keys: fast): C{ca} and C{rogue-ca}, the controller certificates C{am}
+    (for C{localhost}), C{am-ip} (C{127.0.0.1} as a DNS name only) and
+    C{rogue-am} (C{localhost}, from the other CA), and the node's C{node}.
+    """
+    if name not in _geni:
+        if name in ("ca", "rogue-ca"):
+            _geni[name] = makeCA(None, "geni:" + name.replace("-", ""), key=newKey("ec"))
+        elif name == "node":
+            _geni[name] = makeUser(None, _identity("ca"), "node1", key=newKey("ec"))
+        else:
+            ca = _identity("rogue-ca" if name == "rogue-am" else "ca")
+            host = "127.0.0.1" if name == "am-ip" else "localhost"
+            _geni[name] = makeAM(None, ca, host, key=newKey("ec"))
+    return _geni[name]
+
+
+def _writeGENIPKI(server: str) -> ControllerPKI:
+    """
+    The development authority's CA, controller certificate C{server} and
+    node certificate as files, for serving the fake controller.
+    """
+    base = tempfile.mkdtemp(prefix="marvind-client-geni-")
+    atexit.register(shutil.rmtree, base, True)
+
+    def write(name: str, data: bytes) -> str:
+        path = os.path.join(base, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    return ControllerPKI(
+        caCertificate=write("ca.pem", _identity("ca").certPEM),
+        serverCertificate=write("server.pem", _identity(server).chainPEM),
+        serverKey=write("server.key", _identity(server).keyPEM),
+        clientCertificate=write("client.pem", _identity("node").chainPEM),
+        clientKey=write("client.key", _identity("node").keyPEM),
+    )
 
 
 class _Silent(Resource):
@@ -109,6 +178,19 @@ class HTTPSClientTests(TestCase):
         client = self.client(port, _pki("good"), host="localhost")
         self.assertEqual((await client.checkAuth()).code, 200)
 
+    async def test_geniControllerCertificate(self) -> None:
+        """
+        A controller certificate made by L{am.trust.authority.makeAM}, whose
+        subjectAltName carries GENI URNs besides the host name, is accepted
+        for that host name.
+        """
+        pki = _writeGENIPKI("am")
+        port = self.serve(pki)
+        client = self.client(port, pki, host="localhost")
+        auth = await client.checkAuth()
+        self.assertEqual(auth.code, 200)
+        self.assertEqual([c.peer for c in self.controller.calls], ["geni:ca.user.node1"])
+
     async def test_untrustedController(self) -> None:
         """
         A controller whose certificate is not from the configured CA is not
@@ -162,6 +244,191 @@ class HTTPSClientTests(TestCase):
         client = self.client(port, _pki("good"))
         with self.assertRaises(ControllerUnreachable):
             await client.checkAuth()
+
+
+class _Recorder(Protocol):
+    """
+    Keeps what it received and why its connection ended; sends C{greeting}
+    when connected.
+    """
+
+    def __init__(self, greeting: bytes = b"") -> None:
+        self.greeting = greeting
+        self.received = b""
+        self.reason: object = None
+
+    def connectionMade(self) -> None:
+        if self.greeting:
+            self.transport.write(self.greeting)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: object) -> None:
+        self.reason = reason
+
+
+class InMemoryTLSTests(SynchronousTestCase):
+    """
+    L{ControllerTLSPolicy} against a server with the development authority's
+    certificates, in memory: chain, host name, SNI and client certificate.
+    """
+
+    def handshake(self, server: str, hostname: bytes) -> tuple[_Recorder, _Recorder]:
+        """
+        Connect a client built from the policy for C{hostname} to a server
+        presenting C{server}'s certificate and requiring a client
+        certificate from the CA; the client sends C{hello}.
+        """
+        identity = _identity(server)
+        ca = _identity("ca")
+        serverOptions = CertificateOptions(
+            privateKey=identity.key, certificate=identity.certificate,
+            trustRoot=trustRootFromCertificates([TwistedCertificate.loadPEM(ca.certPEM)]),
+        )
+        node = _identity("node")
+        policy = ControllerTLSPolicy.fromPEM(ca.certPEM, node.chainPEM, node.keyPEM)
+        clock = Clock()
+        serverProtocol, clientProtocol = _Recorder(), _Recorder(b"hello")
+        serverFactory = TLSMemoryBIOFactory(
+            serverOptions, False, Factory.forProtocol(lambda: serverProtocol), clock=clock
+        )
+        clientFactory = TLSMemoryBIOFactory(
+            policy.creatorForNetloc(hostname, 8443), True,
+            Factory.forProtocol(lambda: clientProtocol), clock=clock,
+        )
+        _, _, pump = connectedServerAndClient(
+            lambda: serverFactory.buildProtocol(IPv4Address("TCP", "192.0.2.9", 5555)),
+            lambda: clientFactory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 8443)),
+            clock=clock,
+        )
+        pump.flush()
+        return serverProtocol, clientProtocol
+
+    def test_urnCertificateAccepted(self) -> None:
+        """
+        The server certificate from C{makeAM(None, ca, "localhost")} (URNs
+        in its subjectAltName) is accepted for C{localhost}; the server saw
+        the node's certificate and the name by SNI.
+        """
+        server, client = self.handshake("am", b"localhost")
+        self.assertEqual(server.received, b"hello")
+        self.assertIsNone(client.reason)
+        handle = server.transport.getHandle()
+        peer = handle.get_peer_certificate(as_cryptography=True)
+        self.assertEqual(peer, _identity("node").certificate)
+        self.assertEqual(handle.get_servername(), b"localhost")
+
+    def test_otherHostRefused(self) -> None:
+        """
+        The same certificate is refused for another host name, before any
+        data is sent, saying what the certificate names.
+        """
+        server, client = self.handshake("am", b"other.example")
+        self.assertEqual(server.received, b"")
+        self.assertIsInstance(client.reason.value, ControllerNameMismatch)
+        self.assertEqual(
+            str(client.reason.value),
+            "the controller's certificate names localhost, not other.example",
+        )
+
+    def test_otherCARefused(self) -> None:
+        """
+        A certificate for the right name from another CA is refused by the
+        chain check.
+        """
+        server, client = self.handshake("rogue-am", b"localhost")
+        self.assertEqual(server.received, b"")
+        self.assertIsInstance(client.reason.value, SSL.Error)
+
+    def test_ipLiteralNeedsIPName(self) -> None:
+        """
+        An IP literal must be among the certificate's IP addresses: the same
+        text as a DNS name does not count. No SNI is sent for it.
+        """
+        server, client = self.handshake("am-ip", b"127.0.0.1")
+        self.assertEqual(server.received, b"")
+        self.assertIsInstance(client.reason.value, ControllerNameMismatch)
+
+    def test_onlyConfiguredCA(self) -> None:
+        """
+        The policy needs a CA, and its key must be its certificate's.
+        """
+        node = _identity("node")
+        with self.assertRaises(ValueError):
+            ControllerTLSPolicy.fromPEM(b"", node.certPEM, node.keyPEM)
+        with self.assertRaises(SSL.Error):
+            ControllerTLSPolicy.fromPEM(_identity("ca").certPEM, node.certPEM, _identity("am").keyPEM)
+
+
+def _certificate(names: list[x509.GeneralName], commonName: str = "ctl.example") -> x509.Certificate:
+    key = newKey("ec")
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, commonName)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+class HostnameTests(SynchronousTestCase):
+    """
+    L{hostnameMatches}: DNS and IP names of subjectAltName only.
+    """
+
+    def test_dnsNames(self) -> None:
+        """
+        DNS names match without regard to case or a final dot; URI names
+        are ignored.
+        """
+        cert = _certificate([
+            x509.UniformResourceIdentifier("urn:publicid:IDN+geni:x+authority+am"),
+            x509.DNSName("Ctl.Example"),
+        ])
+        self.assertTrue(hostnameMatches(cert, "ctl.example"))
+        self.assertTrue(hostnameMatches(cert, "CTL.example."))
+        self.assertFalse(hostnameMatches(cert, "www.ctl.example"))
+        self.assertFalse(hostnameMatches(cert, "urn:publicid:IDN+geni:x+authority+am"))
+        self.assertFalse(hostnameMatches(cert, ""))
+
+    def test_wildcard(self) -> None:
+        """
+        C{*} stands for exactly one whole left-most label, and never for
+        most of a name.
+        """
+        cert = _certificate([x509.DNSName("*.marvin.example"), x509.DNSName("*.com")])
+        self.assertTrue(hostnameMatches(cert, "ctl.marvin.example"))
+        self.assertFalse(hostnameMatches(cert, "a.ctl.marvin.example"))
+        self.assertFalse(hostnameMatches(cert, "marvin.example"))
+        self.assertFalse(hostnameMatches(cert, "example.com"))
+
+    def test_noCommonNameFallback(self) -> None:
+        """
+        A certificate without subjectAltName names no host, whatever its
+        common name; so does one whose only name is a URI.
+        """
+        self.assertFalse(hostnameMatches(_certificate([], "ctl.example"), "ctl.example"))
+        uriOnly = _certificate([x509.UniformResourceIdentifier("https://ctl.example/")])
+        self.assertFalse(hostnameMatches(uriOnly, "ctl.example"))
+
+    def test_addresses(self) -> None:
+        """
+        IP literals (IPv6 with or without brackets) match IP names only.
+        """
+        cert = _certificate([
+            x509.IPAddress(ipaddress.ip_address("192.0.2.7")),
+            x509.IPAddress(ipaddress.ip_address("2001:db8::7")),
+            x509.DNSName("192.0.2.8"),
+        ])
+        self.assertTrue(hostnameMatches(cert, "192.0.2.7"))
+        self.assertTrue(hostnameMatches(cert, "[2001:db8::7]"))
+        self.assertTrue(hostnameMatches(cert, "2001:DB8:0::7"))
+        self.assertFalse(hostnameMatches(cert, "192.0.2.8"))
+        self.assertFalse(hostnameMatches(cert, "192.0.2.9"))
 
 
 class DateTests(SynchronousTestCase):
