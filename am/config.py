@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -92,6 +93,20 @@ class LogConfig:
 
 
 @attrs.frozen
+class GeniConfig:
+    """
+    The GENI AM API face: served on the TLS listener at C{/xmlrpc/am/3.0}.
+    """
+
+    authority: str
+    trustRoots: tuple[str, ...]
+    defaultImage: Optional[str] = None
+    defaultDuration: int = 3600
+    maxRequest: int = 4 * 1024 * 1024
+    adCache: int = 60
+
+
+@attrs.frozen
 class DemoSetup:
     """
     What C{--demo} made: its directory and development PKI.
@@ -121,12 +136,43 @@ class ControllerConfig:
     log: LogConfig = attrs.field(factory=LogConfig)
     publicURL: Optional[str] = None
     demo: Optional[DemoSetup] = None
+    geni: Optional[GeniConfig] = None
 
 
 KNOWN_KEYS = {
     "demo", "demo_dir", "database", "public_url", "listen", "trusted_proxies", "headers",
-    "admins", "inventory", "housekeeping", "scheduling", "cors", "log",
+    "admins", "inventory", "housekeeping", "scheduling", "cors", "log", "geni",
 }
+
+_AUTHORITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
+
+
+def _geni(data: dict[str, Any], base: str, tls: Optional[TLSListener], checkFiles: bool) -> Optional[GeniConfig]:
+    section = data.get("geni")
+    if section is None:
+        return None
+    section = _section(data, "geni", "geni")
+    _known(section, {"authority", "trust_roots", "default_image", "default_duration", "max_request", "ad_cache"}, "geni")
+    authority = _required(section, "authority", "geni.authority")
+    if not _AUTHORITY.match(authority):
+        raise ConfigError(f"geni.authority: {authority!r} is not a URN authority like marvin.example.org")
+    roots = [_path(base, p) for p in _stringList(section.get("trust_roots"), "geni.trust_roots")]
+    if not roots:
+        raise ConfigError("geni.trust_roots: list the GENI clearinghouse root certificates (PEM files or directories)")
+    if checkFiles:
+        for root in roots:
+            if not os.path.exists(root):
+                raise ConfigError(f"geni.trust_roots: {root} does not exist")
+    if tls is None:
+        raise ConfigError("geni: the GENI face needs listen.tls (clients authenticate with certificates)")
+    return GeniConfig(
+        authority=authority,
+        trustRoots=tuple(roots),
+        defaultImage=_string(section, "default_image", "geni.default_image"),
+        defaultDuration=int(_number(section, "default_duration", "geni.default_duration", 3600, 60)),
+        maxRequest=int(_number(section, "max_request", "geni.max_request", 4 * 1024 * 1024, 1024)),
+        adCache=int(_number(section, "ad_cache", "geni.ad_cache", 60, 0)),
+    )
 
 
 # -- small validators --------------------------------------------------------
@@ -502,6 +548,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         log=_log(data, base, checkFiles),
         publicURL=publicURL,
         demo=demo,
+        geni=_geni(data, base, tls, checkFiles),
     )
 
 

@@ -14,6 +14,7 @@ as the twistd plugin C{twistd -n marvinctld --config PATH}.
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from typing import Any, Callable, Optional, Sequence, TextIO
 
@@ -73,7 +74,7 @@ class Options(usage.Options):
 # -- TLS and the site -----------------------------------------------------------
 
 
-def tlsOptions(listener: TLSListener) -> Any:
+def tlsOptions(listener: TLSListener, extraRoots: Sequence[str] = ()) -> Any:
     """
     Server TLS options that require a client certificate issued by one of the
     configured client CAs and nothing else: C{trustRoot} holds only those
@@ -87,7 +88,12 @@ def tlsOptions(listener: TLSListener) -> Any:
         with open(path, "rb") as f:
             return f.read()
 
-    return serverTLSOptions(read(listener.certificate), read(listener.key), [read(p) for p in listener.clientCA])
+    from am.trust.certs import certificatePEM, loadRoots
+
+    roots = [read(p) for p in listener.clientCA]
+    # GENI clearinghouse roots (files or gcf-style directories) may sign clients too.
+    roots += [certificatePEM(c) for c in loadRoots(extraRoots)] if extraRoots else []
+    return serverTLSOptions(read(listener.certificate), read(listener.key), roots)
 
 
 class MarvinSite(Site):
@@ -242,7 +248,12 @@ class Controller(MultiService):
         if not self.sync.configured:
             self.log.warn("no inventory configured: nodes come only from the database")
         self.root = self.restFactory(self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None)
-        for face in self.faces:
+        faces = list(self.faces)
+        if self.config.geni is not None:
+            from am.geni.face import mountGENI
+
+            faces.append(mountGENI)
+        for face in faces:
             face(self)
         self.site = MarvinSite(self.root, reactor=self.reactor)
         self.site.noisy = False
@@ -258,7 +269,8 @@ class Controller(MultiService):
         tls, http = self.config.tls, self.config.http
         if tls is not None:
             try:
-                options = tlsOptions(tls)
+                geni = self.config.geni
+                options = tlsOptions(tls, geni.trustRoots if geni is not None else ())
             except Exception as e:
                 raise StartupError(f"listen.tls: cannot set up TLS: {e}") from None
             endpoints.append(("https", SSL4ServerEndpoint(self.reactor, tls.port, options, interface=tls.address)))
@@ -441,6 +453,25 @@ def demoInstructions(controller: Controller) -> str:
             curl("admin", f"{base}/v1/users"),
             "Heartbeat (as node 1):",
             curl("node", f"-X PUT -d maintenance=0 {base}/v1/resources/1"),
+        ]
+    if tlsPort is not None and config.geni is not None:
+        from am.devpki import prepareGeniDemo
+
+        geni = prepareGeniDemo(pki.directory, os.path.join(config.demo.directory, "geni"), port=tlsPort)
+        omni = f"omni -c {geni['omni_config']} -a marvin -V3"
+        lines += [
+            "",
+            f"GENI AM API v3 (jFed, omni): {geni['url']}",
+            "GetVersion with curl:",
+            curl("user", "-H 'Content-Type: text/xml' -d '<?xml version=\"1.0\"?><methodCall>"
+                 f"<methodName>GetVersion</methodName><params/></methodCall>' {geni['url']}"),
+            f"omni (slice {geni['slice']}; credentials made for the demo user, valid a week):",
+            f"  {omni} --usercredfile {geni['usercred']} getversion",
+            f"  {omni} --usercredfile {geni['usercred']} listresources",
+            f"  {omni} --slicecredfile {geni['slicecred']} allocate demo {geni['rspec']}",
+            f"  {omni} --slicecredfile {geni['slicecred']} provision demo",
+            f"  {omni} --slicecredfile {geni['slicecred']} status demo",
+            f"  {omni} --slicecredfile {geni['slicecred']} delete demo",
         ]
     httpPort = controller.portFor("http")
     if httpPort is not None:

@@ -118,6 +118,78 @@ DEMO_NODES = [
 ]
 
 
+def prepareGeniDemo(pkiDirectory: str, directory: str, hostname: str = "localhost", port: int = 8443) -> dict[str, str]:
+    """
+    Files for trying the GENI face with omni: fresh user and slice credentials
+    for the demo user (slice C{demo}, valid a week), a request RSpec, and an
+    omni configuration that uses them instead of a clearinghouse.
+    """
+    from am.trust.authority import issueSliceCredential, issueUserCredential, loadCA, loadIdentity, makeSlice
+
+    os.makedirs(directory, exist_ok=True)
+    ca = loadCA(pkiDirectory)
+    user = loadIdentity(pkiDirectory, _stem("user"))
+    slice_ = makeSlice(None, ca, "demo", days=30)
+    week = 7 * 24 * 3600.0
+    paths = {
+        "usercred": os.path.join(directory, "user-cred.xml"),
+        "slicecred": os.path.join(directory, "slice-demo-cred.xml"),
+        "rspec": os.path.join(directory, "request.xml"),
+        "omni_config": os.path.join(directory, "omni_config"),
+        "slice": slice_.urn,
+        "url": f"https://{hostname}:{port}/xmlrpc/am/3.0",
+    }
+    files = {
+        "usercred": issueUserCredential(ca, user, lifetime=week),
+        "slicecred": issueSliceCredential(ca, user, slice_, lifetime=week),
+        "rspec": DEMO_RSPEC.format(authority=DEMO_AUTHORITY),
+        "omni_config": DEMO_OMNI.format(
+            authority=DEMO_AUTHORITY, cert=os.path.join(pkiDirectory, f"{_stem('user')}-cert.pem"),
+            key=os.path.join(pkiDirectory, f"{_stem('user')}-key.pem"), urn=user.urn, url=paths["url"],
+        ),
+    }
+    for name, text in files.items():
+        with open(paths[name], "w") as f:
+            f.write(text)
+    return paths
+
+
+DEMO_RSPEC = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- Two demo nodes chosen by the scheduler (type:testing), as soon as possible, for the
+     default duration, running the hello-world container. -->
+<rspec type="request" xmlns="http://www.geni.net/resources/rspec/3"
+       xmlns:marvin="http://marvin.monroe-project.eu/rspec/ext/1">
+  <node client_id="probe" exclusive="true">
+    <marvin:filter nodetypes="type:testing" count="2"/>
+    <sliver_type name="container">
+      <disk_image url="docker.io/library/hello-world"/>
+    </sliver_type>
+  </node>
+</rspec>
+"""
+
+DEMO_OMNI = """# omni configuration for the Marvin demo AM.  There is no clearinghouse: pass the
+# saved credentials with --usercredfile and --slicecredfile (see marvinctld's output).
+[omni]
+default_cf = marvin
+users = demo
+
+[marvin]
+type = gcf
+authority = {authority}
+ch = https://localhost:0/unused-clearinghouse
+cert = {cert}
+key = {key}
+
+[demo]
+urn = {urn}
+keys =
+
+[aggregate_nicknames]
+marvin = urn:publicid:IDN+{authority}+authority+am,{url}
+"""
+
+
 def prepareDemo(directory: str) -> tuple[dict[str, Any], DemoSetup]:
     """
     Make the demo directory on first use: a development CA with server,
@@ -149,6 +221,8 @@ def prepareDemo(directory: str) -> tuple[dict[str, Any], DemoSetup]:
         # Demo nodes never heartbeat, so the demo does not require heartbeats,
         # and has no maintenance windows to surprise a first experiment.
         "scheduling": {"require_heartbeat": False, "maintenance_windows": []},
+        "geni": {"authority": DEMO_AUTHORITY, "trust_roots": [pki.certificate("ca")],
+                 "default_image": "docker.io/library/hello-world"},
         "log": {"file": "-", "level": "info"},
     }
     return defaults, DemoSetup(directory=directory, pki=pki)

@@ -302,6 +302,7 @@ def test_exampleFileNamesEveryKey():
         "housekeeping": {"expiry_period"},
         "cors": {"origins"},
         "log": {"file", "level", "format"},
+        "geni": {"authority", "trust_roots", "default_image", "default_duration", "max_request", "ad_cache"},
     }.items():
         assert set(document[section]) == keys, section
     assert set(document["listen"]["tls"]) == {"address", "port", "certificate", "key", "client_ca"}

@@ -1,0 +1,48 @@
+# -*- test-case-name: tests.test_geni_face -*-
+"""
+Mount the GENI AM API face on the controller's site.
+
+C{/xmlrpc/am} and C{/xmlrpc/am/3.0} both reach the AM (GetVersion is commonly
+asked at the former); the TLS listener already requires a client certificate
+chained to the configured roots, GENI's included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.resource import Resource
+
+from am.geni.service import AggregateManager, Settings
+from am.geni.xmlrpc import AggregateManagerResource
+from am.trust.gate import Trust
+from am.trust.urn import makeURN
+
+
+def buildAggregateManager(controller: Any) -> AggregateManager:
+    """
+    The AM for a controller's scheduler and GENI configuration.
+    """
+    geni = controller.config.geni
+    amURN = makeURN(geni.authority, "authority", "am")
+    trust = Trust.fromPaths(geni.trustRoots, amURN, clock=controller.reactor)
+    publicURL = (controller.config.publicURL or "https://localhost/").rstrip("/") + "/xmlrpc/am/3.0"
+    settings = Settings(
+        authority=geni.authority,
+        publicURL=publicURL,
+        defaultDuration=geni.defaultDuration,
+        defaultImage=geni.defaultImage,
+        adCacheSeconds=geni.adCache,
+    )
+    return AggregateManager(controller.scheduler, trust, settings)
+
+
+def mountGENI(controller: Any) -> None:
+    """
+    A face for L{am.ctl.Controller}: C{/xmlrpc/am[/3.0]} on its root.
+    """
+    am = buildAggregateManager(controller)
+    controller.aggregateManager = am
+    xmlrpcRoot = Resource()
+    xmlrpcRoot.putChild(b"am", AggregateManagerResource(am, maxBody=controller.config.geni.maxRequest))
+    controller.root.putChild(b"xmlrpc", xmlrpcRoot)

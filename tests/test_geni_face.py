@@ -1,0 +1,135 @@
+"""
+The GENI face mounted on the controller: configuration, the shared TLS
+listener accepting GENI clearinghouse certificates, and both XML-RPC paths.
+"""
+
+from __future__ import annotations
+
+import os
+import xmlrpc.client
+
+import pytest
+from OpenSSL import crypto
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import Certificate, CertificateOptions
+from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test.iosim import connectedServerAndClient
+from twisted.trial.unittest import SynchronousTestCase
+
+from am import ctl
+from am.config import ConfigError
+from tests import trust_helpers
+from tests.test_ctl_service import ClientProtocol, makeConfig, memoryController, pki
+
+
+def geniSection(tmp: str) -> dict:
+    root = os.path.join(tmp, "geni-root.pem")
+    with open(root, "wb") as f:
+        f.write(trust_helpers.pki().ca.certPEM)
+    return {"authority": "marvin.test", "trust_roots": [root]}
+
+
+class FaceTests(SynchronousTestCase):
+    """
+    A controller whose GENI roots are another CA than its REST clients'.
+    """
+
+    def setUp(self) -> None:
+        tmp = os.path.abspath(self.mktemp())
+        os.makedirs(tmp)
+        self.config = makeConfig(tmp, geni=geniSection(tmp), public_url="https://am.example.org:8443/")
+        self.controller, self.clock = memoryController(self.config)
+        self.clock.advance(trust_helpers.NOW - self.clock.seconds())  # credentials are issued now
+        self.controller.startService()
+        self.successResultOf(self.controller.ready)
+        self.addCleanup(self.controller.stopService)
+        self.serverOptions = ctl.tlsOptions(self.config.tls, self.config.geni.trustRoots)
+
+    def call(self, identity, path: bytes, method: str, *params) -> bytes:
+        with open(pki().certificate("ca"), "rb") as f:
+            ca = Certificate.loadPEM(f.read())
+        options = CertificateOptions(
+            trustRoot=ca,
+            privateKey=crypto.PKey.from_cryptography_key(identity.key),
+            certificate=crypto.X509.from_cryptography(identity.certificate),
+        )
+        body = xmlrpc.client.dumps(params, method).encode()
+        raw = (b"POST " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        client = ClientProtocol(raw)
+        clock = Clock()
+        server = TLSMemoryBIOFactory(self.serverOptions, False, self.controller.site, clock=clock)
+        clientFactory = TLSMemoryBIOFactory(options, True, Factory.forProtocol(lambda: client), clock=clock)
+        _, _, pump = connectedServerAndClient(
+            lambda: server.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000)),
+            lambda: clientFactory.buildProtocol(None), clock=clock)
+        pump.flush()
+        for _ in range(20):
+            pump.pump()
+        return client.data
+
+    def test_getVersionBothPaths(self) -> None:
+        """
+        A GENI user certificate gets through the shared listener; both paths answer.
+        """
+        alice = trust_helpers.pki().alice
+        for path in (b"/xmlrpc/am/3.0", b"/xmlrpc/am"):
+            raw = self.call(alice, path, "GetVersion", {})
+            (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
+            self.assertEqual(answer["code"]["geni_code"], 0)
+            self.assertEqual(answer["value"]["geni_api_versions"]["3"], "https://am.example.org:8443/xmlrpc/am/3.0")
+            self.assertEqual(answer["value"]["urn"], "urn:publicid:IDN+marvin.test+authority+am")
+
+    def test_listResourcesWithGeniCredential(self) -> None:
+        """
+        Credentials chained to the GENI root are honoured by the mounted face.
+        """
+        p = trust_helpers.pki()
+        credential = trust_helpers.sfa(trust_helpers.userCredential())
+        raw = self.call(p.alice, b"/xmlrpc/am/3.0", "ListResources", [credential],
+                        {"geni_rspec_version": {"type": "GENI", "version": "3"}})
+        (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
+        self.assertEqual(answer["code"]["geni_code"], 0, answer["output"])
+        self.assertIn("urn:publicid:IDN+marvin.test+node+1", answer["value"])
+
+    def test_restClientsUnaffected(self) -> None:
+        """
+        The REST face still answers its own clients on the same listener.
+        """
+        raw = self.call(_identity("user"), b"/v1/backend/auth", "x")
+        self.assertIn(b"405", raw.split(b"\r\n")[0])  # POST is not a method of /backend/auth
+
+
+def _identity(who: str):
+    from am.trust._pki import loadIdentity
+
+    return loadIdentity(os.path.dirname(pki().certificate("ca")), {"user": "user-demo"}[who])
+
+
+@pytest.mark.parametrize(
+    "section,message",
+    [
+        ({"authority": "marvin.test"}, "geni.trust_roots"),
+        ({"trust_roots": ["x.pem"]}, "geni.authority"),
+        ({"authority": "bad authority", "trust_roots": ["x.pem"]}, "not a URN authority"),
+        ({"authority": "a", "trust_roots": ["/nonexistent/x.pem"]}, "does not exist"),
+        ({"authority": "a", "trust_roots": ["x.pem"], "bogus": 1}, "bogus"),
+    ],
+)
+def test_badGeniConfig(tmp_path, section: dict, message: str) -> None:
+    """
+    Each GENI configuration error names its key.
+    """
+    (tmp_path / "x.pem").write_bytes(trust_helpers.pki().ca.certPEM)
+    with pytest.raises(ConfigError, match=message):
+        makeConfig(str(tmp_path), geni=section)
+
+
+def test_geniNeedsTLS(tmp_path) -> None:
+    """
+    Without the TLS listener there is no GENI face.
+    """
+    with pytest.raises(ConfigError, match="needs listen.tls"):
+        makeConfig(str(tmp_path), geni=geniSection(str(tmp_path)), listen={"http": {"port": 9098}})
