@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import xmlrpc.client
 import os
 import queue
 import re
@@ -357,11 +358,15 @@ def test_demoPrintsCurlCommandsThatWork(tmp_path):
                 commands.append(line.strip())
             if line.startswith("  curl -H 'VERIFIED"):
                 break
-        assert len(commands) == 7, commands
+        assert len(commands) == 8, commands
         outputs = []
         for command in commands:
             done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
             assert done.returncode == 0, (command, done.stderr)
+            if "xmlrpc" in command:
+                (version,), _ = xmlrpc.client.loads(done.stdout)
+                assert (version["code"]["geni_code"], version["geni_api"]) == (0, 3)
+                continue
             outputs.append(json.loads(done.stdout))
         auth, nodes, slots, submitted, users, heartbeat, proxied = outputs[0], outputs[1], outputs[2], outputs[3], outputs[4], outputs[5], outputs[6:]
         assert auth["user"]["name"] == "Marvin demo user"
