@@ -191,9 +191,13 @@ class AggregateManager:
 
     async def _authorized(self, caller: Caller, method: str, target: Optional[str], credentials: Any, options: dict):
         grant = self.trust.authorize(caller, method, target=target, credentials=credentials, options=options)
-        user = await self.scheduler.transact(
-            accounts.userForURN, grant.callerURN, self.scheduler.now(), self.scheduler.policy
-        )
+        user = await self.scheduler.read(lambda txn: txn.findUser(urn=grant.callerURN))
+        if user is None or not user.active:
+            # First call of this user (or an invalidated one, refused there);
+            # registering a user changes nothing a cached advertisement shows.
+            user = await self.scheduler.store.transact(
+                accounts.userForURN, grant.callerURN, self.scheduler.now(), self.scheduler.policy
+            )
         return grant, user
 
     async def _sliceFor(self, caller: Caller, method: str, urns: Any, credentials: Any, options: dict):
