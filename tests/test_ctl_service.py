@@ -54,6 +54,7 @@ def pki():
 def teardown_module(module):
     if "dir" in _PKI:
         shutil.rmtree(_PKI["dir"], ignore_errors=True)
+    _PKI.clear()  # other modules reuse pki(): it makes a fresh one
 
 
 def makeConfig(tmp, **overrides):
