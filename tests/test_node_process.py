@@ -146,9 +146,15 @@ class AgentProcessTests(TestCase):
         self.assertEqual(self.controller.reports, reportsBefore)
 
         self.port = self.listen(self.portNumber)
-        await self.waitFor("queued reports", lambda: len(self.controller.reports) == 7)
-        self.assertEqual(statuses("1"), ["deployed", "started", "restarted", "stopped"])
-        self.assertEqual(statuses("2"), ["deployed", "started", "stopped"])
+        await self.waitFor("queued reports", lambda: len(self.controller.reports) == len(reportsBefore) + 3)
+
+        def distinct(reports: list[str]) -> list[str]:
+            # Delivery is at least once: a report the controller took just before
+            # the SIGKILL, but the agent had not yet marked delivered, comes again.
+            return [r for i, r in enumerate(reports) if i == 0 or reports[i - 1] != r]
+
+        self.assertEqual(distinct(statuses("1")), ["deployed", "started", "restarted", "stopped"])
+        self.assertEqual(distinct(statuses("2")), ["deployed", "started", "stopped"])
         self.assertEqual(
             [(sid, status) for (sid, status, _) in self.controller.reports[len(reportsBefore):]],
             [("2", "started"), ("2", "stopped"), ("1", "stopped")],
