@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import attrs
 
-from am import quotas, slots, states
+from am import quotas, states
 from am.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.interfaces import IStoreTransaction
 from am.model import NODE_ACTIVE, NODE_MAINTENANCE, Experiment, Schedule, User
