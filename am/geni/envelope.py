@@ -12,21 +12,24 @@ from typing import Any
 from twisted.logger import Logger
 
 from am.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
-from am.trust.errors import TrustError
 from rspec.times import formatTime
 from rspec.xml import RSpecError
 
-SUCCESS = 0
-BADARGS = 1
-ERROR = 2
-FORBIDDEN = 3
-BADVERSION = 4
-SERVERERROR = 5
-TOOBIG = 6
-REFUSED = 7
+from am.trust.errors import (  # noqa: F401 (the GENI codes, one table)
+    BADARGS,
+    BADVERSION,
+    ERROR,
+    EXPIRED,
+    FORBIDDEN,
+    REFUSED,
+    SERVERERROR,
+    SUCCESS,
+    TOOBIG,
+    UNSUPPORTED,
+    TrustError,
+)
+
 SEARCHFAILED = 12
-UNSUPPORTED = 13
-EXPIRED = 15
 ALREADYEXISTS = 17
 
 AM_TYPE = "marvin"
