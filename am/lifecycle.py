@@ -328,3 +328,40 @@ def expireAllocations(txn: IStoreTransaction, now: int, policy: Policy) -> int:
         _apply(txn, schedule, experiment, states.CANCELED, "allocation expired", Actor.SCHEDULER, now, policy)
         count += 1
     return count
+
+
+def mergeExperiments(
+    txn: IStoreTransaction, into: Any, source: Any, user: User, name: Optional[str]
+) -> tuple[int, int, int]:
+    """
+    Move every schedule of C{source} into C{into}, optionally rename C{into},
+    and archive C{source}; both must be the caller's active REST experiments.
+
+    @return: how many schedules moved, and the two experiment ids.
+
+    Schedules only change owner experiment: no window or status changes, so no
+    scheduling rule is involved (legacy C{PUT /experiments/<a>/<b>}).
+    """
+    target = getExperiment(txn, into)
+    other = getExperiment(txn, source)
+    if target.id == other.id:
+        raise BadRequest("Cannot merge an experiment into itself.", parameter="from")
+    for experiment in (target, other):
+        if experiment.ownerid != user.id:
+            raise Forbidden(f"Only user {experiment.ownerid} can do this")
+        if experiment.status != "active":
+            raise NotFound("Experiment does not exist.")
+        if experiment.sliceURN:
+            raise Conflict("Experiments of GENI slices cannot be merged.")
+    moved = txn.schedulesOfExperiment(other.id)
+    for schedule in moved:
+        schedule.expid = target.id
+        txn.updateSchedule(schedule)
+    target.start = min([target.start] + [s.start for s in moved])
+    target.stop = max([target.stop] + [s.stop for s in moved])
+    if name:
+        target.name = name
+    txn.updateExperiment(target)
+    other.status = "archived"
+    txn.updateExperiment(other)
+    return len(moved), target.id, other.id

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from am import lifecycle, states
-from am.errors import BadRequest, Conflict, Forbidden, NotFound
+from am.errors import BadRequest, Conflict, NotFound
 from am.model import Experiment, Schedule, User
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
@@ -168,48 +168,11 @@ async def mergeMissing(ctx: Context) -> Reply:
     )
 
 
-def mergeExperiments(
-    txn: Any, into: Any, source: Any, user: User, name: Optional[str]
-) -> tuple[int, int, int]:
-    """
-    Move every schedule of C{source} into C{into}, optionally rename C{into},
-    and archive C{source}; both must be the caller's active REST experiments.
-
-    @return: how many schedules moved, and the two experiment ids.
-
-    A stop-gap until the core offers this (reported to the lead): it only
-    re-labels schedules, so no scheduling rule is involved.
-    """
-    target = lifecycle.getExperiment(txn, into)
-    other = lifecycle.getExperiment(txn, source)
-    if target.id == other.id:
-        raise BadRequest("Cannot merge an experiment into itself.", parameter="from")
-    for experiment in (target, other):
-        if experiment.ownerid != user.id:
-            raise Forbidden(f"Only user {experiment.ownerid} can do this")
-        if experiment.status != "active":
-            raise NotFound("Experiment does not exist.")
-        if experiment.sliceURN:
-            raise Conflict("Experiments of GENI slices cannot be merged.")
-    moved = txn.schedulesOfExperiment(other.id)
-    for schedule in moved:
-        schedule.expid = target.id
-        txn.updateSchedule(schedule)
-    target.start = min([target.start] + [s.start for s in moved])
-    target.stop = max([target.stop] + [s.stop for s in moved])
-    if name:
-        target.name = name
-    txn.updateExperiment(target)
-    other.status = "archived"
-    txn.updateExperiment(other)
-    return len(moved), target.id, other.id
-
-
 async def merge(ctx: Context) -> Reply:
     """
     C{PUT /experiments/<into>/<from>[?name=...]}: merge two own experiments.
     """
     into, source = (recordId(arg, "Could not find experiment with this id.") for arg in ctx.args)
     name = (text(ctx.params, "name") or "").strip() or None
-    count, target, other = await ctx.scheduler.transact(mergeExperiments, into, source, ctx.user, name)
+    count, target, other = await ctx.scheduler.transact(lifecycle.mergeExperiments, into, source, ctx.user, name)
     return Reply(200, render.message(f"Merged {count} tasks from experiment {other} into {target}"))
