@@ -146,3 +146,26 @@ class LifecycleTests(CoreTestCase):
         self.book(start=NOW + 100)
         self.successResultOf(self.scheduler.find(duration=60))
         self.assertEqual(len(calls), 1)
+
+
+class MergeTests(CoreTestCase):
+    """
+    Merging two of one's own experiments.
+    """
+
+    def test_merge(self) -> None:
+        a = self.book(start=NOW + 100)
+        b = self.book(start=NOW + 2000)
+        moved = self.successResultOf(self.scheduler.transact(
+            lifecycle.mergeExperiments, a.experiment.id, b.experiment.id, self.alice, "both"))
+        self.assertEqual(moved, (1, a.experiment.id, b.experiment.id))
+        merged = self.inTxn(lambda txn: txn.getExperiment(a.experiment.id))
+        self.assertEqual((merged.name, merged.start, merged.stop), ("both", NOW + 100, NOW + 2600))
+        self.assertEqual(len(self.inTxn(lambda txn: txn.schedulesOfExperiment(a.experiment.id))), 2)
+        self.assertEqual(self.inTxn(lambda txn: txn.getExperiment(b.experiment.id)).status, "archived")
+
+    def test_mergeOnlyOwn(self) -> None:
+        a = self.book(start=NOW + 100)
+        c = self.successResultOf(self.scheduler.allocate(self.request(ownerid=self.bob.id, start=NOW + 3000)))
+        self.failureResultOf(self.scheduler.transact(
+            lifecycle.mergeExperiments, a.experiment.id, c.experiment.id, self.alice, None), Forbidden)
