@@ -279,6 +279,10 @@ def schedules(client: Client, expid: int, pki: PKI) -> dict[str, tuple[str, str]
 
 
 def test_experimentOnTwoAgents(world):
+    """
+    One experiment on two nodes, from submission to the last report, with an
+    agent killed mid-run and the controller killed while the tasks end.
+    """
     base, pki, controller, agents, hook = world
     began = time.monotonic()
     client = controller.start()
