@@ -255,7 +255,13 @@ class Controller(MultiService):
             faces.append(mountGENI)
         for face in faces:
             face(self)
-        self.site = MarvinSite(self.root, reactor=self.reactor)
+        from rest_compat.params import MAX_BODY, limitedRequestFactory
+
+        # Bodies past the larger of the faces' limits are never stored; each
+        # face answers in its own form (REST 413, GENI TOOBIG).
+        geni = self.config.geni
+        limit = max(MAX_BODY, geni.maxRequest if geni is not None else 0)
+        self.site = MarvinSite(self.root, requestFactory=limitedRequestFactory(limit), reactor=self.reactor)
         self.site.noisy = False
         d = bootstrapUsers(self.scheduler, self.config.bootstrap)
         d.addCallback(lambda _: self._listen())

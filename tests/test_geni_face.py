@@ -94,6 +94,22 @@ class FaceTests(SynchronousTestCase):
         self.assertEqual(answer["code"]["geni_code"], 0, answer["output"])
         self.assertIn("urn:publicid:IDN+marvin.test+node+1", answer["value"])
 
+    def test_hugeBodyIsTooBig(self) -> None:
+        """
+        A call past the site's body limit is never stored and answers TOOBIG.
+        """
+        self.controller.stopService()
+        tmp = os.path.abspath(self.mktemp())
+        os.makedirs(tmp)
+        config = makeConfig(tmp, geni=dict(geniSection(tmp), max_request=2048 * 1024))
+        self.controller, self.clock = memoryController(config)
+        self.controller.startService()
+        self.serverOptions = ctl.tlsOptions(config.tls, config.geni.trustRoots)
+        raw = self.call(trust_helpers.pki().alice, b"/xmlrpc/am/3.0", "GetVersion", {"x": "y" * (3 * 1024 * 1024)})
+        (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
+        self.assertEqual(answer["code"]["geni_code"], 6)
+        self.controller.stopService()
+
     def test_restClientsUnaffected(self) -> None:
         """
         The REST face still answers its own clients on the same listener.

@@ -58,7 +58,7 @@ class AggregateManagerResource(resource.Resource):
 
     def render_POST(self, request: server.Request) -> Any:
         body = request.content.read(self.maxBody + 1)
-        if len(body) > self.maxBody:
+        if len(body) > self.maxBody or getattr(request, "contentOverflow", False):
             self._send(request, result("", f"request larger than {self.maxBody} bytes", TOOBIG), "?")
             return server.NOT_DONE_YET
         try:
