@@ -63,22 +63,29 @@ def _apply(
     actor: Actor,
     now: int,
     policy: Policy,
+    at: Optional[int] = None,
 ) -> bool:
     changed = states.checkTransition(schedule.status, code, actor)
     if not changed:
         return False
+    happened = now if at is None else at
     schedule.status, schedule.reason, schedule.updated = code, reason, now
     if states.isFinal(code):
-        refundUnused(txn, schedule, experiment.ownerid, now, policy)
+        refundUnused(txn, schedule, experiment.ownerid, happened, policy)
     txn.updateSchedule(schedule)
     return True
 
 
 def changeStatus(
-    txn: IStoreTransaction, schedid: Any, text: Any, user: User, now: int, policy: Policy
+    txn: IStoreTransaction, schedid: Any, text: Any, user: User, now: int, policy: Policy,
+    when: Any = None,
 ) -> tuple[Schedule, bool]:
     """
     A status report (from a node) or an owner's or admin's change.
+
+    @param when: when the node says it happened (a report queued during an
+        outage arrives late); used for refunds, clamped between the schedule's
+        last change and now.
 
     @return: the schedule and whether it changed.
     @raise TransitionRefused: with the legacy message for a final status.
@@ -96,7 +103,12 @@ def changeStatus(
         actor = Actor.NODE
     else:
         actor = actorFor(user, experiment)
-    return schedule, _apply(txn, schedule, experiment, code, reason[:500], actor, now, policy)
+    at = None
+    if actor is Actor.NODE and when is not None:
+        stamp = identifier(str(when).split(".")[0])
+        if stamp is not None:
+            at = min(now, max(stamp, schedule.updated))
+    return schedule, _apply(txn, schedule, experiment, code, reason[:500], actor, now, policy, at)
 
 
 def getSchedule(txn: IStoreTransaction, schedid: Any) -> Schedule:

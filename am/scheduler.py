@@ -68,11 +68,11 @@ class Scheduler:
         """
         return self.read(allocation.find, self.now(), self.policy, **query)
 
-    def changeStatus(self, schedid: Any, status: Any, user: User) -> Deferred:
+    def changeStatus(self, schedid: Any, status: Any, user: User, when: Any = None) -> Deferred:
         """
-        A node's status report or an owner's change.
+        A node's status report (C{when} it happened, if it says) or an owner's change.
         """
-        return self._change(lifecycle.changeStatus, schedid, status, user, self.now(), self.policy)
+        return self._change(lifecycle.changeStatus, schedid, status, user, self.now(), self.policy, when)
 
     def heartbeat(self, user: User, nodeid: str, **kwargs: Any) -> Deferred:
         """

@@ -69,7 +69,7 @@ async def report(ctx: Context) -> Reply:
     if status is not None:
         if not isinstance(status, str):
             raise BadRequest("status must be a string", parameter="status")
-        await ctx.scheduler.changeStatus(schedid, status, user)
+        await ctx.scheduler.changeStatus(schedid, status, user, when=params.get("when"))
     else:
 
         def check(txn: Any) -> None:

@@ -109,3 +109,31 @@ class QuotaTests(CoreTestCase):
         """
         self.assertEqual(quotas.firstOfNextMonth(1703980800), 1704067200)  # 2023-12-31 -> 2024-01-01
         self.assertEqual(quotas.firstOfNextMonth(1704067200), 1706745600)  # 2024-01-01 -> 02-01
+
+    def test_whenHonoured(self) -> None:
+        """
+        A final report queued during an outage is refunded as of when it happened.
+        """
+        a = self.book(duration=3600, start=NOW + 100)
+        node = self.successResultOf(self.scheduler.addUser(name="Node 1", role="node", fingerprint="d" * 40))
+        sid = a.schedules[0].id
+        self.successResultOf(self.scheduler.changeStatus(sid, "started", node))
+        self.clock.advance(100 + 600)
+        happened = int(self.clock.seconds())
+        self.clock.advance(1200)  # the controller was unreachable
+        self.successResultOf(self.scheduler.changeStatus(sid, "finished", node, when=str(happened)))
+        self.assertEqual(self.quota("time"), 8640000 - 600)
+
+    def test_whenClamped(self) -> None:
+        """
+        A report time before the schedule's last change is clamped to it.
+        """
+        a = self.book(duration=3600, start=NOW + 100)
+        node = self.successResultOf(self.scheduler.addUser(name="Node 1", role="node", fingerprint="d" * 40))
+        sid = a.schedules[0].id
+        self.clock.advance(700)
+        self.successResultOf(self.scheduler.changeStatus(sid, "started", node))
+        self.clock.advance(600)
+        # A report claiming a time before the last change, or garbage, is clamped or ignored.
+        self.successResultOf(self.scheduler.changeStatus(sid, "finished", node, when="1"))
+        self.assertEqual(self.quota("time"), 8640000 - 3600 + (NOW + 3700 - (NOW + 700)))
