@@ -209,11 +209,14 @@ def applyInventory(
             node = Node(id=nodeid, hostname=str(entry.get("hostname") or ""), status=status, inventoryTags=tags)
             counts["added"] += 1
         else:
+            before = (node.status, node.hostname, node.inventoryTags)
             # The heartbeat owns active/maintenance; the inventory owns the rest.
             if not (status == NODE_ACTIVE and node.status == NODE_MAINTENANCE):
                 node.status = status
             node.hostname = str(entry.get("hostname") or node.hostname)
             node.inventoryTags = tags
+            if (node.status, node.hostname, node.inventoryTags) == before:
+                continue  # unchanged: no write, cached tags stay valid
             counts["updated"] += 1
         known[nodeid] = node
         txn.putNode(node)

@@ -413,4 +413,4 @@ class HTTPFetcherTests(TestCase):
             self.assertEqual(nodes(store), before)
             self.assertEqual(len(sync.lastProblems), 1)
         self.inventory.code, self.inventory.body = 200, json.dumps({"routers": [router(2)]}).encode()
-        self.assertEqual(await sync.syncNow(), {"added": 0, "updated": 1, "missing": 1})
+        self.assertEqual(await sync.syncNow(), {"added": 0, "updated": 0, "missing": 1})  # node 1 unchanged
