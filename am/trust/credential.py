@@ -28,6 +28,7 @@ from attrs import field, frozen
 from cryptography import x509
 from lxml import etree
 
+from am.safexml import UnsafeXML, parseUntrusted
 from am.trust._lru import LRU
 from am.trust.certs import loadCertificates, orderChain, urnsInCertificate
 from am.trust.errors import BADARGS, TrustError
@@ -59,21 +60,6 @@ _FIELDS = frozenset(
         "parent",
     }
 )
-
-# Only what a credential needs: no DTD, no entities, no network, no huge
-# trees; comments are dropped (C14N without comments ignores them too); the
-# document is read as UTF-8 whatever its declaration says, so the byte scan
-# for DOCTYPE in parseDocument cannot be dodged with another encoding.
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-    encoding="utf-8",
-)
-
 
 def _bad(message: str) -> TrustError:
     return TrustError(BADARGS, message)
@@ -202,22 +188,17 @@ def documentBytes(value: object) -> bytes:
 
 def parseDocument(data: bytes) -> etree._Element:
     """
-    Parse C{data} with the hardened parser.
+    Parse C{data} with the hardened recipe of L{am.safexml}.
 
     @raise TrustError: (BADARGS) for a DTD, an entity declaration, or
         anything that is not well-formed XML.
     """
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise _bad("credential contains a DTD; DTDs and entities are not allowed")
     try:
-        root = etree.fromstring(data, _PARSER)
-    except etree.XMLSyntaxError as e:
-        raise _bad(f"credential is not well-formed XML: {e.msg}") from None
-    except ValueError:
-        raise _bad("credential is not well-formed XML") from None
-    if root.getroottree().docinfo.doctype:
-        raise _bad("credential contains a DTD; DTDs and entities are not allowed")
-    return root
+        # Read as UTF-8 whatever the declaration says: signatures are checked
+        # over exactly these bytes.
+        return parseUntrusted(data, "credential", encoding="utf-8", signed=True)
+    except UnsafeXML as e:
+        raise _bad(e.message) from None
 
 
 def _text(element: etree._Element, name: str) -> str:
