@@ -265,3 +265,30 @@ def _rfc(when: int) -> str:
     from rspec.times import formatTime
 
     return formatTime(when)
+
+
+class ShutdownTests(GeniTestCase):
+    """
+    Shutdown: an operator's emergency stop of one slice.
+    """
+
+    def test_operatorStopsSlice(self) -> None:
+        """
+        An operator credential (target: this AM) with shutdown ends every sliver of the slice.
+        """
+        from am.trust import authority
+        from tests.trust_helpers import sfa
+
+        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1", "2"]), {})
+        self.ok("Provision", [self.s1], self.sliceCred(), V3)
+        operator = [sfa(authority.issueOperatorCredential(self.p.ca, self.p.bob, self.p.am, now=NOW))]
+        self.assertEqual(self.ok("Shutdown", self.s1, operator, {}, caller=self.bob), True)
+        statuses = {s.status for s in self.store.run(lambda txn: txn.schedulesOfNode("1", 0, 2**40))}
+        self.assertEqual(statuses, {"canceled"})
+
+    def test_sliceOwnerWithoutShutdownPrivilege(self) -> None:
+        """
+        An ordinary slice credential does not carry shutdown.
+        """
+        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
+        self.assertEqual(self.code("Shutdown", self.s1, self.sliceCred(), {}), 3)
