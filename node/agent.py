@@ -191,10 +191,13 @@ class MarvindAgent(Service):
         try:
             response = await self._client.checkAuth()
         except ControllerUnreachable as e:
-            _log.warn(
-                "Controller unreachable at start-up ({error}); trying again in about {period:g} s",
-                error=str(e), period=self._config.heartbeatPeriod,
-            )
+            self._silentBeats += 1
+            if self._silentBeats % 10 == 1:  # as for heartbeats: first, then one in ten
+                _log.warn(
+                    "Controller unreachable at start-up ({error}), {count} time(s); trying again "
+                    "in about {period:g} s",
+                    error=str(e), count=self._silentBeats, period=self._config.heartbeatPeriod,
+                )
             return False
         self._checkSkew(response)
         if response.code == 401:
