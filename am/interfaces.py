@@ -129,3 +129,9 @@ class IStoreTransaction(Interface):
 
     def countSchedules():
         """How many schedules there are (for statistics)."""
+
+    def putTraffic(schedid, meter, value):
+        """Record the latest value of one traffic meter of a schedule."""
+
+    def trafficOf(schedid):
+        """A schedule's traffic meters: a dict meter -> bytes."""

@@ -16,7 +16,7 @@ from am.interfaces import IStoreTransaction
 from am.model import NODE_ACTIVE, NODE_MAINTENANCE, Experiment, Schedule, User
 from am.policy import Policy
 from am.states import Actor
-from am.values import identifier
+from am.values import identifier, integer
 
 
 def actorFor(user: User, experiment: Experiment) -> Actor:
@@ -32,17 +32,32 @@ def actorFor(user: User, experiment: Experiment) -> Actor:
     raise Forbidden(f"Only admins and user {experiment.ownerid} can do this")
 
 
+# Meters of a traffic report that are not interface traffic (legacy §3.6).
+NON_INTERFACE_METERS = ("deployment", "results")
+
+
+def dataUsed(txn: IStoreTransaction, schedule: Schedule) -> Optional[int]:
+    """
+    Bytes the node reported on its interfaces for this schedule, if it reported.
+    """
+    meters = txn.trafficOf(schedule.id)
+    used = [v for k, v in meters.items() if k not in NON_INTERFACE_METERS]
+    return sum(used) if used else None
+
+
 def refundUnused(
     txn: IStoreTransaction, schedule: Schedule, ownerid: int, now: int, policy: Policy
 ) -> dict[str, int]:
     """
     Give back what a schedule that just became final did not use: everything if
-    it never ran on a node, otherwise the node-time after C{now}.
+    it never ran on a node, otherwise the node-time after C{now} and the data
+    its node reported not to have used.
     """
     neverRan = schedule.status == states.CANCELED or now < schedule.start
+    used = None if neverRan else dataUsed(txn, schedule)
     amounts = {
         "time": schedule.chargedTime if neverRan else min(schedule.chargedTime, max(0, schedule.stop - now)),
-        "data": schedule.chargedData if neverRan else 0,
+        "data": schedule.chargedData if neverRan else (0 if used is None else max(0, schedule.chargedData - used)),
         "storage": schedule.chargedStorage if neverRan else 0,
     }
     schedule.chargedTime -= amounts["time"]
@@ -377,3 +392,40 @@ def mergeExperiments(
     other.status = "archived"
     txn.updateExperiment(other)
     return len(moved), target.id, other.id
+
+
+def reportTraffic(
+    txn: IStoreTransaction, schedid: Any, report: dict[str, Any], user: User, now: int, policy: Policy
+) -> Schedule:
+    """
+    A node's traffic report (legacy C{{deployment, results, interfaces: {id: bytes}}}):
+    the latest value per meter is kept; a final schedule gets back the data it
+    was charged for and did not use.
+    """
+    schedule = getSchedule(txn, schedid)
+    if user.role != "node" or not user.active or str(user.nodeid) != schedule.nodeid:
+        raise Forbidden(f"Wrong user to update this status ({user.name})")
+    meters: dict[str, int] = {}
+    for key in NON_INTERFACE_METERS:
+        if key in report:
+            meters[key] = integer(key, report[key], 0)
+    interfaces = report.get("interfaces") or {}
+    if not isinstance(interfaces, dict) or len(interfaces) > 64:
+        raise BadRequest("traffic interfaces must be an object of at most 64 meters", parameter="traffic")
+    for name, value in interfaces.items():
+        name = str(name)[:64]
+        if name in NON_INTERFACE_METERS:
+            raise BadRequest(f"traffic interface may not be called {name}", parameter="traffic")
+        meters[name] = integer(f"traffic of {name}", value, 0)
+    for meter, value in meters.items():
+        txn.putTraffic(schedule.id, meter, value)
+    if states.isFinal(schedule.status) and schedule.status != states.CANCELED:
+        used = dataUsed(txn, schedule)
+        if used is not None and schedule.chargedData > used:
+            refund = schedule.chargedData - used
+            schedule.chargedData = used
+            txn.updateSchedule(schedule)
+            experiment = txn.getExperiment(schedule.expid)
+            quotas.refund(txn, experiment.ownerid, {"data": refund},
+                          f"schedule {schedule.id}: {refund} bytes of data not used", now, policy)
+    return schedule

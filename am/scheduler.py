@@ -74,6 +74,12 @@ class Scheduler:
         """
         return self._change(lifecycle.changeStatus, schedid, status, user, self.now(), self.policy, when)
 
+    def reportTraffic(self, schedid: Any, report: dict, user: User) -> Deferred:
+        """
+        A node's traffic report for one of its schedules.
+        """
+        return self._change(lifecycle.reportTraffic, schedid, report, user, self.now(), self.policy)
+
     def heartbeat(self, user: User, nodeid: str, **kwargs: Any) -> Deferred:
         """
         A node's heartbeat; fires with its tasks.

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from am import lifecycle
-from am.errors import BadRequest, Forbidden
-from rest_compat import access, render
+from am.errors import BadRequest
+from rest_compat import render
 from rest_compat.context import Context, Reply
 from rest_compat.params import flag, intParam, jsonValue, recordId
 
@@ -53,16 +52,17 @@ async def heartbeat(ctx: Context) -> Reply:
 async def report(ctx: Context) -> Reply:
     """
     C{PUT /schedules/<id>} by the node running it: C{status} (C{"code"} or
-    C{"code; reason"}) and/or C{traffic} (a JSON object, accepted but not yet
-    stored anywhere).
+    C{"code; reason"}) and/or C{traffic} (a JSON object: the latest value per
+    meter is kept; a final schedule is refunded the data it did not use).
     """
     params = ctx.params
     status, traffic = params.get("status"), params.get("traffic")
     if status is None and traffic is None:
         raise BadRequest("Parameters missing (required: status, or traffic)", missing=["status", "traffic"])
+    report = None
     if traffic is not None:
         try:
-            jsonValue("traffic", traffic, dict)
+            report = jsonValue("traffic", traffic, dict)
         except BadRequest:
             raise BadRequest("Could not parse JSON code for traffic parameter", parameter="traffic") from None
     schedid, user = recordId(ctx.args[0], "Could not find schedule entry with this id."), ctx.user
@@ -70,12 +70,6 @@ async def report(ctx: Context) -> Reply:
         if not isinstance(status, str):
             raise BadRequest("status must be a string", parameter="status")
         await ctx.scheduler.changeStatus(schedid, status, user, when=params.get("when"))
-    else:
-
-        def check(txn: Any) -> None:
-            schedule = lifecycle.getSchedule(txn, schedid)
-            if schedule.nodeid != access.nodeScope(user):
-                raise Forbidden(f"Wrong user to update this status ({user.name})")
-
-        await ctx.scheduler.read(check)
+    if report is not None:
+        await ctx.scheduler.reportTraffic(schedid, report, user)
     return Reply(200, render.message("Ok."))

@@ -80,8 +80,8 @@ async def find(ctx: Context) -> Reply:
 
 async def getSchedule(ctx: Context) -> Reply:
     """
-    One full schedule row plus its C{report} (traffic reports are not stored
-    yet, so it is empty). Unknown ids are 404 (legacy: 200 C{[]}).
+    One full schedule row plus its C{report} (the latest value of each traffic
+    meter the node reported). Unknown ids are 404 (legacy: 200 C{[]}).
     """
     schedid, user = recordId(ctx.args[0], "Could not find schedule entry with this id."), ctx.user
 
@@ -92,7 +92,7 @@ async def getSchedule(ctx: Context) -> Reply:
         experiment = txn.getExperiment(schedule.expid)
         access.checkSchedule(user, experiment.ownerid, schedule.nodeid)
         row = render.schedule(schedule, withOptions=True)
-        row["report"] = {}
+        row["report"] = txn.trafficOf(schedule.id)
         return row
 
     return Reply(200, await ctx.scheduler.read(query))

@@ -137,3 +137,41 @@ class QuotaTests(CoreTestCase):
         # A report claiming a time before the last change, or garbage, is clamped or ignored.
         self.successResultOf(self.scheduler.changeStatus(sid, "finished", node, when="1"))
         self.assertEqual(self.quota("time"), 8640000 - 3600 + (NOW + 3700 - (NOW + 700)))
+
+    def test_dataRefundFromTrafficReports(self) -> None:
+        """
+        Data a node reports not to have used comes back when the task ends, and
+        a report arriving after the end refunds then; no refund twice.
+        """
+        node = self.successResultOf(self.scheduler.addUser(name="Node 1", role="node", fingerprint="d" * 40))
+        a = self.book(nodes=["1"], duration=600, start=NOW + 100, traffic=1000)
+        b = self.book(nodes=["1"], duration=600, start=NOW + 1000, traffic=1000)
+        self.assertEqual(self.quota("data"), 10**11 - 2000)
+        first, second = a.schedules[0].id, b.schedules[0].id
+        self.clock.advance(200)
+        self.successResultOf(self.scheduler.changeStatus(first, "started", node))
+        report = {"deployment": 5, "results": 7, "interfaces": {"89460000000000000001": 300}}
+        self.successResultOf(self.scheduler.reportTraffic(first, report, node))
+        self.successResultOf(self.scheduler.changeStatus(first, "stopped", node))
+        self.assertEqual(self.quota("data"), 10**11 - 2000 + 700)
+        self.successResultOf(self.scheduler.reportTraffic(first, report, node))
+        self.assertEqual(self.quota("data"), 10**11 - 2000 + 700)
+        self.clock.advance(1000)
+        self.successResultOf(self.scheduler.changeStatus(second, "started", node))
+        self.successResultOf(self.scheduler.changeStatus(second, "finished", node))
+        self.successResultOf(self.scheduler.reportTraffic(second, {"interfaces": {"eth0": 100}}, node))
+        self.assertEqual(self.quota("data"), 10**11 - 2000 + 700 + 900)
+        self.assertEqual(self.inTxn(lambda txn: txn.trafficOf(first)),
+                         {"deployment": 5, "results": 7, "89460000000000000001": 300})
+
+    def test_trafficOnlyFromOwnNode(self) -> None:
+        """
+        Another node, or a user, cannot report traffic for a schedule.
+        """
+        from am.errors import Forbidden
+
+        other = self.successResultOf(self.scheduler.addUser(name="Node 2", role="node", fingerprint="d" * 40))
+        a = self.book(nodes=["1"], duration=600, start=NOW + 100, traffic=1000)
+        for who in (other, self.alice):
+            self.failureResultOf(self.scheduler.reportTraffic(a.schedules[0].id, {"results": 1}, who), Forbidden)
+

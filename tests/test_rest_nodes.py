@@ -205,17 +205,22 @@ class ReportTests(SynchronousTestCase):
 
     def test_traffic(self) -> None:
         """
-        Traffic reports are accepted (not stored yet): as a JSON string in a
-        form, or an object in JSON; malformed ones are 400.
+        Traffic reports are accepted as a JSON string in a form or an object in
+        JSON, kept per meter and shown in the schedule's C{report}; malformed
+        ones are 400.
         """
         traffic = {"deployment": 10, "results": 20, "interfaces": {"8946": 300}, "final": True}
         self.assertEqual(self.report(form={"traffic": json.dumps(traffic)}).json, {"message": "Ok."})
-        self.assertEqual(self.report(json_={"traffic": traffic}).code, 200)
+        self.assertEqual(self.report(json_={"traffic": dict(traffic, results=25)}).code, 200)
         for bad in ("{nope", "[1]", "5"):
             response = self.report(form={"traffic": bad})
             self.assertEqual(response.code, 400, bad)
             self.assertEqual(response.json["message"], "Could not parse JSON code for traffic parameter")
         self.assertEqual(self.status(), "defined")
+        shown = self.h.request("GET", f"/v1/schedules/{self.schedid}", self.people.alice).json
+        self.assertEqual(shown["report"], {"deployment": 10, "results": 25, "8946": 300})
+        response = self.report(json_={"traffic": {"interfaces": {"x": -1}}})
+        self.assertEqual(response.code, 400)
 
     def test_missingFields(self) -> None:
         """

@@ -103,6 +103,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX users_name ON users (name, project);
     """,
+    # 3: traffic reports from nodes (the last value per schedule and meter).
+    """
+    CREATE TABLE traffic_reports (
+        schedid INTEGER NOT NULL REFERENCES schedules(id),
+        meter TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (schedid, meter)
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

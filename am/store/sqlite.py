@@ -484,6 +484,16 @@ class SQLiteTransaction:
     def countSchedules(self) -> int:
         return self._one("SELECT COUNT(*) FROM schedules")[0]
 
+    def putTraffic(self, schedid: int, meter: str, value: int) -> None:
+        self._db.execute(
+            "INSERT INTO traffic_reports (schedid, meter, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (schedid, meter) DO UPDATE SET value = excluded.value",
+            (schedid, meter, value),
+        )
+
+    def trafficOf(self, schedid: int) -> dict[str, int]:
+        return dict(self._all("SELECT meter, value FROM traffic_reports WHERE schedid = ?", schedid))
+
 
 class SQLiteDatabase:
     """
