@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import attrs
 
-from am import quotas, slots, states
+from am import quotas, slots, sshkeys, states
 from am.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.interfaces import IStoreTransaction
 from am.model import Experiment, Schedule
@@ -95,6 +95,16 @@ def compileFilter(request: AllocationRequest, policy: Policy) -> Filter:
                 raise Conflict(f"Deployed nodes can only schedule experiments hosted by {repo}")
             nodeFilter = nodeFilter.withTerm(_NOT_DEPLOYED)
     return nodeFilter
+
+
+def _truthy(value: Any) -> bool:
+    """
+    Option flags from forms and JSON alike: "0", "false", "no", "" and 0 are false
+    (the legacy took the string "0" as true).
+    """
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off")
+    return bool(value)
 
 
 def _slotData(slot: slots.Slot) -> dict[str, int]:
@@ -255,6 +265,13 @@ def allocate(
     for schedule in schedules:
         schedule.expid = experiment.id
     txn.addSchedules(schedules)
+    if _truthy(request.options.get("ssh")):
+        for schedule in schedules:
+            private, public = sshkeys.newKeyPair()
+            schedule.deploymentOptions["_ssh.private"] = private
+            schedule.deploymentOptions["ssh.public"] = public
+            txn.updateSchedule(schedule)
+            txn.addPublicKey(schedule.id, public, schedule.stop)
     quotas.charge(
         txn,
         owner.id,

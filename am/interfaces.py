@@ -135,3 +135,9 @@ class IStoreTransaction(Interface):
 
     def trafficOf(schedid):
         """A schedule's traffic meters: a dict meter -> bytes."""
+
+    def addPublicKey(schedid, public, expires):
+        """Remember the public SSH key of a task until C{expires}."""
+
+    def publicKeys(now):
+        """The public SSH keys of tasks that have not expired or become final."""

@@ -58,9 +58,11 @@ async def auth(ctx: Context) -> Reply:
 
 async def pubkeys(ctx: Context) -> Reply:
     """
-    C{GET /backend/pubkeys}: no task SSH keys are generated yet, so none.
+    C{GET /backend/pubkeys}: the public SSH keys of live tasks booked with the
+    C{ssh} option (for the tunnel server), as OpenSSH strings.
     """
-    return Reply(200, [])
+    now = ctx.scheduler.now()
+    return Reply(200, await ctx.scheduler.read(lambda txn: txn.publicKeys(now)))
 
 
 def _activity(txn: Any, now: int) -> dict[str, Any]:

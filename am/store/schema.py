@@ -112,6 +112,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (schedid, meter)
     );
     """,
+    # 4: public halves of per-task SSH keys, served to the tunnel server until the task ends.
+    """
+    CREATE TABLE public_keys (
+        schedid INTEGER PRIMARY KEY REFERENCES schedules(id),
+        public TEXT NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    CREATE INDEX public_keys_expires ON public_keys (expires);
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -30,6 +30,7 @@ from am.model import (
     Schedule,
     User,
 )
+from am.states import FINAL_STATES
 from am.store.schema import migrate
 
 _SCHEDULE_COLUMNS = (
@@ -490,6 +491,22 @@ class SQLiteTransaction:
             "ON CONFLICT (schedid, meter) DO UPDATE SET value = excluded.value",
             (schedid, meter, value),
         )
+
+    def addPublicKey(self, schedid: int, public: str, expires: int) -> None:
+        self._db.execute(
+            "INSERT INTO public_keys (schedid, public, expires) VALUES (?, ?, ?)", (schedid, public, expires)
+        )
+
+    def publicKeys(self, now: int) -> list[str]:
+        final = ",".join(f"'{s}'" for s in FINAL_STATES)
+        return [
+            row[0]
+            for row in self._all(
+                "SELECT k.public FROM public_keys k JOIN schedules s ON s.id = k.schedid "
+                f"WHERE k.expires > ? AND s.status NOT IN ({final}) ORDER BY k.schedid",
+                now,
+            )
+        ]
 
     def trafficOf(self, schedid: int) -> dict[str, int]:
         return dict(self._all("SELECT meter, value FROM traffic_reports WHERE schedid = ?", schedid))
