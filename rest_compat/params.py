@@ -315,11 +315,14 @@ def parseOptions(value: Any) -> dict[str, Any]:
 
 def nodeList(value: Any) -> Optional[list[str]]:
     """
-    The C{nodes} option: a comma-separated string or a list of ids; C{None}
+    The C{nodes} option: a comma-separated string, a list of ids, or a JSON
+    list in a string (what the official MONROE Python client sends); C{None}
     when absent or empty (no preselection).
     """
     if value is None:
         return None
+    if isinstance(value, str) and value.strip().startswith("["):
+        value = parseJSON(value, "nodes")
     if isinstance(value, (int, str)) and not isinstance(value, bool):
         items: Sequence[Any] = str(value).split(",")
     elif isinstance(value, list):
