@@ -24,7 +24,7 @@ from am.model import (
     User,
 )
 from am.policy import Policy
-from am.values import identifier, integer
+from am.values import integer, lookup
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{40}$")
 _NODE_NAME = re.compile(r"^Node (\S+)$")
@@ -104,11 +104,7 @@ def getUser(txn: IStoreTransaction, userid: Any) -> User:
     """
     Look a user up by id.
     """
-    key = identifier(userid)
-    user = txn.getUser(key) if key is not None else None
-    if user is None:
-        raise NotFound("Could not find user with this id.")
-    return user
+    return lookup(txn.getUser, userid, "Could not find user with this id.")
 
 
 def updateUser(

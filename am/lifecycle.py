@@ -16,7 +16,7 @@ from am.interfaces import IStoreTransaction
 from am.model import NODE_ACTIVE, NODE_MAINTENANCE, Experiment, Schedule, User
 from am.policy import Policy
 from am.states import Actor
-from am.values import identifier, integer
+from am.values import identifier, integer, lookup
 
 
 def actorFor(user: User, experiment: Experiment) -> Actor:
@@ -130,11 +130,7 @@ def getSchedule(txn: IStoreTransaction, schedid: Any) -> Schedule:
     """
     Look a schedule up by its id (an int, or its string form).
     """
-    key = identifier(schedid)
-    schedule = txn.getSchedule(key) if key is not None else None
-    if schedule is None:
-        raise NotFound("Could not find schedule entry with this id.")
-    return schedule
+    return lookup(txn.getSchedule, schedid, "Could not find schedule entry with this id.")
 
 
 @attrs.define
@@ -264,11 +260,7 @@ def getExperiment(txn: IStoreTransaction, expid: Any) -> Experiment:
     """
     Look an experiment up by id.
     """
-    key = identifier(expid)
-    experiment = txn.getExperiment(key) if key is not None else None
-    if experiment is None:
-        raise NotFound("Could not find experiment with this id.")
-    return experiment
+    return lookup(txn.getExperiment, expid, "Could not find experiment with this id.")
 
 
 def provision(

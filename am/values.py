@@ -6,9 +6,11 @@ Checking the loosely typed values that arrive from form fields, JSON and XML-RPC
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
-from am.errors import BadRequest
+from am.errors import BadRequest, NotFound
+
+T = TypeVar("T")
 
 _INTEGER = re.compile(r"-?\d{1,18}")
 # SQLite stores signed 64-bit integers; stay well inside.
@@ -46,3 +48,14 @@ def identifier(value: Any) -> Optional[int]:
         return None
     number = int(text)
     return number if 0 < number < LIMIT else None
+
+
+def lookup(fetch: Callable[[int], Optional[T]], value: Any, message: str) -> T:
+    """
+    The row C{fetch} finds for the id in C{value}, or L{NotFound} with C{message}.
+    """
+    key = identifier(value)
+    row = fetch(key) if key is not None else None
+    if row is None:
+        raise NotFound(message)
+    return row
