@@ -163,3 +163,20 @@ def test_statusMapTotal() -> None:
     assert STATUS_MAP["failed"][1] == "geni_failed"
     for status in ("stopped", "finished", "canceled", "aborted"):
         assert STATUS_MAP[status][1] == "geni_notready"
+
+
+def test_largeValuesMarshalledAsStdlib() -> None:
+    """
+    The cached escaping of large values gives exactly what xmlrpc.client would,
+    for the same string object again and for a new one.
+    """
+    from am.geni.xmlrpc import AggregateManagerResource
+
+    resource = AggregateManagerResource(am=None)  # type: ignore[arg-type]
+    text = "<rspec a=\"1\">&amp; <x/></rspec>\n" * 5000
+    answer = {"code": {"geni_code": 0}, "value": text, "output": ""}
+    expected = xmlrpc.client.dumps((answer,), methodresponse=True)
+    assert resource._marshal(answer) == expected
+    assert resource._marshal(answer) == expected
+    other = dict(answer, value=text + "MARVIN")
+    assert resource._marshal(other) == xmlrpc.client.dumps((other,), methodresponse=True)

@@ -49,6 +49,7 @@ class AggregateManagerResource(resource.Resource):
         super().__init__()
         self.am = am
         self.maxBody = maxBody
+        self._escaped: dict[int, tuple[str, str]] = {}
 
     def render_GET(self, request: server.Request) -> bytes:
         request.setResponseCode(405)
@@ -90,7 +91,7 @@ class AggregateManagerResource(resource.Resource):
         if request._disconnected:
             return
         try:
-            payload = xmlrpc.client.dumps((answer,), methodresponse=True, allow_none=False)
+            payload = self._marshal(answer)
         except Exception:
             log.failure("Cannot marshal the answer to {method}", method=method)
             payload = xmlrpc.client.dumps(
@@ -102,6 +103,29 @@ class AggregateManagerResource(resource.Resource):
         request.setHeader(b"content-length", str(len(data)).encode())
         request.write(data)
         request.finish()
+
+
+    def _marshal(self, answer: dict[str, Any]) -> str:
+        """
+        The XML-RPC response. A large text value (a cached advertisement, the
+        same string object call after call) is escaped once and reused: escaping
+        half a megabyte is most of the cost of a ListResources answer.
+        """
+        value = answer.get("value")
+        if not isinstance(value, str) or len(value) < _LARGE:
+            return xmlrpc.client.dumps((answer,), methodresponse=True, allow_none=False)
+        cached = self._escaped.get(id(value))
+        if cached is None or cached[0] is not value:
+            cached = (value, xmlrpc.client.escape(value))
+            if len(self._escaped) >= 8:
+                self._escaped.clear()
+            self._escaped[id(value)] = cached
+        shell = xmlrpc.client.dumps((dict(answer, value=_PLACEHOLDER),), methodresponse=True, allow_none=False)
+        return shell.replace(_PLACEHOLDER, cached[1], 1)
+
+
+_LARGE = 64 * 1024
+_PLACEHOLDER = "MARVIN-LARGE-VALUE-9f3c2e71"
 
 
 def _plain(value: Any) -> Any:
