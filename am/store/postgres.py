@@ -1,0 +1,622 @@
+# -*- test-case-name: tests.test_store_postgres -*-
+"""
+The PostgreSQL store, for operators who run several controllers on one database.
+
+Atomicity across controllers: every transaction run by L{PostgresDatabase.run}
+(and so every L{IStore.transact}) starts with C{SELECT pg_advisory_xact_lock(K)},
+one transaction-level advisory lock per database, released by COMMIT or ROLLBACK.
+Writers are therefore serialised exactly as SQLite's C{BEGIN IMMEDIATE}
+serialises them, whichever controller they run in, and an allocation's check and
+insert cannot interleave with another's. This was chosen over SERIALIZABLE with
+retries because a retry re-runs the core's function, which may have changed the
+model objects it was given, and because a conflict-heavy load (many requests for
+the same few nodes, the usual case here) would mostly retry; a single lock costs
+one round trip and never deadlocks, since no transaction waits for a second lock.
+
+The lock only works under READ COMMITTED, where each statement sees what was
+committed before it: so the isolation level is set on the connection rather than
+left to the server's C{default_transaction_isolation} (under REPEATABLE READ the
+snapshot would be taken before the lock is granted and miss the previous holder's
+rows). Reads that go through L{PostgresStore.read} instead run in a READ ONLY
+REPEATABLE READ snapshot without the lock.
+
+Threading: each transaction runs on a small dedicated L{ThreadPool} through
+C{deferToThreadPool}, with one psycopg connection per concurrent worker, taken
+from an idle list; the reactor thread never touches a connection.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Callable, Iterable, Optional
+
+import psycopg
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from am.errors import BadRequest
+from am.interfaces import IStore, IStoreTransaction
+from am.model import Experiment, Interval, JournalEntry, Node, Quota, Schedule, User
+from am.states import FINAL_STATES
+from am.store.pgschema import LOCK_KEY, currentVersion, migrate
+
+_SCHEDULE_COLUMNS = (
+    "id, expid, nodeid, start, stop, status, reason, shared, deployment_options, "
+    "charged_time, charged_data, charged_storage, expires, updated"
+)
+_EXPERIMENT_COLUMNS = (
+    "id, name, ownerid, script, nodetypes, start, stop, recurring_until, options, "
+    "status, slice_urn, created"
+)
+_USER_COLUMNS = "id, name, role, fingerprint, urn, project, invalid, nodeid"
+_NODE_COLUMNS = "id, hostname, status, heartbeat, interfaces, admin_tags, inventory_tags"
+_LOCK = f"SELECT pg_advisory_xact_lock({LOCK_KEY})"
+_FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
+# As many node ids as SQLite's store looks up through its per-node index; past
+# that its rows come in start order, and so do ours.
+_PER_NODE = 64
+
+
+def isPostgresURL(value: str) -> bool:
+    """
+    Whether a C{database:} setting names a PostgreSQL database rather than a file.
+    """
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def _schedule(row: tuple) -> Schedule:
+    return Schedule(
+        id=row[0], expid=row[1], nodeid=row[2], start=row[3], stop=row[4], status=row[5],
+        reason=row[6], shared=row[7], deploymentOptions=row[8], chargedTime=row[9],
+        chargedData=row[10], chargedStorage=row[11], expires=row[12], updated=row[13],
+    )
+
+
+def _experiment(row: tuple) -> Experiment:
+    return Experiment(
+        id=row[0], name=row[1], ownerid=row[2], script=row[3], nodetypes=row[4], start=row[5],
+        stop=row[6], recurringUntil=row[7], options=row[8], status=row[9], sliceURN=row[10],
+        created=row[11],
+    )
+
+
+def _user(row: tuple) -> User:
+    return User(
+        id=row[0], name=row[1], role=row[2], fingerprint=row[3], urn=row[4], project=row[5],
+        invalid=row[6], nodeid=row[7],
+    )
+
+
+def _node(row: tuple) -> Node:
+    return Node(
+        id=row[0], hostname=row[1], status=row[2], heartbeat=row[3], interfaces=row[4],
+        adminTags=row[5], inventoryTags=row[6],
+    )
+
+
+def _key(value: Any) -> Optional[int]:
+    """
+    A record id as an integer, or C{None} when it cannot be one (SQLite simply
+    finds no row for such a key; PostgreSQL would refuse the query).
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if -(2**63) <= number < 2**63 else None
+
+
+@implementer(IStoreTransaction)
+class PostgresTransaction:
+    """
+    L{IStoreTransaction} over one open PostgreSQL transaction.
+    """
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self._db = connection
+
+    @property
+    def schemaVersion(self) -> int:
+        return currentVersion(self._db)
+
+    def _one(self, sql: str, *args: Any) -> Optional[tuple]:
+        return self._db.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, *args: Any) -> list[tuple]:
+        return self._db.execute(sql, args).fetchall()
+
+    # nodes
+
+    def putNode(self, node: Node) -> None:
+        self._db.execute(
+            f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, status = EXCLUDED.status, "
+            "heartbeat = EXCLUDED.heartbeat, interfaces = EXCLUDED.interfaces, "
+            "admin_tags = EXCLUDED.admin_tags, inventory_tags = EXCLUDED.inventory_tags",
+            (
+                str(node.id), node.hostname, node.status, node.heartbeat, json.dumps(node.interfaces),
+                json.dumps(node.adminTags), json.dumps(node.inventoryTags),
+            ),
+        )
+
+    def getNode(self, nodeid: str) -> Optional[Node]:
+        row = self._one(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE id = %s", str(nodeid))
+        return _node(row) if row else None
+
+    def listNodes(self) -> list[Node]:
+        return [_node(r) for r in self._all(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY id")]
+
+    def setHeartbeat(
+        self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
+    ) -> None:
+        sets, args = ["heartbeat = %s"], [when]
+        if status is not None:
+            sets.append("status = %s")
+            args.append(status)
+        if interfaces is not None:
+            sets.append("interfaces = %s")
+            args.append(json.dumps(interfaces))
+        self._db.execute(f"UPDATE nodes SET {', '.join(sets)} WHERE id = %s", (*args, str(nodeid)))
+
+    def nodeHasSchedules(self, nodeid: str) -> bool:
+        return self._one("SELECT 1 FROM schedules WHERE nodeid = %s LIMIT 1", str(nodeid)) is not None
+
+    def deleteNode(self, nodeid: str) -> None:
+        self._db.execute("DELETE FROM nodes WHERE id = %s", (str(nodeid),))
+
+    # users and quotas
+
+    def _userRow(self, user: User) -> tuple:
+        return (
+            user.name, user.role, user.fingerprint, user.urn, user.project, bool(user.invalid),
+            None if user.nodeid is None else str(user.nodeid),
+        )
+
+    def addUser(self, user: User) -> int:
+        user.id = self._one(
+            "INSERT INTO users (name, role, fingerprint, urn, project, invalid, nodeid) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            *self._userRow(user),
+        )[0]
+        return user.id
+
+    def updateUser(self, user: User) -> None:
+        self._db.execute(
+            "UPDATE users SET name = %s, role = %s, fingerprint = %s, urn = %s, project = %s, "
+            "invalid = %s, nodeid = %s WHERE id = %s",
+            (*self._userRow(user), _key(user.id)),
+        )
+
+    def getUser(self, userid: int) -> Optional[User]:
+        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s", _key(userid))
+        return _user(row) if row else None
+
+    def findUser(
+        self,
+        fingerprint: Optional[str] = None,
+        urn: Optional[str] = None,
+        name: Optional[str] = None,
+        project: Optional[str] = None,
+    ) -> Optional[User]:
+        if fingerprint:
+            row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE fingerprint = %s", fingerprint)
+        elif urn:
+            row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE urn = %s", urn)
+        elif name is not None:
+            row = self._one(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE name = %s AND project = %s "
+                "AND NOT invalid ORDER BY id LIMIT 1",
+                name,
+                project or "",
+            )
+        else:
+            return None
+        return _user(row) if row else None
+
+    def listUsers(self) -> list[User]:
+        return [_user(r) for r in self._all(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")]
+
+    def getQuotas(self, userid: int) -> dict[str, Quota]:
+        return {
+            row[0]: Quota(kind=row[0], current=row[1], resetValue=row[2], resetDate=row[3], lastReset=row[4])
+            for row in self._all(
+                "SELECT kind, current, reset_value, reset_date, last_reset FROM quotas "
+                "WHERE userid = %s ORDER BY kind",
+                _key(userid),
+            )
+        }
+
+    def putQuota(self, userid: int, quota: Quota) -> None:
+        self._db.execute(
+            "INSERT INTO quotas (userid, kind, current, reset_value, reset_date, last_reset) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (userid, kind) DO UPDATE SET "
+            "current = EXCLUDED.current, reset_value = EXCLUDED.reset_value, "
+            "reset_date = EXCLUDED.reset_date, last_reset = EXCLUDED.last_reset",
+            (userid, quota.kind, quota.current, quota.resetValue, quota.resetDate, quota.lastReset),
+        )
+
+    def addJournal(self, entry: JournalEntry) -> None:
+        self._db.execute(
+            "INSERT INTO quota_journal (timestamp, userid, kind, delta, new_value, reason) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (entry.timestamp, entry.userid, entry.kind, entry.delta, entry.newValue, entry.reason),
+        )
+
+    def listJournal(self, userid: int) -> list[JournalEntry]:
+        return [
+            JournalEntry(*row)
+            for row in self._all(
+                "SELECT timestamp, userid, kind, delta, new_value, reason FROM quota_journal "
+                "WHERE userid = %s ORDER BY id",
+                _key(userid),
+            )
+        ]
+
+    # experiments
+
+    def _experimentRow(self, experiment: Experiment) -> tuple:
+        return (
+            experiment.name, experiment.script, experiment.nodetypes, experiment.start,
+            experiment.stop, experiment.recurringUntil, json.dumps(experiment.options),
+            experiment.status, experiment.sliceURN,
+        )
+
+    def addExperiment(self, experiment: Experiment) -> int:
+        experiment.id = self._one(
+            "INSERT INTO experiments (name, script, nodetypes, start, stop, recurring_until, "
+            "options, status, slice_urn, ownerid, created) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            *self._experimentRow(experiment),
+            experiment.ownerid,
+            experiment.created,
+        )[0]
+        return experiment.id
+
+    def updateExperiment(self, experiment: Experiment) -> None:
+        self._db.execute(
+            "UPDATE experiments SET name = %s, script = %s, nodetypes = %s, start = %s, stop = %s, "
+            "recurring_until = %s, options = %s, status = %s, slice_urn = %s WHERE id = %s",
+            (*self._experimentRow(experiment), _key(experiment.id)),
+        )
+
+    def getExperiment(self, expid: int) -> Optional[Experiment]:
+        row = self._one(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE id = %s", _key(expid))
+        return _experiment(row) if row else None
+
+    def findExperiments(
+        self,
+        ownerid: Optional[int] = None,
+        status: Optional[str] = None,
+        sliceURN: Optional[str] = None,
+    ) -> list[Experiment]:
+        if ownerid is not None:
+            ownerid = _key(ownerid)
+            if ownerid is None:
+                return []
+        where, args = [], []
+        for column, value in (("ownerid", ownerid), ("status", status), ("slice_urn", sliceURN)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                args.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return [
+            _experiment(r)
+            for r in self._all(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments {clause} ORDER BY id", *args)
+        ]
+
+    # schedules
+
+    def _noteLongest(self, schedules: Iterable[Schedule]) -> None:
+        longest = max((s.stop - s.start for s in schedules), default=0)
+        self._db.execute(
+            "UPDATE meta SET value = %s WHERE key = 'longest_window' AND value < %s", (longest, longest)
+        )
+
+    def _longest(self) -> int:
+        return self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
+
+    def _scheduleRow(self, s: Schedule) -> tuple:
+        return (
+            s.expid, str(s.nodeid), s.start, s.stop, s.status, s.reason, bool(s.shared),
+            bool(s.blocking), json.dumps(s.deploymentOptions), s.chargedTime, s.chargedData,
+            s.chargedStorage, s.expires, s.updated,
+        )
+
+    def addSchedules(self, schedules: list[Schedule]) -> list[int]:
+        schedules = list(schedules)
+        columns = (
+            "expid, nodeid, start, stop, status, reason, shared, blocking, deployment_options, "
+            "charged_time, charged_data, charged_storage, expires, updated"
+        )
+        marks = ", ".join(["%s"] * 14)
+        if len(schedules) == 1:
+            [schedule] = schedules
+            schedule.id = self._one(
+                f"INSERT INTO schedules ({columns}) VALUES ({marks}) RETURNING id",
+                *self._scheduleRow(schedule),
+            )[0]
+        elif schedules:
+            # Take the ids first (the lock makes them consecutive in practice,
+            # increasing in any case), then insert in one pipelined batch.
+            ids = sorted(
+                r[0]
+                for r in self._all(
+                    "SELECT nextval(pg_get_serial_sequence('schedules', 'id')) "
+                    "FROM generate_series(1, %s)",
+                    len(schedules),
+                )
+            )
+            for schedule, newid in zip(schedules, ids):
+                schedule.id = newid
+            with self._db.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO schedules (id, {columns}) VALUES (%s, {marks})",
+                    [(s.id, *self._scheduleRow(s)) for s in schedules],
+                )
+        self._noteLongest(schedules)
+        return [s.id for s in schedules]
+
+    def updateSchedule(self, schedule: Schedule) -> None:
+        self._db.execute(
+            "UPDATE schedules SET expid = %s, nodeid = %s, start = %s, stop = %s, status = %s, "
+            "reason = %s, shared = %s, blocking = %s, deployment_options = %s, charged_time = %s, "
+            "charged_data = %s, charged_storage = %s, expires = %s, updated = %s WHERE id = %s",
+            (*self._scheduleRow(schedule), _key(schedule.id)),
+        )
+        self._noteLongest([schedule])
+
+    def getSchedule(self, schedid: int) -> Optional[Schedule]:
+        row = self._one(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE id = %s", _key(schedid))
+        return _schedule(row) if row else None
+
+    def schedulesOfExperiment(self, expid: int) -> list[Schedule]:
+        return [
+            _schedule(r)
+            for r in self._all(
+                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE expid = %s ORDER BY start, id",
+                _key(expid),
+            )
+        ]
+
+    def schedulesOfNode(
+        self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
+    ) -> list[Schedule]:
+        sql = (
+            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= %s "
+            "AND start < %s AND stop > %s ORDER BY start, id"
+        )
+        args: list[Any] = [str(nodeid), start - self._longest(), stop, start]
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+        return [_schedule(r) for r in self._all(sql, *args)]
+
+    def schedulesOverlapping(
+        self, start: int, stop: int, ownerid: Optional[int] = None
+    ) -> list[Schedule]:
+        columns = ", ".join("s." + c.strip() for c in _SCHEDULE_COLUMNS.split(","))
+        sql = f"SELECT {columns} FROM schedules s"
+        where = "s.start >= %s AND s.start < %s AND s.stop > %s"
+        args: list[Any] = [start - self._longest(), stop, start]
+        if ownerid is not None:
+            sql += " JOIN experiments e ON e.id = s.expid"
+            where += " AND e.ownerid = %s"
+            args.append(_key(ownerid))
+        return [_schedule(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
+
+    def blockingIntervals(
+        self, start: int, stop: int, nodeids: Optional[Iterable[str]] = None
+    ) -> list[Interval]:
+        low = start - self._longest()
+        if nodeids is not None:
+            ids = [str(n) for n in nodeids]
+            if not ids:
+                return []
+            # Per node (index schedules_node), in node then start order, as SQLite
+            # returns them for a short list; in start order for a long one.
+            order = "nodeid, start, id" if len(set(ids)) <= _PER_NODE else "start, id"
+            rows = self._all(
+                "SELECT nodeid, start, stop FROM schedules WHERE nodeid = ANY(%s::text[]) "
+                f"AND start >= %s AND start < %s AND stop > %s AND blocking ORDER BY {order}",
+                ids,
+                low,
+                stop,
+                start,
+            )
+        else:
+            rows = self._all(
+                "SELECT nodeid, start, stop FROM schedules "
+                "WHERE blocking AND start >= %s AND start < %s AND stop > %s ORDER BY start, id",
+                low,
+                stop,
+                start,
+            )
+        return [Interval(*r) for r in rows]
+
+    def expiredAllocations(self, now: int) -> list[Schedule]:
+        return [
+            _schedule(r)
+            for r in self._all(
+                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' "
+                "AND expires < %s ORDER BY expires, id",
+                now,
+            )
+        ]
+
+    def countSchedules(self) -> int:
+        return self._one("SELECT count(*) FROM schedules")[0]
+
+    def putTraffic(self, schedid: int, meter: str, value: int) -> None:
+        self._db.execute(
+            "INSERT INTO traffic_reports (schedid, meter, value) VALUES (%s, %s, %s) "
+            "ON CONFLICT (schedid, meter) DO UPDATE SET value = EXCLUDED.value",
+            (schedid, meter, value),
+        )
+
+    def trafficOf(self, schedid: int) -> dict[str, int]:
+        return dict(
+            self._all(
+                "SELECT meter, value FROM traffic_reports WHERE schedid = %s ORDER BY meter",
+                _key(schedid),
+            )
+        )
+
+    def addPublicKey(self, schedid: int, public: str, expires: int) -> None:
+        self._db.execute(
+            "INSERT INTO public_keys (schedid, public, expires) VALUES (%s, %s, %s)",
+            (schedid, public, expires),
+        )
+
+    def publicKeys(self, now: int) -> list[str]:
+        return [
+            row[0]
+            for row in self._all(
+                "SELECT k.public FROM public_keys k JOIN schedules s ON s.id = k.schedid "
+                f"WHERE k.expires > %s AND s.status NOT IN ({_FINAL}) ORDER BY k.schedid",
+                now,
+            )
+        ]
+
+
+class PostgresDatabase:
+    """
+    One connection to one PostgreSQL database, running transactions synchronously.
+
+    L{PostgresStore} runs several of these on its threads; tests and tools may
+    run one directly. A broken connection is replaced at the next transaction.
+
+    @ivar schemaVersion: the schema version found or made at open.
+    """
+
+    def __init__(self, url: str, migrate: bool = True, lockTimeout: int = 30) -> None:
+        self.url = url
+        self._lockTimeout = lockTimeout
+        self._connection = self._connect()
+        self.schemaVersion = self._migrate() if migrate else None
+
+    def _migrate(self) -> int:
+        return migrate(self._connection)
+
+    def _connect(self) -> psycopg.Connection:
+        connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        # Explicit, whatever the server's default: the lock relies on it.
+        connection.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+        # A controller stuck inside a transaction must not hold the lock forever;
+        # one waiting too long fails its request rather than piling up.
+        connection.execute(f"SET lock_timeout = '{int(self._lockTimeout)}s'")
+        connection.execute(f"SET idle_in_transaction_session_timeout = '{int(self._lockTimeout) * 2}s'")
+        return connection
+
+    def _ready(self) -> psycopg.Connection:
+        if self._connection.closed or self._connection.broken:
+            self._connection.close()
+            self._connection = self._connect()
+        return self._connection
+
+    def _transaction(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        connection = self._ready()
+        try:
+            if readOnly:
+                with connection.transaction():
+                    connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    return function(PostgresTransaction(connection), *args, **kwargs)
+            with connection.transaction():
+                connection.execute(_LOCK)
+                return function(PostgresTransaction(connection), *args, **kwargs)
+        except psycopg.DataError as e:
+            # Values PostgreSQL cannot hold (a NUL character in a text, a number
+            # out of range) are the caller's error, not the server's.
+            raise BadRequest(f"Value cannot be stored: {str(e).splitlines()[0]}") from None
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """
+        Run C{function(transaction, ...)} in one transaction under the write lock.
+        """
+        return self._transaction(False, function, args, kwargs)
+
+    def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """
+        Run C{function(transaction, ...)} in a read-only snapshot, without the
+        lock: for queries, which then never wait for writers.
+        """
+        return self._transaction(True, function, args, kwargs)
+
+    def close(self) -> None:
+        """
+        Close the connection.
+        """
+        self._connection.close()
+
+
+@implementer(IStore)
+class PostgresStore:
+    """
+    L{IStore} over a PostgreSQL database, with a small dedicated thread pool
+    and one connection per busy thread so the reactor never blocks.
+
+    The first connection is made, and the schema migrated, in the constructor:
+    a database that cannot be opened fails the start-up, as with SQLite.
+    """
+
+    def __init__(self, url: str, reactor: Any, threads: int = 4) -> None:
+        self.url = url
+        self._reactor = reactor
+        first = PostgresDatabase(url)
+        self.schemaVersion = first.schemaVersion
+        self._idle: list[PostgresDatabase] = [first]
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="marvin-postgres")
+        self._pool.start()
+
+    def _call(self, method: str, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        with self._lock:
+            database = self._idle.pop() if self._idle else None
+        if database is None:
+            database = PostgresDatabase(self.url, migrate=False)
+        try:
+            return getattr(database, method)(function, *args, **kwargs)
+        finally:
+            with self._lock:
+                self._idle.append(database)
+
+    def _defer(self, method: str, function: Callable[..., Any], args: Any, kwargs: Any) -> Deferred:
+        if self._closed:
+            return fail(RuntimeError("the store is closed"))
+        return deferToThreadPool(self._reactor, self._pool, self._call, method, function, args, kwargs)
+
+    def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        return self._defer("run", function, args, kwargs)
+
+    def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        """
+        Like L{transact} for read-only functions, in a snapshot without the lock
+        (not part of L{IStore}: a writing function fails here).
+        """
+        return self._defer("read", function, args, kwargs)
+
+    def close(self) -> Deferred:
+        """
+        Let running transactions finish, then close every connection; the
+        waiting happens in a thread of its own, not in the reactor.
+        """
+        self._closed = True
+        done = Deferred()
+
+        def shutdown() -> None:
+            try:
+                self._pool.stop()
+                with self._lock:
+                    idle, self._idle = self._idle, []
+                for database in idle:
+                    database.close()
+            finally:
+                self._reactor.callFromThread(done.callback, None)
+
+        threading.Thread(target=shutdown, name="marvin-postgres-close").start()
+        return done

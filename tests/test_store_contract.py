@@ -1,0 +1,550 @@
+"""
+One contract for every store: each test runs against the SQLite database (a
+temporary file) and the PostgreSQL database (a schema of its own in a database
+made for this module), through C{db.run(...)} and L{IStoreTransaction} only.
+
+PostgreSQL comes from C{MARVIN_TEST_POSTGRES} (a URL of a database the tests may
+connect to as a user allowed to create databases), by default the local socket.
+The tests fail, never skip, when it is not there.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import urllib.parse
+from typing import Any, Callable, Iterator
+
+import psycopg
+import pytest
+from zope.interface.verify import verifyObject
+
+from am import accounts, allocation
+from am.allocation import AllocationRequest
+from am.errors import Conflict
+from am.interfaces import IStoreTransaction
+from am.model import Experiment, JournalEntry, Node, Quota, Schedule, User
+from am.policy import Policy
+from am.store.postgres import PostgresDatabase
+from am.store.sqlite import SQLiteDatabase
+from am.testing import demoNodes
+from tests.core_helpers import NOW, assertNoOverlap
+
+SERVER = os.environ.get("MARVIN_TEST_POSTGRES", "postgresql:///postgres?host=/var/run/postgresql")
+POLICY = Policy(maintenance=())
+
+
+def withQuery(url: str, **params: str) -> str:
+    """
+    C{url} with query parameters added (or replaced).
+    """
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    query.update(params)
+    return _unsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def _unsplit(parts: urllib.parse.SplitResult) -> str:
+    # urlunsplit drops the empty host of postgresql:///db?host=/socket/dir
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}{parts.path}{query}"
+
+
+class TemporaryDatabase:
+    """
+    A database of its own on the test server, made now and dropped by L{drop}.
+
+    @ivar url: its URL.
+    """
+
+    def __init__(self, server: str = SERVER) -> None:
+        try:
+            self._admin = psycopg.connect(server, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as e:
+            pytest.fail(
+                f"These tests need a PostgreSQL server; none answers at {server} "
+                f"(set MARVIN_TEST_POSTGRES to a URL where databases may be created): {e}",
+                pytrace=False,
+            )
+        self.name = f"marvin_test_{secrets.token_hex(6)}"
+        self._admin.execute(f'CREATE DATABASE "{self.name}"')
+        parts = urllib.parse.urlsplit(server)
+        self.url = _unsplit(parts._replace(path="/" + self.name))
+
+    def schema(self, name: str) -> str:
+        """
+        The URL of a new schema of this database: tables made there do not see
+        those of other schemas.
+        """
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            connection.execute(f'CREATE SCHEMA "{name}"')
+        return withQuery(self.url, options=f"-csearch_path={name}")
+
+    def execute(self, sql: str) -> None:
+        """
+        Run one statement in this database as the administrator.
+        """
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            connection.execute(sql)
+
+    def drop(self) -> None:
+        self._admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self._admin.close()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[TemporaryDatabase]:
+    database = TemporaryDatabase()
+    yield database
+    database.drop()
+
+
+class Backend:
+    """
+    One store under test: C{db} is open; L{reopen} closes it and opens the same data.
+    """
+
+    def __init__(self, name: str, opener: Callable[[], Any]) -> None:
+        self.name = name
+        self._opener = opener
+        self.opened: list[Any] = []
+        self.db = self.open()
+
+    def open(self) -> Any:
+        db = self._opener()
+        self.opened.append(db)
+        return db
+
+    def reopen(self) -> Any:
+        self.db.close()
+        self.db = self.open()
+        return self.db
+
+    def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        return self.db.run(function, *args)
+
+    def close(self) -> None:
+        for db in self.opened:
+            db.close()
+
+
+def _backend(kind: str, request: Any, tmp_path: Any) -> Iterator[Backend]:
+    if kind == "sqlite":
+        path = str(tmp_path / "contract.db")
+        backend = Backend("sqlite", lambda: SQLiteDatabase(path))
+    else:
+        url = request.getfixturevalue("postgres").schema(f"s_{secrets.token_hex(4)}")
+        backend = Backend("postgres", lambda: PostgresDatabase(url))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: Any, tmp_path: Any) -> Iterator[Backend]:
+    yield from _backend(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def both(request: Any, tmp_path: Any) -> Iterator[tuple[Backend, Backend]]:
+    """
+    One store of each kind, for tests that compare their answers.
+    """
+    sqlite = _backend("sqlite", request, tmp_path)
+    postgres = _backend("postgres", request, tmp_path)
+    yield next(sqlite), next(postgres)
+    for rest in (sqlite, postgres):
+        next(rest, None)
+
+
+def _owner(txn: Any, name: str = "o", fingerprint: str = "0" * 40) -> int:
+    return txn.addUser(User(name=name, role="user", fingerprint=fingerprint))
+
+
+def _experiment(txn: Any, owner: int, **fields: Any) -> int:
+    return txn.addExperiment(Experiment(name=fields.pop("name", "e"), ownerid=owner, script="img", **fields))
+
+
+# -- nodes -------------------------------------------------------------------------
+
+
+def test_transactionProvidesInterface(store: Backend) -> None:
+    verifyObject(IStoreTransaction, store.run(lambda txn: txn))
+    assert isinstance(store.run(lambda txn: txn.schemaVersion), int)
+
+
+def test_nodesRoundTrip(store: Backend) -> None:
+    """
+    Nodes keep both tag sets, interfaces and fields; they are listed in byte
+    order of their ids and rewritten whole by putNode.
+    """
+    interfaces = [{"iccid": "8946", "operator": "Telia", "quality": {"rssi": -70, "ok": True}}]
+    node = Node(id="b", hostname="host-b", status="maintenance", heartbeat=NOW,
+                adminTags={"zone": "lab", "project": "x"}, inventoryTags={"type": "testing", "model": "apu2d"},
+                interfaces=interfaces)
+    store.run(lambda txn: [txn.putNode(n) for n in (node, Node(id="a"), Node(id="10"), Node(id="2"), Node(id="B"))])
+    assert store.run(lambda txn: txn.getNode("b")) == node
+    assert store.run(lambda txn: txn.getNode("b")).tags == {"type": "testing", "model": "apu2d", "zone": "lab",
+                                                           "project": "x"}
+    assert [n.id for n in store.run(lambda txn: txn.listNodes())] == ["10", "2", "B", "a", "b"]
+    assert store.run(lambda txn: txn.getNode("nope")) is None
+
+    changed = Node(id="b", hostname="h2", inventoryTags={"type": "deployed"})
+    store.run(lambda txn: txn.putNode(changed))
+    assert store.run(lambda txn: txn.getNode("b")) == changed
+    assert store.run(lambda txn: [n for n in txn.listNodes() if n.id == "b"]) == [changed]
+
+
+def test_heartbeat(store: Backend) -> None:
+    """
+    A heartbeat always sets its time; status and interfaces only when given.
+    """
+    store.run(lambda txn: txn.putNode(Node(id="1", interfaces=[{"a": 1}])))
+    store.run(lambda txn: txn.setHeartbeat("1", NOW, None, None))
+    node = store.run(lambda txn: txn.getNode("1"))
+    assert (node.heartbeat, node.status, node.interfaces) == (NOW, "active", [{"a": 1}])
+    store.run(lambda txn: txn.setHeartbeat(1, NOW + 5, "maintenance", [{"b": 2}]))
+    node = store.run(lambda txn: txn.getNode("1"))
+    assert (node.heartbeat, node.status, node.interfaces) == (NOW + 5, "maintenance", [{"b": 2}])
+
+
+def test_deleteNode(store: Backend) -> None:
+    def fill(txn):
+        for node in demoNodes(2):
+            txn.putNode(node)
+        txn.addSchedules([Schedule(expid=_experiment(txn, _owner(txn)), nodeid="1", start=0, stop=10)])
+
+    store.run(fill)
+    assert store.run(lambda txn: (txn.nodeHasSchedules("1"), txn.nodeHasSchedules("2"))) == (True, False)
+    store.run(lambda txn: txn.deleteNode("2"))
+    assert [n.id for n in store.run(lambda txn: txn.listNodes())] == ["1"]
+    assert store.run(lambda txn: txn.getNode("2")) is None
+
+
+# -- users, quotas, journal -----------------------------------------------------------
+
+
+def test_users(store: Backend) -> None:
+    """
+    Ids are given on insert; users are found by fingerprint, URN or by name and
+    project among valid users; fingerprint and URN are unique.
+    """
+    urn = "urn:publicid:IDN+example.org+user+alice"
+    alice = User(name="alice", role="user", fingerprint="a" * 40, project="p1")
+    bob = User(name="bob", role="user", urn=urn)
+    node = User(name="Node 7", role="node", fingerprint="c" * 40, nodeid="7")
+    ids = store.run(lambda txn: [txn.addUser(u) for u in (alice, bob, node)])
+    assert ids == [alice.id, bob.id, node.id] and ids == sorted(ids) and len(set(ids)) == 3
+    assert store.run(lambda txn: txn.getUser(bob.id)) == bob
+    assert store.run(lambda txn: txn.getUser(10**6)) is None
+    assert store.run(lambda txn: txn.findUser(fingerprint="a" * 40)) == alice
+    assert store.run(lambda txn: txn.findUser(urn=urn)) == bob
+    assert store.run(lambda txn: txn.findUser(name="alice", project="p1")) == alice
+    assert store.run(lambda txn: txn.findUser(name="alice")) is None
+    assert store.run(lambda txn: txn.findUser(name="bob")) == bob
+    assert store.run(lambda txn: txn.findUser()) is None
+    assert store.run(lambda txn: txn.listUsers()) == [alice, bob, node]
+
+    alice.invalid, alice.urn = True, urn + "2"
+    store.run(lambda txn: txn.updateUser(alice))
+    assert store.run(lambda txn: txn.getUser(alice.id)) == alice
+    assert store.run(lambda txn: txn.findUser(name="alice", project="p1")) is None
+
+    for duplicate in (User(name="x", role="user", fingerprint="a" * 40), User(name="y", role="user", urn=urn)):
+        with pytest.raises(Exception):
+            store.run(lambda txn: txn.addUser(duplicate))
+    assert [u.name for u in store.run(lambda txn: txn.listUsers())] == ["alice", "bob", "Node 7"]
+
+
+def test_quotasAndJournal(store: Backend) -> None:
+    owner = store.run(_owner)
+    store.run(lambda txn: [txn.putQuota(owner, Quota(k, 10, 20, NOW)) for k in ("time", "data", "storage")])
+    store.run(lambda txn: txn.putQuota(owner, Quota("time", 5, 30, NOW + 1, NOW)))
+    quotas = store.run(lambda txn: txn.getQuotas(owner))
+    assert list(quotas) == ["data", "storage", "time"]
+    assert quotas["time"] == Quota("time", 5, 30, NOW + 1, NOW)
+    assert store.run(lambda txn: txn.getQuotas(owner + 1)) == {}
+    entries = [JournalEntry(NOW + i, owner, "time", -i, 10 - i, f"r{i}") for i in (3, 1, 2)]
+    store.run(lambda txn: [txn.addJournal(e) for e in entries])
+    assert store.run(lambda txn: txn.listJournal(owner)) == entries
+    assert store.run(lambda txn: txn.listJournal(owner + 1)) == []
+
+
+# -- experiments ----------------------------------------------------------------------
+
+
+def test_experiments(store: Backend) -> None:
+    """
+    Experiments round-trip with their JSON options (key order too) and are
+    found by any combination of owner, status and slice, in id order.
+    """
+    def fill(txn):
+        a, b = _owner(txn, "a", "a" * 40), _owner(txn, "b", "b" * 40)
+        made = [
+            Experiment(name="one", ownerid=a, script="img", nodetypes="type:testing", start=NOW, stop=NOW + 60,
+                       options={"z": 1, "a": {"nested": [1, "x", None]}, "m": "é"}, recurringUntil=NOW + 600,
+                       created=NOW, sliceURN="urn:publicid:IDN+x+slice+s"),
+            Experiment(name="two", ownerid=b, script="img", status="archived"),
+            Experiment(name="three", ownerid=a, script="img", sliceURN="urn:publicid:IDN+x+slice+s"),
+        ]
+        for e in made:
+            txn.addExperiment(e)
+        return a, b, made
+
+    a, b, made = store.run(fill)
+    one = store.run(lambda txn: txn.getExperiment(made[0].id))
+    assert one == made[0] and list(one.options) == ["z", "a", "m"]
+    assert store.run(lambda txn: txn.getExperiment(made[-1].id + 1)) is None
+
+    def names(**keys):
+        return [e.name for e in store.run(lambda txn: txn.findExperiments(**keys))]
+
+    assert names() == ["one", "two", "three"]
+    assert names(ownerid=a) == ["one", "three"]
+    assert names(status="archived") == ["two"]
+    assert names(sliceURN="urn:publicid:IDN+x+slice+s") == ["one", "three"]
+    assert names(ownerid=a, status="active", sliceURN="urn:publicid:IDN+x+slice+s") == ["one", "three"]
+    assert names(ownerid=b, status="active") == []
+
+    one.status, one.options, one.stop = "archived", {"k": [2]}, NOW + 120
+    store.run(lambda txn: txn.updateExperiment(one))
+    assert store.run(lambda txn: txn.getExperiment(one.id)) == one
+
+
+# -- schedules ------------------------------------------------------------------------
+
+
+def _schedules(store: Backend) -> tuple[int, int, list[Schedule]]:
+    """
+    Nodes 1 to 3, two owners and a set of schedules: exclusive, shared, final,
+    allocated, and one long window starting well before the others.
+    """
+    def fill(txn):
+        for node in demoNodes(3, NOW):
+            txn.putNode(node)
+        a, b = _owner(txn, "a", "a" * 40), _owner(txn, "b", "b" * 40)
+        ea, eb = _experiment(txn, a), _experiment(txn, b)
+        rows = [
+            Schedule(expid=ea, nodeid="1", start=1000, stop=2000, deploymentOptions={"script": "img", "b": 1, "a": 2}),
+            Schedule(expid=ea, nodeid="2", start=1000, stop=2000, shared=True),
+            Schedule(expid=eb, nodeid="2", start=1500, stop=2500, status="canceled", reason="by user"),
+            Schedule(expid=eb, nodeid="3", start=-100000, stop=100000),
+            Schedule(expid=eb, nodeid="1", start=3000, stop=4000, status="allocated", expires=900),
+            Schedule(expid=ea, nodeid="2", start=3000, stop=3500, status="allocated", expires=500),
+            Schedule(expid=ea, nodeid="1", start=500, stop=1000, chargedTime=500, chargedData=7, chargedStorage=9),
+        ]
+        ids = txn.addSchedules(rows)
+        assert ids == [s.id for s in rows]
+        return a, b, rows
+
+    return store.run(fill)
+
+
+def test_addAndGetSchedules(store: Backend) -> None:
+    a, b, rows = _schedules(store)
+    ids = [s.id for s in rows]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert [store.run(lambda txn: txn.getSchedule(i)) for i in ids] == rows
+    assert store.run(lambda txn: txn.getSchedule(ids[-1] + 1)) is None
+    assert store.run(lambda txn: txn.countSchedules()) == 7
+    one = store.run(lambda txn: txn.addSchedules([Schedule(expid=rows[0].expid, nodeid="3", start=9, stop=10)]))
+    assert one[0] > ids[-1] and store.run(lambda txn: txn.addSchedules([])) == []
+    expa = rows[0].expid
+    assert [s.id for s in store.run(lambda txn: txn.schedulesOfExperiment(expa))] == [
+        one[0], rows[6].id, rows[0].id, rows[1].id, rows[5].id]
+    assert store.run(lambda txn: txn.schedulesOfExperiment(expa + 100)) == []
+
+    changed = rows[0]
+    changed.status, changed.reason, changed.shared = "started", "ok", True
+    changed.start, changed.stop, changed.deploymentOptions = 1100, 2100, {"x": [1]}
+    changed.chargedTime, changed.expires, changed.updated = 3, 4, NOW
+    store.run(lambda txn: txn.updateSchedule(changed))
+    assert store.run(lambda txn: txn.getSchedule(changed.id)) == changed
+
+
+def test_schedulesOfNodeAndOverlapping(store: Backend) -> None:
+    """
+    Overlap is with [start, stop); a long window from before the span is found.
+    """
+    a, b, rows = _schedules(store)
+    ids = {s.id: i for i, s in enumerate(rows)}
+
+    def of(function, *args, **kwargs):
+        return [ids[s.id] for s in store.run(lambda txn: getattr(txn, function)(*args, **kwargs))]
+
+    assert of("schedulesOfNode", "1", 0, 10000) == [6, 0, 4]
+    assert of("schedulesOfNode", 1, 1000, 3000) == [0]
+    assert of("schedulesOfNode", "1", 999, 3001, limit=2) == [6, 0]
+    assert of("schedulesOfNode", "3", 50000, 50001) == [3]
+    assert of("schedulesOfNode", "2", 2000, 2500) == [2]
+    assert of("schedulesOverlapping", 1000, 1600) == [3, 0, 1, 2]
+    assert of("schedulesOverlapping", 1000, 1600, ownerid=a) == [0, 1]
+    assert of("schedulesOverlapping", 1000, 1600, ownerid=b) == [3, 2]
+    assert of("schedulesOverlapping", 4000, 5000, ownerid=a) == []
+
+
+def test_blockingIntervals(store: Backend) -> None:
+    """
+    Only exclusive, non-final schedules block; node ids restrict; a window that
+    started long before the span is found; the order is that of SQLite.
+    """
+    _schedules(store)
+
+    def intervals(*args):
+        return [(i.nodeid, i.start, i.stop) for i in store.run(lambda txn: txn.blockingIntervals(*args))]
+
+    assert intervals(1000, 2000) == [("3", -100000, 100000), ("1", 1000, 2000)]
+    assert intervals(0, 5000) == [("3", -100000, 100000), ("1", 500, 1000), ("1", 1000, 2000),
+                                  ("1", 3000, 4000), ("2", 3000, 3500)]
+    assert intervals(0, 5000, ["2", "1"]) == [("1", 500, 1000), ("1", 1000, 2000), ("1", 3000, 4000),
+                                              ("2", 3000, 3500)]
+    assert intervals(99999, 200000, ["3"]) == [("3", -100000, 100000)]
+    assert intervals(100000, 200000, ["3"]) == []
+    assert intervals(1000, 2000, []) == []
+    assert intervals(2000, 3000, [1, 2]) == []
+    many = [str(i) for i in range(100)]
+    assert intervals(0, 5000, many) == intervals(0, 5000)
+    rows = store.run(lambda txn: txn.schedulesOfNode("2", 1000, 1001))
+    rows[0].shared = False
+    store.run(lambda txn: txn.updateSchedule(rows[0]))
+    assert intervals(1000, 1001, ["2"]) == [("2", 1000, 2000)]
+
+
+def test_expiredAllocations(store: Backend) -> None:
+    _, _, rows = _schedules(store)
+    assert [s.id for s in store.run(lambda txn: txn.expiredAllocations(901))] == [rows[5].id, rows[4].id]
+    assert [s.id for s in store.run(lambda txn: txn.expiredAllocations(900))] == [rows[5].id]
+    assert store.run(lambda txn: txn.expiredAllocations(500)) == []
+
+
+def test_trafficAndPublicKeys(store: Backend) -> None:
+    _, _, rows = _schedules(store)
+    first, final = rows[0].id, rows[2].id
+    store.run(lambda txn: [txn.putTraffic(first, m, v) for m, v in (("rx", 1), ("tx", 2), ("B", 3), ("rx", 10))])
+    assert list(store.run(lambda txn: txn.trafficOf(first)).items()) == [("B", 3), ("rx", 10), ("tx", 2)]
+    assert store.run(lambda txn: txn.trafficOf(final)) == {}
+    store.run(lambda txn: [txn.addPublicKey(s, f"ssh-ed25519 K{s}", NOW + 10) for s in (rows[3].id, first, final)])
+    store.run(lambda txn: txn.addPublicKey(rows[4].id, "ssh-ed25519 old", NOW))
+    assert store.run(lambda txn: txn.publicKeys(NOW)) == [f"ssh-ed25519 K{first}", f"ssh-ed25519 K{rows[3].id}"]
+    assert store.run(lambda txn: txn.publicKeys(NOW + 10)) == []
+
+
+# -- transactions ---------------------------------------------------------------------
+
+
+def test_rollbackLeavesStoreUsable(store: Backend) -> None:
+    """
+    Any error undoes the whole transaction, database errors included, and the
+    next transaction works.
+    """
+    store.run(lambda txn: txn.putNode(Node(id="1")))
+
+    def half(txn):
+        txn.putNode(Node(id="new"))
+        txn.setHeartbeat("1", NOW, None, None)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        store.run(half)
+
+    def violates(txn):
+        txn.putNode(Node(id="new"))
+        txn.deleteNode("nope")
+        txn.addSchedules([Schedule(expid=12345, nodeid="1", start=0, stop=1)])
+
+    with pytest.raises(Exception):
+        store.run(violates)
+    assert [n.id for n in store.run(lambda txn: txn.listNodes())] == ["1"]
+    assert store.run(lambda txn: txn.getNode("1")).heartbeat == 0
+    store.run(lambda txn: txn.putNode(Node(id="new")))
+    assert [n.id for n in store.run(lambda txn: txn.listNodes())] == ["1", "new"]
+
+
+def _everything(txn: Any) -> dict[str, Any]:
+    users = txn.listUsers()
+    experiments = txn.findExperiments()
+    return {
+        "nodes": txn.listNodes(),
+        "users": users,
+        "quotas": [list(txn.getQuotas(u.id).items()) for u in users],
+        "journal": [txn.listJournal(u.id) for u in users],
+        "experiments": experiments,
+        "schedules": [txn.schedulesOfExperiment(e.id) for e in experiments],
+        "blocking": txn.blockingIntervals(-2**62, 2**62),
+        "count": txn.countSchedules(),
+        "keys": txn.publicKeys(0),
+        "traffic": [txn.trafficOf(s.id) for s in txn.schedulesOverlapping(-2**62, 2**62)],
+    }
+
+
+def test_reopenRestoresEverything(store: Backend) -> None:
+    def book(txn):
+        owner = accounts.addUser(txn, "alice", "user", NOW, POLICY, fingerprint="d" * 40).id
+        booked = allocation.allocate(txn, AllocationRequest(
+            ownerid=owner, name="e", script="img", nodecount=2, duration=600, start=NOW + 1000,
+            options={"k": 1}), NOW, POLICY)
+        txn.putTraffic(booked.schedules[0].id, "rx", 5)
+        txn.addPublicKey(booked.schedules[0].id, "ssh-ed25519 AAA", NOW + 5000)
+        txn.addJournal(JournalEntry(NOW, owner, "data", 1, 2, "x"))
+
+    _schedules(store)
+    store.run(book)
+    before = store.run(_everything)
+    assert before["count"] == 9 and before["keys"] == ["ssh-ed25519 AAA"]
+    assert store.reopen().run(_everything) == before
+
+
+# -- the core's allocation on both stores ---------------------------------------------
+
+
+def _allocations(backend: Backend) -> list[Any]:
+    """
+    A run of bookings and refusals; returns what each one gave, ids included.
+    """
+    def setup(txn):
+        for node in demoNodes(4, NOW):
+            txn.putNode(node)
+        txn.putNode(Node(id="5", heartbeat=NOW, inventoryTags={"type": "deployed"}))
+        return [accounts.addUser(txn, n, "user", NOW, POLICY, fingerprint=f * 40).id for n, f in (("a", "a"), ("b", "b"))]
+
+    alice, bob = backend.run(setup)
+    requests = [
+        dict(ownerid=alice, nodecount=2, duration=600, start=NOW + 1000),
+        dict(ownerid=bob, nodecount=3, duration=600, start=NOW + 1000),
+        dict(ownerid=bob, nodecount=2, duration=600, start=NOW + 1000),
+        dict(ownerid=bob, nodecount=1, duration=600, start=0, nodes=["1"]),
+        dict(ownerid=alice, nodecount=4, duration=3600, start=0, nodetypes="type:testing"),
+        dict(ownerid=alice, nodecount=1, duration=600, start=NOW + 7200, recurrence="simple", period=3600,
+             until=NOW + 7200 + 3 * 3600),
+        dict(ownerid=bob, nodecount=1, duration=600, start=NOW + 7200, nodes=["1", "2", "3", "4"], shared=True),
+        dict(ownerid=bob, nodecount=6, duration=600, start=0),
+    ]
+    outcomes = []
+    for fields in requests:
+        request = AllocationRequest(name="x", script="docker.io/x/y", **fields)
+        try:
+            booked = backend.run(allocation.allocate, request, NOW, POLICY)
+        except Conflict as e:
+            outcomes.append(("conflict", e.message, e.extra))
+        else:
+            outcomes.append(("booked", booked.experiment, booked.schedules, booked.charged))
+    outcomes.append(backend.run(lambda txn: txn.blockingIntervals(0, 2**62)))
+    outcomes.append(backend.run(lambda txn: [txn.getQuotas(u) for u in (alice, bob)]))
+    return outcomes
+
+
+def test_allocationBooksAndRefuses(store: Backend) -> None:
+    outcomes = _allocations(store)
+    assert [o[0] for o in outcomes[:-2]] == ["booked", "booked", "conflict", "booked", "booked", "booked",
+                                             "booked", "conflict"]
+    assert outcomes[2][2]["suggestions"], outcomes[2]
+    assertNoOverlap([(i.nodeid, i.start, i.stop) for i in outcomes[-2]], POLICY.padding)
+
+
+def test_allocationIdenticalOnBothStores(both: tuple[Backend, Backend]) -> None:
+    """
+    The same requests give the same bookings, refusals, suggestions, ids and
+    quotas on SQLite and on PostgreSQL.
+    """
+    sqlite, postgres = both
+    assert _allocations(sqlite) == _allocations(postgres)
+    assert sqlite.run(_everything) == postgres.run(_everything)
