@@ -474,8 +474,10 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
     base = os.path.abspath(base)
 
     database = _required(data, "database", "database")
-    database = database if database == ":memory:" else _path(base, database)
-    if checkFiles and database != ":memory:" and not os.path.isdir(os.path.dirname(database)):
+    # A PostgreSQL URL goes to the store as it is; anything else is a SQLite file.
+    inFile = database != ":memory:" and not database.startswith(("postgresql://", "postgres://"))
+    database = _path(base, database) if inFile else database
+    if checkFiles and inFile and not os.path.isdir(os.path.dirname(database)):
         raise ConfigError(f"database: the directory of {database} does not exist")
 
     tls, http = _listeners(data, base)

@@ -179,6 +179,10 @@ def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred
 
 
 def _openStore(path: str, reactor: Any) -> Any:
+    if path.startswith(("postgresql://", "postgres://")):
+        from am.store.postgres import PostgresStore
+
+        return PostgresStore(path, reactor)
     from am.store.sqlite import SQLiteStore
 
     return SQLiteStore(path, reactor)

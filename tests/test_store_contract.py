@@ -41,7 +41,7 @@ def withQuery(url: str, **params: str) -> str:
     parts = urllib.parse.urlsplit(url)
     query = dict(urllib.parse.parse_qsl(parts.query))
     query.update(params)
-    return _unsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    return _unsplit(parts._replace(query=urllib.parse.urlencode(query, quote_via=urllib.parse.quote)))
 
 
 def _unsplit(parts: urllib.parse.SplitResult) -> str:

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_store_postgres -*-
 """
-The PostgreSQL schema as numbered migrations, recorded in C{schema_version}.
+The PostgreSQL schema as numbered migrations, recorded in C{schema_version},
+and how its rows become model objects.
 
 It mirrors the SQLite schema (L{am.store.schema}) in meaning, not in form:
 its own numbering, C{bigint} times, C{boolean} flags, C{json} documents (C{json},
@@ -13,8 +14,9 @@ SQLite, whatever the database's locale.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
+from am.model import Experiment, Node, Schedule, User
 from am.store.schema import SchemaTooNew
 
 __all__ = ["MIGRATIONS", "LATEST", "LOCK_KEY", "SchemaTooNew", "migrate", "currentVersion"]
@@ -171,3 +173,61 @@ def migrate(connection: Any, migrations: tuple[str, ...] = MIGRATIONS) -> int:
             version += 1
             connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
     return version
+
+
+# -- rows and model objects ------------------------------------------------------
+
+SCHEDULE_COLUMNS = (
+    "id, expid, nodeid, start, stop, status, reason, shared, deployment_options, "
+    "charged_time, charged_data, charged_storage, expires, updated"
+)
+EXPERIMENT_COLUMNS = (
+    "id, name, ownerid, script, nodetypes, start, stop, recurring_until, options, "
+    "status, slice_urn, created"
+)
+USER_COLUMNS = "id, name, role, fingerprint, urn, project, invalid, nodeid"
+NODE_COLUMNS = "id, hostname, status, heartbeat, interfaces, admin_tags, inventory_tags"
+
+
+def scheduleFromRow(row: tuple) -> Schedule:
+    return Schedule(
+        id=row[0], expid=row[1], nodeid=row[2], start=row[3], stop=row[4], status=row[5],
+        reason=row[6], shared=row[7], deploymentOptions=row[8], chargedTime=row[9],
+        chargedData=row[10], chargedStorage=row[11], expires=row[12], updated=row[13],
+    )
+
+
+def experimentFromRow(row: tuple) -> Experiment:
+    return Experiment(
+        id=row[0], name=row[1], ownerid=row[2], script=row[3], nodetypes=row[4], start=row[5],
+        stop=row[6], recurringUntil=row[7], options=row[8], status=row[9], sliceURN=row[10],
+        created=row[11],
+    )
+
+
+def userFromRow(row: tuple) -> User:
+    return User(
+        id=row[0], name=row[1], role=row[2], fingerprint=row[3], urn=row[4], project=row[5],
+        invalid=row[6], nodeid=row[7],
+    )
+
+
+def nodeFromRow(row: tuple) -> Node:
+    return Node(
+        id=row[0], hostname=row[1], status=row[2], heartbeat=row[3], interfaces=row[4],
+        adminTags=row[5], inventoryTags=row[6],
+    )
+
+
+def recordKey(value: Any) -> Optional[int]:
+    """
+    A record id as an integer, or C{None} when it cannot be one (SQLite simply
+    finds no row for such a key; PostgreSQL would refuse the query).
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if -(2**63) <= number < 2**63 else None

@@ -14,11 +14,12 @@ the same few nodes, the usual case here) would mostly retry; a single lock costs
 one round trip and never deadlocks, since no transaction waits for a second lock.
 
 The lock only works under READ COMMITTED, where each statement sees what was
-committed before it: so the isolation level is set on the connection rather than
-left to the server's C{default_transaction_isolation} (under REPEATABLE READ the
-snapshot would be taken before the lock is granted and miss the previous holder's
-rows). Reads that go through L{PostgresStore.read} instead run in a READ ONLY
-REPEATABLE READ snapshot without the lock.
+committed before it: so every C{BEGIN} names that level rather than leave it to
+the server's C{default_transaction_isolation} (under REPEATABLE READ the snapshot
+would be taken before the lock is granted and miss the previous holder's rows).
+C{BEGIN} and the lock go in one round trip. Reads that go through
+L{PostgresStore.read} instead run in a READ ONLY REPEATABLE READ snapshot
+without the lock.
 
 Threading: each transaction runs on a small dedicated L{ThreadPool} through
 C{deferToThreadPool}, with one psycopg connection per concurrent worker, taken
@@ -31,7 +32,10 @@ import json
 import threading
 from typing import Any, Callable, Iterable, Optional
 
-import psycopg
+try:
+    import psycopg
+except ImportError as e:  # pragma: no cover - depends on the install
+    raise ImportError(f"PostgreSQL databases need psycopg 3 (the 'postgres' extra): {e}") from None
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -41,74 +45,27 @@ from am.errors import BadRequest
 from am.interfaces import IStore, IStoreTransaction
 from am.model import Experiment, Interval, JournalEntry, Node, Quota, Schedule, User
 from am.states import FINAL_STATES
-from am.store.pgschema import LOCK_KEY, currentVersion, migrate
+from am.store.pgschema import (
+    EXPERIMENT_COLUMNS,
+    LOCK_KEY,
+    NODE_COLUMNS,
+    SCHEDULE_COLUMNS,
+    USER_COLUMNS,
+    currentVersion,
+    experimentFromRow,
+    migrate as migrateSchema,
+    nodeFromRow,
+    recordKey,
+    scheduleFromRow,
+    userFromRow,
+)
 
-_SCHEDULE_COLUMNS = (
-    "id, expid, nodeid, start, stop, status, reason, shared, deployment_options, "
-    "charged_time, charged_data, charged_storage, expires, updated"
-)
-_EXPERIMENT_COLUMNS = (
-    "id, name, ownerid, script, nodetypes, start, stop, recurring_until, options, "
-    "status, slice_urn, created"
-)
-_USER_COLUMNS = "id, name, role, fingerprint, urn, project, invalid, nodeid"
-_NODE_COLUMNS = "id, hostname, status, heartbeat, interfaces, admin_tags, inventory_tags"
-_LOCK = f"SELECT pg_advisory_xact_lock({LOCK_KEY})"
+_BEGIN_WRITE = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LOCK_KEY})"
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
 # As many node ids as SQLite's store looks up through its per-node index; past
 # that its rows come in start order, and so do ours.
 _PER_NODE = 64
-
-
-def isPostgresURL(value: str) -> bool:
-    """
-    Whether a C{database:} setting names a PostgreSQL database rather than a file.
-    """
-    return value.startswith(("postgresql://", "postgres://"))
-
-
-def _schedule(row: tuple) -> Schedule:
-    return Schedule(
-        id=row[0], expid=row[1], nodeid=row[2], start=row[3], stop=row[4], status=row[5],
-        reason=row[6], shared=row[7], deploymentOptions=row[8], chargedTime=row[9],
-        chargedData=row[10], chargedStorage=row[11], expires=row[12], updated=row[13],
-    )
-
-
-def _experiment(row: tuple) -> Experiment:
-    return Experiment(
-        id=row[0], name=row[1], ownerid=row[2], script=row[3], nodetypes=row[4], start=row[5],
-        stop=row[6], recurringUntil=row[7], options=row[8], status=row[9], sliceURN=row[10],
-        created=row[11],
-    )
-
-
-def _user(row: tuple) -> User:
-    return User(
-        id=row[0], name=row[1], role=row[2], fingerprint=row[3], urn=row[4], project=row[5],
-        invalid=row[6], nodeid=row[7],
-    )
-
-
-def _node(row: tuple) -> Node:
-    return Node(
-        id=row[0], hostname=row[1], status=row[2], heartbeat=row[3], interfaces=row[4],
-        adminTags=row[5], inventoryTags=row[6],
-    )
-
-
-def _key(value: Any) -> Optional[int]:
-    """
-    A record id as an integer, or C{None} when it cannot be one (SQLite simply
-    finds no row for such a key; PostgreSQL would refuse the query).
-    """
-    if isinstance(value, bool):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if -(2**63) <= number < 2**63 else None
 
 
 @implementer(IStoreTransaction)
@@ -134,7 +91,7 @@ class PostgresTransaction:
 
     def putNode(self, node: Node) -> None:
         self._db.execute(
-            f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            f"INSERT INTO nodes ({NODE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, status = EXCLUDED.status, "
             "heartbeat = EXCLUDED.heartbeat, interfaces = EXCLUDED.interfaces, "
             "admin_tags = EXCLUDED.admin_tags, inventory_tags = EXCLUDED.inventory_tags",
@@ -145,11 +102,11 @@ class PostgresTransaction:
         )
 
     def getNode(self, nodeid: str) -> Optional[Node]:
-        row = self._one(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE id = %s", str(nodeid))
-        return _node(row) if row else None
+        row = self._one(f"SELECT {NODE_COLUMNS} FROM nodes WHERE id = %s", str(nodeid))
+        return nodeFromRow(row) if row else None
 
     def listNodes(self) -> list[Node]:
-        return [_node(r) for r in self._all(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY id")]
+        return [nodeFromRow(r) for r in self._all(f"SELECT {NODE_COLUMNS} FROM nodes ORDER BY id")]
 
     def setHeartbeat(
         self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
@@ -189,12 +146,12 @@ class PostgresTransaction:
         self._db.execute(
             "UPDATE users SET name = %s, role = %s, fingerprint = %s, urn = %s, project = %s, "
             "invalid = %s, nodeid = %s WHERE id = %s",
-            (*self._userRow(user), _key(user.id)),
+            (*self._userRow(user), recordKey(user.id)),
         )
 
     def getUser(self, userid: int) -> Optional[User]:
-        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s", _key(userid))
-        return _user(row) if row else None
+        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", recordKey(userid))
+        return userFromRow(row) if row else None
 
     def findUser(
         self,
@@ -204,22 +161,22 @@ class PostgresTransaction:
         project: Optional[str] = None,
     ) -> Optional[User]:
         if fingerprint:
-            row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE fingerprint = %s", fingerprint)
+            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE fingerprint = %s", fingerprint)
         elif urn:
-            row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE urn = %s", urn)
+            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE urn = %s", urn)
         elif name is not None:
             row = self._one(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE name = %s AND project = %s "
+                f"SELECT {USER_COLUMNS} FROM users WHERE name = %s AND project = %s "
                 "AND NOT invalid ORDER BY id LIMIT 1",
                 name,
                 project or "",
             )
         else:
             return None
-        return _user(row) if row else None
+        return userFromRow(row) if row else None
 
     def listUsers(self) -> list[User]:
-        return [_user(r) for r in self._all(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")]
+        return [userFromRow(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]
 
     def getQuotas(self, userid: int) -> dict[str, Quota]:
         return {
@@ -227,7 +184,7 @@ class PostgresTransaction:
             for row in self._all(
                 "SELECT kind, current, reset_value, reset_date, last_reset FROM quotas "
                 "WHERE userid = %s ORDER BY kind",
-                _key(userid),
+                recordKey(userid),
             )
         }
 
@@ -253,7 +210,7 @@ class PostgresTransaction:
             for row in self._all(
                 "SELECT timestamp, userid, kind, delta, new_value, reason FROM quota_journal "
                 "WHERE userid = %s ORDER BY id",
-                _key(userid),
+                recordKey(userid),
             )
         ]
 
@@ -281,12 +238,12 @@ class PostgresTransaction:
         self._db.execute(
             "UPDATE experiments SET name = %s, script = %s, nodetypes = %s, start = %s, stop = %s, "
             "recurring_until = %s, options = %s, status = %s, slice_urn = %s WHERE id = %s",
-            (*self._experimentRow(experiment), _key(experiment.id)),
+            (*self._experimentRow(experiment), recordKey(experiment.id)),
         )
 
     def getExperiment(self, expid: int) -> Optional[Experiment]:
-        row = self._one(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE id = %s", _key(expid))
-        return _experiment(row) if row else None
+        row = self._one(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = %s", recordKey(expid))
+        return experimentFromRow(row) if row else None
 
     def findExperiments(
         self,
@@ -295,7 +252,7 @@ class PostgresTransaction:
         sliceURN: Optional[str] = None,
     ) -> list[Experiment]:
         if ownerid is not None:
-            ownerid = _key(ownerid)
+            ownerid = recordKey(ownerid)
             if ownerid is None:
                 return []
         where, args = [], []
@@ -305,8 +262,8 @@ class PostgresTransaction:
                 args.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return [
-            _experiment(r)
-            for r in self._all(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments {clause} ORDER BY id", *args)
+            experimentFromRow(r)
+            for r in self._all(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments {clause} ORDER BY id", *args)
         ]
 
     # schedules
@@ -366,20 +323,20 @@ class PostgresTransaction:
             "UPDATE schedules SET expid = %s, nodeid = %s, start = %s, stop = %s, status = %s, "
             "reason = %s, shared = %s, blocking = %s, deployment_options = %s, charged_time = %s, "
             "charged_data = %s, charged_storage = %s, expires = %s, updated = %s WHERE id = %s",
-            (*self._scheduleRow(schedule), _key(schedule.id)),
+            (*self._scheduleRow(schedule), recordKey(schedule.id)),
         )
         self._noteLongest([schedule])
 
     def getSchedule(self, schedid: int) -> Optional[Schedule]:
-        row = self._one(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE id = %s", _key(schedid))
-        return _schedule(row) if row else None
+        row = self._one(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = %s", recordKey(schedid))
+        return scheduleFromRow(row) if row else None
 
     def schedulesOfExperiment(self, expid: int) -> list[Schedule]:
         return [
-            _schedule(r)
+            scheduleFromRow(r)
             for r in self._all(
-                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE expid = %s ORDER BY start, id",
-                _key(expid),
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE expid = %s ORDER BY start, id",
+                recordKey(expid),
             )
         ]
 
@@ -387,27 +344,27 @@ class PostgresTransaction:
         self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
     ) -> list[Schedule]:
         sql = (
-            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= %s "
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= %s "
             "AND start < %s AND stop > %s ORDER BY start, id"
         )
         args: list[Any] = [str(nodeid), start - self._longest(), stop, start]
         if limit is not None:
             sql += " LIMIT %s"
             args.append(limit)
-        return [_schedule(r) for r in self._all(sql, *args)]
+        return [scheduleFromRow(r) for r in self._all(sql, *args)]
 
     def schedulesOverlapping(
         self, start: int, stop: int, ownerid: Optional[int] = None
     ) -> list[Schedule]:
-        columns = ", ".join("s." + c.strip() for c in _SCHEDULE_COLUMNS.split(","))
+        columns = ", ".join("s." + c.strip() for c in SCHEDULE_COLUMNS.split(","))
         sql = f"SELECT {columns} FROM schedules s"
         where = "s.start >= %s AND s.start < %s AND s.stop > %s"
         args: list[Any] = [start - self._longest(), stop, start]
         if ownerid is not None:
             sql += " JOIN experiments e ON e.id = s.expid"
             where += " AND e.ownerid = %s"
-            args.append(_key(ownerid))
-        return [_schedule(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
+            args.append(recordKey(ownerid))
+        return [scheduleFromRow(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
 
     def blockingIntervals(
         self, start: int, stop: int, nodeids: Optional[Iterable[str]] = None
@@ -440,9 +397,9 @@ class PostgresTransaction:
 
     def expiredAllocations(self, now: int) -> list[Schedule]:
         return [
-            _schedule(r)
+            scheduleFromRow(r)
             for r in self._all(
-                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' "
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' "
                 "AND expires < %s ORDER BY expires, id",
                 now,
             )
@@ -462,7 +419,7 @@ class PostgresTransaction:
         return dict(
             self._all(
                 "SELECT meter, value FROM traffic_reports WHERE schedid = %s ORDER BY meter",
-                _key(schedid),
+                recordKey(schedid),
             )
         )
 
@@ -493,45 +450,68 @@ class PostgresDatabase:
     @ivar schemaVersion: the schema version found or made at open.
     """
 
-    def __init__(self, url: str, migrate: bool = True, lockTimeout: int = 30) -> None:
+    def __init__(self, url: str, migrate: bool = True, lockTimeout: float = 30.0) -> None:
         self.url = url
         self._lockTimeout = lockTimeout
         self._connection = self._connect()
-        self.schemaVersion = self._migrate() if migrate else None
-
-    def _migrate(self) -> int:
-        return migrate(self._connection)
+        try:
+            self.schemaVersion = migrateSchema(self._connection) if migrate else None
+        except BaseException:
+            self._connection.close()
+            raise
 
     def _connect(self) -> psycopg.Connection:
         connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        # Explicit, whatever the server's default: the lock relies on it.
-        connection.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         # A controller stuck inside a transaction must not hold the lock forever;
         # one waiting too long fails its request rather than piling up.
-        connection.execute(f"SET lock_timeout = '{int(self._lockTimeout)}s'")
-        connection.execute(f"SET idle_in_transaction_session_timeout = '{int(self._lockTimeout) * 2}s'")
+        milliseconds = max(1, int(self._lockTimeout * 1000))
+        connection.execute(f"SET lock_timeout = {milliseconds}")
+        connection.execute(f"SET idle_in_transaction_session_timeout = {2 * milliseconds}")
         return connection
 
-    def _ready(self) -> psycopg.Connection:
-        if self._connection.closed or self._connection.broken:
-            self._connection.close()
-            self._connection = self._connect()
-        return self._connection
+    def _begin(self, readOnly: bool) -> psycopg.Connection:
+        """
+        Open a transaction (and take the lock) in one round trip. A connection
+        found broken here (the server restarted, the session was killed) is
+        replaced once: nothing has run in it yet, so nothing is lost.
+        """
+        # The isolation level is explicit, whatever the server's default: the
+        # lock relies on READ COMMITTED.
+        begin = _BEGIN_READ if readOnly else _BEGIN_WRITE
+        for attempt in (1, 2):
+            if self._connection.closed or self._connection.broken:
+                self._connection.close()
+                self._connection = self._connect()
+            try:
+                self._connection.execute(begin, prepare=False)
+                return self._connection
+            except psycopg.OperationalError:
+                if attempt == 2 or not self._connection.broken:
+                    self._rollback()
+                    raise
+        raise AssertionError("unreachable")
+
+    def _rollback(self) -> None:
+        if not (self._connection.closed or self._connection.broken):
+            try:
+                self._connection.execute("ROLLBACK")
+            except psycopg.OperationalError:
+                pass
 
     def _transaction(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        connection = self._ready()
+        connection = self._begin(readOnly)
         try:
-            if readOnly:
-                with connection.transaction():
-                    connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    return function(PostgresTransaction(connection), *args, **kwargs)
-            with connection.transaction():
-                connection.execute(_LOCK)
-                return function(PostgresTransaction(connection), *args, **kwargs)
+            result = function(PostgresTransaction(connection), *args, **kwargs)
+            connection.execute("COMMIT")
+            return result
         except psycopg.DataError as e:
+            self._rollback()
             # Values PostgreSQL cannot hold (a NUL character in a text, a number
             # out of range) are the caller's error, not the server's.
             raise BadRequest(f"Value cannot be stored: {str(e).splitlines()[0]}") from None
+        except BaseException:
+            self._rollback()
+            raise
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
