@@ -5,14 +5,19 @@ Benchmark of the scheduling core on the real SQLite store (not a test).
 an allocation (nodecount 5, a filter, as soon as possible) and of a slot search.
 Target: median under 20 ms at 100,000 schedules, and no growth with the total.
 
-Run: python bench/bench_core.py [--allocations N]
+Run: python bench/bench_core.py [--allocations N] [--postgres URL]
+
+With C{--postgres URL} (a database where a schema may be created) the same runs
+are made on the PostgreSQL store too, each in a schema of its own, dropped after.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -61,10 +66,41 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def measure(schedules: int, allocations: int) -> dict[str, float]:
+@contextlib.contextmanager
+def sqliteDatabase():
     with tempfile.TemporaryDirectory() as tmp:
-        db = SQLiteDatabase(os.path.join(tmp, "bench.db"))
+        yield SQLiteDatabase(os.path.join(tmp, "bench.db")), lambda: None
+
+
+@contextlib.contextmanager
+def postgresDatabase(url: str):
+    """
+    A PostgreSQL database in a new schema of C{url}; the second value, run
+    after populating, updates the planner's statistics as autovacuum would.
+    """
+    import urllib.parse
+
+    import psycopg
+
+    from am.store.postgres import PostgresDatabase
+
+    schema = f"marvin_bench_{secrets.token_hex(4)}"
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query), options=f"-csearch_path={schema}")
+    query = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+    inSchema = f"{parts.scheme}://{parts.netloc}{parts.path}?{query}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield PostgresDatabase(inSchema), lambda: psycopg.connect(inSchema, autocommit=True).execute("ANALYZE")
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def measure(schedules: int, allocations: int, opener=sqliteDatabase) -> dict[str, float]:
+    with opener() as (db, populated):
         owner = populate(db, schedules)
+        populated()
         booking, searching = [], []
         for _ in range(allocations):
             t0 = time.perf_counter()
@@ -87,11 +123,21 @@ def measure(schedules: int, allocations: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--allocations", type=int, default=200)
+    parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL, in a new schema of this database")
     args = parser.parse_args()
+    stores = [("SQLite", sqliteDatabase)]
+    if args.postgres:
+        stores.append(("PostgreSQL", lambda: postgresDatabase(args.postgres)))
+    for name, opener in stores:
+        print(name)
+        report(args.allocations, opener)
+
+
+def report(allocations: int, opener) -> None:
     rows = {}
     print(f"{'schedules':>10} {'alloc med ms':>13} {'alloc p99 ms':>13} {'find med ms':>12} {'find p99 ms':>12}")
     for count in (10_000, 100_000):
-        r = rows[count] = measure(count, args.allocations)
+        r = rows[count] = measure(count, allocations, opener)
         print(f"{count:>10} {r['alloc_median']:>13.2f} {r['alloc_p99']:>13.2f} "
               f"{r['find_median']:>12.2f} {r['find_p99']:>12.2f}")
     ratio = rows[100_000]["alloc_median"] / rows[10_000]["alloc_median"]

@@ -63,6 +63,9 @@ from am.store.pgschema import (
 _BEGIN_WRITE = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LOCK_KEY})"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
+# The earliest start of a window that can reach a span starting at the parameter:
+# the index range reaches back by the longest window ever stored, and no further.
+_LOW = "%s::bigint - (SELECT value FROM meta WHERE key = 'longest_window')"
 # As many node ids as SQLite's store looks up through its per-node index; past
 # that its rows come in start order, and so do ours.
 _PER_NODE = 64
@@ -106,7 +109,12 @@ class PostgresTransaction:
         return nodeFromRow(row) if row else None
 
     def listNodes(self) -> list[Node]:
-        return [nodeFromRow(r) for r in self._all(f"SELECT {NODE_COLUMNS} FROM nodes ORDER BY id")]
+        # One JSON document for all nodes: a single json.loads is several times
+        # cheaper than three per row (the allocation path reads every node).
+        document = self._one(
+            f"SELECT json_agg(json_build_array({NODE_COLUMNS}) ORDER BY id)::text FROM nodes"
+        )[0]
+        return [nodeFromRow(r) for r in json.loads(document)] if document else []
 
     def setHeartbeat(
         self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
@@ -274,9 +282,6 @@ class PostgresTransaction:
             "UPDATE meta SET value = %s WHERE key = 'longest_window' AND value < %s", (longest, longest)
         )
 
-    def _longest(self) -> int:
-        return self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
-
     def _scheduleRow(self, s: Schedule) -> tuple:
         return (
             s.expid, str(s.nodeid), s.start, s.stop, s.status, s.reason, bool(s.shared),
@@ -344,10 +349,10 @@ class PostgresTransaction:
         self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
     ) -> list[Schedule]:
         sql = (
-            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= %s "
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= {_LOW} "
             "AND start < %s AND stop > %s ORDER BY start, id"
         )
-        args: list[Any] = [str(nodeid), start - self._longest(), stop, start]
+        args: list[Any] = [str(nodeid), start, stop, start]
         if limit is not None:
             sql += " LIMIT %s"
             args.append(limit)
@@ -358,8 +363,8 @@ class PostgresTransaction:
     ) -> list[Schedule]:
         columns = ", ".join("s." + c.strip() for c in SCHEDULE_COLUMNS.split(","))
         sql = f"SELECT {columns} FROM schedules s"
-        where = "s.start >= %s AND s.start < %s AND s.stop > %s"
-        args: list[Any] = [start - self._longest(), stop, start]
+        where = f"s.start >= {_LOW} AND s.start < %s AND s.stop > %s"
+        args: list[Any] = [start, stop, start]
         if ownerid is not None:
             sql += " JOIN experiments e ON e.id = s.expid"
             where += " AND e.ownerid = %s"
@@ -369,7 +374,6 @@ class PostgresTransaction:
     def blockingIntervals(
         self, start: int, stop: int, nodeids: Optional[Iterable[str]] = None
     ) -> list[Interval]:
-        low = start - self._longest()
         if nodeids is not None:
             ids = [str(n) for n in nodeids]
             if not ids:
@@ -379,17 +383,17 @@ class PostgresTransaction:
             order = "nodeid, start, id" if len(set(ids)) <= _PER_NODE else "start, id"
             rows = self._all(
                 "SELECT nodeid, start, stop FROM schedules WHERE nodeid = ANY(%s::text[]) "
-                f"AND start >= %s AND start < %s AND stop > %s AND blocking ORDER BY {order}",
+                f"AND start >= {_LOW} AND start < %s AND stop > %s AND blocking ORDER BY {order}",
                 ids,
-                low,
+                start,
                 stop,
                 start,
             )
         else:
             rows = self._all(
                 "SELECT nodeid, start, stop FROM schedules "
-                "WHERE blocking AND start >= %s AND start < %s AND stop > %s ORDER BY start, id",
-                low,
+                f"WHERE blocking AND start >= {_LOW} AND start < %s AND stop > %s ORDER BY start, id",
+                start,
                 stop,
                 start,
             )
