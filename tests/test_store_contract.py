@@ -407,6 +407,11 @@ def test_blockingIntervals(store: Backend) -> None:
     rows[0].shared = False
     store.run(lambda txn: txn.updateSchedule(rows[0]))
     assert intervals(1000, 1001, ["2"]) == [("2", 1000, 2000)]
+    # a window made longer than any before is still found from its far end
+    rows[0].stop = 10**6
+    store.run(lambda txn: txn.updateSchedule(rows[0]))
+    assert intervals(999999, 10**7) == intervals(999999, 10**7, ["2"]) == [("2", 1000, 10**6)]
+    assert [s.id for s in store.run(lambda txn: txn.schedulesOverlapping(999999, 10**7))] == [rows[0].id]
 
 
 def test_expiredAllocations(store: Backend) -> None:

@@ -24,7 +24,7 @@ from am.allocation import AllocationRequest
 from am.devpki import DEMO_NODES
 from am.errors import BadRequest, Conflict
 from am.interfaces import IStore
-from am.model import Node, User
+from am.model import Node, Schedule, User
 from am.policy import Policy
 from am.scheduler import Scheduler
 from am.store import pgschema
@@ -232,6 +232,27 @@ def test_reconnects() -> None:
         db.run(killedInside)
     assert [n.id for n in db.run(lambda txn: txn.listNodes())] == ["1"]
     admin.close()
+    db.close()
+
+
+def test_swallowedErrorIsNotCommitted() -> None:
+    """
+    A function that catches a database error and returns normally does not
+    look committed: PostgreSQL would roll the whole transaction back.
+    """
+    db = PostgresDatabase(fresh())
+
+    def swallow(txn):
+        txn.putNode(Node(id="1"))
+        try:
+            txn.deleteNode("1") or txn.addSchedules([Schedule(expid=1, nodeid="1", start=0, stop=1)])
+        except psycopg.IntegrityError:
+            pass
+        return "done"
+
+    with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+        db.run(swallow)
+    assert db.run(lambda txn: txn.listNodes()) == []
     db.close()
 
 

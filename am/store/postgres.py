@@ -380,7 +380,7 @@ class PostgresTransaction:
                 return []
             # Per node (index schedules_node), in node then start order, as SQLite
             # returns them for a short list; in start order for a long one.
-            order = "nodeid, start, id" if len(set(ids)) <= _PER_NODE else "start, id"
+            order = "nodeid, start, id" if len(ids) <= _PER_NODE else "start, id"
             rows = self._all(
                 "SELECT nodeid, start, stop FROM schedules WHERE nodeid = ANY(%s::text[]) "
                 f"AND start >= {_LOW} AND start < %s AND stop > %s AND blocking ORDER BY {order}",
@@ -493,7 +493,7 @@ class PostgresDatabase:
                 if attempt == 2 or not self._connection.broken:
                     self._rollback()
                     raise
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _rollback(self) -> None:
         if not (self._connection.closed or self._connection.broken):
@@ -506,6 +506,9 @@ class PostgresDatabase:
         connection = self._begin(readOnly)
         try:
             result = function(PostgresTransaction(connection), *args, **kwargs)
+            if connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                # The function swallowed a database error: COMMIT would quietly roll back.
+                raise psycopg.errors.InFailedSqlTransaction("the transaction failed and was rolled back")
             connection.execute("COMMIT")
             return result
         except psycopg.DataError as e:
