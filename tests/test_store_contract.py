@@ -509,7 +509,7 @@ def _allocations(backend: Backend) -> list[Any]:
         for node in demoNodes(4, NOW):
             txn.putNode(node)
         txn.putNode(Node(id="5", heartbeat=NOW, inventoryTags={"type": "deployed"}))
-        return [accounts.addUser(txn, n, "user", NOW, POLICY, fingerprint=f * 40).id for n, f in (("a", "a"), ("b", "b"))]
+        return [accounts.addUser(txn, n, "user", NOW, POLICY, fingerprint=n * 40).id for n in ("a", "b")]
 
     alice, bob = backend.run(setup)
     requests = [

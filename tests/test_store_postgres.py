@@ -407,7 +407,8 @@ def test_twoControllerProcessesShareOneDatabase(pki, tmp_path) -> None:  # noqa:
             status, body = (first, second)[i % 2].call(
                 "POST", "/v1/users", who="admin", form={"name": f"u{i}", "ssl": fingerprint, "role": "user"})
             assert status == 201, body
-        assert second.call("POST", "/v1/users", who="admin", form={"name": "x", "ssl": users[0], "role": "user"})[0] == 409
+        duplicate = {"name": "x", "ssl": users[0], "role": "user"}
+        assert second.call("POST", "/v1/users", who="admin", form=duplicate)[0] == 409
         active = sorted(n["id"] for n in DEMO_NODES if n["status"] == "active")
         begin = int(time.time()) + 7200
 
