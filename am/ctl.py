@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import sys
 from typing import Any, Callable, Optional, Sequence, TextIO
 
@@ -94,6 +95,13 @@ def tlsOptions(listener: TLSListener, extraRoots: Sequence[str] = ()) -> Any:
     # GENI clearinghouse roots (files or gcf-style directories) may sign clients too.
     roots += [certificatePEM(c) for c in loadRoots(extraRoots)] if extraRoots else []
     return serverTLSOptions(read(listener.certificate), read(listener.key), roots)
+
+
+def redacted(database: str) -> str:
+    """
+    A database location fit for a log line: no password from a URL.
+    """
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", database)
 
 
 class MarvinSite(Site):
@@ -238,7 +246,7 @@ class Controller(MultiService):
         try:
             self.store = self.storeFactory(self.config.database, self.reactor)
         except Exception as e:
-            raise StartupError(f"database: cannot open {self.config.database}: {e}") from None
+            raise StartupError(f"database: cannot open {redacted(self.config.database)}: {e}") from None
         super().startService()
         self.scheduler = Scheduler(self.store, self.reactor, self.config.policy)
         inventory = self.config.inventory

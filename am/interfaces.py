@@ -4,7 +4,8 @@ The store behind the scheduling core.
 
 Rules run inside L{IStore.transact} against an L{IStoreTransaction}: the whole
 function is one atomic transaction, so check-and-insert cannot interleave with
-another writer. SQLite implements it now; PostgreSQL will for several controllers.
+another writer. SQLite (L{am.store.sqlite}) is the embedded default; PostgreSQL
+(L{am.store.postgres}) serves several controllers sharing one database.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ class IStore(Interface):
         """
         Run C{function(transaction, *args, **kwargs)} atomically, off the reactor thread.
         Any exception rolls everything back and leaves the store usable.
+
+        @return: a Deferred firing with the function's result.
+        """
+
+    def read(function, *args, **kwargs):
+        """
+        Like L{transact}, for a function that only reads: a store may run it
+        without taking the writers' lock (PostgreSQL: a read-only snapshot).
 
         @return: a Deferred firing with the function's result.
         """

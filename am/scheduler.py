@@ -43,7 +43,7 @@ class Scheduler:
         """
         Run a read-only function of the transaction (faces' queries).
         """
-        return self.store.transact(function, *args, **kwargs)
+        return self.store.read(function, *args, **kwargs)
 
     def _change(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         d = self.store.transact(function, *args, **kwargs)

@@ -35,6 +35,9 @@ class MemoryStore:
         except BaseException:
             return fail()
 
+    def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        return self.transact(function, *args, **kwargs)
+
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
         Run a transaction and return its result directly.

@@ -318,3 +318,13 @@ def test_exampleFileNamesEveryKey():
 
 def test_demoInventoryFileMatchesTheDemo():
     assert loadStaticInventory(os.path.join(ROOT, "files", "inventory-demo.yaml")) == DEMO_NODES
+
+
+def test_databasePasswordNeverLogged():
+    """
+    A PostgreSQL URL's password is redacted from messages.
+    """
+    from am.ctl import redacted
+
+    assert redacted("postgresql://marvin:s3cret@db.example/marvin") == "postgresql://marvin:***@db.example/marvin"
+    assert redacted("/var/lib/marvin/marvin.db") == "/var/lib/marvin/marvin.db"

@@ -571,6 +571,10 @@ class SQLiteStore:
             self._reactor, self._pool, self._database.run, function, *args, **kwargs
         )
 
+    def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        # One connection, one writer thread: a read is just another transaction.
+        return self.transact(function, *args, **kwargs)
+
     def close(self) -> Deferred:
         self._pool.stop()
         self._database.close()
