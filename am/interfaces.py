@@ -130,11 +130,12 @@ class IStoreTransaction(Interface):
     def blockingIntervals(start, stop, nodeids=None):
         """
         The L{am.model.Interval}s of blocking schedules that overlap C{[start, stop)},
-        optionally only for the given node ids. Must use an index, never a full scan.
+        optionally only for the given node ids, in no particular order. Must use
+        an index, never a full scan.
         """
 
     def expiredAllocations(now):
-        """Schedules still C{allocated} whose allocation expired before C{now}."""
+        """Schedules still C{allocated} whose allocation expired before C{now}, in no particular order."""
 
     def countSchedules():
         """How many schedules there are (for statistics)."""
