@@ -324,6 +324,27 @@ def renew(
     return schedules
 
 
+def holdAllocations(
+    txn: IStoreTransaction, schedules: list[Schedule], until: int, user: User, now: int, policy: Policy
+) -> list[Schedule]:
+    """
+    Keep unprovisioned (GENI C{allocated}) schedules booked until C{until}
+    instead of letting them expire; never past the start of their window.
+    """
+    if until <= now:
+        raise Conflict("Cannot renew into the past.")
+    for schedule in schedules:
+        actorFor(user, txn.getExperiment(schedule.expid))
+        if schedule.status != states.ALLOCATED:
+            raise Conflict(f"Schedule {schedule.id} is not an unprovisioned allocation.")
+        if until > schedule.start:
+            raise Conflict("An allocation can be held until its window starts; provision it to keep it longer.")
+    for schedule in schedules:
+        schedule.expires, schedule.updated = until, now
+        txn.updateSchedule(schedule)
+    return schedules
+
+
 def actorOwner(txn: IStoreTransaction, schedules: list[Schedule], user: User) -> int:
     """
     The owner of the experiments these schedules belong to, checking the user may act.

@@ -228,7 +228,7 @@ class IsolationTests(GeniTestCase):
         for method, args in (("Status", ([sliver], bobs, {})), ("Describe", ([self.s1], bobs, V3)),
                              ("Delete", ([sliver], bobs, {})), ("Provision", ([self.s1], bobs, V3))):
             self.assertEqual(self.code(method, *args, caller=self.bob), 3, method)
-        self.assertEqual(self.ok("Status", [self.s2], bobs, {}, caller=self.bob)["geni_slivers"], [])
+        self.assertEqual(self.code("Status", [self.s2], bobs, {}, caller=self.bob), 12)  # nothing booked here
 
     def test_userCredentialNotEnough(self) -> None:
         """
@@ -292,3 +292,61 @@ class ShutdownTests(GeniTestCase):
         """
         self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
         self.assertEqual(self.code("Shutdown", self.s1, self.sliceCred(), {}), 3)
+
+
+class JFedTesterTests(GeniTestCase):
+    """
+    What jFed's automated tester checks beyond the spec text (fed4fire.md §1.5, §1.8).
+    """
+
+    def test_statusOfUnknownSliceIsAnError(self) -> None:
+        """
+        Status of a slice never booked here is SEARCHFAILED; after Delete it lists
+        the slivers as unallocated; Describe of an empty slice succeeds.
+        """
+        self.assertEqual(self.code("Status", [self.s1], self.sliceCred(), {}), 12)
+        self.assertEqual(self.ok("Describe", [self.s1], self.sliceCred(), dict(V3, geni_compressed=True))["geni_slivers"], [])
+        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
+        self.ok("Delete", [self.s1], self.sliceCred(), {})
+        slivers = self.ok("Status", [self.s1], self.sliceCred(), {})["geni_slivers"]
+        self.assertEqual([s["geni_allocation_status"] for s in slivers], ["geni_unallocated"])
+
+    def test_renewEchoesTheClientsTime(self) -> None:
+        """
+        Renew to expiry + 5 min, written with an offset: Status shows that very string.
+        """
+        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
+        self.ok("Provision", [self.s1], self.sliceCred(), V3)
+        status = self.ok("Status", [self.s1], self.sliceCred(), {})["geni_slivers"][0]
+        later = parseTime(status["geni_expires"]) + 300
+        from datetime import datetime, timedelta, timezone
+
+        text = datetime.fromtimestamp(later, timezone(timedelta(hours=1))).isoformat()
+        self.ok("Renew", [self.s1], self.sliceCred(), text, {})
+        status = self.ok("Status", [self.s1], self.sliceCred(), {})["geni_slivers"][0]
+        self.assertEqual(status["geni_expires"], text)
+
+    def test_renewHoldsAnAllocation(self) -> None:
+        """
+        Renewing an unprovisioned sliver keeps the allocation longer, not the window.
+        """
+        start = int(NOW) + 3600
+        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"], start, start + 600), {})
+        value = self.ok("Renew", [self.s1], self.sliceCred(), _rfc(int(NOW) + 1800), {})
+        self.assertEqual(parseTime(value[0]["geni_expires"]), int(NOW) + 1800)
+        self.assertEqual(parseTime(value[0]["geni_end_time"]), start + 600)
+        self.assertEqual(self.code("Renew", [self.s1], self.sliceCred(), _rfc(start + 60), {}), 7)
+
+    def test_manifestEchoesNodeExtensions(self) -> None:
+        """
+        Extension elements the client put in a node (jFed's layout) come back in the manifest.
+        """
+        request = requestRSpec(["1"]).replace(
+            '<sliver_type name="container">',
+            '<jfed:location xmlns:jfed="http://jfed.iminds.be/rspec/ext/jfed/1" x="10" y="20"/>'
+            '<sliver_type name="container">', 1)
+        value = self.ok("Allocate", self.s1, self.sliceCred(), request, {})
+        self.assertIn('x="10"', value["geni_rspec"])
+        described = self.ok("Describe", [self.s1], self.sliceCred(), V3)
+        self.assertIn("jfed.iminds.be/rspec/ext/jfed/1", described["geni_rspec"])
+

@@ -114,9 +114,17 @@ class AggregateManager:
     def _status(self, schedule: Schedule, error: str = "") -> dict[str, Any]:
         allocationState, operational = geniStates(schedule.status)
         expires = schedule.expires if schedule.status == states.ALLOCATED else schedule.stop
+        shown = formatTime(expires)
+        asked = schedule.deploymentOptions.get("geni_expires_text")
+        if isinstance(asked, str):
+            try:
+                if parseTime(asked) == expires:
+                    shown = asked  # echo a renewal exactly as the client wrote it
+            except Exception:
+                pass
         return {
             "geni_sliver_urn": self._sliverURN(schedule),
-            "geni_expires": formatTime(expires),
+            "geni_expires": shown,
             "geni_allocation_status": allocationState,
             "geni_operational_status": operational,
             "geni_error": error or (schedule.reason if schedule.status == states.FAILED else ""),
@@ -144,6 +152,7 @@ class AggregateManager:
                     image=options.get("script"),
                     leaseClientId=options.get("geni_lease_client_id"),
                     usernames=tuple(options.get("geni_logins", ())),
+                    extensions=tuple(options.get("geni_extensions", ())),
                 )
             )
         return manifest(views, self.settings.authority, self.scheduler.now(), compressed=compressed)
@@ -348,13 +357,14 @@ class AggregateManager:
             sliceURN=sliceURN,
             allocateOnly=True,
         )
-        clientIds: dict[str, tuple[str, Optional[str]]] = {}
+        clientIds: dict[str, Any] = {}
         for n in bound:
-            clientIds[n.nodeid] = (n.clientId, n.leases[0].clientId if n.leases else None)
+            clientIds[n.nodeid] = (n.clientId, n.leases[0].clientId if n.leases else None, n.extensions)
         names = []
         for n in unbound:
             lease = n.leases[0].clientId if n.leases else None
-            names += [(n.clientId if n.count == 1 else f"{n.clientId}-{k}", lease) for k in range(n.count)]
+            names += [(n.clientId if n.count == 1 else f"{n.clientId}-{k}", lease, n.extensions)
+                      for k in range(n.count)]
         clientIds["*"] = names  # type: ignore[assignment]
         return request, clientIds
 
@@ -372,14 +382,16 @@ class AggregateManager:
         perStart: dict[int, int] = {}
         for schedule in booked.schedules:
             if schedule.nodeid in clientIds:
-                clientId, lease = clientIds[schedule.nodeid]
+                clientId, lease, extensions = clientIds[schedule.nodeid]
             else:
                 index = perStart.get(schedule.start, 0)
                 perStart[schedule.start] = index + 1
-                clientId, lease = unbound[index] if index < len(unbound) else (schedule.nodeid, None)
+                clientId, lease, extensions = unbound[index] if index < len(unbound) else (schedule.nodeid, None, ())
             schedule.deploymentOptions["geni_client_id"] = clientId
             if lease:
                 schedule.deploymentOptions["geni_lease_client_id"] = lease
+            if extensions:
+                schedule.deploymentOptions["geni_extensions"] = list(extensions)
             txn.updateSchedule(schedule)
         return booked.schedules
 
@@ -397,6 +409,10 @@ class AggregateManager:
     async def Status(self, caller: Caller, urns: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
         found, grant, user = await self._sliceFor(caller, "Status", urns, credentials, options)
+        if found.experiment is None:
+            # Never booked here (jFed's tester expects an error); a slice whose
+            # slivers were deleted still answers, with them unallocated.
+            raise GeniError(SEARCHFAILED, f"no slivers of {found.urn} at this aggregate")
         return result({"geni_urn": found.urn, "geni_slivers": [self._status(s) for s in found.schedules]})
 
     def _requireSlivers(self, found: _Slice) -> None:
@@ -466,16 +482,36 @@ class AggregateManager:
         now, policy = self.scheduler.now(), self.scheduler.policy
         live = [s for s in found.schedules if not states.isFinal(s.status)]
         errors: dict[int, str] = {}
+        groups = [s for s in (
+            [x for x in live if x.status == states.ALLOCATED],
+            [x for x in live if x.status != states.ALLOCATED],
+        ) if s]
         if options.get("geni_best_effort"):
-            for s in live:
-                try:
-                    await self.scheduler.transact(lifecycle.renew, [s], stop, user, now, policy)
-                except Exception as e:
-                    errors[s.id] = getattr(e, "message", "renewal failed")
-        else:
-            await self.scheduler.transact(lifecycle.renew, live, stop, user, now, policy)
+            groups = [[x] for group in groups for x in group]
+        for group in groups:
+            try:
+                await self.scheduler.transact(self._renew, group, stop, expiration, user, now, policy)
+            except Exception as e:
+                if not options.get("geni_best_effort"):
+                    raise
+                errors[group[0].id] = getattr(e, "message", "renewal failed")
         fresh = await self.scheduler.read(lambda txn: [txn.getSchedule(s.id) for s in found.schedules])
         return result([self._status(s, errors.get(s.id, "")) for s in fresh])
+
+    @staticmethod
+    def _renew(txn: Any, schedules: list[Schedule], stop: int, text: str, user: Any, now: int, policy: Any):
+        """
+        Hold allocations longer, or lengthen provisioned windows, and remember
+        the client's spelling of the new expiry.
+        """
+        if schedules[0].status == states.ALLOCATED:
+            lifecycle.holdAllocations(txn, schedules, stop, user, now, policy)
+        else:
+            lifecycle.renew(txn, schedules, stop, user, now, policy)
+        for schedule in schedules:
+            schedule.deploymentOptions["geni_expires_text"] = text
+            txn.updateSchedule(schedule)
+        return schedules
 
     async def Delete(self, caller: Caller, urns: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
