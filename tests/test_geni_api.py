@@ -350,3 +350,36 @@ class JFedTesterTests(GeniTestCase):
         described = self.ok("Describe", [self.s1], self.sliceCred(), V3)
         self.assertIn("jfed.iminds.be/rspec/ext/jfed/1", described["geni_rspec"])
 
+
+
+class BestEffortTests(GeniTestCase):
+    """
+    Allocate with geni_best_effort books what it can.
+    """
+
+    def test_boundNodes(self) -> None:
+        start, stop = int(NOW) + 600, int(NOW) + 1200
+        self.ok("Allocate", self.s2, self.sliceCred(slice_=self.p.s2), requestRSpec(["2"], start, stop), {})
+        self.assertEqual(self.code("Allocate", self.s1, self.sliceCred(), requestRSpec(["1", "2"], start, stop), {}), 7)
+        answer = self.call("Allocate", self.s1, self.sliceCred(), requestRSpec(["1", "2"], start, stop),
+                           {"geni_best_effort": True})
+        self.assertEqual(answer["code"]["geni_code"], 0)
+        self.assertEqual(len(answer["value"]["geni_slivers"]), 1)
+        self.assertIn("nodes 2", answer["output"])
+        self.assertIn('client_id="n1"', answer["value"]["geni_rspec"])
+
+    def test_unboundNodes(self) -> None:
+        start, stop = int(NOW) + 600, int(NOW) + 1200
+        self.ok("Allocate", self.s2, self.sliceCred(slice_=self.p.s2), requestRSpec(["3"], start, stop), {})
+        answer = self.call("Allocate", self.s1, self.sliceCred(),
+                           requestRSpec(unbound="type:testing", count=3, start=start, stop=stop),
+                           {"geni_best_effort": True})
+        self.assertEqual(answer["code"]["geni_code"], 0, answer["output"])
+        self.assertEqual(len(answer["value"]["geni_slivers"]), 2)
+        self.assertIn("1 of 3 nodes", answer["output"])
+
+    def test_nothingFree(self) -> None:
+        start, stop = int(NOW) + 600, int(NOW) + 1200
+        self.ok("Allocate", self.s2, self.sliceCred(slice_=self.p.s2), requestRSpec(["1"], start, stop), {})
+        self.assertEqual(self.code("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"], start, stop),
+                                   {"geni_best_effort": True}), 7)

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from am import accounts, allocation, lifecycle, states
 from am.allocation import AllocationRequest
+from am.errors import Conflict
 from am.geni import envelope
 from am.geni.envelope import BADARGS, BADVERSION, REFUSED, SEARCHFAILED, UNSUPPORTED, GeniError, result
 from am.geni.statemap import UNALLOCATED, geniStates
@@ -300,9 +301,11 @@ class AggregateManager:
         grant, user = await self._authorized(caller, "Allocate", sliceURN, credentials, options)
         spec = parseRequest(rspec, self.settings.authority, ignoreForeign=True)
         request, clientIds = self._request(spec, sliceURN, user.id, options, grant)
-        schedules = await self.scheduler.transact(self._allocate, request, clientIds)
+        bestEffort = bool(options.get("geni_best_effort"))
+        schedules, missing = await self.scheduler.transact(self._allocate, request, clientIds, bestEffort)
         text = await self.scheduler.read(self._manifest, schedules)
-        return result({"geni_rspec": text, "geni_slivers": [self._status(s) for s in schedules]})
+        output = f"best effort: not allocated: {missing}" if missing else ""
+        return result({"geni_rspec": text, "geni_slivers": [self._status(s) for s in schedules]}, output)
 
     def _request(self, spec: RequestSpec, sliceURN: str, ownerid: int, options: dict, grant: Any):
         now = self.scheduler.now()
@@ -368,7 +371,9 @@ class AggregateManager:
         clientIds["*"] = names  # type: ignore[assignment]
         return request, clientIds
 
-    def _allocate(self, txn: Any, request: AllocationRequest, clientIds: dict) -> list[Schedule]:
+    def _allocate(
+        self, txn: Any, request: AllocationRequest, clientIds: dict, bestEffort: bool = False
+    ) -> tuple[list[Schedule], str]:
         live = [
             s
             for e in txn.findExperiments(sliceURN=request.sliceURN, status="active")
@@ -377,7 +382,15 @@ class AggregateManager:
         ]
         if live:
             raise GeniError(envelope.ALREADYEXISTS, "this slice has slivers here already (single allocation): Delete them first")
-        booked = allocation.allocate(txn, request, self.scheduler.now(), self.scheduler.policy)
+        now, policy = self.scheduler.now(), self.scheduler.policy
+        missing = ""
+        try:
+            booked = allocation.allocate(txn, request, now, policy)
+        except Conflict as e:
+            if not bestEffort or e.extra.get("code") != "sc1":
+                raise
+            request, missing = self._bestEffort(txn, request, e)
+            booked = allocation.allocate(txn, request, now, policy)
         unbound = list(clientIds.get("*", []))
         perStart: dict[int, int] = {}
         for schedule in booked.schedules:
@@ -393,7 +406,30 @@ class AggregateManager:
             if extensions:
                 schedule.deploymentOptions["geni_extensions"] = list(extensions)
             txn.updateSchedule(schedule)
-        return booked.schedules
+        return booked.schedules, missing
+
+    def _bestEffort(self, txn: Any, request: AllocationRequest, refusal: Conflict) -> tuple[AllocationRequest, str]:
+        """
+        C{geni_best_effort}: the part of a refused request that can be booked,
+        and what is left out; refuse as before when nothing can.
+        """
+        now, policy = self.scheduler.now(), self.scheduler.policy
+        if request.nodes is not None:
+            free = []
+            for node in request.nodes:
+                try:
+                    allocation.allocate(txn, attrs.evolve(request, nodes=[node], nodecount=1, dryrun=True), now, policy)
+                    free.append(node)
+                except Conflict:
+                    pass
+            if not free:
+                raise refusal
+            left = [n for n in request.nodes if n not in free]
+            return attrs.evolve(request, nodes=free, nodecount=len(free)), "nodes " + ", ".join(left)
+        available = int(refusal.extra.get("available") or 0)
+        if available < 1:
+            raise refusal
+        return attrs.evolve(request, nodecount=available), f"{request.nodecount - available} of {request.nodecount} nodes"
 
     async def Describe(self, caller: Caller, urns: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
