@@ -83,6 +83,16 @@ def _rspecVersion(options: dict[str, Any], required: bool = True) -> None:
         raise GeniError(BADVERSION, f"RSpec type {version.get('type')!r} version {number!r} is not supported; use GENI 3")
 
 
+def _time(value: Any, what: str) -> int:
+    """
+    An RFC 3339 time from the client, or BADARGS naming the argument.
+    """
+    try:
+        return parseTime(value, what)
+    except ValueError as e:
+        raise GeniError(BADARGS, str(e)[:200]) from None
+
+
 def _checkOptions(options: Any) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise GeniError(BADARGS, "options must be a struct")
@@ -328,9 +338,9 @@ class AggregateManager:
             raise GeniError(BADARGS, "one window per Allocate: the nodes reference different leases")
         start, stop = (next(iter(windows)) if windows else (None, None))
         if start is None and "geni_start_time" in options:
-            start = parseTime(options["geni_start_time"], "geni_start_time")
+            start = _time(options["geni_start_time"], "geni_start_time")
         if stop is None and "geni_end_time" in options:
-            stop = parseTime(options["geni_end_time"], "geni_end_time")
+            stop = _time(options["geni_end_time"], "geni_end_time")
         earliest = now + policy.minDelay
         asap = start is None or start <= earliest
         begin = earliest if asap else start
@@ -511,7 +521,7 @@ class AggregateManager:
         options = _checkOptions(options)
         found, grant, user = await self._sliceFor(caller, "Renew", urns, credentials, options)
         self._requireSlivers(found)
-        stop = parseTime(expiration, "expiration_time")
+        stop = _time(expiration, "expiration_time")
         if grant.expires is not None and stop > grant.expires.timestamp():
             raise GeniError(REFUSED, "cannot renew past the slice credential's expiry "
                             f"({formatTime(grant.expires.timestamp())})")
