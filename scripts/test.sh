@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
+. scripts/_postgres.sh
 exec "$VENV/bin/python" -m pytest "$@"
