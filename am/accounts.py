@@ -178,6 +178,37 @@ def setNodeStatus(txn: IStoreTransaction, nodeid: str, status: str) -> Node:
     return node
 
 
+def setNodePair(txn: IStoreTransaction, headid: str, tailid: str) -> tuple[str, str]:
+    """
+    Make C{headid} the head and C{tailid} the tail of a pair (legacy C{PUT
+    pair=<tail>}), replacing any pair either node was in. Bookings already made
+    keep their nodes; new ones see the pair at once (legacy: after the next
+    hourly refresh of its cache).
+    """
+    head, tail = str(headid).strip(), str(tailid).strip()
+    if not tail:
+        raise BadRequest("pair must be the id of the tail node, or delete", parameter="pair")
+    if head == tail:
+        raise BadRequest("A node cannot be paired with itself.", parameter="pair")
+    if txn.getNode(head) is None or txn.getNode(tail) is None:
+        raise NotFound("Node id does not exist.")
+    txn.setPair(head, tail)
+    return head, tail
+
+
+def deleteNodePair(txn: IStoreTransaction, nodeid: str) -> int:
+    """
+    Remove the pair a node is in, as head or tail (legacy C{PUT pair=delete}).
+    """
+    node = str(nodeid).strip()
+    if txn.getNode(node) is None:
+        raise NotFound("Node id does not exist.")
+    removed = txn.deletePairs(node)
+    if not removed:
+        raise NotFound(f"Node {node} is not in a pair.")
+    return removed
+
+
 def applyInventory(
     txn: IStoreTransaction, entries: Iterable[dict[str, Any]], complete: bool = True
 ) -> dict[str, int]:

@@ -53,12 +53,16 @@ class AllocationRequest:
     sliceURN: Optional[str] = None
     allocateOnly: bool = False
     dryrun: bool = False
+    interfaceCount: Any = 1
 
 
 @attrs.define
 class Allocation:
     """
     The result of a booking (or of a dry run, whose ids are C{None}).
+
+    @ivar nodecount: the nodes booked per interval, or the node pairs when
+        C{paired} (the legacy reply counts pairs).
     """
 
     experiment: Experiment
@@ -66,6 +70,7 @@ class Allocation:
     intervals: int
     nodecount: int
     charged: dict[str, int]
+    paired: bool = False
 
 
 def iso(when: int) -> str:
@@ -88,8 +93,8 @@ def compileFilter(request: AllocationRequest, policy: Policy) -> Filter:
             raise BadRequest(str(e), parameter="nodetypes", position=e.position) from None
     repo = policy.deploymentRepository
     if repo:
-        script = request.script
-        trusted = script.startswith(repo) or script.startswith("https://" + repo)
+        scripts = [s.strip() for s in (request.script or "").split("|")]
+        trusted = all(s.startswith(repo) or s.startswith("https://" + repo) for s in scripts)
         if not trusted:
             if nodeFilter.requires("type", "deployed"):
                 raise Conflict(f"Deployed nodes can only schedule experiments hosted by {repo}")
@@ -107,14 +112,47 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _slotData(slot: slots.Slot) -> dict[str, int]:
+def _slotData(slot: slots.Slot, size: int = 1) -> dict[str, int]:
+    """
+    A slot as the faces show it: counts in nodes (C{size} nodes per unit).
+    """
     return {
         "start": slot.start,
         "stop": slot.stop,
         "max_stop": slot.maxStop,
-        "nodecount": slot.nodecount,
-        "max_nodecount": slot.maxNodecount,
+        "nodecount": slot.nodecount * size,
+        "max_nodecount": slot.maxNodecount * size,
     }
+
+
+def checkScripts(value: Any) -> list[str]:
+    """
+    One container image URL, or two separated by C{|} (paired execution: the
+    head runs the first, the tail the second).
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest("script must be a container image URL", parameter="script")
+    scripts = [s.strip() for s in value.split("|")]
+    if len(scripts) > 2:
+        raise Conflict("Only two scripts allowed in script parameter", code="sc2")
+    for script in scripts:
+        if not _SCRIPT.match(script):
+            raise Conflict("Container URL contains invalid characters")
+    return scripts
+
+
+def interfacesOf(pairing: slots.Pairing, pairs: dict[str, str], position: int, nodeid: str) -> int:
+    """
+    The interfaces a booked node is charged data for (legacy reference §9.1):
+    in a pair the head has two and the tail one (1.5 per node); a node named
+    explicitly counts two if it is a head; otherwise what the request asked
+    for: two for head nodes (C{interfaceCount=2}), else one.
+    """
+    if pairing.paired:
+        return 2 if position == 0 else 1
+    if pairing.heads and pairing.tails:
+        return 2 if nodeid in pairs else 1
+    return 2 if pairing.heads else 1
 
 
 def allocate(
@@ -137,23 +175,19 @@ def allocate(
     start = integer("start", request.start)
     storage = integer("storage", request.storage or 0, 0)
     traffic = integer("traffic", request.traffic or 0, 0)
+    interfaceCount = integer("interfaceCount", 1 if request.interfaceCount is None else request.interfaceCount)
     if nodecount > policy.maxNodecount:
         raise Conflict(f"At most {policy.maxNodecount} nodes per request.")
-    if not isinstance(request.script, str) or not request.script.strip():
-        raise BadRequest("script must be a container image URL", parameter="script")
-    scripts = request.script.split("|")
-    if len(scripts) > 2:
-        raise Conflict("Only two scripts allowed in script parameter", code="sc2")
-    if len(scripts) == 2:
-        raise Conflict("Paired execution (two scripts) is not supported by this scheduler.")
-    script = scripts[0].strip()
-    if not _SCRIPT.match(script):
-        raise Conflict("Container URL contains invalid characters")
+    scripts = checkScripts(request.script)
     if storage > policy.maxStorage:
         raise Conflict("Too much storage requested.", max_storage=policy.maxStorage, requested=storage)
     if traffic > policy.maxTraffic:
         raise Conflict("Requested data quota too high.", max_data=policy.maxTraffic, requested=traffic)
     nodeFilter = compileFilter(request, policy)
+    pairing = slots.Pairing.choose(interfaceCount, len(scripts), request.nodes is not None)
+    if pairing.paired and nodecount % 2:
+        raise Conflict("Node count must be even for paired nodes.")
+    units = nodecount // pairing.size
 
     if start < 0:
         raise Conflict("The low-priority queue (start=-1) is not supported; use start=0 for as soon as possible.")
@@ -173,8 +207,15 @@ def allocate(
         raise Conflict(f"Tasks may not be scheduled more than {policy.horizon} seconds in advance.")
     offsets = expandOffsets(start, duration, request.recurrence, request.period, request.until, now, policy)
     k = len(offsets)
-    amounts = {"time": duration * nodecount * k, "data": traffic * nodecount * k,
-               "storage": storage * nodecount * k}
+    # Data is charged per interface (legacy reference §9.1); for nodes named
+    # explicitly that depends on which are heads, so it is checked once chosen.
+    byRequest = pairing.paired or not (pairing.heads and pairing.tails)
+    perUnit = 3 if pairing.paired else (2 if pairing.heads else 1)
+    amounts = {
+        "time": duration * nodecount * k,
+        "data": traffic * units * k * perUnit if byRequest else 0,
+        "storage": storage * nodecount * k,
+    }
     userQuotas = quotas.currentQuotas(txn, owner.id, now, policy)
     quotas.check(userQuotas, amounts)
 
@@ -184,31 +225,33 @@ def allocate(
         unknown = [str(n) for n in request.nodes if str(n) not in known]
         if unknown:
             raise Conflict(f"Unknown node(s): {', '.join(unknown)}", nodes=unknown)
-    eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy)
+    pairs = dict(txn.listPairs())
+    eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy, pairs, pairing)
     latest = now + policy.horizon
+    what = "node pairs" if pairing.paired else "nodes"
     if asap:
         found, shortage = slots.search(
-            txn, eligible, nodecount, duration, start, latest, offsets, extent=False
+            txn, eligible, units, duration, start, latest, offsets, extent=False
         )
         if not found:
             raise Conflict(
                 "Could not find available time slot matching these criteria.",
                 code="sc1",
                 available=shortage.available if shortage else 0,
-                requested=nodecount,
+                requested=units,
                 suggestions=[],
             )
         chosen = found[0].nodes
         start = found[0].start
     else:
-        chosen, shortage, _ = slots.tryWindow(txn, eligible, nodecount, start, duration, offsets)
+        chosen, shortage, _ = slots.tryWindow(txn, eligible, units, start, duration, offsets)
         if chosen is None:
             assert shortage is not None
             suggestions, _ = slots.search(
-                txn, eligible, nodecount, duration, start, latest, offsets, results=3
+                txn, eligible, units, duration, start, latest, offsets, results=3
             )
             raise Conflict(
-                f"Only {shortage.available}/{shortage.requested} nodes are available during "
+                f"Only {shortage.available}/{shortage.requested} {what} are available during "
                 f"interval {shortage.instance + 1} ({iso(shortage.start)} to {iso(shortage.stop)}).",
                 code="sc1",
                 available=shortage.available,
@@ -216,20 +259,32 @@ def allocate(
                 selection=list(request.nodes) if request.nodes is not None else None,
                 start=shortage.start,
                 stop=shortage.stop,
-                suggestions=[_slotData(s) for s in suggestions],
+                suggestions=[_slotData(s, pairing.size) for s in suggestions],
             )
+    booked = [
+        (offset, position, nodeid)
+        for offset, instance in zip(offsets, chosen)
+        for unit in instance
+        for position, nodeid in enumerate(unit)
+    ]
+    amounts["data"] = sum(traffic * interfacesOf(pairing, pairs, p, n) for _, p, n in booked)
+    if not byRequest:
+        quotas.check(userQuotas, {"data": amounts["data"]})
 
     options = {k: v for k, v in request.options.items() if k not in ("recurrence", "period", "until")}
-    options["script"] = script
     schedulingOptions = {"shared": request.shared, "storage": storage, "traffic": traffic}
     if request.recurrence:
         schedulingOptions.update(recurrence=request.recurrence, period=request.period, until=request.until)
     if request.nodes is not None:
         schedulingOptions["nodes"] = [str(n) for n in request.nodes]
+    if interfaceCount != 1:
+        schedulingOptions["interfaceCount"] = interfaceCount
+    if pairing.paired:
+        schedulingOptions["paired"] = True
     experiment = Experiment(
         name=request.name,
         ownerid=owner.id,
-        script=script,
+        script="|".join(scripts),
         nodetypes=str(nodeFilter) if request.nodes is None else "",
         start=start,
         stop=start + duration,
@@ -240,6 +295,7 @@ def allocate(
     )
     status = states.ALLOCATED if request.allocateOnly else states.DEFINED
     expires = now + policy.allocationExpiry if request.allocateOnly else 0
+    # A pair's head runs the first script, its tail the second (or the same one).
     schedules = [
         Schedule(
             expid=0,
@@ -248,17 +304,16 @@ def allocate(
             stop=start + offset + duration,
             status=status,
             shared=request.shared,
-            deploymentOptions=dict(options),
+            deploymentOptions=dict(options, script=scripts[min(position, len(scripts) - 1)]),
             chargedTime=duration,
-            chargedData=traffic,
+            chargedData=traffic * interfacesOf(pairing, pairs, position, nodeid),
             chargedStorage=storage,
             expires=expires,
             updated=now,
         )
-        for offset, instance in zip(offsets, chosen)
-        for nodeid in instance
+        for offset, position, nodeid in booked
     ]
-    result = Allocation(experiment, schedules, k, nodecount, amounts)
+    result = Allocation(experiment, schedules, k, units, amounts, pairing.paired)
     if request.dryrun:
         return result
     txn.addExperiment(experiment)
@@ -277,7 +332,7 @@ def allocate(
         owner.id,
         userQuotas,
         amounts,
-        f"experiment #{experiment.id} requested {nodecount} nodes x {k} intervals x {duration} s",
+        f"experiment #{experiment.id} requested {units} {what} x {k} intervals x {duration} s",
         now,
     )
     return result
@@ -293,14 +348,21 @@ def find(
     nodetypes: str = "",
     nodes: Optional[list[str]] = None,
     results: Any = 1,
+    interfaceCount: Any = 1,
 ) -> list[dict[str, Any]]:
     """
     The slot search of C{GET /schedules/find}: up to C{results} disjoint windows.
+    With C{interfaceCount} 3 or more it looks for node pairs; C{nodecount} then
+    counts nodes, as in a booking (the legacy search compared it with pairs).
     """
     nodecount = integer("nodecount", nodecount, 1)
     duration = integer("duration", duration, 1)
     start = integer("start", start)
     results = min(integer("results", results, 1), 100)
+    interfaceCount = integer("interfaceCount", 1 if interfaceCount is None else interfaceCount)
+    pairing = slots.Pairing.choose(interfaceCount, 1, nodes is not None)
+    if pairing.paired and nodecount % 2:
+        raise Conflict("Node count must be even for paired nodes.")
     request = AllocationRequest(ownerid=0, name="", script="", nodetypes=nodetypes, nodes=nodes)
     nodeFilter = compileFilter(request, attrs.evolve(policy, deploymentRepository=None))
     earliest = max(start, now + policy.minDelay)
@@ -309,8 +371,12 @@ def find(
         raise Conflict(
             f"Provided start time is outside the allowed scheduling range ({now + policy.minDelay}, {latest})"
         )
-    eligible = slots.eligibleNodes(txn.listNodes(), nodeFilter, nodes, now, policy)
-    found, _ = slots.search(txn, eligible, nodecount, duration, earliest, latest, (0,), results)
+    eligible = slots.eligibleNodes(
+        txn.listNodes(), nodeFilter, nodes, now, policy, dict(txn.listPairs()), pairing
+    )
+    found, _ = slots.search(
+        txn, eligible, nodecount // pairing.size, duration, earliest, latest, (0,), results
+    )
     if not found:
         raise Conflict("Could not find available time slot matching these criteria.")
-    return [dict(_slotData(s), nodetypes=nodetypes) for s in found]
+    return [dict(_slotData(s, pairing.size), nodetypes=nodetypes) for s in found]

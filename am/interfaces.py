@@ -66,7 +66,20 @@ class IStoreTransaction(Interface):
         """Whether any schedule refers to the node (such nodes are never deleted)."""
 
     def deleteNode(nodeid):
-        """Remove a node with no schedules."""
+        """Remove a node with no schedules (and the pair it is in)."""
+
+    # node pairs (legacy head/tail nodes)
+    def setPair(headid, tailid):
+        """
+        Make C{headid} the head and C{tailid} the tail of a pair, first removing
+        any pair either node is in: a node is in at most one pair.
+        """
+
+    def deletePairs(nodeid):
+        """Remove the pair the node is in, as head or tail; return how many pairs were removed."""
+
+    def listPairs():
+        """Every pair as a C{(head id, tail id)} tuple, ordered by head id."""
 
     # users and quotas
     def addUser(user):

@@ -128,6 +128,18 @@ class Scheduler:
         """
         return self._change(accounts.setNodeStatus, nodeid, status)
 
+    def setNodePair(self, headid: str, tailid: str) -> Deferred:
+        """
+        Pair two nodes (head, tail), replacing the pairs either was in.
+        """
+        return self._change(accounts.setNodePair, headid, tailid)
+
+    def deleteNodePair(self, nodeid: str) -> Deferred:
+        """
+        Remove the pair a node is in.
+        """
+        return self._change(accounts.deleteNodePair, nodeid)
+
     def applyInventory(self, entries: list, complete: bool = True) -> Deferred:
         """
         Apply an inventory snapshot.

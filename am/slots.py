@@ -14,11 +14,14 @@ candidate is the earliest moment one of the conflicting windows (or the
 maintenance window) ends, because before that no node can become free. Each step
 is one indexed interval query over the candidate window, never a scan of every
 schedule.
+
+The search counts units: single nodes, or in pair mode C{(head, tail)} pairs,
+a pair being free when both its nodes are (legacy reference §5.3).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import attrs
 
@@ -31,7 +34,8 @@ from am.policy import Policy
 @attrs.frozen
 class Slot:
     """
-    A window found for a request: per instance, the nodes chosen.
+    A window found for a request: per instance, the units chosen (a unit is
+    one node id, or a C{(head, tail)} pair of ids in pair mode).
     """
 
     start: int
@@ -39,13 +43,13 @@ class Slot:
     maxStop: int
     nodecount: int
     maxNodecount: int
-    nodes: tuple[tuple[str, ...], ...]
+    nodes: tuple[tuple[tuple[str, ...], ...], ...]
 
 
 @attrs.frozen
 class Shortage:
     """
-    Why a fixed window failed: how many nodes were free for which instance.
+    Why a fixed window failed: how many units were free for which instance.
     """
 
     instance: int
@@ -55,28 +59,67 @@ class Shortage:
     requested: int
 
 
+@attrs.frozen
+class Pairing:
+    """
+    How a request treats node pairs (legacy C{interfaceCount}, legacy reference
+    §5.3): whether heads and tails may be chosen as single nodes, or whether
+    the request books whole C{(head, tail)} pairs.
+    """
+
+    heads: bool = False
+    tails: bool = True
+    paired: bool = False
+
+    @classmethod
+    def choose(cls, interfaceCount: int, scripts: int, explicit: bool) -> "Pairing":
+        """
+        Two scripts always mean pairs; an explicit node list takes any node;
+        otherwise 1 (or less) takes nodes that are not heads, 2 nodes that are
+        not tails, 3 or more whole pairs.
+        """
+        if scripts == 2:
+            return cls(heads=True, tails=True, paired=True)
+        if explicit:
+            return cls(heads=True, tails=True, paired=False)
+        return cls(heads=interfaceCount >= 2, tails=interfaceCount != 2, paired=interfaceCount >= 3)
+
+    @property
+    def size(self) -> int:
+        """
+        Nodes per unit.
+        """
+        return 2 if self.paired else 1
+
+
+SINGLE = Pairing()
+
+Unit = tuple[Node, ...]
+
+
 @attrs.define
 class Eligible:
     """
-    The nodes a request may use, best first, split by how fresh their heartbeat is.
+    The units (nodes, or head/tail pairs) a request may use, best first, and
+    those whose heartbeat is fresh enough for an imminent start.
     """
 
-    nodes: list[Node]
-    fresh: list[Node]
+    units: list[Unit]
+    fresh: list[Unit]
     now: int
     policy: Policy
     explicit: bool
 
-    def at(self, start: int) -> list[Node]:
+    def at(self, start: int) -> list[Unit]:
         """
-        The nodes usable for a window starting at C{start}: an imminent start needs
+        The units usable for a window starting at C{start}: an imminent start needs
         a recent heartbeat (legacy §5.1), unless nodes were named explicitly.
         """
         if self.explicit or not self.policy.requireHeartbeat:
-            return self.nodes
+            return self.units
         if start - self.now < self.policy.imminentWindow:
             return self.fresh
-        return self.nodes
+        return self.units
 
 
 def eligibleNodes(
@@ -85,11 +128,17 @@ def eligibleNodes(
     explicit: Optional[Sequence[str]],
     now: int,
     policy: Policy,
+    pairs: Optional[Mapping[str, str]] = None,
+    pairing: Pairing = SINGLE,
 ) -> Eligible:
     """
-    Filter and order the candidate nodes: active, matching the filter (or named
-    explicitly), with a heartbeat recent enough; the most recently heard first.
+    Filter and order the candidate units: active nodes matching the filter (or
+    named explicitly), with a heartbeat recent enough, the most recently heard
+    first; heads or tails left out as C{pairing} says (C{pairs} maps heads to
+    tails), or, in pair mode, heads whose tail is eligible too.
     """
+    pairs = pairs or {}
+    tails = {tail: head for head, tail in pairs.items()}
     wanted = set(str(n) for n in explicit) if explicit is not None else None
     chosen = []
     for node in nodes:
@@ -101,21 +150,32 @@ def eligibleNodes(
         if not nodeFilter.matches(node.tags):
             continue
         chosen.append(node)
-    chosen.sort(key=lambda n: (-n.heartbeat, n.id))
     if wanted is None and policy.requireHeartbeat:
         chosen = [n for n in chosen if n.heartbeat >= now - policy.heartbeatAge]
-    fresh = [n for n in chosen if n.heartbeat >= now - policy.imminentHeartbeatAge]
-    return Eligible(chosen, fresh, now, policy, wanted is not None)
+    units: list[Unit]
+    if pairing.paired:
+        byId = {n.id: n for n in chosen}
+        units = [(n, byId[pairs[n.id]]) for n in chosen if pairs.get(n.id) in byId]
+    else:
+        units = [
+            (n,) for n in chosen
+            if (pairing.heads or n.id not in pairs) and (pairing.tails or n.id not in tails)
+        ]
+    units.sort(key=lambda u: (-min(n.heartbeat for n in u), u[0].id))
+    limit = now - policy.imminentHeartbeatAge
+    fresh = [u for u in units if all(n.heartbeat >= limit for n in u)]
+    return Eligible(units, fresh, now, policy, wanted is not None)
 
 
 def _freeAt(
-    txn: IStoreTransaction, candidates: list[Node], start: int, stop: int, padding: int
-) -> tuple[list[str], Optional[int]]:
+    txn: IStoreTransaction, candidates: list[Unit], start: int, stop: int, padding: int
+) -> tuple[list[tuple[str, ...]], Optional[int]]:
     """
-    The free candidate ids for C{[start, stop)} and the earliest padded end of a
-    conflict among the candidates (when some are busy).
+    The free candidate units (as ids) for C{[start, stop)}, a unit being free
+    when all its nodes are, and the earliest padded end of a conflict among
+    the candidates (when some are busy).
     """
-    ids = [n.id for n in candidates]
+    ids = [n.id for unit in candidates for n in unit]
     conflicts = txn.blockingIntervals(
         start - padding, stop + padding, ids if len(ids) <= 64 else None
     )
@@ -128,7 +188,8 @@ def _freeAt(
             end = c.stop + padding
             if nextEnd is None or end < nextEnd:
                 nextEnd = end
-    return [i for i in ids if i not in busy], nextEnd
+    free = [tuple(n.id for n in unit) for unit in candidates]
+    return [u for u in free if not busy.intersection(u)], nextEnd
 
 
 def tryWindow(
@@ -138,11 +199,13 @@ def tryWindow(
     start: int,
     duration: int,
     offsets: Sequence[int],
-) -> tuple[Optional[tuple[tuple[str, ...], ...]], Optional[Shortage], Optional[int]]:
+) -> tuple[
+    Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
+]:
     """
     Check one candidate start for every instance.
 
-    @return: C{(nodes per instance, None, None)} on success, or C{(None, shortage,
+    @return: C{(units per instance, None, None)} on success, or C{(None, shortage,
         next candidate start)} on failure.
     """
     policy = eligible.policy
@@ -187,7 +250,7 @@ def search(
 ) -> tuple[list[Slot], Optional[Shortage]]:
     """
     The earliest C{results} disjoint windows, starting in C{[earliest, latest]}, in
-    which every instance finds C{count} free eligible nodes.
+    which every instance finds C{count} free eligible units.
 
     @param extent: compute each slot's C{maxStop} and C{maxNodecount} (for
         answers to a search; a booking does not need them).
@@ -195,15 +258,16 @@ def search(
     """
     slots: list[Slot] = []
     first: Optional[Shortage] = None
-    if len(eligible.nodes) < count:
-        return slots, Shortage(0, earliest, earliest + duration, len(eligible.nodes), count)
+    if len(eligible.units) < count:
+        return slots, Shortage(0, earliest, earliest + duration, len(eligible.units), count)
     t = earliest
     while t <= latest and len(slots) < results:
         nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets)
         if nodes is not None:
             if extent:
                 free, _ = _freeAt(txn, eligible.at(t), t, t + duration, eligible.policy.padding)
-                maxStop = _maxStop(txn, nodes[0], t, duration, eligible.policy)
+                chosenIds = [nodeid for unit in nodes[0] for nodeid in unit]
+                maxStop = _maxStop(txn, chosenIds, t, duration, eligible.policy)
             else:
                 free, maxStop = list(nodes[0]), t + duration
             slots.append(Slot(t, t + duration, maxStop, count, len(free), nodes))
@@ -214,7 +278,7 @@ def search(
         if nextStart is None:
             # Too few nodes even with nothing booked: waiting cannot help, except
             # that imminent starts see fewer (freshly heard) nodes than later ones.
-            if eligible.at(t) is not eligible.nodes and len(eligible.nodes) >= count:
+            if eligible.at(t) is not eligible.units and len(eligible.units) >= count:
                 nextStart = eligible.now + eligible.policy.imminentWindow
             else:
                 break

@@ -102,6 +102,7 @@ async def experimentSchedule(ctx: Context) -> Reply:
 async def submit(ctx: Context) -> Reply:
     """
     C{POST /experiments}: book, or with C{dryrun} say what would be booked.
+    The reply's C{nodecount} counts node pairs when pairs were booked (legacy).
     Refusals are 409 C{"Could not allocate. <reason>"} with the core's extra
     keys (C{code}, C{available}, C{requested}, C{suggestions}...) at top level.
     """
@@ -119,7 +120,8 @@ async def submit(ctx: Context) -> Reply:
         return Reply(
             200,
             render.message(
-                f"Dry run: {allocation.nodecount} node(s) x {allocation.intervals} interval(s) "
+                f"Dry run: {allocation.nodecount} {'node pair(s)' if allocation.paired else 'node(s)'} x "
+                f"{allocation.intervals} interval(s) "
                 "would be allocated; nothing was booked.",
                 dryrun=True,
                 nodecount=allocation.nodecount,

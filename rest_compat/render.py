@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 from am.model import Experiment, JournalEntry, Node, Quota, Schedule, User
 
-_NODE_KEYS = ("id", "hostname", "status", "heartbeat", "interfaces")
+_NODE_KEYS = ("id", "hostname", "status", "heartbeat", "interfaces", "pair")
 
 
 def encode(body: Any) -> bytes:
@@ -41,10 +41,22 @@ def visible(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if not str(k).startswith("_")}
 
 
-def node(n: Node) -> dict[str, Any]:
+def pairsByNode(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """
+    Each paired node's C{(head, tail)} pair, from the store's list of pairs.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for head, tail in pairs:
+        found[head] = found[tail] = (head, tail)
+    return found
+
+
+def node(n: Node, pair: Optional[tuple[str, str]] = None) -> dict[str, Any]:
     """
     A node: scalar keys, its tags flattened (they never override the scalar
-    keys) and the interfaces its last heartbeat reported.
+    keys), the interfaces its last heartbeat reported and, for a node in a
+    pair, C{pair: {head, tail}} (so a node is the head when its own id is the
+    head's).
     """
     result: dict[str, Any] = {k: v for k, v in n.tags.items() if k not in _NODE_KEYS}
     result.update(
@@ -54,6 +66,8 @@ def node(n: Node) -> dict[str, Any]:
         heartbeat=n.heartbeat,
         interfaces=[dict(i) for i in n.interfaces if isinstance(i, dict)],
     )
+    if pair is not None:
+        result["pair"] = {"head": nodeId(pair[0]), "tail": nodeId(pair[1])}
     return result
 
 

@@ -52,7 +52,8 @@ async def listResources(ctx: Context) -> Reply:
         found = txn.listNodes()
         if scope is not None:
             found = [n for n in found if n.id == scope]
-        return [render.node(n) for n in found]
+        pairs = render.pairsByNode(txn.listPairs())
+        return [render.node(n, pairs.get(n.id)) for n in found]
 
     return Reply(200, await ctx.scheduler.read(query))
 
@@ -64,8 +65,12 @@ async def getResource(ctx: Context) -> Reply:
     """
     nodeid = ctx.args[0]
     access.checkNode(ctx.user, nodeid.strip())
-    node = await ctx.scheduler.read(_node, nodeid)
-    return Reply(200, [render.node(node)])
+
+    def query(txn: Any) -> dict[str, Any]:
+        node = _node(txn, nodeid)
+        return render.node(node, render.pairsByNode(txn.listPairs()).get(node.id))
+
+    return Reply(200, [await ctx.scheduler.read(query)])
 
 
 async def resourceSchedules(ctx: Context) -> Reply:
@@ -114,31 +119,50 @@ async def resourceJournals(ctx: Context) -> Reply:
     return Reply(200, [])
 
 
-def _setNode(txn: Any, nodeid: str, tags: Optional[str], status: Optional[str]) -> Node:
+# C{pair=delete} removes the node's pair (legacy).
+PAIR_DELETE = "delete"
+
+
+def _setNode(
+    txn: Any, nodeid: str, tags: Optional[str], status: Optional[str], pair: Optional[str]
+) -> Optional[Node]:
     node = None
     if tags is not None:
         node = accounts.setNodeTags(txn, nodeid, tags)
     if status is not None:
         node = accounts.setNodeStatus(txn, nodeid, status)
+    if pair is not None:
+        if pair.strip().lower() == PAIR_DELETE:
+            accounts.deleteNodePair(txn, nodeid)
+        else:
+            accounts.setNodePair(txn, nodeid, pair)
     return node
 
 
 async def putResource(ctx: Context) -> Reply:
     """
     C{PUT /resources/<id>}: a node's heartbeat, or an admin setting the node's
-    tags (C{type=tag:value,...}) and/or status (C{status=active|maintenance|
-    disabled|missing}), atomically.
+    tags (C{type=tag:value,...}), status (C{status=active|maintenance|
+    disabled|missing}) and/or pair (C{pair=<tail id>} makes this node the head,
+    replacing the pairs of both nodes; C{pair=delete} removes its pair),
+    atomically.
     """
     if ctx.caller.role == access.NODE:
         return await nodes.heartbeat(ctx)
     params = ctx.params
-    if params.get("pair") is not None:
-        raise HTTPError(501, "Node pairs are not supported by this scheduler.", parameter="pair")
     if params.get("quota") is not None:
         raise HTTPError(501, "Interface (SIM) quotas are not kept by this scheduler.", parameter="quota")
-    tags, status = text(params, "type"), text(params, "status")
-    if tags is None and status is None:
-        raise BadRequest("Parameters missing (any of: type, status).", missing=["type", "status"])
-    await ctx.scheduler.transact(_setNode, ctx.args[0].strip(), tags, status)
-    done = [what for what, value in (("type", tags), ("status", status)) if value is not None]
-    return Reply(200, render.message(f"Node {' and '.join(done)} set."))
+    tags, status, pair = text(params, "type"), text(params, "status"), text(params, "pair")
+    if tags is None and status is None and pair is None:
+        raise BadRequest("Parameters missing (any of: type, status, pair).", missing=["type", "status", "pair"])
+    await ctx.scheduler.transact(_setNode, ctx.args[0].strip(), tags, status, pair)
+    deleted = pair is not None and pair.strip().lower() == PAIR_DELETE
+    done = [
+        what for what, value in (("type", tags), ("status", status), ("pair", None if deleted else pair))
+        if value is not None
+    ]
+    if not deleted:
+        summary = f"Node {' and '.join(done)} set."
+    else:
+        summary = f"Node {' and '.join(done)} set, pair deleted." if done else "Node pair deleted."
+    return Reply(200, render.message(summary))

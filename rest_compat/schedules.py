@@ -14,7 +14,7 @@ from am.errors import BadRequest, NotFound
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
 from rest_compat.params import intParam, nodeList, recordId, text
-from rest_compat.submission import checkInterfaceCount
+from rest_compat.submission import interfaceCount
 
 
 def ownerOf(txn: Any, cache: dict[int, int], expid: int) -> int:
@@ -63,10 +63,10 @@ async def listSchedules(ctx: Context) -> Reply:
 
 async def find(ctx: Context) -> Reply:
     """
-    The slot search: up to C{results} (default 1, at most 100) earliest windows.
+    The slot search: up to C{results} (default 1, at most 100) earliest windows;
+    C{interfaceCount} 3 or more searches node pairs (C{nodecount} counts nodes).
     """
     params = ctx.params
-    checkInterfaceCount(params)
     slots = await ctx.scheduler.find(
         nodecount=intParam(params, "nodecount", 1),
         duration=intParam(params, "duration", 1),
@@ -74,6 +74,7 @@ async def find(ctx: Context) -> Reply:
         nodetypes=text(params, "nodetypes", "") or "",
         nodes=nodeList(params.get("nodes")),
         results=intParam(params, "results", 1),
+        interfaceCount=interfaceCount(params),
     )
     return Reply(200, slots)
 

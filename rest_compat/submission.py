@@ -6,7 +6,7 @@ mapped onto the core's L{am.allocation.AllocationRequest}.
 Differences from the legacy server, on purpose: C{start}/C{stop} may be form
 strings (the legacy server failed with 500), C{taskname} is accepted for
 C{name}, C{nodes} may be a list, C{shared="0"} is false, and C{interfaceCount}
-is compared as a number.
+is read as a number (the legacy server took the form string C{"1"} for pairs).
 """
 
 from __future__ import annotations
@@ -27,15 +27,13 @@ _SCHEDULING_ONLY = ("shared", "nodes", "recurrence", "period", "until", "dryrun"
 _REFUSED = ("internal", "basedir")
 
 
-def checkInterfaceCount(params: Mapping[str, Any]) -> None:
+def interfaceCount(params: Mapping[str, Any]) -> int:
     """
-    Legacy C{interfaceCount} chose single (1), head or tail nodes or pairs;
-    only single nodes exist here.
+    Legacy C{interfaceCount}: 1 (default) single or tail nodes, 2 single or head
+    nodes, 3 or more node pairs. A form string is read as its number (the
+    legacy server took any string for "more than any number", i.e. pairs).
     """
-    if intParam(params, "interfaceCount", 1, minimum=1) != 1:
-        raise Conflict(
-            "Only single nodes (interfaceCount=1) can be scheduled; head/tail nodes and pairs are not supported."
-        )
+    return intParam(params, "interfaceCount", 1)
 
 
 def requestFrom(params: Mapping[str, Any], ownerid: int) -> AllocationRequest:
@@ -53,7 +51,6 @@ def requestFrom(params: Mapping[str, Any], ownerid: int) -> AllocationRequest:
     for key in _REFUSED:
         if key in options:
             raise Conflict(f"option {key} not allowed")
-    checkInterfaceCount(params)
     start = intParam(params, "start", 0)
     stop = intParam(params, "stop", None)
     duration = intParam(params, "duration", None)
@@ -87,4 +84,5 @@ def requestFrom(params: Mapping[str, Any], ownerid: int) -> AllocationRequest:
         traffic=traffic,
         options=deployment,
         dryrun=flag("dryrun", dryrun),
+        interfaceCount=interfaceCount(params),
     )

@@ -173,7 +173,7 @@ class SubmitTests(SynchronousTestCase):
             ({"options": "recurrence=0"}, "Could not allocate. Unsupported recurrence scheme"),
             ({"options": {"internal": 1}}, "Could not allocate. option internal not allowed"),
             ({"options": {"basedir": "/"}}, "Could not allocate. option basedir not allowed"),
-            ({"interfaceCount": 2}, "Could not allocate. Only single nodes (interfaceCount=1) can be scheduled"),
+            ({"interfaceCount": 3}, "Could not allocate. Node count must be even for paired nodes."),
             ({"script": "a|b|c"}, "Could not allocate. Only two scripts allowed in script parameter"),
             ({"script": "bad url"}, "Could not allocate. Container URL contains invalid characters"),
             ({"duration": 10**6}, "Could not allocate. Tasks may not run for more than"),

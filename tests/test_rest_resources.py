@@ -107,15 +107,15 @@ class ResourceTests(SynchronousTestCase):
 
     def test_adminErrors(self) -> None:
         """
-        Bad tags are 400, unknown nodes 404, nothing to set 400, pairs and
-        interface quotas 501.
+        Bad tags are 400, unknown nodes 404 (also as a tail), nothing to set
+        400, interface quotas 501.
         """
         admin = self.people.admin
         cases = [
             ("/v1/resources/1", {"type": "nocolon"}, 400),
             ("/v1/resources/99", {"type": "a:b"}, 404),
             ("/v1/resources/1", {"maintenance": "0"}, 400),
-            ("/v1/resources/1", {"pair": "2"}, 501),
+            ("/v1/resources/1", {"pair": "99"}, 404),
             ("/v1/resources/1", {"quota": "5", "iccid": "1"}, 501),
         ]
         for path, form, code in cases:

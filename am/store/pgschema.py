@@ -128,6 +128,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX public_keys_expires ON public_keys (expires);
     """,
+    # 2: node pairs (SQLite schema 5).
+    """
+    CREATE TABLE node_pairs (
+        head text COLLATE "C" PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+        tail text COLLATE "C" NOT NULL UNIQUE REFERENCES nodes(id) ON DELETE CASCADE,
+        CHECK (head <> tail)
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -134,6 +134,22 @@ class PostgresTransaction:
     def deleteNode(self, nodeid: str) -> None:
         self._db.execute("DELETE FROM nodes WHERE id = %s", (str(nodeid),))
 
+    # node pairs
+
+    def setPair(self, headid: str, tailid: str) -> None:
+        head, tail = str(headid), str(tailid)
+        self._db.execute(
+            "DELETE FROM node_pairs WHERE head IN (%s, %s) OR tail IN (%s, %s)", (head, tail, head, tail)
+        )
+        self._db.execute("INSERT INTO node_pairs (head, tail) VALUES (%s, %s)", (head, tail))
+
+    def deletePairs(self, nodeid: str) -> int:
+        node = str(nodeid)
+        return self._db.execute("DELETE FROM node_pairs WHERE head = %s OR tail = %s", (node, node)).rowcount
+
+    def listPairs(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._all("SELECT head, tail FROM node_pairs ORDER BY head")]
+
     # users and quotas
 
     def _userRow(self, user: User) -> tuple:

@@ -121,6 +121,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX public_keys_expires ON public_keys (expires);
     """,
+    # 5: node pairs (legacy head/tail nodes): a node is the head or the tail of at most one pair.
+    """
+    CREATE TABLE node_pairs (
+        head TEXT PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+        tail TEXT NOT NULL UNIQUE REFERENCES nodes(id) ON DELETE CASCADE,
+        CHECK (head <> tail)
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

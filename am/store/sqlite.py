@@ -205,6 +205,22 @@ class SQLiteTransaction:
         self._db.execute("DELETE FROM nodes WHERE id = ?", (nodeid,))
         self._bumpNodes()
 
+    # node pairs
+
+    def setPair(self, headid: str, tailid: str) -> None:
+        head, tail = str(headid), str(tailid)
+        self._db.execute(
+            "DELETE FROM node_pairs WHERE head IN (?, ?) OR tail IN (?, ?)", (head, tail, head, tail)
+        )
+        self._db.execute("INSERT INTO node_pairs (head, tail) VALUES (?, ?)", (head, tail))
+
+    def deletePairs(self, nodeid: str) -> int:
+        node = str(nodeid)
+        return self._db.execute("DELETE FROM node_pairs WHERE head = ? OR tail = ?", (node, node)).rowcount
+
+    def listPairs(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._all("SELECT head, tail FROM node_pairs ORDER BY head")]
+
     # users and quotas
 
     def addUser(self, user: User) -> int:
