@@ -26,6 +26,9 @@ _SCRIPT = re.compile(r"^[A-Za-z0-9!#$&'()*+,\-./:;=?@\[\]_~]+$")
 # Scheduling keys kept on the experiment; everything else goes to the node.
 SCHEDULING_KEYS = ("shared", "recurrence", "period", "until", "storage", "traffic", "nodes")
 _NOT_DEPLOYED = Group((Atom("type", "deployed"),), negated=True)
+# The legacy start that puts a request in the low-priority queue (and that a
+# queued schedule keeps until it is placed).
+QUEUE_START = states.QUEUE_START
 
 
 @attrs.define
@@ -155,11 +158,89 @@ def interfacesOf(pairing: slots.Pairing, pairs: dict[str, str], position: int, n
     return 2 if pairing.heads else 1
 
 
+def _checkRuntime(duration: int, policy: Policy) -> None:
+    if duration < policy.minRuntime:
+        raise Conflict(f"Tasks must run for a minimum of {policy.minRuntime} seconds.")
+    if duration > policy.maxRuntime:
+        raise Conflict(f"Tasks may not run for more than {policy.maxRuntime} seconds.")
+
+
+def queueExpiry(until: Any, now: int, policy: Policy) -> int:
+    """
+    When a queued request is given up (its C{until}): at most, and by default,
+    the scheduling horizon away (legacy: the past when absent, so the queue
+    dropped the request within the hour).
+    """
+    latest = now + policy.horizon
+    if until is None or (isinstance(until, str) and not until.strip()):
+        return latest
+    until = integer("until", until)
+    if until <= now:
+        raise Conflict("The queue expiry (until) must be in the future.")
+    return min(until, latest)
+
+
+def _selection(request: AllocationRequest) -> Optional[list[str]]:
+    return list(request.nodes) if request.nodes is not None else None
+
+
+def _chooseWindow(
+    txn: IStoreTransaction,
+    request: AllocationRequest,
+    eligible: slots.Eligible,
+    pairing: slots.Pairing,
+    units: int,
+    duration: int,
+    start: int,
+    asap: bool,
+    offsets: tuple[int, ...],
+    now: int,
+    policy: Policy,
+) -> tuple[int, tuple[tuple[tuple[str, ...], ...], ...]]:
+    """
+    The start and the units per instance of a booking: the earliest window for
+    as soon as possible, else the window asked for, refused with the legacy
+    reason and three suggestions.
+    """
+    latest = now + policy.horizon
+    if asap:
+        found, shortage = slots.search(txn, eligible, units, duration, start, latest, offsets, extent=False)
+        if not found:
+            raise Conflict(
+                "Could not find available time slot matching these criteria.",
+                code="sc1",
+                available=shortage.available if shortage else 0,
+                requested=units,
+                suggestions=[],
+            )
+        return found[0].start, found[0].nodes
+    chosen, shortage, _ = slots.tryWindow(txn, eligible, units, start, duration, offsets)
+    if chosen is None:
+        assert shortage is not None
+        suggestions, _ = slots.search(txn, eligible, units, duration, start, latest, offsets, results=3)
+        raise Conflict(
+            f"Only {shortage.available}/{shortage.requested} {'node pairs' if pairing.paired else 'nodes'} "
+            f"are available during interval {shortage.instance + 1} "
+            f"({iso(shortage.start)} to {iso(shortage.stop)}).",
+            code="sc1",
+            available=shortage.available,
+            requested=shortage.requested,
+            selection=_selection(request),
+            start=shortage.start,
+            stop=shortage.stop,
+            suggestions=[_slotData(s, pairing.size) for s in suggestions],
+        )
+    return start, chosen
+
+
 def allocate(
     txn: IStoreTransaction, request: AllocationRequest, now: int, policy: Policy
 ) -> Allocation:
     """
-    Validate, find the window, check quotas and book, atomically.
+    Validate, find the window, check quotas and book, atomically. C{start=-1}
+    puts the request in the low-priority queue instead: one C{queued}
+    schedule per node, without a window until a heartbeat of the node places
+    it (L{am.lifecycle.placeQueued}).
 
     @raise BadRequest: ill-typed or missing values.
     @raise Conflict: the request cannot be satisfied; C{extra["suggestions"]} holds
@@ -189,23 +270,28 @@ def allocate(
         raise Conflict("Node count must be even for paired nodes.")
     units = nodecount // pairing.size
 
-    if start < 0:
-        raise Conflict("The low-priority queue (start=-1) is not supported; use start=0 for as soon as possible.")
+    queued = start == QUEUE_START
     asap = start == 0
-    earliest = now + policy.minDelay
-    if asap:
-        start = earliest
-    elif start < earliest:
-        raise Conflict(
-            f"Tasks may not be scheduled immediately or in the past ({policy.minDelay} second delay)."
-        )
-    if duration < policy.minRuntime:
-        raise Conflict(f"Tasks must run for a minimum of {policy.minRuntime} seconds.")
-    if duration > policy.maxRuntime:
-        raise Conflict(f"Tasks may not run for more than {policy.maxRuntime} seconds.")
-    if start > now + policy.horizon:
-        raise Conflict(f"Tasks may not be scheduled more than {policy.horizon} seconds in advance.")
-    offsets = expandOffsets(start, duration, request.recurrence, request.period, request.until, now, policy)
+    if queued:
+        if request.allocateOnly:
+            raise Conflict("The low-priority queue (start=-1) is not available to GENI allocations.")
+        if pairing.paired:
+            raise Conflict("Node pairs cannot be queued (start=-1): book them with a start time, or 0.")
+        _checkRuntime(duration, policy)
+        until = queueExpiry(request.until, now, policy)
+        start, offsets = 0, (0,)
+    else:
+        earliest = now + policy.minDelay
+        if asap:
+            start = earliest
+        elif start < earliest:
+            raise Conflict(
+                f"Tasks may not be scheduled immediately or in the past ({policy.minDelay} second delay)."
+            )
+        _checkRuntime(duration, policy)
+        if start > now + policy.horizon:
+            raise Conflict(f"Tasks may not be scheduled more than {policy.horizon} seconds in advance.")
+        offsets = expandOffsets(start, duration, request.recurrence, request.period, request.until, now, policy)
     k = len(offsets)
     # Data is charged per interface (legacy reference §9.1); for nodes named
     # explicitly that depends on which are heads, so it is checked once chosen.
@@ -226,41 +312,26 @@ def allocate(
         if unknown:
             raise Conflict(f"Unknown node(s): {', '.join(unknown)}", nodes=unknown)
     pairs = dict(txn.listPairs())
-    eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy, pairs, pairing)
-    latest = now + policy.horizon
-    what = "node pairs" if pairing.paired else "nodes"
-    if asap:
-        found, shortage = slots.search(
-            txn, eligible, units, duration, start, latest, offsets, extent=False
-        )
-        if not found:
+    if queued:
+        # Queued requests wait for their nodes: no window, so no heartbeat age.
+        anyAge = attrs.evolve(policy, requireHeartbeat=False)
+        eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, anyAge, pairs, pairing)
+        if len(eligible.units) < units:
             raise Conflict(
-                "Could not find available time slot matching these criteria.",
+                f"Only {len(eligible.units)}/{units} nodes are available for scheduling this task.",
                 code="sc1",
-                available=shortage.available if shortage else 0,
+                available=len(eligible.units),
                 requested=units,
-                suggestions=[],
+                selection=_selection(request),
+                start=QUEUE_START,
+                stop=duration,
             )
-        chosen = found[0].nodes
-        start = found[0].start
+        chosen = (tuple(tuple(n.id for n in unit) for unit in eligible.units[:units]),)
     else:
-        chosen, shortage, _ = slots.tryWindow(txn, eligible, units, start, duration, offsets)
-        if chosen is None:
-            assert shortage is not None
-            suggestions, _ = slots.search(
-                txn, eligible, units, duration, start, latest, offsets, results=3
-            )
-            raise Conflict(
-                f"Only {shortage.available}/{shortage.requested} {what} are available during "
-                f"interval {shortage.instance + 1} ({iso(shortage.start)} to {iso(shortage.stop)}).",
-                code="sc1",
-                available=shortage.available,
-                requested=shortage.requested,
-                selection=list(request.nodes) if request.nodes is not None else None,
-                start=shortage.start,
-                stop=shortage.stop,
-                suggestions=[_slotData(s, pairing.size) for s in suggestions],
-            )
+        eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy, pairs, pairing)
+        start, chosen = _chooseWindow(
+            txn, request, eligible, pairing, units, duration, start, asap, offsets, now, policy
+        )
     booked = [
         (offset, position, nodeid)
         for offset, instance in zip(offsets, chosen)
@@ -273,7 +344,9 @@ def allocate(
 
     options = {k: v for k, v in request.options.items() if k not in ("recurrence", "period", "until")}
     schedulingOptions = {"shared": request.shared, "storage": storage, "traffic": traffic}
-    if request.recurrence:
+    if queued:
+        schedulingOptions.update(queued=True, until=until)
+    elif request.recurrence:
         schedulingOptions.update(recurrence=request.recurrence, period=request.period, until=request.until)
     if request.nodes is not None:
         schedulingOptions["nodes"] = [str(n) for n in request.nodes]
@@ -286,22 +359,28 @@ def allocate(
         ownerid=owner.id,
         script="|".join(scripts),
         nodetypes=str(nodeFilter) if request.nodes is None else "",
-        start=start,
-        stop=start + duration,
+        # A queued experiment spans its time in the queue (legacy: now to until).
+        start=now if queued else start,
+        stop=until if queued else start + duration,
         options=schedulingOptions,
         recurringUntil=start + offsets[-1] + duration if k > 1 else 0,
         sliceURN=request.sliceURN,
         created=now,
     )
-    status = states.ALLOCATED if request.allocateOnly else states.DEFINED
-    expires = now + policy.allocationExpiry if request.allocateOnly else 0
+    if queued:
+        # No window yet (legacy form: start -1, stop = duration); the queue expiry is C{expires}.
+        status, expires = states.QUEUED, until
+    elif request.allocateOnly:
+        status, expires = states.ALLOCATED, now + policy.allocationExpiry
+    else:
+        status, expires = states.DEFINED, 0
     # A pair's head runs the first script, its tail the second (or the same one).
     schedules = [
         Schedule(
             expid=0,
             nodeid=nodeid,
-            start=start + offset,
-            stop=start + offset + duration,
+            start=QUEUE_START if queued else start + offset,
+            stop=duration if queued else start + offset + duration,
             status=status,
             shared=request.shared,
             deploymentOptions=dict(options, script=scripts[min(position, len(scripts) - 1)]),
@@ -326,15 +405,15 @@ def allocate(
             schedule.deploymentOptions["_ssh.private"] = private
             schedule.deploymentOptions["ssh.public"] = public
             txn.updateSchedule(schedule)
-            txn.addPublicKey(schedule.id, public, schedule.stop)
-    quotas.charge(
-        txn,
-        owner.id,
-        userQuotas,
-        amounts,
-        f"experiment #{experiment.id} requested {units} {what} x {k} intervals x {duration} s",
-        now,
-    )
+            if not queued:
+                # A queued task's public key is served once it has a window.
+                txn.addPublicKey(schedule.id, public, schedule.stop)
+    what = "node pairs" if pairing.paired else "nodes"
+    if queued:
+        reason = f"experiment #{experiment.id} queued {units} {what} x {duration} s"
+    else:
+        reason = f"experiment #{experiment.id} requested {units} {what} x {k} intervals x {duration} s"
+    quotas.charge(txn, owner.id, userQuotas, amounts, reason, now)
     return result
 
 

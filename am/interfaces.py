@@ -135,20 +135,33 @@ class IStoreTransaction(Interface):
         """An experiment's schedules, ordered by start then id."""
 
     def schedulesOfNode(nodeid, start, stop, limit=None):
-        """A node's schedules overlapping C{[start, stop)}, ordered by start."""
+        """
+        A node's schedules overlapping C{[start, stop)}, ordered by start.
+        Schedules never placed (start -1: queued, or canceled while queued)
+        have no window and are never returned.
+        """
 
     def schedulesOverlapping(start, stop, ownerid=None):
-        """All schedules overlapping C{[start, stop)}, optionally of one owner, ordered by start."""
+        """
+        All schedules overlapping C{[start, stop)}, optionally of one owner,
+        ordered by start; never those not placed (start -1).
+        """
 
     def blockingIntervals(start, stop, nodeids=None):
         """
         The L{am.model.Interval}s of blocking schedules that overlap C{[start, stop)},
         optionally only for the given node ids, in no particular order. Must use
-        an index, never a full scan.
+        an index, never a full scan. C{queued} schedules never block.
         """
 
     def expiredAllocations(now):
         """Schedules still C{allocated} whose allocation expired before C{now}, in no particular order."""
+
+    def queuedSchedules(nodeid, limit=None):
+        """A node's C{queued} schedules (the low-priority queue), oldest (lowest id) first."""
+
+    def expiredQueue(now):
+        """C{queued} schedules whose queue expiry (C{expires}) is before C{now}, in no particular order."""
 
     def countSchedules():
         """How many schedules there are (for statistics)."""

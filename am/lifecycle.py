@@ -155,7 +155,8 @@ def heartbeat(
 ) -> HeartbeatReply:
     """
     Record that a node is alive and hand it its upcoming tasks (final ones too, so
-    it can drop what was canceled); C{defined} tasks become C{requested}.
+    it can drop what was canceled); C{defined} tasks become C{requested}. An
+    active node's oldest queued task is placed first when it fits.
     """
     if user.role != "node" or not user.active or str(user.nodeid) != str(nodeid):
         raise Forbidden(f"Wrong user to update this status. ({user.name})")
@@ -168,16 +169,73 @@ def heartbeat(
         node.status = status
     node.heartbeat = now
     txn.setHeartbeat(node.id, now, status, interfaces)
+    placed = placeQueued(txn, node.id, now, policy) if node.status == NODE_ACTIVE else None
+    limit = max(1, min(limit, 100))
     tasks = [
         s
         for s in txn.schedulesOfNode(node.id, now, now + policy.prefetch)
         if s.status != states.ALLOCATED
-    ][: max(1, min(limit, 100))]
+    ][:limit]
+    if placed is not None and all(t.id != placed.id for t in tasks):
+        # Shared or final tasks before it must not hide what was just placed.
+        tasks = sorted(tasks[: limit - 1] + [placed], key=lambda t: (t.start, t.id))
     for task in tasks:
         if task.status == states.DEFINED:
             task.status, task.updated = states.REQUESTED, now
             txn.updateSchedule(task)
     return HeartbeatReply(node, tasks)
+
+
+# How many of a node's queued tasks one heartbeat looks at (expired ones are
+# dropped on the way to the oldest live one).
+_QUEUE_LOOKAHEAD = 16
+
+
+def placeQueued(txn: IStoreTransaction, nodeid: str, now: int, policy: Policy) -> Optional[Schedule]:
+    """
+    The low-priority queue (legacy reference §5.5): give the node's oldest
+    queued task the window C{[now + padding, now + padding + duration)} when
+    the node has no blocking schedule near it (padding included) and no
+    maintenance window is in the way; the task then is an ordinary C{defined}
+    one. Otherwise it stays queued for a later heartbeat. Queued tasks whose
+    queue expired are canceled on the way (legacy: only the first three
+    tasks were looked at, so a queued task could land on a booked one).
+
+    @return: the task placed, if any.
+    """
+    for task in txn.queuedSchedules(nodeid, _QUEUE_LOOKAHEAD):
+        if task.expires < now:
+            expireQueued(txn, task, now, policy)
+            continue
+        duration = task.stop  # not placed yet: start -1, stop = duration
+        start = now + policy.padding
+        stop = start + duration
+        if policy.maintenanceConflict(start, stop) is not None:
+            return None
+        if txn.blockingIntervals(start - policy.padding, stop + policy.padding, [nodeid]):
+            return None
+        states.checkTransition(task.status, states.DEFINED, Actor.SCHEDULER)
+        task.start, task.stop, task.status, task.expires, task.updated = start, stop, states.DEFINED, 0, now
+        txn.updateSchedule(task)
+        public = task.deploymentOptions.get("ssh.public")
+        if public:
+            txn.addPublicKey(task.id, public, stop)
+        return task
+    return None
+
+
+def expireQueued(txn: IStoreTransaction, schedule: Schedule, now: int, policy: Policy) -> None:
+    """
+    Cancel a queued task whose queue expiry passed, refunding it, and archive
+    its experiment once nothing of it is left open.
+    """
+    experiment = txn.getExperiment(schedule.expid)
+    _apply(txn, schedule, experiment, states.CANCELED, "queue expired", Actor.SCHEDULER, now, policy)
+    if experiment.status == "active" and all(
+        states.isFinal(s.status) for s in txn.schedulesOfExperiment(experiment.id)
+    ):
+        experiment.status = "archived"
+        txn.updateExperiment(experiment)
 
 
 @attrs.define
@@ -223,7 +281,7 @@ def endSchedules(
         experiment = touched.get(schedule.expid) or txn.getExperiment(schedule.expid)
         touched[schedule.expid] = experiment
         actor = actorFor(user, experiment)
-        if schedule.status in (states.ALLOCATED, states.DEFINED):
+        if schedule.status in (states.ALLOCATED, states.QUEUED, states.DEFINED):
             _apply(txn, schedule, experiment, states.CANCELED, reason, actor, now, policy)
             result.canceled += 1
         elif not states.isFinal(schedule.status):
@@ -294,7 +352,7 @@ def renew(
         raise Conflict("Cannot renew into the past.")
     extra = 0
     for schedule in schedules:
-        if states.isFinal(schedule.status):
+        if states.isFinal(schedule.status) or schedule.status == states.QUEUED:
             raise Conflict(f"Schedule {schedule.id} is {schedule.status} and cannot be renewed.")
         if stop - schedule.start > policy.maxRuntime:
             raise Conflict(f"Tasks may not run for more than {policy.maxRuntime} seconds.")
@@ -359,13 +417,17 @@ def actorOwner(txn: IStoreTransaction, schedules: list[Schedule], user: User) ->
 
 def expireAllocations(txn: IStoreTransaction, now: int, policy: Policy) -> int:
     """
-    Cancel allocations that were never provisioned in time (GENI), and fail tasks
-    whose window ended before any node took them.
+    Cancel allocations that were never provisioned in time (GENI), and queued
+    tasks whose queue expiry (C{until}) passed before their node had room
+    (legacy: the hourly pass), refunding both.
     """
     count = 0
     for schedule in txn.expiredAllocations(now):
         experiment = txn.getExperiment(schedule.expid)
         _apply(txn, schedule, experiment, states.CANCELED, "allocation expired", Actor.SCHEDULER, now, policy)
+        count += 1
+    for schedule in txn.expiredQueue(now):
+        expireQueued(txn, schedule, now, policy)
         count += 1
     return count
 
@@ -397,8 +459,9 @@ def mergeExperiments(
     for schedule in moved:
         schedule.expid = target.id
         txn.updateSchedule(schedule)
-    target.start = min([target.start] + [s.start for s in moved])
-    target.stop = max([target.stop] + [s.stop for s in moved])
+    placed = [s for s in moved if s.start != states.QUEUE_START]  # queued ones have no window
+    target.start = min([target.start] + [s.start for s in placed])
+    target.stop = max([target.stop] + [s.stop for s in placed])
     if name:
         target.name = name
     txn.updateExperiment(target)

@@ -94,7 +94,8 @@ class Scheduler:
 
     def expireAllocations(self) -> Deferred:
         """
-        Cancel unprovisioned GENI allocations whose time is up.
+        Cancel unprovisioned GENI allocations whose time is up, and queued
+        tasks whose queue expiry passed.
         """
         return self._change(lifecycle.expireAllocations, self.now(), self.policy)
 

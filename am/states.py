@@ -24,6 +24,7 @@ class Actor(str, Enum):
 
 
 ALLOCATED = "allocated"  # booked through GENI Allocate, not yet provisioned; invisible to nodes
+QUEUED = "queued"  # in the low-priority queue (start=-1): no window yet, never blocks; invisible to nodes
 DEFINED = "defined"
 REQUESTED = "requested"
 DEPLOYED = "deployed"
@@ -36,7 +37,11 @@ FAILED = "failed"
 CANCELED = "canceled"
 ABORTED = "aborted"
 
-ACTIVE_STATES = (ALLOCATED, DEFINED, REQUESTED, DEPLOYED, DELAYED, STARTED, RESTARTED)
+# A schedule that never had a window (queued, or canceled while queued) keeps
+# the legacy form: start -1 and its duration as stop. Interval queries skip it.
+QUEUE_START = -1
+
+ACTIVE_STATES = (ALLOCATED, QUEUED, DEFINED, REQUESTED, DEPLOYED, DELAYED, STARTED, RESTARTED)
 FINAL_STATES = (STOPPED, FINISHED, FAILED, CANCELED, ABORTED)
 ALL_STATES = ACTIVE_STATES + FINAL_STATES
 
@@ -48,7 +53,8 @@ N, S, O, A = Actor.NODE, Actor.SCHEDULER, Actor.OWNER, Actor.ADMIN
 # (from-states, to-state, actors allowed)
 _RULES: tuple[tuple[tuple[str, ...], str, frozenset[Actor]], ...] = (
     ((ALLOCATED,), DEFINED, frozenset({O, A})),  # GENI Provision
-    ((ALLOCATED, DEFINED), CANCELED, frozenset({O, A, S})),
+    ((QUEUED,), DEFINED, frozenset({S})),  # placed by a heartbeat of its node
+    ((ALLOCATED, QUEUED, DEFINED), CANCELED, frozenset({O, A, S})),
     ((DEFINED,), REQUESTED, frozenset({S})),  # first delivered by a heartbeat
     ((REQUESTED, DEPLOYED, DELAYED, STARTED, RESTARTED), ABORTED, frozenset({O, A, S})),
     ((DEFINED, REQUESTED, DELAYED), DEPLOYED, frozenset({N})),

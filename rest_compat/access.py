@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+from am import states
 from am.errors import Forbidden
-from am.model import User
+from am.model import Schedule, User
 
 ANONYMOUS = "anonymous"
 USER = "user"
@@ -59,6 +60,16 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
 }
 
 _ARTICLES = {USER: "a user", ADMIN: "an admin", NODE: "a node"}
+
+
+
+def hiddenFromNodes(schedule: Schedule) -> bool:
+    """
+    Schedules nodes never see: GENI allocations not yet provisioned, and tasks
+    of the low-priority queue that were never placed (queued, or canceled
+    while queued).
+    """
+    return schedule.status == states.ALLOCATED or schedule.start == states.QUEUE_START
 
 
 class Unauthenticated(Exception):

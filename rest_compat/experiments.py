@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from am import lifecycle, states
+from am import lifecycle
 from am.errors import BadRequest, Conflict, NotFound
 from am.model import Experiment, Schedule, User
 from rest_compat import access, render
@@ -28,8 +28,8 @@ def visibleSchedules(txn: Any, user: Optional[User], experiment: Experiment) -> 
     schedules = txn.schedulesOfExperiment(experiment.id)
     scope = access.nodeScope(user)
     if scope is not None:
-        # GENI allocations not yet provisioned are invisible to nodes.
-        schedules = [s for s in schedules if s.status != states.ALLOCATED]
+        # GENI allocations not yet provisioned and queued tasks are invisible to nodes.
+        schedules = [s for s in schedules if not access.hiddenFromNodes(s)]
     access.checkExperiment(user, experiment.ownerid, {s.nodeid for s in schedules})
     if scope is not None:
         schedules = [s for s in schedules if s.nodeid == scope]
@@ -51,7 +51,7 @@ async def listExperiments(ctx: Context) -> Reply:
             experiments = txn.findExperiments(status=status)
         elif scope is not None:
             ids = sorted(
-                {s.expid for s in txn.schedulesOfNode(scope, 0, FOREVER) if s.status != states.ALLOCATED}
+                {s.expid for s in txn.schedulesOfNode(scope, 0, FOREVER) if not access.hiddenFromNodes(s)}
             )
             experiments = [e for e in (txn.getExperiment(i) for i in ids) if e is not None]
             experiments = [e for e in experiments if status is None or e.status == status]

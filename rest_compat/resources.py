@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from am import accounts, states
+from am import accounts
 from am.errors import BadRequest, Forbidden, NotFound
 from am.model import Node, User
 from rest_compat import access, nodes, render
@@ -34,7 +34,7 @@ def _nodeSchedules(txn: Any, user: Optional[User], node: Node, now: int, horizon
     owners: dict[int, int] = {}
     rows = []
     for s in txn.schedulesOfNode(node.id, now, now + horizon):
-        if s.status == states.ALLOCATED and access.nodeScope(user) is not None:
+        if access.hiddenFromNodes(s) and access.nodeScope(user) is not None:
             continue
         ownerid = ownerOf(txn, owners, s.expid)
         rows.append(render.schedule(s, access.mayReadOptions(user, ownerid, s.nodeid)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from am import lifecycle, states
+from am import lifecycle
 from am.errors import BadRequest, NotFound
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
@@ -52,7 +52,7 @@ async def listSchedules(ctx: Context) -> Reply:
 
     def query(txn: Any) -> list[dict[str, Any]]:
         if scope is not None:
-            found = [s for s in txn.schedulesOfNode(scope, start, stop) if s.status != states.ALLOCATED]
+            found = [s for s in txn.schedulesOfNode(scope, start, stop) if not access.hiddenFromNodes(s)]
         else:
             found = txn.schedulesOverlapping(start, stop)
         owners: dict[int, int] = {}
@@ -88,7 +88,7 @@ async def getSchedule(ctx: Context) -> Reply:
 
     def query(txn: Any) -> dict[str, Any]:
         schedule = lifecycle.getSchedule(txn, schedid)
-        if access.nodeScope(user) is not None and schedule.status == states.ALLOCATED:
+        if access.nodeScope(user) is not None and access.hiddenFromNodes(schedule):
             raise NotFound("Could not find schedule entry with this id.")
         experiment = txn.getExperiment(schedule.expid)
         access.checkSchedule(user, experiment.ownerid, schedule.nodeid)

@@ -16,6 +16,8 @@ EXPECTED_ALLOWED = {
     ("allocated", "defined"): {"owner", "admin"},
     ("allocated", "canceled"): {"owner", "admin", "scheduler"},
     ("allocated", "failed"): {"scheduler"},
+    ("queued", "defined"): {"scheduler"},
+    ("queued", "canceled"): {"owner", "admin", "scheduler"},
     ("defined", "canceled"): {"owner", "admin", "scheduler"},
     ("defined", "requested"): {"scheduler"},
     ("defined", "deployed"): {"node"},

@@ -20,6 +20,7 @@ FAILED = "geni_failed"
 # status -> (geni_allocation_status, geni_operational_status)
 STATUS_MAP: dict[str, tuple[str, str]] = {
     states.ALLOCATED: (ALLOCATED, PENDING),
+    states.QUEUED: (ALLOCATED, PENDING),  # low-priority queue (REST only): waiting for a window
     states.DEFINED: (PROVISIONED, NOTREADY),  # waiting for its node to fetch it
     states.REQUESTED: (PROVISIONED, CONFIGURING),  # the node has it
     states.DEPLOYED: (PROVISIONED, CONFIGURING),  # image deployed, start time not reached

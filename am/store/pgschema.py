@@ -136,6 +136,11 @@ MIGRATIONS: tuple[str, ...] = (
         CHECK (head <> tail)
     );
     """,
+    # 3: the low-priority queue (SQLite schema 6).
+    """
+    CREATE INDEX schedules_queued ON schedules (nodeid, id) WHERE status = 'queued';
+    CREATE INDEX schedules_queue_expiry ON schedules (expires) WHERE status = 'queued';
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -44,7 +44,7 @@ from zope.interface import implementer
 from am.errors import BadRequest
 from am.interfaces import IStore, IStoreTransaction
 from am.model import Experiment, Interval, JournalEntry, Node, Quota, Schedule, User
-from am.states import FINAL_STATES
+from am.states import FINAL_STATES, QUEUE_START, QUEUED
 from am.store.pgschema import (
     EXPERIMENT_COLUMNS,
     LOCK_KEY,
@@ -301,7 +301,8 @@ class PostgresTransaction:
     def _scheduleRow(self, s: Schedule) -> tuple:
         return (
             s.expid, str(s.nodeid), s.start, s.stop, s.status, s.reason, bool(s.shared),
-            bool(s.blocking), json.dumps(s.deploymentOptions), s.chargedTime, s.chargedData,
+            # A queued schedule has no window yet: it never blocks.
+            bool(s.blocking and s.status != QUEUED), json.dumps(s.deploymentOptions), s.chargedTime, s.chargedData,
             s.chargedStorage, s.expires, s.updated,
         )
 
@@ -366,7 +367,7 @@ class PostgresTransaction:
     ) -> list[Schedule]:
         sql = (
             f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= {_LOW} "
-            "AND start < %s AND stop > %s ORDER BY start, id"
+            f"AND start < %s AND stop > %s AND start <> {QUEUE_START} ORDER BY start, id"
         )
         args: list[Any] = [str(nodeid), start, stop, start]
         if limit is not None:
@@ -379,7 +380,7 @@ class PostgresTransaction:
     ) -> list[Schedule]:
         columns = ", ".join("s." + c.strip() for c in SCHEDULE_COLUMNS.split(","))
         sql = f"SELECT {columns} FROM schedules s"
-        where = f"s.start >= {_LOW} AND s.start < %s AND s.stop > %s"
+        where = f"s.start >= {_LOW} AND s.start < %s AND s.stop > %s AND s.start <> {QUEUE_START}"
         args: list[Any] = [start, stop, start]
         if ownerid is not None:
             sql += " JOIN experiments e ON e.id = s.expid"
@@ -420,6 +421,24 @@ class PostgresTransaction:
             scheduleFromRow(r)
             for r in self._all(
                 f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' "
+                "AND expires < %s ORDER BY expires, id",
+                now,
+            )
+        ]
+
+    def queuedSchedules(self, nodeid: str, limit: Optional[int] = None) -> list[Schedule]:
+        sql = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND status = 'queued' ORDER BY id"
+        args: list[Any] = [str(nodeid)]
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+        return [scheduleFromRow(r) for r in self._all(sql, *args)]
+
+    def expiredQueue(self, now: int) -> list[Schedule]:
+        return [
+            scheduleFromRow(r)
+            for r in self._all(
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'queued' "
                 "AND expires < %s ORDER BY expires, id",
                 now,
             )

@@ -129,6 +129,11 @@ MIGRATIONS: tuple[str, ...] = (
         CHECK (head <> tail)
     );
     """,
+    # 6: the low-priority queue: a node's queued schedules, oldest first, and their expiry.
+    """
+    CREATE INDEX schedules_queued ON schedules (nodeid, id) WHERE status = 'queued';
+    CREATE INDEX schedules_queue_expiry ON schedules (expires) WHERE status = 'queued';
+    """,
 )
 
 LATEST = len(MIGRATIONS)

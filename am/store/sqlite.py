@@ -30,7 +30,7 @@ from am.model import (
     Schedule,
     User,
 )
-from am.states import FINAL_STATES
+from am.states import FINAL_STATES, QUEUE_START, QUEUED
 from am.store.schema import migrate
 
 _SCHEDULE_COLUMNS = (
@@ -381,7 +381,8 @@ class SQLiteTransaction:
             s.status,
             s.reason,
             int(s.shared),
-            int(s.blocking),
+            # A queued schedule has no window yet: it never blocks.
+            int(s.blocking and s.status != QUEUED),
             json.dumps(s.deploymentOptions),
             s.chargedTime,
             s.chargedData,
@@ -433,7 +434,7 @@ class SQLiteTransaction:
     ) -> list[Schedule]:
         sql = (
             f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND start >= ? "
-            "AND start < ? AND stop > ? ORDER BY start, id"
+            f"AND start < ? AND stop > ? AND start <> {QUEUE_START} ORDER BY start, id"
         )
         args: list[Any] = [str(nodeid), start - self._longest(), stop, start]
         if limit is not None:
@@ -449,7 +450,7 @@ class SQLiteTransaction:
             "FROM schedules s"
         )
         args: list[Any] = []
-        where = "s.start >= ? AND s.start < ? AND s.stop > ?"
+        where = f"s.start >= ? AND s.start < ? AND s.stop > ? AND s.start <> {QUEUE_START}"
         args += [start - self._longest(), stop, start]
         if ownerid is not None:
             sql += " JOIN experiments e ON e.id = s.expid"
@@ -495,6 +496,22 @@ class SQLiteTransaction:
             for r in self._all(
                 f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' AND expires < ?",
                 now,
+            )
+        ]
+
+    def queuedSchedules(self, nodeid: str, limit: Optional[int] = None) -> list[Schedule]:
+        sql = f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND status = 'queued' ORDER BY id"
+        args: list[Any] = [str(nodeid)]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_schedule(r) for r in self._all(sql, *args)]
+
+    def expiredQueue(self, now: int) -> list[Schedule]:
+        return [
+            _schedule(r)
+            for r in self._all(
+                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE status = 'queued' AND expires < ?", now
             )
         ]
 
