@@ -345,7 +345,7 @@ class Controller(MultiService):
     def _expire(self) -> Deferred:
         def expired(count: Any) -> None:
             if count:
-                self.log.info("{count} unprovisioned allocation(s) expired", count=count)
+                self.log.info("{count} unprovisioned allocation(s) or queued task(s) expired", count=count)
 
         def failed(failure: Failure) -> None:
             self.log.failure("expiring allocations failed; will retry", failure)

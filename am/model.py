@@ -144,9 +144,10 @@ class Schedule:
     @property
     def blocking(self) -> bool:
         """
-        An exclusive schedule that is not final keeps its padded window from others.
+        An exclusive schedule that is not final keeps its padded window from
+        others; a queued one has no window yet.
         """
-        return not self.shared and not states.isFinal(self.status)
+        return not self.shared and not states.isFinal(self.status) and self.status != states.QUEUED
 
     @property
     def statusText(self) -> str:

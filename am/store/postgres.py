@@ -44,7 +44,7 @@ from zope.interface import implementer
 from am.errors import BadRequest
 from am.interfaces import IStore, IStoreTransaction
 from am.model import Experiment, Interval, JournalEntry, Node, Quota, Schedule, User
-from am.states import FINAL_STATES, QUEUE_START, QUEUED
+from am.states import FINAL_STATES, QUEUE_START
 from am.store.pgschema import (
     EXPERIMENT_COLUMNS,
     LOCK_KEY,
@@ -301,8 +301,7 @@ class PostgresTransaction:
     def _scheduleRow(self, s: Schedule) -> tuple:
         return (
             s.expid, str(s.nodeid), s.start, s.stop, s.status, s.reason, bool(s.shared),
-            # A queued schedule has no window yet: it never blocks.
-            bool(s.blocking and s.status != QUEUED), json.dumps(s.deploymentOptions), s.chargedTime, s.chargedData,
+            bool(s.blocking), json.dumps(s.deploymentOptions), s.chargedTime, s.chargedData,
             s.chargedStorage, s.expires, s.updated,
         )
 

@@ -30,7 +30,7 @@ from am.model import (
     Schedule,
     User,
 )
-from am.states import FINAL_STATES, QUEUE_START, QUEUED
+from am.states import FINAL_STATES, QUEUE_START
 from am.store.schema import migrate
 
 _SCHEDULE_COLUMNS = (
@@ -381,8 +381,7 @@ class SQLiteTransaction:
             s.status,
             s.reason,
             int(s.shared),
-            # A queued schedule has no window yet: it never blocks.
-            int(s.blocking and s.status != QUEUED),
+            int(s.blocking),
             json.dumps(s.deploymentOptions),
             s.chargedTime,
             s.chargedData,
