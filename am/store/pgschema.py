@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from am.model import Experiment, Node, Schedule, User
 from am.store.schema import SchemaTooNew
 
 __all__ = ["MIGRATIONS", "LATEST", "LOCK_KEY", "SchemaTooNew", "migrate", "currentVersion"]
@@ -190,46 +189,9 @@ def migrate(connection: Any, migrations: tuple[str, ...] = MIGRATIONS) -> int:
 
 # -- rows and model objects ------------------------------------------------------
 
-SCHEDULE_COLUMNS = (
-    "id, expid, nodeid, start, stop, status, reason, shared, deployment_options, "
-    "charged_time, charged_data, charged_storage, expires, updated"
-)
-EXPERIMENT_COLUMNS = (
-    "id, name, ownerid, script, nodetypes, start, stop, recurring_until, options, "
-    "status, slice_urn, created"
-)
-USER_COLUMNS = "id, name, role, fingerprint, urn, project, invalid, nodeid"
+# Tags live on the node row here (no tag table, so no cache to keep coherent
+# between controllers); the other column lists are shared (L{am.store.rows}).
 NODE_COLUMNS = "id, hostname, status, heartbeat, interfaces, admin_tags, inventory_tags"
-
-
-def scheduleFromRow(row: tuple) -> Schedule:
-    return Schedule(
-        id=row[0], expid=row[1], nodeid=row[2], start=row[3], stop=row[4], status=row[5],
-        reason=row[6], shared=row[7], deploymentOptions=row[8], chargedTime=row[9],
-        chargedData=row[10], chargedStorage=row[11], expires=row[12], updated=row[13],
-    )
-
-
-def experimentFromRow(row: tuple) -> Experiment:
-    return Experiment(
-        id=row[0], name=row[1], ownerid=row[2], script=row[3], nodetypes=row[4], start=row[5],
-        stop=row[6], recurringUntil=row[7], options=row[8], status=row[9], sliceURN=row[10],
-        created=row[11],
-    )
-
-
-def userFromRow(row: tuple) -> User:
-    return User(
-        id=row[0], name=row[1], role=row[2], fingerprint=row[3], urn=row[4], project=row[5],
-        invalid=row[6], nodeid=row[7],
-    )
-
-
-def nodeFromRow(row: tuple) -> Node:
-    return Node(
-        id=row[0], hostname=row[1], status=row[2], heartbeat=row[3], interfaces=row[4],
-        adminTags=row[5], inventoryTags=row[6],
-    )
 
 
 def recordKey(value: Any) -> Optional[int]:

@@ -45,17 +45,14 @@ from am.errors import BadRequest
 from am.interfaces import IStore, IStoreTransaction
 from am.model import Experiment, Interval, JournalEntry, Node, Quota, Schedule, User
 from am.states import FINAL_STATES, QUEUE_START
-from am.store.pgschema import (
+from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion, recordKey
+from am.store.pgschema import migrate as migrateSchema
+from am.store.rows import (
     EXPERIMENT_COLUMNS,
-    LOCK_KEY,
-    NODE_COLUMNS,
     SCHEDULE_COLUMNS,
     USER_COLUMNS,
-    currentVersion,
     experimentFromRow,
-    migrate as migrateSchema,
     nodeFromRow,
-    recordKey,
     scheduleFromRow,
     userFromRow,
 )

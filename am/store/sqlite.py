@@ -31,67 +31,15 @@ from am.model import (
     User,
 )
 from am.states import FINAL_STATES, QUEUE_START
+from am.store.rows import (
+    EXPERIMENT_COLUMNS,
+    SCHEDULE_COLUMNS,
+    USER_COLUMNS,
+    experimentFromRow,
+    scheduleFromRow,
+    userFromRow,
+)
 from am.store.schema import migrate
-
-_SCHEDULE_COLUMNS = (
-    "id, expid, nodeid, start, stop, status, reason, shared, deployment_options, "
-    "charged_time, charged_data, charged_storage, expires, updated"
-)
-_EXPERIMENT_COLUMNS = (
-    "id, name, ownerid, script, nodetypes, start, stop, recurring_until, options, "
-    "status, slice_urn, created"
-)
-_USER_COLUMNS = "id, name, role, fingerprint, urn, project, invalid, nodeid"
-
-
-def _schedule(row: tuple) -> Schedule:
-    return Schedule(
-        id=row[0],
-        expid=row[1],
-        nodeid=row[2],
-        start=row[3],
-        stop=row[4],
-        status=row[5],
-        reason=row[6],
-        shared=bool(row[7]),
-        deploymentOptions=json.loads(row[8]),
-        chargedTime=row[9],
-        chargedData=row[10],
-        chargedStorage=row[11],
-        expires=row[12],
-        updated=row[13],
-    )
-
-
-def _experiment(row: tuple) -> Experiment:
-    return Experiment(
-        id=row[0],
-        name=row[1],
-        ownerid=row[2],
-        script=row[3],
-        nodetypes=row[4],
-        start=row[5],
-        stop=row[6],
-        recurringUntil=row[7],
-        options=json.loads(row[8]),
-        status=row[9],
-        sliceURN=row[10],
-        created=row[11],
-    )
-
-
-def _user(row: tuple) -> User:
-    return User(
-        id=row[0],
-        name=row[1],
-        role=row[2],
-        fingerprint=row[3],
-        urn=row[4],
-        project=row[5],
-        invalid=bool(row[6]),
-        nodeid=row[7],
-    )
-
 
 @implementer(IStoreTransaction)
 class SQLiteTransaction:
@@ -240,8 +188,8 @@ class SQLiteTransaction:
         )
 
     def getUser(self, userid: int) -> Optional[User]:
-        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", userid)
-        return _user(row) if row else None
+        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", userid)
+        return userFromRow(row) if row else None
 
     def findUser(
         self,
@@ -251,21 +199,21 @@ class SQLiteTransaction:
         project: Optional[str] = None,
     ) -> Optional[User]:
         if fingerprint:
-            row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE fingerprint = ?", fingerprint)
+            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE fingerprint = ?", fingerprint)
         elif urn:
-            row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE urn = ?", urn)
+            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE urn = ?", urn)
         elif name is not None:
             row = self._one(
-                f"SELECT {_USER_COLUMNS} FROM users WHERE name = ? AND project = ? AND invalid = 0",
+                f"SELECT {USER_COLUMNS} FROM users WHERE name = ? AND project = ? AND invalid = 0",
                 name,
                 project or "",
             )
         else:
             return None
-        return _user(row) if row else None
+        return userFromRow(row) if row else None
 
     def listUsers(self) -> list[User]:
-        return [_user(r) for r in self._all(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")]
+        return [userFromRow(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]
 
     def getQuotas(self, userid: int) -> dict[str, Quota]:
         return {
@@ -344,8 +292,8 @@ class SQLiteTransaction:
         )
 
     def getExperiment(self, expid: int) -> Optional[Experiment]:
-        row = self._one(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?", expid)
-        return _experiment(row) if row else None
+        row = self._one(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?", expid)
+        return experimentFromRow(row) if row else None
 
     def findExperiments(
         self,
@@ -360,8 +308,8 @@ class SQLiteTransaction:
                 args.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         return [
-            _experiment(r)
-            for r in self._all(f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments {clause} ORDER BY id", *args)
+            experimentFromRow(r)
+            for r in self._all(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments {clause} ORDER BY id", *args)
         ]
 
     # schedules
@@ -414,14 +362,14 @@ class SQLiteTransaction:
         self._noteLongest([schedule])
 
     def getSchedule(self, schedid: int) -> Optional[Schedule]:
-        row = self._one(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", schedid)
-        return _schedule(row) if row else None
+        row = self._one(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", schedid)
+        return scheduleFromRow(row) if row else None
 
     def schedulesOfExperiment(self, expid: int) -> list[Schedule]:
         return [
-            _schedule(r)
+            scheduleFromRow(r)
             for r in self._all(
-                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE expid = ? ORDER BY start, id", expid
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE expid = ? ORDER BY start, id", expid
             )
         ]
 
@@ -432,20 +380,20 @@ class SQLiteTransaction:
         self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
     ) -> list[Schedule]:
         sql = (
-            f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND start >= ? "
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND start >= ? "
             f"AND start < ? AND stop > ? AND start <> {QUEUE_START} ORDER BY start, id"
         )
         args: list[Any] = [str(nodeid), start - self._longest(), stop, start]
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [_schedule(r) for r in self._all(sql, *args)]
+        return [scheduleFromRow(r) for r in self._all(sql, *args)]
 
     def schedulesOverlapping(
         self, start: int, stop: int, ownerid: Optional[int] = None
     ) -> list[Schedule]:
         sql = (
-            f"SELECT {', '.join('s.' + c.strip() for c in _SCHEDULE_COLUMNS.split(','))} "
+            f"SELECT {', '.join('s.' + c.strip() for c in SCHEDULE_COLUMNS.split(','))} "
             "FROM schedules s"
         )
         args: list[Any] = []
@@ -455,7 +403,7 @@ class SQLiteTransaction:
             sql += " JOIN experiments e ON e.id = s.expid"
             where += " AND e.ownerid = ?"
             args.append(ownerid)
-        return [_schedule(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
+        return [scheduleFromRow(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
 
     def blockingIntervals(
         self, start: int, stop: int, nodeids: Optional[Iterable[str]] = None
@@ -491,26 +439,26 @@ class SQLiteTransaction:
 
     def expiredAllocations(self, now: int) -> list[Schedule]:
         return [
-            _schedule(r)
+            scheduleFromRow(r)
             for r in self._all(
-                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' AND expires < ?",
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' AND expires < ?",
                 now,
             )
         ]
 
     def queuedSchedules(self, nodeid: str, limit: Optional[int] = None) -> list[Schedule]:
-        sql = f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND status = 'queued' ORDER BY id"
+        sql = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND status = 'queued' ORDER BY id"
         args: list[Any] = [str(nodeid)]
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [_schedule(r) for r in self._all(sql, *args)]
+        return [scheduleFromRow(r) for r in self._all(sql, *args)]
 
     def expiredQueue(self, now: int) -> list[Schedule]:
         return [
-            _schedule(r)
+            scheduleFromRow(r)
             for r in self._all(
-                f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE status = 'queued' AND expires < ?", now
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'queued' AND expires < ?", now
             )
         ]
 
