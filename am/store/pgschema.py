@@ -14,7 +14,7 @@ SQLite, whatever the database's locale.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from am.store.schema import SchemaTooNew
 
@@ -192,17 +192,3 @@ def migrate(connection: Any, migrations: tuple[str, ...] = MIGRATIONS) -> int:
 # Tags live on the node row here (no tag table, so no cache to keep coherent
 # between controllers); the other column lists are shared (L{am.store.rows}).
 NODE_COLUMNS = "id, hostname, status, heartbeat, interfaces, admin_tags, inventory_tags"
-
-
-def recordKey(value: Any) -> Optional[int]:
-    """
-    A record id as an integer, or C{None} when it cannot be one (SQLite simply
-    finds no row for such a key; PostgreSQL would refuse the query).
-    """
-    if isinstance(value, bool):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return None
-    return number if -(2**63) <= number < 2**63 else None

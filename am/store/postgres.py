@@ -43,17 +43,17 @@ from zope.interface import implementer
 
 from am.errors import BadRequest
 from am.interfaces import IStore, IStoreTransaction
-from am.model import Experiment, Interval, JournalEntry, Node, Quota, Schedule, User
+from am.model import Experiment, Interval, Node, Quota, Schedule, User
 from am.states import FINAL_STATES, QUEUE_START
-from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion, recordKey
+from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
+from am.store.sqlcommon import SQLTransaction
 from am.store.rows import (
-    EXPERIMENT_COLUMNS,
     SCHEDULE_COLUMNS,
     USER_COLUMNS,
-    experimentFromRow,
     nodeFromRow,
     scheduleFromRow,
+    recordKey,
     userFromRow,
 )
 
@@ -69,7 +69,7 @@ _PER_NODE = 64
 
 
 @implementer(IStoreTransaction)
-class PostgresTransaction:
+class PostgresTransaction(SQLTransaction):
     """
     L{IStoreTransaction} over one open PostgreSQL transaction.
     """
@@ -77,15 +77,13 @@ class PostgresTransaction:
     def __init__(self, connection: psycopg.Connection) -> None:
         self._db = connection
 
+    def _sql(self, text: str) -> str:
+        # The shared queries use "?"; psycopg wants "%s" (and none of ours has a literal "?").
+        return text.replace("?", "%s")
+
     @property
     def schemaVersion(self) -> int:
         return currentVersion(self._db)
-
-    def _one(self, sql: str, *args: Any) -> Optional[tuple]:
-        return self._db.execute(sql, args).fetchone()
-
-    def _all(self, sql: str, *args: Any) -> list[tuple]:
-        return self._db.execute(sql, args).fetchall()
 
     # nodes
 
@@ -133,20 +131,6 @@ class PostgresTransaction:
 
     # node pairs
 
-    def setPair(self, headid: str, tailid: str) -> None:
-        head, tail = str(headid), str(tailid)
-        self._db.execute(
-            "DELETE FROM node_pairs WHERE head IN (%s, %s) OR tail IN (%s, %s)", (head, tail, head, tail)
-        )
-        self._db.execute("INSERT INTO node_pairs (head, tail) VALUES (%s, %s)", (head, tail))
-
-    def deletePairs(self, nodeid: str) -> int:
-        node = str(nodeid)
-        return self._db.execute("DELETE FROM node_pairs WHERE head = %s OR tail = %s", (node, node)).rowcount
-
-    def listPairs(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self._all("SELECT head, tail FROM node_pairs ORDER BY head")]
-
     # users and quotas
 
     def _userRow(self, user: User) -> tuple:
@@ -170,10 +154,6 @@ class PostgresTransaction:
             (*self._userRow(user), recordKey(user.id)),
         )
 
-    def getUser(self, userid: int) -> Optional[User]:
-        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", recordKey(userid))
-        return userFromRow(row) if row else None
-
     def findUser(
         self,
         fingerprint: Optional[str] = None,
@@ -196,19 +176,6 @@ class PostgresTransaction:
             return None
         return userFromRow(row) if row else None
 
-    def listUsers(self) -> list[User]:
-        return [userFromRow(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]
-
-    def getQuotas(self, userid: int) -> dict[str, Quota]:
-        return {
-            row[0]: Quota(kind=row[0], current=row[1], resetValue=row[2], resetDate=row[3], lastReset=row[4])
-            for row in self._all(
-                "SELECT kind, current, reset_value, reset_date, last_reset FROM quotas "
-                "WHERE userid = %s ORDER BY kind",
-                recordKey(userid),
-            )
-        }
-
     def putQuota(self, userid: int, quota: Quota) -> None:
         self._db.execute(
             "INSERT INTO quotas (userid, kind, current, reset_value, reset_date, last_reset) "
@@ -217,23 +184,6 @@ class PostgresTransaction:
             "reset_date = EXCLUDED.reset_date, last_reset = EXCLUDED.last_reset",
             (userid, quota.kind, quota.current, quota.resetValue, quota.resetDate, quota.lastReset),
         )
-
-    def addJournal(self, entry: JournalEntry) -> None:
-        self._db.execute(
-            "INSERT INTO quota_journal (timestamp, userid, kind, delta, new_value, reason) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            (entry.timestamp, entry.userid, entry.kind, entry.delta, entry.newValue, entry.reason),
-        )
-
-    def listJournal(self, userid: int) -> list[JournalEntry]:
-        return [
-            JournalEntry(*row)
-            for row in self._all(
-                "SELECT timestamp, userid, kind, delta, new_value, reason FROM quota_journal "
-                "WHERE userid = %s ORDER BY id",
-                recordKey(userid),
-            )
-        ]
 
     # experiments
 
@@ -262,38 +212,7 @@ class PostgresTransaction:
             (*self._experimentRow(experiment), recordKey(experiment.id)),
         )
 
-    def getExperiment(self, expid: int) -> Optional[Experiment]:
-        row = self._one(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = %s", recordKey(expid))
-        return experimentFromRow(row) if row else None
-
-    def findExperiments(
-        self,
-        ownerid: Optional[int] = None,
-        status: Optional[str] = None,
-        sliceURN: Optional[str] = None,
-    ) -> list[Experiment]:
-        if ownerid is not None:
-            ownerid = recordKey(ownerid)
-            if ownerid is None:
-                return []
-        where, args = [], []
-        for column, value in (("ownerid", ownerid), ("status", status), ("slice_urn", sliceURN)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                args.append(value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return [
-            experimentFromRow(r)
-            for r in self._all(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments {clause} ORDER BY id", *args)
-        ]
-
     # schedules
-
-    def _noteLongest(self, schedules: Iterable[Schedule]) -> None:
-        longest = max((s.stop - s.start for s in schedules), default=0)
-        self._db.execute(
-            "UPDATE meta SET value = %s WHERE key = 'longest_window' AND value < %s", (longest, longest)
-        )
 
     def _scheduleRow(self, s: Schedule) -> tuple:
         return (
@@ -344,19 +263,6 @@ class PostgresTransaction:
             (*self._scheduleRow(schedule), recordKey(schedule.id)),
         )
         self._noteLongest([schedule])
-
-    def getSchedule(self, schedid: int) -> Optional[Schedule]:
-        row = self._one(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = %s", recordKey(schedid))
-        return scheduleFromRow(row) if row else None
-
-    def schedulesOfExperiment(self, expid: int) -> list[Schedule]:
-        return [
-            scheduleFromRow(r)
-            for r in self._all(
-                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE expid = %s ORDER BY start, id",
-                recordKey(expid),
-            )
-        ]
 
     def schedulesOfNode(
         self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
@@ -411,68 +317,6 @@ class PostgresTransaction:
                 start,
             )
         return [Interval(*r) for r in rows]
-
-    def expiredAllocations(self, now: int) -> list[Schedule]:
-        return [
-            scheduleFromRow(r)
-            for r in self._all(
-                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' "
-                "AND expires < %s ORDER BY expires, id",
-                now,
-            )
-        ]
-
-    def queuedSchedules(self, nodeid: str, limit: Optional[int] = None) -> list[Schedule]:
-        sql = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND status = 'queued' ORDER BY id"
-        args: list[Any] = [str(nodeid)]
-        if limit is not None:
-            sql += " LIMIT %s"
-            args.append(limit)
-        return [scheduleFromRow(r) for r in self._all(sql, *args)]
-
-    def expiredQueue(self, now: int) -> list[Schedule]:
-        return [
-            scheduleFromRow(r)
-            for r in self._all(
-                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'queued' "
-                "AND expires < %s ORDER BY expires, id",
-                now,
-            )
-        ]
-
-    def countSchedules(self) -> int:
-        return self._one("SELECT count(*) FROM schedules")[0]
-
-    def putTraffic(self, schedid: int, meter: str, value: int) -> None:
-        self._db.execute(
-            "INSERT INTO traffic_reports (schedid, meter, value) VALUES (%s, %s, %s) "
-            "ON CONFLICT (schedid, meter) DO UPDATE SET value = EXCLUDED.value",
-            (schedid, meter, value),
-        )
-
-    def trafficOf(self, schedid: int) -> dict[str, int]:
-        return dict(
-            self._all(
-                "SELECT meter, value FROM traffic_reports WHERE schedid = %s ORDER BY meter",
-                recordKey(schedid),
-            )
-        )
-
-    def addPublicKey(self, schedid: int, public: str, expires: int) -> None:
-        self._db.execute(
-            "INSERT INTO public_keys (schedid, public, expires) VALUES (%s, %s, %s)",
-            (schedid, public, expires),
-        )
-
-    def publicKeys(self, now: int) -> list[str]:
-        return [
-            row[0]
-            for row in self._all(
-                "SELECT k.public FROM public_keys k JOIN schedules s ON s.id = k.schedid "
-                f"WHERE k.expires > %s AND s.status NOT IN ({_FINAL}) ORDER BY k.schedid",
-                now,
-            )
-        ]
 
 
 class PostgresDatabase:

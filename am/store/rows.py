@@ -9,7 +9,7 @@ hands back parsed JSON and real booleans. L{_json} and C{bool} accept both.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Optional
 
 from am.model import Experiment, Node, Schedule, User
 
@@ -59,3 +59,17 @@ def nodeFromRow(row: tuple) -> Node:
         id=row[0], hostname=row[1], status=row[2], heartbeat=row[3], interfaces=_json(row[4]),
         adminTags=_json(row[5]), inventoryTags=_json(row[6]),
     )
+
+
+def recordKey(value: Any) -> Optional[int]:
+    """
+    A record id as an integer, or C{None} when it cannot be one (SQLite simply
+    finds no row for such a key; PostgreSQL would refuse the query).
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if -(2**63) <= number < 2**63 else None

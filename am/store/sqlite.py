@@ -24,25 +24,23 @@ from am.model import (
     TAG_INVENTORY,
     Experiment,
     Interval,
-    JournalEntry,
     Node,
     Quota,
     Schedule,
     User,
 )
-from am.states import FINAL_STATES, QUEUE_START
+from am.states import QUEUE_START
 from am.store.rows import (
-    EXPERIMENT_COLUMNS,
     SCHEDULE_COLUMNS,
     USER_COLUMNS,
-    experimentFromRow,
     scheduleFromRow,
     userFromRow,
 )
 from am.store.schema import migrate
+from am.store.sqlcommon import SQLTransaction
 
 @implementer(IStoreTransaction)
-class SQLiteTransaction:
+class SQLiteTransaction(SQLTransaction):
     """
     L{IStoreTransaction} over one open SQLite transaction.
     """
@@ -54,12 +52,6 @@ class SQLiteTransaction:
     @property
     def schemaVersion(self) -> int:
         return self._db.execute("PRAGMA user_version").fetchone()[0]
-
-    def _one(self, sql: str, *args: Any) -> Optional[tuple]:
-        return self._db.execute(sql, args).fetchone()
-
-    def _all(self, sql: str, *args: Any) -> list[tuple]:
-        return self._db.execute(sql, args).fetchall()
 
     # nodes
 
@@ -155,20 +147,6 @@ class SQLiteTransaction:
 
     # node pairs
 
-    def setPair(self, headid: str, tailid: str) -> None:
-        head, tail = str(headid), str(tailid)
-        self._db.execute(
-            "DELETE FROM node_pairs WHERE head IN (?, ?) OR tail IN (?, ?)", (head, tail, head, tail)
-        )
-        self._db.execute("INSERT INTO node_pairs (head, tail) VALUES (?, ?)", (head, tail))
-
-    def deletePairs(self, nodeid: str) -> int:
-        node = str(nodeid)
-        return self._db.execute("DELETE FROM node_pairs WHERE head = ? OR tail = ?", (node, node)).rowcount
-
-    def listPairs(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self._all("SELECT head, tail FROM node_pairs ORDER BY head")]
-
     # users and quotas
 
     def addUser(self, user: User) -> int:
@@ -186,10 +164,6 @@ class SQLiteTransaction:
             "WHERE id = ?",
             (user.name, user.role, user.fingerprint, user.urn, user.project, int(user.invalid), user.nodeid, user.id),
         )
-
-    def getUser(self, userid: int) -> Optional[User]:
-        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", userid)
-        return userFromRow(row) if row else None
 
     def findUser(
         self,
@@ -212,18 +186,6 @@ class SQLiteTransaction:
             return None
         return userFromRow(row) if row else None
 
-    def listUsers(self) -> list[User]:
-        return [userFromRow(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]
-
-    def getQuotas(self, userid: int) -> dict[str, Quota]:
-        return {
-            row[0]: Quota(kind=row[0], current=row[1], resetValue=row[2], resetDate=row[3], lastReset=row[4])
-            for row in self._all(
-                "SELECT kind, current, reset_value, reset_date, last_reset FROM quotas WHERE userid = ?",
-                userid,
-            )
-        }
-
     def putQuota(self, userid: int, quota: Quota) -> None:
         self._db.execute(
             "INSERT INTO quotas (userid, kind, current, reset_value, reset_date, last_reset) "
@@ -232,23 +194,6 @@ class SQLiteTransaction:
             "reset_date=excluded.reset_date, last_reset=excluded.last_reset",
             (userid, quota.kind, quota.current, quota.resetValue, quota.resetDate, quota.lastReset),
         )
-
-    def addJournal(self, entry: JournalEntry) -> None:
-        self._db.execute(
-            "INSERT INTO quota_journal (timestamp, userid, kind, delta, new_value, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.timestamp, entry.userid, entry.kind, entry.delta, entry.newValue, entry.reason),
-        )
-
-    def listJournal(self, userid: int) -> list[JournalEntry]:
-        return [
-            JournalEntry(*row)
-            for row in self._all(
-                "SELECT timestamp, userid, kind, delta, new_value, reason FROM quota_journal "
-                "WHERE userid = ? ORDER BY id",
-                userid,
-            )
-        ]
 
     # experiments
 
@@ -291,34 +236,7 @@ class SQLiteTransaction:
             ),
         )
 
-    def getExperiment(self, expid: int) -> Optional[Experiment]:
-        row = self._one(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?", expid)
-        return experimentFromRow(row) if row else None
-
-    def findExperiments(
-        self,
-        ownerid: Optional[int] = None,
-        status: Optional[str] = None,
-        sliceURN: Optional[str] = None,
-    ) -> list[Experiment]:
-        where, args = [], []
-        for column, value in (("ownerid", ownerid), ("status", status), ("slice_urn", sliceURN)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return [
-            experimentFromRow(r)
-            for r in self._all(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments {clause} ORDER BY id", *args)
-        ]
-
     # schedules
-
-    def _noteLongest(self, schedules: Iterable[Schedule]) -> None:
-        longest = max((s.stop - s.start for s in schedules), default=0)
-        self._db.execute(
-            "UPDATE meta SET value = ? WHERE key = 'longest_window' AND value < ?", (longest, longest)
-        )
 
     def _scheduleRow(self, s: Schedule) -> tuple:
         return (
@@ -360,18 +278,6 @@ class SQLiteTransaction:
             (*self._scheduleRow(schedule), schedule.id),
         )
         self._noteLongest([schedule])
-
-    def getSchedule(self, schedid: int) -> Optional[Schedule]:
-        row = self._one(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", schedid)
-        return scheduleFromRow(row) if row else None
-
-    def schedulesOfExperiment(self, expid: int) -> list[Schedule]:
-        return [
-            scheduleFromRow(r)
-            for r in self._all(
-                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE expid = ? ORDER BY start, id", expid
-            )
-        ]
 
     def _longest(self) -> int:
         return self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
@@ -436,60 +342,6 @@ class SQLiteTransaction:
             start,
         )
         return [Interval(*r) for r in rows if wanted is None or r[0] in wanted]
-
-    def expiredAllocations(self, now: int) -> list[Schedule]:
-        return [
-            scheduleFromRow(r)
-            for r in self._all(
-                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' AND expires < ?",
-                now,
-            )
-        ]
-
-    def queuedSchedules(self, nodeid: str, limit: Optional[int] = None) -> list[Schedule]:
-        sql = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND status = 'queued' ORDER BY id"
-        args: list[Any] = [str(nodeid)]
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [scheduleFromRow(r) for r in self._all(sql, *args)]
-
-    def expiredQueue(self, now: int) -> list[Schedule]:
-        return [
-            scheduleFromRow(r)
-            for r in self._all(
-                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'queued' AND expires < ?", now
-            )
-        ]
-
-    def countSchedules(self) -> int:
-        return self._one("SELECT COUNT(*) FROM schedules")[0]
-
-    def putTraffic(self, schedid: int, meter: str, value: int) -> None:
-        self._db.execute(
-            "INSERT INTO traffic_reports (schedid, meter, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (schedid, meter) DO UPDATE SET value = excluded.value",
-            (schedid, meter, value),
-        )
-
-    def addPublicKey(self, schedid: int, public: str, expires: int) -> None:
-        self._db.execute(
-            "INSERT INTO public_keys (schedid, public, expires) VALUES (?, ?, ?)", (schedid, public, expires)
-        )
-
-    def publicKeys(self, now: int) -> list[str]:
-        final = ",".join(f"'{s}'" for s in FINAL_STATES)
-        return [
-            row[0]
-            for row in self._all(
-                "SELECT k.public FROM public_keys k JOIN schedules s ON s.id = k.schedid "
-                f"WHERE k.expires > ? AND s.status NOT IN ({final}) ORDER BY k.schedid",
-                now,
-            )
-        ]
-
-    def trafficOf(self, schedid: int) -> dict[str, int]:
-        return dict(self._all("SELECT meter, value FROM traffic_reports WHERE schedid = ?", schedid))
 
 
 class SQLiteDatabase:

@@ -1,0 +1,202 @@
+# -*- test-case-name: tests.test_store_contract -*-
+"""
+The SQL both stores share: every method whose query is the same in SQLite and
+PostgreSQL, written once with C{?} placeholders (L{SQLTransaction._sql} turns
+them into PostgreSQL's C{%s}). What differs (node tags, inserts that return
+ids, interval queries, schema) stays in each store.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from am.model import Experiment, JournalEntry, Quota, Schedule, User
+from am.states import FINAL_STATES
+from am.store.rows import (
+    EXPERIMENT_COLUMNS,
+    SCHEDULE_COLUMNS,
+    USER_COLUMNS,
+    experimentFromRow,
+    recordKey,
+    scheduleFromRow,
+    userFromRow,
+)
+
+_FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
+
+
+class SQLTransaction:
+    """
+    Shared queries over a DB-API connection C{_db} (sqlite3 or psycopg 3).
+    """
+
+    _db: Any
+
+    def _sql(self, text: str) -> str:
+        """
+        The query in this database's placeholder style (C{?} here).
+        """
+        return text
+
+    def _exec(self, sql: str, args: Any = ()) -> Any:
+        return self._db.execute(self._sql(sql), args)
+
+    def setPair(self, headid: str, tailid: str) -> None:
+        head, tail = str(headid), str(tailid)
+        self._exec(
+            "DELETE FROM node_pairs WHERE head IN (?, ?) OR tail IN (?, ?)", (head, tail, head, tail)
+        )
+        self._exec("INSERT INTO node_pairs (head, tail) VALUES (?, ?)", (head, tail))
+
+    def deletePairs(self, nodeid: str) -> int:
+        node = str(nodeid)
+        return self._exec("DELETE FROM node_pairs WHERE head = ? OR tail = ?", (node, node)).rowcount
+
+    def listPairs(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._all("SELECT head, tail FROM node_pairs ORDER BY head")]
+
+    def listUsers(self) -> list[User]:
+        return [userFromRow(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]
+
+    def addJournal(self, entry: JournalEntry) -> None:
+        self._exec(
+            "INSERT INTO quota_journal (timestamp, userid, kind, delta, new_value, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.timestamp, entry.userid, entry.kind, entry.delta, entry.newValue, entry.reason),
+        )
+
+    def _noteLongest(self, schedules: Iterable[Schedule]) -> None:
+        longest = max((s.stop - s.start for s in schedules), default=0)
+        self._exec(
+            "UPDATE meta SET value = ? WHERE key = 'longest_window' AND value < ?", (longest, longest)
+        )
+
+    def queuedSchedules(self, nodeid: str, limit: Optional[int] = None) -> list[Schedule]:
+        sql = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND status = 'queued' ORDER BY id"
+        args: list[Any] = [str(nodeid)]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [scheduleFromRow(r) for r in self._all(sql, *args)]
+
+    def getUser(self, userid: int) -> Optional[User]:
+        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", recordKey(userid))
+        return userFromRow(row) if row else None
+
+    def getExperiment(self, expid: int) -> Optional[Experiment]:
+        row = self._one(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = ?", recordKey(expid))
+        return experimentFromRow(row) if row else None
+
+    def findExperiments(
+        self,
+        ownerid: Optional[int] = None,
+        status: Optional[str] = None,
+        sliceURN: Optional[str] = None,
+    ) -> list[Experiment]:
+        if ownerid is not None:
+            ownerid = recordKey(ownerid)
+            if ownerid is None:
+                return []
+        where, args = [], []
+        for column, value in (("ownerid", ownerid), ("status", status), ("slice_urn", sliceURN)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return [
+            experimentFromRow(r)
+            for r in self._all(f"SELECT {EXPERIMENT_COLUMNS} FROM experiments {clause} ORDER BY id", *args)
+        ]
+
+    def getSchedule(self, schedid: int) -> Optional[Schedule]:
+        row = self._one(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", recordKey(schedid))
+        return scheduleFromRow(row) if row else None
+
+    def schedulesOfExperiment(self, expid: int) -> list[Schedule]:
+        return [
+            scheduleFromRow(r)
+            for r in self._all(
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE expid = ? ORDER BY start, id",
+                recordKey(expid),
+            )
+        ]
+
+    def listJournal(self, userid: int) -> list[JournalEntry]:
+        return [
+            JournalEntry(*row)
+            for row in self._all(
+                "SELECT timestamp, userid, kind, delta, new_value, reason FROM quota_journal "
+                "WHERE userid = ? ORDER BY id",
+                recordKey(userid),
+            )
+        ]
+
+    def getQuotas(self, userid: int) -> dict[str, Quota]:
+        return {
+            row[0]: Quota(kind=row[0], current=row[1], resetValue=row[2], resetDate=row[3], lastReset=row[4])
+            for row in self._all(
+                "SELECT kind, current, reset_value, reset_date, last_reset FROM quotas "
+                "WHERE userid = ? ORDER BY kind",
+                recordKey(userid),
+            )
+        }
+
+    def countSchedules(self) -> int:
+        return self._one("SELECT count(*) FROM schedules")[0]
+
+    def putTraffic(self, schedid: int, meter: str, value: int) -> None:
+        self._exec(
+            "INSERT INTO traffic_reports (schedid, meter, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (schedid, meter) DO UPDATE SET value = EXCLUDED.value",
+            (schedid, meter, value),
+        )
+
+    def trafficOf(self, schedid: int) -> dict[str, int]:
+        return dict(
+            self._all(
+                "SELECT meter, value FROM traffic_reports WHERE schedid = ? ORDER BY meter",
+                recordKey(schedid),
+            )
+        )
+
+    def addPublicKey(self, schedid: int, public: str, expires: int) -> None:
+        self._exec(
+            "INSERT INTO public_keys (schedid, public, expires) VALUES (?, ?, ?)",
+            (schedid, public, expires),
+        )
+
+    def publicKeys(self, now: int) -> list[str]:
+        return [
+            row[0]
+            for row in self._all(
+                "SELECT k.public FROM public_keys k JOIN schedules s ON s.id = k.schedid "
+                f"WHERE k.expires > ? AND s.status NOT IN ({_FINAL}) ORDER BY k.schedid",
+                now,
+            )
+        ]
+
+    def expiredAllocations(self, now: int) -> list[Schedule]:
+        return [
+            scheduleFromRow(r)
+            for r in self._all(
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' "
+                "AND expires < ? ORDER BY expires, id",
+                now,
+            )
+        ]
+
+    def expiredQueue(self, now: int) -> list[Schedule]:
+        return [
+            scheduleFromRow(r)
+            for r in self._all(
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'queued' "
+                "AND expires < ? ORDER BY expires, id",
+                now,
+            )
+        ]
+
+    def _one(self, sql: str, *args: Any) -> Optional[tuple]:
+        return self._exec(sql, args).fetchone()
+
+    def _all(self, sql: str, *args: Any) -> list[tuple]:
+        return self._exec(sql, args).fetchall()
