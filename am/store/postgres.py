@@ -43,7 +43,7 @@ from zope.interface import implementer
 
 from am.errors import BadRequest
 from am.interfaces import IStore, IStoreTransaction
-from am.model import Experiment, Interval, Node, Quota, Schedule, User
+from am.model import Experiment, Interval, Node, Schedule, User
 from am.states import FINAL_STATES, QUEUE_START
 from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
@@ -176,15 +176,6 @@ class PostgresTransaction(SQLTransaction):
             return None
         return userFromRow(row) if row else None
 
-    def putQuota(self, userid: int, quota: Quota) -> None:
-        self._db.execute(
-            "INSERT INTO quotas (userid, kind, current, reset_value, reset_date, last_reset) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (userid, kind) DO UPDATE SET "
-            "current = EXCLUDED.current, reset_value = EXCLUDED.reset_value, "
-            "reset_date = EXCLUDED.reset_date, last_reset = EXCLUDED.last_reset",
-            (userid, quota.kind, quota.current, quota.resetValue, quota.resetDate, quota.lastReset),
-        )
-
     # experiments
 
     def _experimentRow(self, experiment: Experiment) -> tuple:
@@ -254,15 +245,6 @@ class PostgresTransaction(SQLTransaction):
                 )
         self._noteLongest(schedules)
         return [s.id for s in schedules]
-
-    def updateSchedule(self, schedule: Schedule) -> None:
-        self._db.execute(
-            "UPDATE schedules SET expid = %s, nodeid = %s, start = %s, stop = %s, status = %s, "
-            "reason = %s, shared = %s, blocking = %s, deployment_options = %s, charged_time = %s, "
-            "charged_data = %s, charged_storage = %s, expires = %s, updated = %s WHERE id = %s",
-            (*self._scheduleRow(schedule), recordKey(schedule.id)),
-        )
-        self._noteLongest([schedule])
 
     def schedulesOfNode(
         self, nodeid: str, start: int, stop: int, limit: Optional[int] = None

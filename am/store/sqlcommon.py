@@ -200,3 +200,21 @@ class SQLTransaction:
 
     def _all(self, sql: str, *args: Any) -> list[tuple]:
         return self._exec(sql, args).fetchall()
+
+    def updateSchedule(self, schedule: Schedule) -> None:
+        self._exec(
+            "UPDATE schedules SET expid = ?, nodeid = ?, start = ?, stop = ?, status = ?, "
+            "reason = ?, shared = ?, blocking = ?, deployment_options = ?, charged_time = ?, "
+            "charged_data = ?, charged_storage = ?, expires = ?, updated = ? WHERE id = ?",
+            (*self._scheduleRow(schedule), recordKey(schedule.id)),
+        )
+        self._noteLongest([schedule])
+
+    def putQuota(self, userid: int, quota: Quota) -> None:
+        self._exec(
+            "INSERT INTO quotas (userid, kind, current, reset_value, reset_date, last_reset) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (userid, kind) DO UPDATE SET "
+            "current = EXCLUDED.current, reset_value = EXCLUDED.reset_value, "
+            "reset_date = EXCLUDED.reset_date, last_reset = EXCLUDED.last_reset",
+            (userid, quota.kind, quota.current, quota.resetValue, quota.resetDate, quota.lastReset),
+        )

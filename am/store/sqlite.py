@@ -25,7 +25,6 @@ from am.model import (
     Experiment,
     Interval,
     Node,
-    Quota,
     Schedule,
     User,
 )
@@ -186,15 +185,6 @@ class SQLiteTransaction(SQLTransaction):
             return None
         return userFromRow(row) if row else None
 
-    def putQuota(self, userid: int, quota: Quota) -> None:
-        self._db.execute(
-            "INSERT INTO quotas (userid, kind, current, reset_value, reset_date, last_reset) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (userid, kind) DO UPDATE SET "
-            "current=excluded.current, reset_value=excluded.reset_value, "
-            "reset_date=excluded.reset_date, last_reset=excluded.last_reset",
-            (userid, quota.kind, quota.current, quota.resetValue, quota.resetDate, quota.lastReset),
-        )
-
     # experiments
 
     def addExperiment(self, experiment: Experiment) -> int:
@@ -269,15 +259,6 @@ class SQLiteTransaction(SQLTransaction):
             ids.append(schedule.id)
         self._noteLongest(schedules)
         return ids
-
-    def updateSchedule(self, schedule: Schedule) -> None:
-        self._db.execute(
-            "UPDATE schedules SET expid=?, nodeid=?, start=?, stop=?, status=?, reason=?, shared=?, "
-            "blocking=?, deployment_options=?, charged_time=?, charged_data=?, charged_storage=?, "
-            "expires=?, updated=? WHERE id = ?",
-            (*self._scheduleRow(schedule), schedule.id),
-        )
-        self._noteLongest([schedule])
 
     def _longest(self) -> int:
         return self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
