@@ -50,11 +50,9 @@ from am.store.pgschema import migrate as migrateSchema
 from am.store.sqlcommon import SQLTransaction
 from am.store.rows import (
     SCHEDULE_COLUMNS,
-    USER_COLUMNS,
     nodeFromRow,
     scheduleFromRow,
     recordKey,
-    userFromRow,
 )
 
 _BEGIN_WRITE = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LOCK_KEY})"
@@ -154,36 +152,7 @@ class PostgresTransaction(SQLTransaction):
             (*self._userRow(user), recordKey(user.id)),
         )
 
-    def findUser(
-        self,
-        fingerprint: Optional[str] = None,
-        urn: Optional[str] = None,
-        name: Optional[str] = None,
-        project: Optional[str] = None,
-    ) -> Optional[User]:
-        if fingerprint:
-            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE fingerprint = %s", fingerprint)
-        elif urn:
-            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE urn = %s", urn)
-        elif name is not None:
-            row = self._one(
-                f"SELECT {USER_COLUMNS} FROM users WHERE name = %s AND project = %s "
-                "AND NOT invalid ORDER BY id LIMIT 1",
-                name,
-                project or "",
-            )
-        else:
-            return None
-        return userFromRow(row) if row else None
-
     # experiments
-
-    def _experimentRow(self, experiment: Experiment) -> tuple:
-        return (
-            experiment.name, experiment.script, experiment.nodetypes, experiment.start,
-            experiment.stop, experiment.recurringUntil, json.dumps(experiment.options),
-            experiment.status, experiment.sliceURN,
-        )
 
     def addExperiment(self, experiment: Experiment) -> int:
         experiment.id = self._one(
@@ -195,13 +164,6 @@ class PostgresTransaction(SQLTransaction):
             experiment.created,
         )[0]
         return experiment.id
-
-    def updateExperiment(self, experiment: Experiment) -> None:
-        self._db.execute(
-            "UPDATE experiments SET name = %s, script = %s, nodetypes = %s, start = %s, stop = %s, "
-            "recurring_until = %s, options = %s, status = %s, slice_urn = %s WHERE id = %s",
-            (*self._experimentRow(experiment), recordKey(experiment.id)),
-        )
 
     # schedules
 

@@ -8,6 +8,7 @@ ids, interval queries, schema) stays in each store.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable, Optional
 
 from am.model import Experiment, JournalEntry, Quota, Schedule, User
@@ -217,4 +218,40 @@ class SQLTransaction:
             "current = EXCLUDED.current, reset_value = EXCLUDED.reset_value, "
             "reset_date = EXCLUDED.reset_date, last_reset = EXCLUDED.last_reset",
             (userid, quota.kind, quota.current, quota.resetValue, quota.resetDate, quota.lastReset),
+        )
+
+    def findUser(
+        self,
+        fingerprint: Optional[str] = None,
+        urn: Optional[str] = None,
+        name: Optional[str] = None,
+        project: Optional[str] = None,
+    ) -> Optional[User]:
+        if fingerprint:
+            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE fingerprint = ?", fingerprint)
+        elif urn:
+            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE urn = ?", urn)
+        elif name is not None:
+            row = self._one(
+                f"SELECT {USER_COLUMNS} FROM users WHERE name = ? AND project = ? "
+                "AND NOT invalid ORDER BY id LIMIT 1",
+                name,
+                project or "",
+            )
+        else:
+            return None
+        return userFromRow(row) if row else None
+
+    def _experimentRow(self, experiment: Experiment) -> tuple:
+        return (
+            experiment.name, experiment.script, experiment.nodetypes, experiment.start,
+            experiment.stop, experiment.recurringUntil, json.dumps(experiment.options),
+            experiment.status, experiment.sliceURN,
+        )
+
+    def updateExperiment(self, experiment: Experiment) -> None:
+        self._exec(
+            "UPDATE experiments SET name = ?, script = ?, nodetypes = ?, start = ?, stop = ?, "
+            "recurring_until = ?, options = ?, status = ?, slice_urn = ? WHERE id = ?",
+            (*self._experimentRow(experiment), recordKey(experiment.id)),
         )

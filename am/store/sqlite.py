@@ -31,9 +31,7 @@ from am.model import (
 from am.states import QUEUE_START
 from am.store.rows import (
     SCHEDULE_COLUMNS,
-    USER_COLUMNS,
     scheduleFromRow,
-    userFromRow,
 )
 from am.store.schema import migrate
 from am.store.sqlcommon import SQLTransaction
@@ -164,67 +162,16 @@ class SQLiteTransaction(SQLTransaction):
             (user.name, user.role, user.fingerprint, user.urn, user.project, int(user.invalid), user.nodeid, user.id),
         )
 
-    def findUser(
-        self,
-        fingerprint: Optional[str] = None,
-        urn: Optional[str] = None,
-        name: Optional[str] = None,
-        project: Optional[str] = None,
-    ) -> Optional[User]:
-        if fingerprint:
-            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE fingerprint = ?", fingerprint)
-        elif urn:
-            row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE urn = ?", urn)
-        elif name is not None:
-            row = self._one(
-                f"SELECT {USER_COLUMNS} FROM users WHERE name = ? AND project = ? AND invalid = 0",
-                name,
-                project or "",
-            )
-        else:
-            return None
-        return userFromRow(row) if row else None
-
     # experiments
 
     def addExperiment(self, experiment: Experiment) -> int:
         cursor = self._db.execute(
-            "INSERT INTO experiments (name, ownerid, script, nodetypes, start, stop, "
-            "recurring_until, options, status, slice_urn, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                experiment.name,
-                experiment.ownerid,
-                experiment.script,
-                experiment.nodetypes,
-                experiment.start,
-                experiment.stop,
-                experiment.recurringUntil,
-                json.dumps(experiment.options),
-                experiment.status,
-                experiment.sliceURN,
-                experiment.created,
-            ),
+            "INSERT INTO experiments (name, script, nodetypes, start, stop, recurring_until, "
+            "options, status, slice_urn, ownerid, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (*self._experimentRow(experiment), experiment.ownerid, experiment.created),
         )
         experiment.id = cursor.lastrowid
         return experiment.id
-
-    def updateExperiment(self, experiment: Experiment) -> None:
-        self._db.execute(
-            "UPDATE experiments SET name=?, script=?, nodetypes=?, start=?, stop=?, "
-            "recurring_until=?, options=?, status=?, slice_urn=? WHERE id = ?",
-            (
-                experiment.name,
-                experiment.script,
-                experiment.nodetypes,
-                experiment.start,
-                experiment.stop,
-                experiment.recurringUntil,
-                json.dumps(experiment.options),
-                experiment.status,
-                experiment.sliceURN,
-                experiment.id,
-            ),
-        )
 
     # schedules
 
