@@ -11,10 +11,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from am.interfaces import IStore
-from am.model import Node
-from am.policy import Policy
-from am.scheduler import Scheduler
+from am.core.interfaces import IStore
+from am.core.model import Node
+from am.core.policy import Policy
+from am.core.scheduler import Scheduler
 from am.store.sqlite import SQLiteDatabase
 
 

@@ -25,10 +25,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from am import accounts, allocation  # noqa: E402
-from am.allocation import AllocationRequest  # noqa: E402
-from am.model import Experiment, Node, Schedule  # noqa: E402
-from am.policy import Policy  # noqa: E402
+from am.core import accounts, allocation  # noqa: E402
+from am.core.allocation import AllocationRequest  # noqa: E402
+from am.core.model import Experiment, Node, Schedule  # noqa: E402
+from am.core.policy import Policy  # noqa: E402
 from am.store.sqlite import SQLiteDatabase  # noqa: E402
 
 NOW = 1_000_080_000

@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from am.trust import authority  # noqa: E402
+from am.devtools import authority  # noqa: E402
 from am.trust.gate import Trust  # noqa: E402
 
 

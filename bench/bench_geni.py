@@ -30,9 +30,9 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from am.model import Node  # noqa: E402
+from am.core.model import Node  # noqa: E402
 from am.store.sqlite import SQLiteDatabase  # noqa: E402
-from am.trust import authority  # noqa: E402
+from am.devtools import authority  # noqa: E402
 
 
 def freePort() -> int:
@@ -74,7 +74,7 @@ def main() -> None:
     with open(os.path.join(tmp, "ctl.yaml"), "w") as f:
         yaml.safe_dump(config, f)
     env = dict(os.environ, PYTHONPATH=ROOT)
-    server = subprocess.Popen([sys.executable, "-m", "am.ctl", "--config", os.path.join(tmp, "ctl.yaml")],
+    server = subprocess.Popen([sys.executable, "-m", "am.ctl.service", "--config", os.path.join(tmp, "ctl.yaml")],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30

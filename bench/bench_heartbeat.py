@@ -55,9 +55,9 @@ def populate(path: str, nodes: int, tasks: int) -> None:
     inventory sync or allocation: both are quadratic in the node count today,
     see the report.)
     """
-    from am import quotas
-    from am.model import Experiment, Node, Schedule, User
-    from am.policy import Policy
+    from am.core import quotas
+    from am.core.model import Experiment, Node, Schedule, User
+    from am.core.policy import Policy
     from am.store.sqlite import SQLiteDatabase
 
     now = int(time.time())
@@ -111,7 +111,7 @@ class Controller:
 
     def __init__(self, config: str, log: str) -> None:
         env = dict(os.environ, PYTHONPATH=ROOT)
-        self.proc = subprocess.Popen([sys.executable, "-m", "am.ctl", "--config", config], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "am.ctl.service", "--config", config], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         self.port = None

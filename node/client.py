@@ -128,7 +128,7 @@ def certificateNames(certificate: x509.Certificate) -> tuple[list[str], list[IPA
     The DNS names and IP addresses in C{certificate}'s subjectAltName.
 
     Only these identify a server: the common name is never used, and URI
-    names (GENI URNs, which every certificate of L{am.trust.authority}
+    names (GENI URNs, which every certificate of L{am.devtools.authority}
     carries) say nothing about the host.
     """
     try:
@@ -245,7 +245,7 @@ class ControllerTLSPolicy:
 
     Built on one pyOpenSSL context rather than C{optionsForClientTLS}:
     service_identity, which that uses, raises on the GENI URNs in the
-    subjectAltName of the certificates L{am.trust.authority} makes, and
+    subjectAltName of the certificates L{am.devtools.authority} makes, and
     Twisted's verify callback then logs the traceback and I{accepts} the
     certificate for any host name. Here anything unexpected refuses.
     """

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from am import states
-from am.errors import Forbidden
-from am.model import Schedule, User
+from am.core import states
+from am.core.errors import Forbidden
+from am.core.model import Schedule, User
 
 ANONYMOUS = "anonymous"
 USER = "user"

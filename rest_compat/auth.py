@@ -22,7 +22,7 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from am.model import User
+from am.core.model import User
 from rest_compat import access
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{40}$")

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 
-from am.model import User
+from am.core.model import User
 from rest_compat.auth import Caller
 
 

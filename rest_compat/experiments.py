@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from am import lifecycle
-from am.errors import BadRequest, Conflict, NotFound
-from am.model import Experiment, Schedule, User
+from am.core import lifecycle
+from am.core.errors import BadRequest, Conflict, NotFound
+from am.core.model import Experiment, Schedule, User
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
 from rest_compat.params import flag, recordId, text

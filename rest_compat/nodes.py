@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from am.errors import BadRequest
+from am.core.errors import BadRequest
 from rest_compat import render
 from rest_compat.context import Context, Reply
 from rest_compat.params import flag, intParam, jsonValue, recordId

@@ -5,7 +5,7 @@ a urlencoded form or a multipart form, whatever the method (Twisted parses
 bodies for POST only; nodes send their heartbeats as PUT forms), plus the
 loosely typed legacy values (options strings, node lists, truthy flags).
 
-Every failure is an L{am.errors.BadRequest} naming the parameter, or
+Every failure is an L{am.core.errors.BadRequest} naming the parameter, or
 L{BodyTooLarge}; nothing here lets a Python exception escape.
 """
 
@@ -19,8 +19,8 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.web.server import Request
 
-from am.errors import BadRequest, NotFound
-from am.values import integer
+from am.core.errors import BadRequest, NotFound
+from am.core.values import integer
 
 MAX_BODY = 1 << 20
 # The store keeps signed 64-bit integers; larger numbers are refused on entry.

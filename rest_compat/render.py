@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from typing import Any, Iterable, Mapping, Optional
 
-from am.model import Experiment, JournalEntry, Node, Quota, Schedule, User
+from am.core.model import Experiment, JournalEntry, Node, Quota, Schedule, User
 
 _NODE_KEYS = ("id", "hostname", "status", "heartbeat", "interfaces", "pair")
 

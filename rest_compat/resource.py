@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
-from am.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
+from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from rest_compat import access, backend, experiments, nodes, render, resources, schedules, users
 from rest_compat.auth import Authenticator, Caller
 from rest_compat.backend import UNAUTHENTICATED

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from am import accounts
-from am.errors import BadRequest, Forbidden, NotFound
-from am.model import Node, User
+from am.core import accounts
+from am.core.errors import BadRequest, Forbidden, NotFound
+from am.core.model import Node, User
 from rest_compat import access, nodes, render
 from rest_compat.context import Context, HTTPError, Reply
 from rest_compat.experiments import visibleSchedules

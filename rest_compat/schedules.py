@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from am import lifecycle
-from am.errors import BadRequest, NotFound
+from am.core import lifecycle
+from am.core.errors import BadRequest, NotFound
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
 from rest_compat.params import intParam, nodeList, recordId, text

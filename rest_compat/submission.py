@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_rest_experiments -*-
 """
 The legacy C{POST /experiments} parameters (legacy reference §4.1, §4.2)
-mapped onto the core's L{am.allocation.AllocationRequest}.
+mapped onto the core's L{am.core.allocation.AllocationRequest}.
 
 Differences from the legacy server, on purpose: C{start}/C{stop} may be form
 strings (the legacy server failed with 500), C{taskname} is accepted for
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from am.allocation import AllocationRequest
-from am.errors import Conflict
+from am.core.allocation import AllocationRequest
+from am.core.errors import Conflict
 from rest_compat.params import flag, intParam, nodeList, parseOptions, requireParams, text
 
 REQUIRED = ("name", "nodecount", "script")
@@ -40,8 +40,8 @@ def requestFrom(params: Mapping[str, Any], ownerid: int) -> AllocationRequest:
     """
     Build the core's request from legacy parameters.
 
-    @raise am.errors.BadRequest: a missing or ill-typed parameter (named).
-    @raise am.errors.Conflict: an option or mode this scheduler refuses.
+    @raise am.core.errors.BadRequest: a missing or ill-typed parameter (named).
+    @raise am.core.errors.Conflict: an option or mode this scheduler refuses.
     """
     params = dict(params)
     if params.get("name") is None and params.get("taskname") is not None:

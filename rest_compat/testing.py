@@ -19,8 +19,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import getChildForRequest
 from twisted.web.test.requesthelper import DummyRequest
 
-from am.model import User
-from am.policy import Policy
+from am.core.model import User
+from am.core.policy import Policy
 from am.testing import makeScheduler
 from rest_compat import schemacheck
 from rest_compat.auth import Authenticator

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from am.errors import BadRequest, NotFound
-from am.model import QUOTA_KINDS
+from am.core.errors import BadRequest, NotFound
+from am.core.model import QUOTA_KINDS
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
 from rest_compat.params import flag, recordId, text

@@ -3,7 +3,7 @@
 Advertisement RSpecs (ListResources): every node, its tags, and the booked
 windows of all users as NITOS leases, without owners.
 
-Nodes are the core's L{am.model.Node} objects (anything with C{id},
+Nodes are the core's L{am.core.model.Node} objects (anything with C{id},
 C{status} and a C{tags} mapping). Booked windows are given by the caller
 as C{(leaseId, nodeid, start, stop)} tuples; several tuples may share a
 lease id to show one window over several nodes.

@@ -93,7 +93,7 @@ class SliverView:
     @ivar id: the schedule id; the sliver URN and the C{ol:lease} id derive
         from it.
     @ivar node: the node (anything with C{id} and a C{tags} mapping, such as
-        L{am.model.Node}).
+        L{am.core.model.Node}).
     @ivar clientId: the client's name for the node, from the request.
     @ivar start: UNIX start of the window.
     @ivar stop: UNIX end of the window (exclusive).
@@ -125,7 +125,7 @@ class SliverView:
     @classmethod
     def fromSchedule(cls, schedule: Any, node: Any, clientId: Optional[str] = None, **kwargs: Any) -> "SliverView":
         """
-        The view of a core L{am.model.Schedule} on C{node}; the client id
+        The view of a core L{am.core.model.Schedule} on C{node}; the client id
         defaults to the node id for slivers made without a request.
         """
         return cls(

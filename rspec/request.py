@@ -34,8 +34,8 @@ from typing import Optional
 from attrs import field, frozen
 from lxml import etree
 
-from am.nodefilter import FilterSyntaxError
-from am.nodefilter import parse as parseNodetypes
+from am.core.nodefilter import FilterSyntaxError
+from am.core.nodefilter import parse as parseNodetypes
 from am.trust.urn import parseURN
 from rspec.times import parseTime
 from rspec.xml import (

@@ -8,10 +8,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from am.allocation import AllocationRequest
-from am.errors import MarvinError
-from am.model import Node
-from am.policy import Policy
+from am.core.allocation import AllocationRequest
+from am.core.errors import MarvinError
+from am.core.model import Node
+from am.core.policy import Policy
 from am.testing import makeScheduler
 
 NOW = 1_000_080_000  # a midnight UTC

@@ -11,9 +11,9 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from am.geni.service import AggregateManager, Settings
-from am.policy import Policy
+from am.core.policy import Policy
 from am.testing import makeScheduler
-from am.trust import authority
+from am.devtools import authority
 from am.trust.certs import Caller
 from am.trust.gate import Trust
 from rspec.times import formatTime

@@ -4,8 +4,8 @@ Users and nodes: uniqueness, invalidation, admin tags and inventory snapshots.
 
 from __future__ import annotations
 
-from am.errors import BadRequest, Conflict, NotFound
-from am.model import Node
+from am.core.errors import BadRequest, Conflict, NotFound
+from am.core.model import Node
 from tests.core_helpers import NOW, CoreTestCase
 
 
@@ -134,7 +134,7 @@ class BoundsTests(CoreTestCase):
         """
         A read shows a due monthly reset without writing it.
         """
-        from am import quotas
+        from am.core import quotas
 
         stored = self.inTxn(lambda txn: txn.getQuotas(self.alice.id))
         stored["time"].current = 5

@@ -13,10 +13,10 @@ import tempfile
 import pytest
 import yaml
 
-from am import ctl
-from am.config import ConfigError, loadConfig, parseConfig
-from am.devpki import DEMO_NODES, ensureDemoPKI
-from am.inventory import loadStaticInventory
+from am.ctl import service as ctl
+from am.ctl.config import ConfigError, loadConfig, parseConfig
+from am.devtools.demopki import DEMO_NODES, ensureDemoPKI
+from am.ctl.inventory import loadStaticInventory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -291,7 +291,7 @@ def test_exampleFileNamesEveryKey():
     config = parseConfig(yaml.safe_load(text), os.path.dirname(EXAMPLE), checkFiles=False)
     assert config.tls.port == 8443 and config.http.port == 9098
     assert config.inventory.api.listKey == "routers"
-    from am.config import KNOWN_KEYS
+    from am.ctl.config import KNOWN_KEYS
 
     document = yaml.safe_load(text)
     assert set(document) == KNOWN_KEYS
@@ -310,7 +310,7 @@ def test_exampleFileNamesEveryKey():
     assert api == {"url", "token_header", "token", "token_file", "timeout", "list_key", "max_bytes", "ca", "fields"}
     assert "# token_file:" in text
     assert set(document["inventory"]["api"]["fields"]) == {"id", "hostname", "status", "tags", "lowercase_tags"}
-    from am.policy import Policy
+    from am.core.policy import Policy
 
     assert config.policy == Policy.fromConfig(document["scheduling"])
     assert len(document["scheduling"]) == 22  # every Policy.fromConfig key
@@ -324,7 +324,7 @@ def test_databasePasswordNeverLogged():
     """
     A PostgreSQL URL's password is redacted from messages.
     """
-    from am.ctl import redacted
+    from am.ctl.service import redacted
 
     assert redacted("postgresql://marvin:s3cret@db.example/marvin") == "postgresql://marvin:***@db.example/marvin"
     assert redacted("/var/lib/marvin/marvin.db") == "/var/lib/marvin/marvin.db"

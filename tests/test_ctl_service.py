@@ -28,9 +28,9 @@ from twisted.test.iosim import FakeTransport, connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from am import ctl
-from am.config import BootstrapUser, parseConfig
-from am.devpki import DEMO_NODES, ensureDemoPKI
+from am.ctl import service as ctl
+from am.ctl.config import BootstrapUser, parseConfig
+from am.devtools.demopki import DEMO_NODES, ensureDemoPKI
 from am.testing import MemoryStore
 
 _PKI = {}
@@ -41,7 +41,7 @@ def pki():
     The demo PKI and a second, unrelated CA with a user: made once per module.
     """
     if not _PKI:
-        from am.trust.authority import makeCA, makeUser
+        from am.devtools.authority import makeCA, makeUser
 
         directory = tempfile.mkdtemp(prefix="marvin-ctl-pki-")
         _PKI["pki"] = ensureDemoPKI(directory)
@@ -257,7 +257,7 @@ class ControllerTests(SynchronousTestCase):
         controller, clock = memoryController(makeConfig(self.tmp))
         controller.startService()
         self.successResultOf(controller.ready)
-        from am.allocation import AllocationRequest
+        from am.core.allocation import AllocationRequest
 
         user = self.successResultOf(controller.scheduler.addUser(name="geni", role="user", fingerprint="d" * 40))
         allocation = self.successResultOf(

@@ -1,5 +1,5 @@
 """
-End to end: the real marvinctld process (C{python -m am.ctl}) on free ports
+End to end: the real marvinctld process (C{python -m am.ctl.service}) on free ports
 with a temporary configuration and SQLite file, driven over HTTPS with client
 certificates and over the plain listener as a trusted proxy; killed with
 SIGKILL and restarted on the same database; 30 parallel conflicting
@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
-from am.devpki import DEMO_NODES, ensureDemoPKI
+from am.devtools.demopki import DEMO_NODES, ensureDemoPKI
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_DEADLINE = 60.0
@@ -45,7 +45,7 @@ class Process:
     def __init__(self, args, cwd=ROOT):
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "am.ctl", *args], cwd=cwd, env=env,
+            [sys.executable, "-m", "am.ctl.service", *args], cwd=cwd, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
         )
         self.lines: "queue.Queue[str | None]" = queue.Queue()

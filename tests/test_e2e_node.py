@@ -1,5 +1,5 @@
 """
-End to end with the real programs: the controller (C{python -m am.ctl}) and
+End to end with the real programs: the controller (C{python -m am.ctl.service}) and
 two node agents (C{python -m node.tap}) as processes on 127.0.0.1, talking
 HTTPS with certificates from a temporary CA made by the development authority
 (every certificate carries GENI URNs, which the agents' TLS must cope with).
@@ -29,8 +29,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from am.devpki import fingerprint
-from am.trust.authority import makeAM, makeCA, makeUser
+from am.devtools.demopki import fingerprint
+from am.devtools.authority import makeAM, makeCA, makeUser
 from node.client import ControllerResponse
 from node.wire import DROPPED, classifyReply, parseTask
 from tests.test_e2e_ctl import ROOT, Client, Process
@@ -66,7 +66,7 @@ def waitFor(condition: Callable[[], Any], deadline: float, what: str, detail: Ca
 
 class PKI:
     """
-    A CA made by L{am.trust.authority}, the controller's certificate for
+    A CA made by L{am.devtools.authority}, the controller's certificate for
     C{localhost}, and client certificates for an admin, a user and two nodes,
     as L{Client} wants them.
     """

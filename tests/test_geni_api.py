@@ -10,7 +10,7 @@ import zlib
 
 from lxml import etree
 
-from am.allocation import AllocationRequest
+from am.core.allocation import AllocationRequest
 from rspec.times import parseTime
 from tests.geni_helpers import AUTHORITY, V3, GeniTestCase, requestRSpec
 from tests.trust_helpers import NOW
@@ -276,7 +276,7 @@ class ShutdownTests(GeniTestCase):
         """
         An operator credential (target: this AM) with shutdown ends every sliver of the slice.
         """
-        from am.trust import authority
+        from am.devtools import authority
         from tests.trust_helpers import sfa
 
         self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1", "2"]), {})

@@ -18,8 +18,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
-from am import ctl
-from am.config import ConfigError
+from am.ctl import service as ctl
+from am.ctl.config import ConfigError
 from tests import trust_helpers
 from tests.test_ctl_service import ClientProtocol, makeConfig, memoryController, pki
 
@@ -119,7 +119,7 @@ class FaceTests(SynchronousTestCase):
 
 
 def _identity(who: str):
-    from am.trust._pki import loadIdentity
+    from am.devtools.pki import loadIdentity
 
     return loadIdentity(os.path.dirname(pki().certificate("ca")), {"user": "user-demo"}[who])
 

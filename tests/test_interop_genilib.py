@@ -12,8 +12,8 @@ import pytest
 import yaml
 from geni.minigcf import amapi2, amapi3
 
-from am.devpki import DEMO_NODES
-from am.trust import authority
+from am.devtools.demopki import DEMO_NODES
+from am.devtools import authority
 from tests.test_e2e_ctl import Process
 
 V3 = {"geni_rspec_version": {"type": "GENI", "version": "3"}}

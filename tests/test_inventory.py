@@ -18,8 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from am.config import parseConfig
-from am.inventory import (
+from am.ctl.config import parseConfig
+from am.ctl.inventory import (
     FieldMapping,
     HTTPInventoryFetcher,
     InventoryAPI,
@@ -27,7 +27,7 @@ from am.inventory import (
     InventorySync,
     entriesFromDocument,
 )
-from am.model import NODE_MISSING
+from am.core.model import NODE_MISSING
 from am.testing import makeScheduler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -370,7 +370,7 @@ class HTTPFetcherTests(TestCase):
         try:
             await self.fetcher(**kwargs)()
         except Exception as e:
-            from am.inventory import _describe
+            from am.ctl.inventory import _describe
             from twisted.python.failure import Failure
 
             text = str(e) if isinstance(e, InventoryError) else _describe(Failure(e))

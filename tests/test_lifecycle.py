@@ -4,8 +4,8 @@ After booking: heartbeats, status reports, deletion, GENI provisioning, renewal,
 
 from __future__ import annotations
 
-from am import lifecycle, states
-from am.errors import Conflict, Forbidden, NotFound, TransitionRefused
+from am.core import lifecycle, states
+from am.core.errors import Conflict, Forbidden, NotFound, TransitionRefused
 from tests.core_helpers import NOW, CoreTestCase
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from am import states
-from am.errors import BadRequest, Conflict, TransitionRefused
-from am.model import Experiment, Node, Schedule, User
-from am.policy import MaintenanceWindow, Policy
+from am.core import states
+from am.core.errors import BadRequest, Conflict, TransitionRefused
+from am.core.model import Experiment, Node, Schedule, User
+from am.core.policy import MaintenanceWindow, Policy
 from tests.core_helpers import NOW, CoreTestCase
 from tests.test_store_contract import Backend, postgres, store  # noqa: F401 (fixtures)
 
@@ -398,7 +398,7 @@ class EndTests(QueueTestCase):
         """
         Merging a queued task into an experiment does not stretch it back to 0.
         """
-        from am import lifecycle
+        from am.core import lifecycle
 
         booked = self.book(nodes=["2"], start=NOW + 1000)
         queued = self.queue()

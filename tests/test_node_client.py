@@ -2,7 +2,7 @@
 Tests for L{node.client}: the HTTPS client against the fake controller served
 over real TLS on 127.0.0.1 (the only way to see certificates, host names and
 timeouts as the agent will), and L{ControllerTLSPolicy} in memory with the
-certificates L{am.trust.authority} makes (GENI URNs in subjectAltName).
+certificates L{am.devtools.authority} makes (GENI URNs in subjectAltName).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from am.trust.authority import Identity, makeAM, makeCA, makeUser
-from am.trust._pki import newKey
+from am.devtools.authority import Identity, makeAM, makeCA, makeUser
+from am.devtools.pki import newKey
 from node.client import (
     ControllerNameMismatch,
     ControllerTLSPolicy,
@@ -180,7 +180,7 @@ class HTTPSClientTests(TestCase):
 
     async def test_geniControllerCertificate(self) -> None:
         """
-        A controller certificate made by L{am.trust.authority.makeAM}, whose
+        A controller certificate made by L{am.devtools.authority.makeAM}, whose
         subjectAltName carries GENI URNs besides the host name, is accepted
         for that host name.
         """

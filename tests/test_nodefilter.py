@@ -1,5 +1,5 @@
 """
-Tests for L{am.nodefilter}, the C{nodetypes} filter grammar.
+Tests for L{am.core.nodefilter}, the C{nodetypes} filter grammar.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from am.nodefilter import Atom, Filter, FilterSyntaxError, Group, parse
+from am.core.nodefilter import Atom, Filter, FilterSyntaxError, Group, parse
 
 
 def _f(*groups: Group) -> Filter:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from am.errors import BadRequest, Conflict, NotFound
-from am.model import Node
-from am.policy import Policy
+from am.core.errors import BadRequest, Conflict, NotFound
+from am.core.model import Node
+from am.core.policy import Policy
 from tests.core_helpers import NOW, CoreTestCase, assertNoOverlap
 from tests.test_store_contract import Backend, postgres, store  # noqa: F401 (fixtures)
 
@@ -81,7 +81,7 @@ def test_storeRefusesSelfPair(store: Backend) -> None:  # noqa: F811
 
 class PairSettingTests(CoreTestCase):
     """
-    L{am.scheduler.Scheduler.setNodePair} and C{deleteNodePair}.
+    L{am.core.scheduler.Scheduler.setNodePair} and C{deleteNodePair}.
     """
 
     def pairs(self) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from am.policy import DAY, MaintenanceWindow, Policy
+from am.core.policy import DAY, MaintenanceWindow, Policy
 
 T = 1_000_080_000  # a midnight UTC
 

@@ -5,9 +5,9 @@ journalled, reset monthly without undoing an admin's value.
 
 from __future__ import annotations
 
-from am import quotas
-from am.errors import Conflict
-from am.policy import Policy
+from am.core import quotas
+from am.core.errors import Conflict
+from am.core.policy import Policy
 from tests.core_helpers import NOW, CoreTestCase
 
 
@@ -168,7 +168,7 @@ class QuotaTests(CoreTestCase):
         """
         Another node, or a user, cannot report traffic for a schedule.
         """
-        from am.errors import Forbidden
+        from am.core.errors import Forbidden
 
         other = self.successResultOf(self.scheduler.addUser(name="Node 2", role="node", fingerprint="d" * 40))
         a = self.book(nodes=["1"], duration=600, start=NOW + 100, traffic=1000)

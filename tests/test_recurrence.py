@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from am.errors import BadRequest, Conflict
-from am.policy import Policy
-from am.recurrence import expandOffsets
+from am.core.errors import BadRequest, Conflict
+from am.core.policy import Policy
+from am.core.recurrence import expandOffsets
 from tests.core_helpers import NOW, CoreTestCase
 
 S = NOW + 1000

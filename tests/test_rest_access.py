@@ -126,7 +126,7 @@ class MatrixTests(SynchronousTestCase):
         """
         Roles outside the matrix (and invalidated users) count as anonymous.
         """
-        from am.model import User
+        from am.core.model import User
 
         self.assertEqual(access.roleOf(None), access.ANONYMOUS)
         self.assertEqual(access.roleOf(User("x", "whatever")), access.ANONYMOUS)
@@ -247,7 +247,7 @@ class LeastPrivilegeTests(SynchronousTestCase):
         """
         The object rules in isolation.
         """
-        from am.errors import Forbidden
+        from am.core.errors import Forbidden
 
         alice, admin, node1 = self.people.alice, self.people.admin, self.people.node1
         access.checkExperiment(admin, 99, set())
@@ -271,7 +271,7 @@ class GENIAllocationTests(SynchronousTestCase):
         """
         A node sees neither the allocation nor its experiment; the owner does.
         """
-        from am.allocation import AllocationRequest
+        from am.core.allocation import AllocationRequest
 
         h = RESTHarness()
         people = populate(h)

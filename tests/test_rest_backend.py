@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from am.model import Node
+from am.core.model import Node
 from rest_compat import backend
 from rest_compat.testing import RESTHarness, book, populate
 

@@ -51,7 +51,7 @@ class HeartbeatTests(SynchronousTestCase):
         """
         Node ids that are not canonical numbers stay text.
         """
-        from am.model import Node
+        from am.core.model import Node
 
         self.h.run(lambda txn: txn.putNode(Node(id="lab-7", heartbeat=self.now, inventoryTags={"type": "testing"})))
         lab = self.h.addUser("Node lab-7", "node")

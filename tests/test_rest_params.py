@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from am.errors import BadRequest
+from am.core.errors import BadRequest
 from rest_compat import params
 from rest_compat.params import BodyTooLarge
 from rest_compat.testing import FakeRequest

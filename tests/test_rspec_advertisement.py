@@ -10,7 +10,7 @@ import time
 import pytest
 from lxml import etree
 
-from am.model import Node
+from am.core.model import Node
 from am.testing import demoNodes
 from rspec.advertisement import advertisement
 from rspec.times import formatTime

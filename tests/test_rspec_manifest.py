@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from am.model import Node, Schedule
+from am.core.model import Node, Schedule
 from rspec.manifest import Login, SliverView, loginsOf, manifest, parseLogin
 from rspec.request import parseRequest
 from rspec.times import formatTime

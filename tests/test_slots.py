@@ -5,9 +5,9 @@ explicit nodes, node counts, heartbeats and maintenance windows.
 
 from __future__ import annotations
 
-from am.errors import BadRequest, Conflict
-from am.model import Node
-from am.policy import Policy
+from am.core.errors import BadRequest, Conflict
+from am.core.model import Node
+from am.core.policy import Policy
 from tests.core_helpers import NOW, CoreTestCase, assertNoOverlap
 
 

@@ -8,9 +8,9 @@ import itertools
 
 import pytest
 
-from am import states
-from am.errors import TransitionRefused
-from am.states import Actor
+from am.core import states
+from am.core.errors import TransitionRefused
+from am.core.states import Actor
 
 EXPECTED_ALLOWED = {
     ("allocated", "defined"): {"owner", "admin"},

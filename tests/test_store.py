@@ -13,13 +13,13 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from am import allocation
-from am.allocation import AllocationRequest
-from am.errors import Conflict
-from am.interfaces import IStore, IStoreTransaction
-from am.model import Experiment, Node, Schedule, User
-from am.policy import Policy
-from am.scheduler import Scheduler
+from am.core import allocation
+from am.core.allocation import AllocationRequest
+from am.core.errors import Conflict
+from am.core.interfaces import IStore, IStoreTransaction
+from am.core.model import Experiment, Node, Schedule, User
+from am.core.policy import Policy
+from am.core.scheduler import Scheduler
 from am.store import schema
 from am.store.sqlite import SQLiteDatabase, SQLiteStore, SQLiteTransaction
 from am.testing import MemoryStore, demoNodes
@@ -29,7 +29,7 @@ POLICY = Policy(maintenance=())
 
 
 def _setup(db: SQLiteDatabase, nodes: int = 3) -> int:
-    from am import accounts
+    from am.core import accounts
 
     def fill(txn):
         for node in demoNodes(nodes, NOW):

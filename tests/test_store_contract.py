@@ -19,12 +19,12 @@ import psycopg
 import pytest
 from zope.interface.verify import verifyObject
 
-from am import accounts, allocation
-from am.allocation import AllocationRequest
-from am.errors import Conflict
-from am.interfaces import IStoreTransaction
-from am.model import Experiment, JournalEntry, Node, Quota, Schedule, User
-from am.policy import Policy
+from am.core import accounts, allocation
+from am.core.allocation import AllocationRequest
+from am.core.errors import Conflict
+from am.core.interfaces import IStoreTransaction
+from am.core.model import Experiment, JournalEntry, Node, Quota, Schedule, User
+from am.core.policy import Policy
 from am.store.postgres import PostgresDatabase
 from am.store.sqlite import SQLiteDatabase
 from am.testing import demoNodes

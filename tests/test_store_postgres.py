@@ -19,14 +19,14 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from am import accounts, allocation
-from am.allocation import AllocationRequest
-from am.devpki import DEMO_NODES
-from am.errors import BadRequest, Conflict
-from am.interfaces import IStore
-from am.model import Node, Schedule, User
-from am.policy import Policy
-from am.scheduler import Scheduler
+from am.core import accounts, allocation
+from am.core.allocation import AllocationRequest
+from am.devtools.demopki import DEMO_NODES
+from am.core.errors import BadRequest, Conflict
+from am.core.interfaces import IStore
+from am.core.model import Node, Schedule, User
+from am.core.policy import Policy
+from am.core.scheduler import Scheduler
 from am.store import pgschema
 from am.store.postgres import PostgresDatabase, PostgresStore, PostgresTransaction
 from am.testing import demoNodes

@@ -1,5 +1,5 @@
 """
-Tests for L{am.trust.authority}: the C{marvin-authority} development
+Tests for L{am.devtools.authority}: the C{marvin-authority} development
 authority, as a command and as a Python API.
 """
 
@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 from twisted.trial.unittest import SynchronousTestCase
 
-from am.trust import authority
+from am.devtools import authority
 from am.trust.certs import Caller, loadCertificates
 from am.trust.gate import Trust
 from tests.trust_helpers import HOUR, NOW, abac, clocked, makeTrust, pki, sfa

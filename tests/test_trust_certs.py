@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from OpenSSL import crypto
 from twisted.trial.unittest import SynchronousTestCase
 
-from am.trust._pki import certify, newKey
+from am.devtools.pki import certify, newKey
 from am.trust.certs import (
     ChainVerifier,
     callerFromCertificate,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from OpenSSL import crypto
 from twisted.trial.unittest import SynchronousTestCase
 
-from am.trust import authority
+from am.devtools import authority
 from am.trust.certs import Caller
 from am.trust.errors import BADARGS, EXPIRED, FORBIDDEN, UNSUPPORTED, TrustError
 from am.trust.gate import Trust

@@ -8,8 +8,8 @@ from __future__ import annotations
 from lxml import etree
 from twisted.trial.unittest import SynchronousTestCase
 
-from am.trust import authority
-from am.trust._issue import fillSpeaksFor, newDocument, signAs
+from am.devtools import authority
+from am.devtools.issue import fillSpeaksFor, newDocument, signAs
 from am.trust.certs import Caller
 from am.trust.credential import XML_ID
 from am.trust.errors import BADARGS, EXPIRED, FORBIDDEN, TrustError

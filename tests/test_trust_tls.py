@@ -22,7 +22,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyRequest
 
-from am.trust._pki import Identity, certify
+from am.devtools.pki import Identity, certify
 from am.trust.errors import FORBIDDEN, TrustError
 from am.trust.tls import callerFromRequest, serverTLSOptions
 from tests.trust_helpers import clocked, pki

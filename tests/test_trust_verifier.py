@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from lxml import etree
 from twisted.trial.unittest import SynchronousTestCase
 
-from am.trust import authority
-from am.trust._issue import (
+from am.devtools import authority
+from am.devtools.issue import (
     DSIG,
     fillPrivilegeCredential,
     isoTime,

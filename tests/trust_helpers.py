@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from twisted.internet.task import Clock
 
-from am.trust import authority
-from am.trust._issue import DSIG, signDocument, x509Data
-from am.trust._pki import Identity, certify, newKey
+from am.devtools import authority
+from am.devtools.issue import DSIG, signDocument, x509Data
+from am.devtools.pki import Identity, certify, newKey
 from am.trust.credential import XML_ID, parseDocument
 from am.trust.gate import Trust
 from am.trust.urn import makeURN

@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from am.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
+from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from rspec.times import formatTime
 from rspec.xml import RSpecError
 

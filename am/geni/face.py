@@ -39,7 +39,7 @@ def buildAggregateManager(controller: Any) -> AggregateManager:
 
 def mountGENI(controller: Any) -> None:
     """
-    A face for L{am.ctl.Controller}: C{/xmlrpc/am[/3.0]} on its root.
+    A face for L{am.ctl.service.Controller}: C{/xmlrpc/am[/3.0]} on its root.
     """
     am = buildAggregateManager(controller)
     controller.aggregateManager = am

@@ -15,14 +15,14 @@ from typing import Any, Optional
 import attrs
 from twisted.logger import Logger
 
-from am import accounts, allocation, lifecycle, states
-from am.allocation import AllocationRequest
-from am.errors import Conflict
+from am.core import accounts, allocation, lifecycle, states
+from am.core.allocation import AllocationRequest
+from am.core.errors import Conflict
 from am.geni import envelope
 from am.geni.envelope import BADARGS, BADVERSION, REFUSED, SEARCHFAILED, UNSUPPORTED, GeniError, result
 from am.geni.statemap import UNALLOCATED, geniStates
-from am.model import Experiment, Schedule
-from am.scheduler import Scheduler
+from am.core.model import Experiment, Schedule
+from am.core.scheduler import Scheduler
 from am.trust.certs import Caller
 from am.trust.gate import Trust
 from am.trust.urn import parseURN

@@ -5,7 +5,7 @@ The one table mapping schedule statuses to GENI allocation and operational state
 
 from __future__ import annotations
 
-from am import states
+from am.core import states
 
 UNALLOCATED = "geni_unallocated"
 ALLOCATED = "geni_allocated"

@@ -1,3 +1,3 @@
 """
-Store implementations of L{am.interfaces.IStore}.
+Store implementations of L{am.core.interfaces.IStore}.
 """

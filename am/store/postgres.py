@@ -41,10 +41,10 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from am.errors import BadRequest
-from am.interfaces import IStore, IStoreTransaction
-from am.model import Experiment, Interval, Node, Schedule, User
-from am.states import FINAL_STATES, QUEUE_START
+from am.core.errors import BadRequest
+from am.core.interfaces import IStore, IStoreTransaction
+from am.core.model import Experiment, Interval, Node, Schedule, User
+from am.core.states import FINAL_STATES, QUEUE_START
 from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
 from am.store.sqlcommon import SQLTransaction

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from am.model import Experiment, Node, Schedule, User
+from am.core.model import Experiment, Node, Schedule, User
 
 SCHEDULE_COLUMNS = (
     "id, expid, nodeid, start, stop, status, reason, shared, deployment_options, "

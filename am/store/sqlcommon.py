@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional
 
-from am.model import Experiment, JournalEntry, Quota, Schedule, User
-from am.states import FINAL_STATES
+from am.core.model import Experiment, JournalEntry, Quota, Schedule, User
+from am.core.states import FINAL_STATES
 from am.store.rows import (
     EXPERIMENT_COLUMNS,
     SCHEDULE_COLUMNS,

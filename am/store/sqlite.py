@@ -18,8 +18,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from am.interfaces import IStore, IStoreTransaction
-from am.model import (
+from am.core.interfaces import IStore, IStoreTransaction
+from am.core.model import (
     TAG_ADMIN,
     TAG_INVENTORY,
     Experiment,
@@ -28,7 +28,7 @@ from am.model import (
     Schedule,
     User,
 )
-from am.states import QUEUE_START
+from am.core.states import QUEUE_START
 from am.store.rows import (
     SCHEDULE_COLUMNS,
     scheduleFromRow,

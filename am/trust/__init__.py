@@ -16,6 +16,6 @@ do this method on this target?}  It is split by concern:
   - L{am.trust.credential}, L{am.trust.signature}, L{am.trust.verifier},
     L{am.trust.speaksfor}, L{am.trust.policy}: parsing, signature checks,
     delegation, speaks-for and the method-to-privilege table.
-  - L{am.trust.authority}: C{marvin-authority}, a development and test
+  - L{am.devtools.authority}: C{marvin-authority}, a development and test
     authority (not a production clearinghouse).
 """

@@ -4,7 +4,7 @@ GENI URNs: C{urn:publicid:IDN+<authority>+<type>+<name>}.
 
 Only the structure is checked when reading a URN (clients from several
 federations send names longer than gcf allows); the stricter gcf name rules
-are applied when I{we} make URNs, in L{am.trust.authority}.
+are applied when I{we} make URNs, in L{am.devtools.authority}.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from twisted.application.service import ServiceMaker
 
 marvinctld = ServiceMaker(
     "Marvin controller",
-    "am.ctl",
+    "am.ctl.service",
     "The Marvin controller: MONROE REST API and GENI AM API over one scheduling core.",
     "marvinctld",
 )

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_trust_authority -*-
 """
 Keys and certificates for the development authority (see
-L{am.trust.authority}): a clearinghouse CA, the AM's server certificate,
+L{am.devtools.authority}): a clearinghouse CA, the AM's server certificate,
 user and slice certificates with GENI URNs, laid out as files in one
 directory.  Not a production authority.
 """

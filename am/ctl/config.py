@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import attrs
 import yaml
 
-from am.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
-from am.policy import Policy
+from am.ctl.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
+from am.core.policy import Policy
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 _NUMERIC_LEVELS = {10: "debug", 20: "info", 30: "warn", 40: "error", 50: "critical"}
@@ -332,8 +332,8 @@ def _listeners(data: dict[str, Any], base: str) -> tuple[Optional[TLSListener], 
 
 
 def _admins(data: dict[str, Any], base: str, checkFiles: bool = True) -> list[BootstrapUser]:
-    from am.accounts import normaliseFingerprint
-    from am.errors import BadRequest
+    from am.core.accounts import normaliseFingerprint
+    from am.core.errors import BadRequest
 
     admins = data.get("admins")
     if admins is None:
@@ -610,7 +610,7 @@ def loadConfig(
     if data.get("demo"):
         directory = demoDir or _string(data, "demo_dir", "demo_dir") or "marvin-demo"
         directory = _path(base if demoDir is None else os.getcwd(), directory)
-        from am.devpki import prepareDemo
+        from am.devtools.demopki import prepareDemo
 
         try:
             defaults, setup = prepareDemo(directory)

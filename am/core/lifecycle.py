@@ -10,13 +10,13 @@ from typing import Any, Optional
 
 import attrs
 
-from am import quotas, states
-from am.errors import BadRequest, Conflict, Forbidden, NotFound
-from am.interfaces import IStoreTransaction
-from am.model import NODE_ACTIVE, NODE_MAINTENANCE, Experiment, Schedule, User
-from am.policy import Policy
-from am.states import Actor
-from am.values import identifier, integer, lookup
+from am.core import quotas, states
+from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from am.core.interfaces import IStoreTransaction
+from am.core.model import NODE_ACTIVE, NODE_MAINTENANCE, Experiment, Schedule, User
+from am.core.policy import Policy
+from am.core.states import Actor
+from am.core.values import identifier, integer, lookup
 
 
 def actorFor(user: User, experiment: Experiment) -> Actor:

@@ -2,7 +2,7 @@
 """
 Where nodes come from: a static YAML file and/or an inventory REST API polled
 in the background, both turned into C{{id, hostname, status, tags}} entries
-for L{am.scheduler.Scheduler.applyInventory}.
+for L{am.core.scheduler.Scheduler.applyInventory}.
 
 The sync runs on the reactor's clock, never on a request path (the legacy
 sync ran inside requests, for up to a minute). A source that fails, answers
@@ -24,7 +24,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from am.inventorymap import (  # noqa: F401 (re-exported)
+from am.ctl.inventorymap import (  # noqa: F401 (re-exported)
     Field,
     FieldMapping,
     InventoryError,

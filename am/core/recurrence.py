@@ -3,16 +3,16 @@
 Recurrence: C{recurrence=simple}, C{period}, C{until} expand into instance offsets.
 
 All or nothing: the expansion either yields every instance or raises with the
-legacy message (legacy reference §5.4); the bounds come from L{am.policy.Policy}.
+legacy message (legacy reference §5.4); the bounds come from L{am.core.policy.Policy}.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from am.errors import Conflict
-from am.policy import Policy
-from am.values import integer
+from am.core.errors import Conflict
+from am.core.policy import Policy
+from am.core.values import integer
 
 
 def expandOffsets(

@@ -12,11 +12,11 @@ from typing import Any, Callable, Optional
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from am import accounts, allocation, lifecycle
-from am.allocation import AllocationRequest
-from am.interfaces import IStore
-from am.model import User
-from am.policy import Policy
+from am.core import accounts, allocation, lifecycle
+from am.core.allocation import AllocationRequest
+from am.core.interfaces import IStore
+from am.core.model import User
+from am.core.policy import Policy
 
 
 class Scheduler:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from am.errors import TransitionRefused
+from am.core.errors import TransitionRefused
 
 
 class Actor(str, Enum):

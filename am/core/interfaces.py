@@ -54,7 +54,7 @@ class IStoreTransaction(Interface):
         """Insert or update a node (its status, hostname, heartbeat, interfaces and both tag sets)."""
 
     def getNode(nodeid):
-        """The L{am.model.Node} or C{None}."""
+        """The L{am.core.model.Node} or C{None}."""
 
     def listNodes():
         """Every node, ordered by id."""
@@ -89,7 +89,7 @@ class IStoreTransaction(Interface):
         """Write back a user's fields."""
 
     def getUser(userid):
-        """The L{am.model.User} or C{None}."""
+        """The L{am.core.model.User} or C{None}."""
 
     def findUser(fingerprint=None, urn=None, name=None, project=None):
         """The user matching any one given key, or C{None}."""
@@ -98,13 +98,13 @@ class IStoreTransaction(Interface):
         """Every user, ordered by id."""
 
     def getQuotas(userid):
-        """A dict kind -> L{am.model.Quota}."""
+        """A dict kind -> L{am.core.model.Quota}."""
 
     def putQuota(userid, quota):
         """Insert or update one quota."""
 
     def addJournal(entry):
-        """Append a L{am.model.JournalEntry}."""
+        """Append a L{am.core.model.JournalEntry}."""
 
     def listJournal(userid):
         """A user's journal, oldest first."""
@@ -117,7 +117,7 @@ class IStoreTransaction(Interface):
         """Write back an experiment's fields."""
 
     def getExperiment(expid):
-        """The L{am.model.Experiment} or C{None}."""
+        """The L{am.core.model.Experiment} or C{None}."""
 
     def findExperiments(ownerid=None, status=None, sliceURN=None):
         """Experiments matching all given keys, ordered by id."""
@@ -129,7 +129,7 @@ class IStoreTransaction(Interface):
         """Write back a schedule's status, reason, shared flag, window, options and charges."""
 
     def getSchedule(schedid):
-        """The L{am.model.Schedule} or C{None}."""
+        """The L{am.core.model.Schedule} or C{None}."""
 
     def schedulesOfExperiment(expid):
         """An experiment's schedules, ordered by start then id."""
@@ -149,7 +149,7 @@ class IStoreTransaction(Interface):
 
     def blockingIntervals(start, stop, nodeids=None):
         """
-        The L{am.model.Interval}s of blocking schedules that overlap C{[start, stop)},
+        The L{am.core.model.Interval}s of blocking schedules that overlap C{[start, stop)},
         optionally only for the given node ids, in no particular order. Must use
         an index, never a full scan. C{queued} schedules never block.
         """

@@ -25,10 +25,10 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import attrs
 
-from am.interfaces import IStoreTransaction
-from am.model import NODE_ACTIVE, Node
-from am.nodefilter import Filter
-from am.policy import Policy
+from am.core.interfaces import IStoreTransaction
+from am.core.model import NODE_ACTIVE, Node
+from am.core.nodefilter import Filter
+from am.core.policy import Policy
 
 
 @attrs.frozen

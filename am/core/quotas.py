@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime
 from typing import Mapping
 
-from am.errors import Conflict
-from am.interfaces import IStoreTransaction
-from am.model import QUOTA_KINDS, JournalEntry, Quota
-from am.policy import Policy
+from am.core.errors import Conflict
+from am.core.interfaces import IStoreTransaction
+from am.core.model import QUOTA_KINDS, JournalEntry, Quota
+from am.core.policy import Policy
 
 _MESSAGES = {
     "time": "Insufficient time quota.",

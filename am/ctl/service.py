@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from am.config import BootstrapUser, ConfigError, ControllerConfig, LogConfig, TLSListener, loadConfig
+from am.ctl.config import BootstrapUser, ConfigError, ControllerConfig, LogConfig, TLSListener, loadConfig
 
 
 class StartupError(Exception):
@@ -145,8 +145,8 @@ def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred
 
     @return: a Deferred firing with the list of names created.
     """
-    from am import accounts
-    from am.errors import MarvinError
+    from am.core import accounts
+    from am.core.errors import MarvinError
 
     log = Logger(namespace="marvinctld")
     now, policy = scheduler.now(), scheduler.policy
@@ -240,8 +240,8 @@ class Controller(MultiService):
         """
         @raise StartupError: if the database cannot be opened.
         """
-        from am.inventory import HTTPInventoryFetcher, InventorySync
-        from am.scheduler import Scheduler
+        from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
+        from am.core.scheduler import Scheduler
 
         try:
             self.store = self.storeFactory(self.config.database, self.reactor)
@@ -473,7 +473,7 @@ def demoInstructions(controller: Controller) -> str:
             curl("node", f"-X PUT -d maintenance=0 {base}/v1/resources/1"),
         ]
     if tlsPort is not None and config.geni is not None:
-        from am.devpki import prepareGeniDemo
+        from am.devtools.demopki import prepareGeniDemo
 
         geni = prepareGeniDemo(pki.directory, os.path.join(config.demo.directory, "geni"), port=tlsPort)
         omni = f"omni -c {geni['omni_config']} -a marvin -V3"

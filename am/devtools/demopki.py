@@ -2,7 +2,7 @@
 """
 The demo's set-up: its directory, static inventory and development PKI,
 the PKI made with the development authority of
-L{am.trust.authority}: one CA, the controller's server certificate for
+L{am.devtools.authority}: one CA, the controller's server certificate for
 C{localhost}, and client certificates for the demo's admin, user and node.
 
 For C{marvinctld --demo} and tests only: keys lie unencrypted in one
@@ -19,7 +19,7 @@ import attrs
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from am.config import DemoSetup
+from am.ctl.config import DemoSetup
 
 #: The GENI authority the demo's certificates name.
 DEMO_AUTHORITY = "marvin-demo"
@@ -76,7 +76,7 @@ def ensureDemoPKI(directory: str, hostname: str = "localhost") -> DemoPKI:
     restarts. An incomplete set (a deleted key, say) is made again from
     scratch, with a new CA.
     """
-    from am.trust.authority import loadIdentity, makeAM, makeCA, makeUser
+    from am.devtools.authority import loadIdentity, makeAM, makeCA, makeUser
 
     os.makedirs(directory, mode=0o700, exist_ok=True)
     names = ("ca", "server", *DEMO_CLIENTS)
@@ -124,7 +124,7 @@ def prepareGeniDemo(pkiDirectory: str, directory: str, hostname: str = "localhos
     for the demo user (slice C{demo}, valid a week), a request RSpec, and an
     omni configuration that uses them instead of a clearinghouse.
     """
-    from am.trust.authority import issueSliceCredential, issueUserCredential, loadCA, loadIdentity, makeSlice
+    from am.devtools.authority import issueSliceCredential, issueUserCredential, loadCA, loadIdentity, makeSlice
 
     os.makedirs(directory, exist_ok=True)
     ca = loadCA(pkiDirectory)

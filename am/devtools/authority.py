@@ -40,13 +40,13 @@ from typing import Iterable, Sequence
 
 from cryptography import x509
 
-from am.trust._issue import (
+from am.devtools.issue import (
     fillPrivilegeCredential,
     fillSpeaksFor,
     newDocument,
     signAs,
 )
-from am.trust._pki import Identity, PrivateKey, certify, loadIdentity, newKey
+from am.devtools.pki import Identity, PrivateKey, certify, loadIdentity, newKey
 from am.trust.certs import loadCertificates, urnFromCertificate
 from am.trust.errors import TrustError
 from am.trust.credential import XML_ID, parseDocument, parseSignedCredential

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional
 import attrs
 import yaml
 
-from am.model import NODE_ACTIVE, NODE_STATUSES
+from am.core.model import NODE_ACTIVE, NODE_STATUSES
 
 _MISSING = object()
 
@@ -200,7 +200,7 @@ class FieldMapping:
 
     def entry(self, record: Any) -> dict[str, Any]:
         """
-        One inventory entry for L{am.scheduler.Scheduler.applyInventory}.
+        One inventory entry for L{am.core.scheduler.Scheduler.applyInventory}.
 
         @raise InventoryError: if the record has no usable id.
         """

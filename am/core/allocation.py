@@ -12,14 +12,14 @@ from typing import Any, Optional
 
 import attrs
 
-from am import quotas, slots, sshkeys, states
-from am.errors import BadRequest, Conflict, Forbidden, NotFound
-from am.interfaces import IStoreTransaction
-from am.model import Experiment, Schedule
-from am.nodefilter import Atom, Filter, FilterSyntaxError, Group, parse
-from am.policy import Policy
-from am.recurrence import expandOffsets
-from am.values import integer
+from am.core import quotas, slots, sshkeys, states
+from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from am.core.interfaces import IStoreTransaction
+from am.core.model import Experiment, Schedule
+from am.core.nodefilter import Atom, Filter, FilterSyntaxError, Group, parse
+from am.core.policy import Policy
+from am.core.recurrence import expandOffsets
+from am.core.values import integer
 
 # Legacy whitelist for container URLs (legacy reference §4.3 step 8).
 _SCRIPT = re.compile(r"^[A-Za-z0-9!#$&'()*+,\-./:;=?@\[\]_~]+$")
@@ -240,7 +240,7 @@ def allocate(
     Validate, find the window, check quotas and book, atomically. C{start=-1}
     puts the request in the low-priority queue instead: one C{queued}
     schedule per node, without a window until a heartbeat of the node places
-    it (L{am.lifecycle.placeQueued}).
+    it (L{am.core.lifecycle.placeQueued}).
 
     @raise BadRequest: ill-typed or missing values.
     @raise Conflict: the request cannot be satisfied; C{extra["suggestions"]} holds

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Optional, TypeVar
 
-from am.errors import BadRequest, NotFound
+from am.core.errors import BadRequest, NotFound
 
 T = TypeVar("T")
 

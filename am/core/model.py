@@ -3,7 +3,7 @@
 The core's value objects: nodes, users, quotas, experiments, schedules.
 
 Plain attrs classes with no behaviour beyond derived views; the rules live in
-L{am.scheduler} and L{am.states}, persistence in L{am.store}.
+L{am.core.scheduler} and L{am.core.states}, persistence in L{am.store}.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import attrs
 
-from am import states
+from am.core import states
 
 ROLES = ("user", "node", "admin")
 QUOTA_KINDS = ("time", "data", "storage")

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_trust_authority -*-
 """
 Writing and signing SFA credentials for the development authority (see
-L{am.trust.authority}).
+L{am.devtools.authority}).
 
 The documents have the shape gcf's clearinghouse writes (one
 C{<credential xml:id=...>}, a C{<signatures>} block of enveloped-reference
@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from am.trust._pki import Identity
+from am.devtools.pki import Identity
 from am.trust.credential import DSIG, XML_ID, parseDocument
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"

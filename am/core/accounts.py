@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Optional
 
-from am import quotas
-from am.errors import BadRequest, Conflict, Forbidden, NotFound
-from am.interfaces import IStoreTransaction
-from am.model import (
+from am.core import quotas
+from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from am.core.interfaces import IStoreTransaction
+from am.core.model import (
     NODE_ACTIVE,
     NODE_DISABLED,
     NODE_MAINTENANCE,
@@ -23,8 +23,8 @@ from am.model import (
     Node,
     User,
 )
-from am.policy import Policy
-from am.values import integer, lookup
+from am.core.policy import Policy
+from am.core.values import integer, lookup
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{40}$")
 _NODE_NAME = re.compile(r"^Node (\S+)$")

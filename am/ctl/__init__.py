@@ -1,0 +1,3 @@
+"""
+marvinctld: the controller service, its configuration and inventory sync.
+"""
