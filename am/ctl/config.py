@@ -21,6 +21,7 @@ import yaml
 
 from am.ctl.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
 from am.core.policy import Policy
+from am.store.sqlite import SYNCHRONOUS_LEVELS
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 _NUMERIC_LEVELS = {10: "debug", 20: "info", 30: "warn", 40: "error", 50: "critical"}
@@ -137,10 +138,11 @@ class ControllerConfig:
     publicURL: Optional[str] = None
     demo: Optional[DemoSetup] = None
     geni: Optional[GeniConfig] = None
+    sqliteSynchronous: str = "full"
 
 
 KNOWN_KEYS = {
-    "demo", "demo_dir", "database", "public_url", "listen", "trusted_proxies", "headers",
+    "demo", "demo_dir", "database", "sqlite", "public_url", "listen", "trusted_proxies", "headers",
     "admins", "inventory", "housekeeping", "scheduling", "cors", "log", "geni",
 }
 
@@ -480,6 +482,12 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
     if checkFiles and inFile and not os.path.isdir(os.path.dirname(database)):
         raise ConfigError(f"database: the directory of {database} does not exist")
 
+    sqlite = _section(data, "sqlite", "sqlite")
+    _known(sqlite, {"synchronous"}, "sqlite")
+    synchronous = (_string(sqlite, "synchronous", "sqlite.synchronous", "full") or "full").lower()
+    if synchronous not in SYNCHRONOUS_LEVELS:
+        raise ConfigError(f"sqlite.synchronous: must be one of {', '.join(SYNCHRONOUS_LEVELS)}, not {synchronous!r}")
+
     tls, http = _listeners(data, base)
     if tls is not None and checkFiles:
         _checkTLS(tls)
@@ -551,6 +559,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         publicURL=publicURL,
         demo=demo,
         geni=_geni(data, base, tls, checkFiles),
+        sqliteSynchronous=synchronous,
     )
 
 

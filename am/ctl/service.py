@@ -186,14 +186,14 @@ def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred
 # -- the service -------------------------------------------------------------------
 
 
-def _openStore(path: str, reactor: Any) -> Any:
+def _openStore(path: str, reactor: Any, synchronous: str = "full") -> Any:
     if path.startswith(("postgresql://", "postgres://")):
         from am.store.postgres import PostgresStore
 
         return PostgresStore(path, reactor)
     from am.store.sqlite import SQLiteStore
 
-    return SQLiteStore(path, reactor)
+    return SQLiteStore(path, reactor, synchronous)
 
 
 class Controller(MultiService):
@@ -216,7 +216,7 @@ class Controller(MultiService):
         config: ControllerConfig,
         reactor: Any,
         restFactory: Callable[..., Resource] = defaultRESTFactory,
-        storeFactory: Callable[[str, Any], Any] = _openStore,
+        storeFactory: Optional[Callable[[str, Any], Any]] = None,
         fetcherFactory: Optional[Callable[[Any, Any], Callable[[], Deferred]]] = None,
         faces: Sequence[Callable[["Controller"], None]] = (),
     ) -> None:
@@ -224,7 +224,7 @@ class Controller(MultiService):
         self.config = config
         self.reactor = reactor
         self.restFactory = restFactory
-        self.storeFactory = storeFactory
+        self.storeFactory = storeFactory or (lambda path, reactor: _openStore(path, reactor, config.sqliteSynchronous))
         self.fetcherFactory = fetcherFactory
         self.faces = tuple(faces)
         self.store: Any = None

@@ -272,6 +272,18 @@ class SQLiteTransaction(SQLTransaction):
         return [Interval(*r) for r in rows if wanted is None or r[0] in wanted]
 
 
+# PRAGMA synchronous levels a configuration may choose (SQLite's names).
+SYNCHRONOUS_LEVELS = ("full", "normal", "extra", "off")
+
+
+def synchronousLevel(connection: sqlite3.Connection) -> str:
+    """
+    The connection's C{PRAGMA synchronous}, by name.
+    """
+    number = connection.execute("PRAGMA synchronous").fetchone()[0]
+    return {0: "off", 1: "normal", 2: "full", 3: "extra"}[number]
+
+
 class SQLiteDatabase:
     """
     One connection to one SQLite file, running transactions synchronously.
@@ -279,7 +291,9 @@ class SQLiteDatabase:
     L{SQLiteStore} runs it on a dedicated thread; tests and tools may run it directly.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, synchronous: str = "full") -> None:
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
         self.path = path
         self._connection = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -287,9 +301,9 @@ class SQLiteDatabase:
         self._connection.execute("PRAGMA foreign_keys = ON")
         if path != ":memory:":
             self._connection.execute("PRAGMA journal_mode = WAL")
-            # NORMAL in WAL mode survives a crash of the process; only power loss can
-            # lose the last commits.
-            self._connection.execute("PRAGMA synchronous = NORMAL")
+            # FULL syncs the WAL at every commit: an acknowledged booking survives
+            # a power loss. NORMAL survives a crash of the process only.
+            self._connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         self.schemaVersion = migrate(self._connection)
         self._cache: dict = {}
 
@@ -320,8 +334,8 @@ class SQLiteStore:
     L{IStore} over a SQLite file, with one writer thread so the reactor never blocks.
     """
 
-    def __init__(self, path: str, reactor: Any) -> None:
-        self._database = SQLiteDatabase(path)
+    def __init__(self, path: str, reactor: Any, synchronous: str = "full") -> None:
+        self._database = SQLiteDatabase(path, synchronous)
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="marvin-sqlite")
         self._pool.start()
