@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from twisted.logger import Logger
+
 from am.core import lifecycle
 from am.core.errors import BadRequest, Conflict, NotFound
 from am.core.model import Experiment, Schedule, User
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
 from rest_compat.params import flag, recordId, text
-from rest_compat.submission import requestFrom
+from rest_compat.submission import requestFrom, warnings
+
+log = Logger(namespace="rest_compat")
 
 # Far enough to cover every schedule of a node.
 FOREVER = 2**62
@@ -105,7 +109,14 @@ async def submit(ctx: Context) -> Reply:
     The reply's C{nodecount} counts node pairs when pairs were booked (legacy).
     Refusals are 409 C{"Could not allocate. <reason>"} with the core's extra
     keys (C{code}, C{available}, C{requested}, C{suggestions}...) at top level.
+    Unknown top-level parameters are ignored, but said in C{warnings} and logged.
     """
+    ignored = warnings(ctx.params)
+    if ignored:
+        log.warn(
+            "POST /experiments by {user}: {warnings}", user=ctx.caller.name, warnings=" ".join(ignored)
+        )
+    extra = {"warnings": ignored} if ignored else {}
     try:
         request = requestFrom(ctx.params, ctx.user.id)
         allocation = await ctx.scheduler.allocate(request)
@@ -130,6 +141,7 @@ async def submit(ctx: Context) -> Reply:
                 stop=experiment.stop,
                 charged=dict(allocation.charged),
                 schedules=[render.plannedSchedule(s) for s in allocation.schedules],
+                **extra,
             ),
         )
     return Reply(
@@ -139,6 +151,7 @@ async def submit(ctx: Context) -> Reply:
             experiment=experiment.id,
             nodecount=allocation.nodecount,
             intervals=allocation.intervals,
+            **extra,
         ),
         headers={"Location": f"/v1/experiments/{experiment.id}"},
     )

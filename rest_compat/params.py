@@ -20,7 +20,7 @@ from urllib.parse import unquote_to_bytes
 from twisted.web.server import Request
 
 from am.core.errors import BadRequest, NotFound
-from am.core.values import integer
+from am.core.values import integer, requireStorable
 
 MAX_BODY = 1 << 20
 # The store keeps signed 64-bit integers; larger numbers are refused on entry.
@@ -213,11 +213,16 @@ def parseBody(body: bytes, contentType: Optional[bytes]) -> dict[str, Any]:
 
 def readParams(request: Any, maxBody: int = MAX_BODY) -> dict[str, Any]:
     """
-    Query-string parameters overridden by body parameters.
+    Query-string parameters overridden by body parameters; text no store can
+    hold (a JSON C{\\ud800} escape, a NUL) is a 400 naming the parameter, on
+    every route (the core's rule, applied before any handler runs).
     """
     params = parseQuery(request.uri)
     body = readBody(request, maxBody)
     params.update(parseBody(body, request.getHeader(b"content-type")))
+    for key, value in params.items():
+        requireStorable("A parameter name", key)
+        requireStorable(key, value)
     return params
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from am.core.allocation import AllocationRequest
-from am.core.errors import Conflict
+from am.core.errors import BadRequest, Conflict
 from rest_compat.params import flag, intParam, nodeList, parseOptions, requireParams, text
 
-REQUIRED = ("name", "nodecount", "script")
-OPTIONAL = ("nodetypes", "start", "stop", "duration", "options", "interfaceCount", "dryrun")
+REQUIRED = ("name", "nodecount", "nodetypes", "script")
+OPTIONAL = ("start", "stop", "duration", "options", "interfaceCount", "dryrun")
+# Also understood at top level: taskname (the legacy README's name for name).
+KNOWN = frozenset(REQUIRED + OPTIONAL + ("taskname",))
 
 # Options the scheduler consumes; storage and traffic also reach the node,
 # whose deploy hook sizes the results disk and accounts traffic with them.
@@ -36,6 +38,26 @@ def interfaceCount(params: Mapping[str, Any]) -> int:
     return intParam(params, "interfaceCount", 1)
 
 
+def unknownParameters(params: Mapping[str, Any]) -> list[str]:
+    """
+    Top-level parameters this route does not know, sorted. They are accepted
+    (old scripts send them) but reported, e.g. C{nodes} given outside C{options}.
+    """
+    return sorted(key for key in params if key not in KNOWN)
+
+
+def warnings(params: Mapping[str, Any]) -> list[str]:
+    """
+    What the reply says about parameters it ignored.
+    """
+    found = []
+    for key in unknownParameters(params):
+        hint = f" (did you mean options.{key}?)" if key in ("nodes", "shared", "recurrence", "period", "until",
+                                                        "storage", "traffic", "ssh") else ""
+        found.append(f"Unknown parameter {key} ignored{hint}.")
+    return found
+
+
 def requestFrom(params: Mapping[str, Any], ownerid: int) -> AllocationRequest:
     """
     Build the core's request from legacy parameters.
@@ -46,8 +68,11 @@ def requestFrom(params: Mapping[str, Any], ownerid: int) -> AllocationRequest:
     params = dict(params)
     if params.get("name") is None and params.get("taskname") is not None:
         params["name"] = params["taskname"]
-    requireParams(params, REQUIRED, OPTIONAL)
     options = parseOptions(params.get("options"))
+    nodes = nodeList(options.get("nodes"))
+    # nodetypes may be left out only when options.nodes names the nodes (legacy);
+    # an explicit empty nodetypes means any eligible node.
+    requireParams(params, REQUIRED if nodes is None else tuple(r for r in REQUIRED if r != "nodetypes"), OPTIONAL)
     for key in _REFUSED:
         if key in options:
             raise Conflict(f"option {key} not allowed")
@@ -56,6 +81,13 @@ def requestFrom(params: Mapping[str, Any], ownerid: int) -> AllocationRequest:
     duration = intParam(params, "duration", None)
     if duration is None:
         duration = stop - start if stop is not None else 0
+    elif stop and start > 0 and stop - start != duration:
+        raise BadRequest(
+            f"stop and duration disagree: stop - start is {stop - start} s, duration is {duration} s; "
+            "give one of them.",
+            parameter="stop",
+            parameters=["stop", "duration"],
+        )
     storage = intParam(options, "storage", 0, minimum=0)
     traffic = intParam(options, "traffic", 0, minimum=0)
     dryrun = params.get("dryrun") if params.get("dryrun") is not None else options.get("dryrun")
@@ -75,7 +107,7 @@ def requestFrom(params: Mapping[str, Any], ownerid: int) -> AllocationRequest:
         duration=duration,
         start=start,
         nodetypes=text(params, "nodetypes", "") or "",
-        nodes=nodeList(options.get("nodes")),
+        nodes=nodes,
         shared=flag("shared", options.get("shared")),
         recurrence=recurrence or None,
         period=options.get("period"),

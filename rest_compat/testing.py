@@ -236,7 +236,7 @@ def book(harness: RESTHarness, user: User, **params: Any) -> int:
     """
     Book an experiment as C{user} (JSON body) and return its id.
     """
-    body = {"name": "exp", "nodecount": 1, "script": "docker.io/monroe/ping", "duration": 600}
+    body = {"name": "exp", "nodecount": 1, "nodetypes": "", "script": "docker.io/monroe/ping", "duration": 600}
     body.update(params)
     response = harness.request("POST", "/v1/experiments", user, json_=body)
     assert response.code == 201, response.body

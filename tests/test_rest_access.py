@@ -39,7 +39,7 @@ CELLS: dict[tuple[str, str], tuple[str, Any, int]] = {
     (
         "experiments",
         "POST",
-    ): ("/v1/experiments", {"name": "n", "nodecount": "1", "script": "docker.io/a/b", "duration": "600"}, 201),
+    ): ("/v1/experiments", {"name": "n", "nodecount": "1", "nodetypes": "", "script": "docker.io/a/b", "duration": "600"}, 201),
     ("experiment", "GET"): ("/v1/experiments/{A}", None, 200),
     ("experiment", "PUT"): ("/v1/experiments/{A}", None, 400),
     ("experiment", "DELETE"): ("/v1/experiments/{A}", None, 200),

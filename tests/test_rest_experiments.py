@@ -69,7 +69,7 @@ class SubmitTests(SynchronousTestCase):
         """
         Without C{start} the request is placed as soon as possible.
         """
-        response = self.post(form={"name": "f", "nodecount": "1", "script": IMAGE, "duration": "300"})
+        response = self.post(form={"name": "f", "nodecount": "1", "nodetypes": "", "script": IMAGE, "duration": "300"})
         self.assertEqual(response.code, 201, response.body)
         [schedule] = self.schedules(response.json["experiment"])
         self.assertEqual(schedule.start, self.now + 60)
@@ -78,7 +78,7 @@ class SubmitTests(SynchronousTestCase):
         """
         C{taskname} (what the legacy README said) names the experiment too.
         """
-        response = self.post(json_={"taskname": "alias", "nodecount": 1, "script": IMAGE, "duration": 300})
+        response = self.post(json_={"taskname": "alias", "nodecount": 1, "nodetypes": "", "script": IMAGE, "duration": 300})
         self.assertEqual(response.code, 201, response.body)
         experiment = self.h.run(lambda txn: txn.getExperiment(response.json["experiment"]))
         self.assertEqual(experiment.name, "alias")
@@ -89,7 +89,7 @@ class SubmitTests(SynchronousTestCase):
         """
         response = self.post(json_={"name": "x", "duration": 300})
         self.assertEqual(response.code, 400)
-        self.assertEqual(response.json["missing"], ["nodecount", "script"])
+        self.assertEqual(response.json["missing"], ["nodecount", "nodetypes", "script"])
         self.assertEqual(response.json["code"], "sc2")
         self.assertIn("provided: duration, name", response.json["message"])
 
@@ -102,18 +102,18 @@ class SubmitTests(SynchronousTestCase):
             "interfaceCount": "x", "script": ["a"], "name": {"x": 1}, "nodetypes": [1],
         }
         for name, value in cases.items():
-            body = {"name": "x", "nodecount": 1, "script": IMAGE, "duration": 300, name: value}
+            body = {"name": "x", "nodecount": 1, "nodetypes": "", "script": IMAGE, "duration": 300, name: value}
             response = self.post(json_=body)
             self.assertEqual(response.code, 400, (name, response.body))
             self.assertEqual(response.json["parameter"], name, name)
-        response = self.post(json_={"name": "x", "nodecount": 0, "script": IMAGE, "duration": 300})
+        response = self.post(json_={"name": "x", "nodecount": 0, "nodetypes": "", "script": IMAGE, "duration": 300})
         self.assertEqual((response.code, response.json["parameter"]), (400, "nodecount"))
 
     def test_badNodetypes(self) -> None:
         """
         A filter syntax error is 400 naming C{nodetypes}.
         """
-        response = self.post(json_={"name": "x", "nodecount": 1, "script": IMAGE, "duration": 300,
+        response = self.post(json_={"name": "x", "nodecount": 1, "nodetypes": "", "script": IMAGE, "duration": 300,
                                     "nodetypes": "type"})
         self.assertEqual((response.code, response.json["parameter"]), (400, "nodetypes"))
 
@@ -128,10 +128,10 @@ class SubmitTests(SynchronousTestCase):
             alice = h.addUser("alice")
             if isinstance(options, dict):
                 response = h.request("POST", "/v1/experiments", alice, json_={
-                    "name": "o", "nodecount": 2, "script": IMAGE, "duration": 300, "options": options})
+                    "name": "o", "nodecount": 2, "nodetypes": "", "script": IMAGE, "duration": 300, "options": options})
             else:
                 response = h.request("POST", "/v1/experiments", alice, form={
-                    "name": "o", "nodecount": "2", "script": IMAGE, "duration": "300", "options": options})
+                    "name": "o", "nodecount": "2", "nodetypes": "", "script": IMAGE, "duration": "300", "options": options})
             self.assertEqual(response.code, 201, (options, response.body))
             schedules = h.run(lambda txn: txn.schedulesOfExperiment(response.json["experiment"]))
             self.assertEqual(sorted(s.nodeid for s in schedules), ["2", "3"], options)
@@ -143,7 +143,7 @@ class SubmitTests(SynchronousTestCase):
         C{shared=0} in a k=v string is not shared (legacy: it was).
         """
         for value in ("0", "false"):
-            response = self.post(form={"name": "s", "nodecount": "1", "script": IMAGE, "duration": "300",
+            response = self.post(form={"name": "s", "nodecount": "1", "nodetypes": "", "script": IMAGE, "duration": "300",
                                        "options": f"shared={value}"})
             self.assertEqual(response.code, 201)
             [schedule] = self.schedules(response.json["experiment"])
@@ -155,7 +155,7 @@ class SubmitTests(SynchronousTestCase):
         """
         start = self.now + 3600
         response = self.post(json_={
-            "name": "r", "nodecount": 1, "script": IMAGE, "start": start, "duration": 600,
+            "name": "r", "nodecount": 1, "nodetypes": "", "script": IMAGE, "start": start, "duration": 600,
             "options": f"recurrence=simple&period=3600&until={start + 3 * 3600}",
         })
         self.assertEqual(response.code, 201, response.body)
@@ -168,7 +168,7 @@ class SubmitTests(SynchronousTestCase):
         """
         Refusals are 409 C{"Could not allocate. <reason>"}.
         """
-        base = {"name": "x", "nodecount": 1, "script": IMAGE, "duration": 300}
+        base = {"name": "x", "nodecount": 1, "nodetypes": "", "script": IMAGE, "duration": 300}
         cases = [
             ({"options": "recurrence=0"}, "Could not allocate. Unsupported recurrence scheme"),
             ({"options": {"internal": 1}}, "Could not allocate. option internal not allowed"),
@@ -188,7 +188,7 @@ class SubmitTests(SynchronousTestCase):
         """
         A form C{interfaceCount=1} means single nodes (legacy: pairs).
         """
-        response = self.post(form={"name": "i", "nodecount": "1", "script": IMAGE, "duration": "300",
+        response = self.post(form={"name": "i", "nodecount": "1", "nodetypes": "", "script": IMAGE, "duration": "300",
                                    "interfaceCount": "1"})
         self.assertEqual(response.code, 201, response.body)
 
@@ -199,7 +199,7 @@ class SubmitTests(SynchronousTestCase):
         """
         start = self.now + 3600
         book(self.h, self.people.bob, start=start, duration=600, options={"nodes": "1"})
-        response = self.post(json_={"name": "x", "nodecount": 1, "script": IMAGE, "start": start,
+        response = self.post(json_={"name": "x", "nodecount": 1, "nodetypes": "", "script": IMAGE, "start": start,
                                     "duration": 600, "options": {"nodes": "1"}})
         self.assertEqual(response.code, 409, response.body)
         body = response.json
@@ -209,7 +209,7 @@ class SubmitTests(SynchronousTestCase):
         self.assertTrue(1 <= len(body["suggestions"]) <= 3)
         first = body["suggestions"][0]
         self.assertGreaterEqual(first["start"], start + 600 + 120)
-        retry = self.post(json_={"name": "x", "nodecount": 1, "script": IMAGE, "start": first["start"],
+        retry = self.post(json_={"name": "x", "nodecount": 1, "nodetypes": "", "script": IMAGE, "start": first["start"],
                                  "duration": 600, "options": {"nodes": "1"}})
         self.assertEqual(retry.code, 201, retry.body)
 
@@ -220,7 +220,7 @@ class SubmitTests(SynchronousTestCase):
         self.assertEqual(
             self.h.request("PUT", f"/v1/users/{self.people.alice.id}", self.people.admin, form={"time": "100"}).code, 200
         )
-        response = self.post(json_={"name": "x", "nodecount": 1, "script": IMAGE, "duration": 300})
+        response = self.post(json_={"name": "x", "nodecount": 1, "nodetypes": "", "script": IMAGE, "duration": 300})
         self.assertEqual(response.code, 409)
         self.assertEqual(response.json["message"], "Could not allocate. Insufficient time quota.")
         self.assertEqual((response.json["quota_time"], response.json["required"]), (100, 300))
@@ -231,7 +231,7 @@ class SubmitTests(SynchronousTestCase):
         and books nothing; hidden options stay hidden.
         """
         for extra in ({"dryrun": 1}, {"dryrun": "true"}, {"options": {"dryrun": True, "_k": 1}}):
-            body = {"name": "d", "nodecount": 2, "script": IMAGE, "start": self.now + 3600, "duration": 600}
+            body = {"name": "d", "nodecount": 2, "nodetypes": "", "script": IMAGE, "start": self.now + 3600, "duration": 600}
             body.update(extra)
             response = self.post(json_=body)
             self.assertEqual(response.code, 200, response.body)
@@ -243,14 +243,14 @@ class SubmitTests(SynchronousTestCase):
             self.assertNotIn("_k", response.json["schedules"][0]["deployment_options"])
             self.assertNotIn("dryrun", response.json["schedules"][0]["deployment_options"])
         self.assertEqual(self.h.run(lambda txn: txn.findExperiments()), [])
-        self.assertEqual(self.post(json_={"name": "d", "nodecount": 1, "script": IMAGE, "duration": 300,
+        self.assertEqual(self.post(json_={"name": "d", "nodecount": 1, "nodetypes": "", "script": IMAGE, "duration": 300,
                                           "dryrun": "0"}).code, 201)
 
     def test_dryrunConflict(self) -> None:
         """
         A dry run that would not fit is the same 409.
         """
-        response = self.post(json_={"name": "d", "nodecount": 5, "script": IMAGE, "duration": 300, "dryrun": 1})
+        response = self.post(json_={"name": "d", "nodecount": 5, "nodetypes": "", "script": IMAGE, "duration": 300, "dryrun": 1})
         self.assertEqual(response.code, 409)
         self.assertEqual(response.json["code"], "sc1")
 

@@ -30,7 +30,7 @@ class QueueTests(SynchronousTestCase):
         return self.h.request("GET", path, user or self.people.alice)
 
     def enqueue(self, **params: Any) -> Any:
-        body = {"name": "q", "nodecount": "1", "script": IMAGE, "duration": "600", "start": "-1",
+        body = {"name": "q", "nodecount": "1", "nodetypes": "", "script": IMAGE, "duration": "600", "start": "-1",
                 "options": "nodes=1"}
         body.update(params)
         return self.h.request("POST", "/v1/experiments", self.people.alice, form=body)
@@ -75,7 +75,7 @@ class QueueTests(SynchronousTestCase):
         JSON works the same; a dry run shows the planned queued task.
         """
         response = self.h.request("POST", "/v1/experiments", self.people.alice, json_={
-            "name": "q", "nodecount": 2, "script": IMAGE, "duration": 300, "start": -1, "dryrun": 1})
+            "name": "q", "nodecount": 2, "nodetypes": "", "script": IMAGE, "duration": 300, "start": -1, "dryrun": 1})
         self.assertEqual(response.code, 200, response.body)
         self.assertEqual([(s["start"], s["stop"]) for s in response.json["schedules"]], [(-1, 300)] * 2)
         self.assertEqual(self.heartbeat(), [])

@@ -117,9 +117,9 @@ class ConformanceTests(SynchronousTestCase):
             h.request(method, path, user)
         h.request("PUT", f"/v1/schedules/{s}", people.node1, form={"status": "deployed"})
         h.request("POST", "/v1/experiments", people.alice,
-                  json_={"name": "d", "nodecount": 1, "script": "docker.io/a/b", "duration": 300, "dryrun": 1})
+                  json_={"name": "d", "nodecount": 1, "nodetypes": "", "script": "docker.io/a/b", "duration": 300, "dryrun": 1})
         h.request("POST", "/v1/experiments", people.alice,
-                  json_={"name": "d", "nodecount": 9, "script": "docker.io/a/b", "duration": 300})
+                  json_={"name": "d", "nodecount": 9, "nodetypes": "", "script": "docker.io/a/b", "duration": 300})
         h.request("POST", "/v1/users", people.admin, form={"name": "z", "role": "user", "ssl": "f" * 40})
         h.request("PUT", f"/v1/users/{people.alice.id}", people.admin, form={"storage": "1"})
         self.assertEqual(h.checked - before, len(calls) + 5)

@@ -113,7 +113,7 @@ class PairSubmissionTests(SynchronousTestCase):
         """
         A form C{interfaceCount=3} books pairs; the reply counts pairs.
         """
-        response = self.post(form={"name": "p", "nodecount": "4", "script": IMAGE, "duration": "300",
+        response = self.post(form={"name": "p", "nodecount": "4", "nodetypes": "", "script": IMAGE, "duration": "300",
                                    "interfaceCount": "3"})
         self.assertEqual(response.code, 201, response.body)
         self.assertEqual(response.json["nodecount"], 2)
@@ -125,7 +125,7 @@ class PairSubmissionTests(SynchronousTestCase):
         C{interfaceCount} 1 takes tails, 2 heads.
         """
         for count, nodes in (("1", ["2", "4"]), (2, ["1", "3"])):
-            response = self.post(json_={"name": "s", "nodecount": 2, "script": IMAGE, "duration": 300,
+            response = self.post(json_={"name": "s", "nodecount": 2, "nodetypes": "", "script": IMAGE, "duration": 300,
                                         "interfaceCount": count, "start": self.now + 7200 * int(count)})
             self.assertEqual(response.code, 201, response.body)
             self.assertEqual([n for n, _ in self.schedules(response.json["experiment"])], nodes)
@@ -134,7 +134,7 @@ class PairSubmissionTests(SynchronousTestCase):
         """
         C{script="a|b"}: the head runs a, the tail b.
         """
-        response = self.post(json_={"name": "t", "nodecount": 2, "script": f"{IMAGE}|{TAIL}", "duration": 300})
+        response = self.post(json_={"name": "t", "nodecount": 2, "nodetypes": "", "script": f"{IMAGE}|{TAIL}", "duration": 300})
         self.assertEqual(response.code, 201, response.body)
         self.assertEqual(response.json["nodecount"], 1)
         self.assertEqual(self.schedules(response.json["experiment"]), [("1", IMAGE), ("2", TAIL)])
@@ -145,13 +145,13 @@ class PairSubmissionTests(SynchronousTestCase):
         """
         Odd counts and busy pairs are 409 with the legacy wording, counting pairs.
         """
-        response = self.post(json_={"name": "o", "nodecount": 3, "script": f"{IMAGE}|{TAIL}", "duration": 300})
+        response = self.post(json_={"name": "o", "nodecount": 3, "nodetypes": "", "script": f"{IMAGE}|{TAIL}", "duration": 300})
         self.assertEqual((response.code, response.json["message"]),
                          (409, "Could not allocate. Node count must be even for paired nodes."))
         start = self.now + 3600
-        self.post(json_={"name": "b", "nodecount": 1, "script": IMAGE, "duration": 300, "start": start,
+        self.post(json_={"name": "b", "nodecount": 1, "nodetypes": "", "script": IMAGE, "duration": 300, "start": start,
                          "options": {"nodes": "4"}})
-        response = self.post(json_={"name": "p", "nodecount": 4, "script": IMAGE, "duration": 300,
+        response = self.post(json_={"name": "p", "nodecount": 4, "nodetypes": "", "script": IMAGE, "duration": 300,
                                     "start": start, "interfaceCount": 3})
         self.assertEqual(response.code, 409)
         self.assertTrue(response.json["message"].startswith(
@@ -159,7 +159,7 @@ class PairSubmissionTests(SynchronousTestCase):
         self.assertEqual((response.json["available"], response.json["requested"], response.json["code"]),
                          (1, 2, "sc1"))
         self.assertEqual(response.json["suggestions"][0]["nodecount"], 4)
-        response = self.post(json_={"name": "x", "nodecount": 2, "script": IMAGE, "duration": 300,
+        response = self.post(json_={"name": "x", "nodecount": 2, "nodetypes": "", "script": IMAGE, "duration": 300,
                                     "interfaceCount": "many"})
         self.assertEqual((response.code, response.json["parameter"]), (400, "interfaceCount"))
 
@@ -167,7 +167,7 @@ class PairSubmissionTests(SynchronousTestCase):
         """
         A dry run says how many pairs would be booked.
         """
-        response = self.post(json_={"name": "d", "nodecount": 2, "script": f"{IMAGE}|{TAIL}", "duration": 300,
+        response = self.post(json_={"name": "d", "nodecount": 2, "nodetypes": "", "script": f"{IMAGE}|{TAIL}", "duration": 300,
                                     "dryrun": True})
         self.assertEqual(response.code, 200, response.body)
         self.assertTrue(response.json["message"].startswith("Dry run: 1 node pair(s) x 1 interval(s)"))

@@ -621,6 +621,6 @@ class HugeNumberTests(SynchronousTestCase):
             self.assertEqual(response.code, 400, body)
             self.assertEqual(response.json["message"], "Numbers in body must fit in 64 bits.")
         response = self.h.request("POST", "/v1/experiments", self.people.alice, form={
-            "name": "x", "nodecount": "1", "script": "docker.io/a/b", "duration": "300",
+            "name": "x", "nodecount": "1", "nodetypes": "", "script": "docker.io/a/b", "duration": "300",
             "options": '{"storage": 1e300}'})
         self.assertEqual((response.code, response.json["parameter"]), (400, "options"))

@@ -121,6 +121,11 @@ def updateUser(
     user = getUser(txn, userid)
     if fingerprint is not None:
         fingerprint = normaliseFingerprint(fingerprint)
+        if user.invalid:
+            raise Conflict(
+                f"User {user.id} has been invalidated: a new certificate would not let it in, "
+                "so it was not stored. Create a new user instead."
+            )
         other = txn.findUser(fingerprint=fingerprint)
         if other is not None and other.id != user.id:
             raise Conflict("A user with this fingerprint exists already.")
@@ -133,14 +138,66 @@ def updateUser(
     return user
 
 
+def keepAnAdmin(txn: IStoreTransaction, user: User) -> None:
+    """
+    Refuse a change that would take the last valid admin away (invalidating
+    or demoting it): nobody could administer the installation through the
+    API any more.
+
+    @raise Conflict: when C{user} is the only valid admin.
+    """
+    if user.role != "admin" or user.invalid:
+        return
+    if not any(other.id != user.id and other.role == "admin" and other.active for other in txn.listUsers()):
+        raise Conflict(
+            f"User {user.id} is the last valid admin and cannot be invalidated or demoted; "
+            "make another admin first."
+        )
+
+
 def invalidateUser(txn: IStoreTransaction, userid: Any) -> User:
     """
     Invalidated users are refused everywhere, reads included (a legacy bug let them read).
+    The last valid admin cannot be invalidated (L{keepAnAdmin}).
     """
     user = getUser(txn, userid)
+    keepAnAdmin(txn, user)
     user.invalid = True
     txn.updateUser(user)
     return user
+
+
+def bootstrapUser(
+    txn: IStoreTransaction,
+    name: str,
+    role: str,
+    fingerprint: str,
+    now: int,
+    policy: Policy,
+    urn: Optional[str] = None,
+    project: str = "",
+) -> tuple[str, User]:
+    """
+    Make a user the configuration names exist as configured: created when its
+    fingerprint is unknown; revived and given the configured role when it was
+    invalidated or has another role (the configuration is authoritative at
+    start-up, so an operator can always get back in by restarting).
+
+    @return: C{("created" | "restored" | "unchanged", user)}.
+    """
+    known = txn.findUser(fingerprint=normaliseFingerprint(fingerprint))
+    if known is None:
+        return "created", addUser(txn, name, role, now, policy, fingerprint=fingerprint, urn=urn, project=project)
+    if role not in ROLES:
+        raise BadRequest(f"role must be one of {', '.join(ROLES)}", parameter="role")
+    if known.invalid or known.role != role:
+        if known.role == "admin" and role != "admin" and not known.invalid:
+            keepAnAdmin(txn, known)
+        known.invalid = False
+        known.role = role
+        txn.updateUser(known)
+        return "restored", known
+    return "unchanged", known
 
 
 def setNodeTags(txn: IStoreTransaction, nodeid: str, text: str) -> Node:

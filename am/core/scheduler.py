@@ -7,9 +7,10 @@ injected clock. The faces translate their protocols into these calls and back.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 
 from am.core import accounts, allocation, lifecycle
@@ -17,6 +18,26 @@ from am.core.allocation import AllocationRequest
 from am.core.interfaces import IStore
 from am.core.model import User
 from am.core.policy import Policy
+from am.core.values import requireStorable
+
+
+def checkArguments(function: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> None:
+    """
+    Refuse, by parameter name, text no store can hold in the arguments of a
+    command or query (both faces, every command: one rule at the door).
+
+    @raise am.core.errors.BadRequest: naming the parameter.
+    """
+    names: list[str] = []
+    if args:
+        try:
+            names = list(inspect.signature(function).parameters)[1:]
+        except (TypeError, ValueError):
+            pass
+    for index, value in enumerate(args):
+        requireStorable(names[index] if index < len(names) else f"argument {index + 1}", value)
+    for name, value in kwargs.items():
+        requireStorable(name, value)
 
 
 class Scheduler:
@@ -43,9 +64,17 @@ class Scheduler:
         """
         Run a read-only function of the transaction (faces' queries).
         """
+        try:
+            checkArguments(function, args, kwargs)
+        except Exception:
+            return fail()
         return self.store.read(function, *args, **kwargs)
 
     def _change(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        try:
+            checkArguments(function, args, kwargs)
+        except Exception:
+            return fail()
         d = self.store.transact(function, *args, **kwargs)
 
         def notify(result: Any) -> Any:

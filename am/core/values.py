@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Optional, TypeVar
 
+import attrs
+
 from am.core.errors import BadRequest, NotFound
 
 T = TypeVar("T")
@@ -59,3 +61,54 @@ def lookup(fetch: Callable[[int], Optional[T]], value: Any, message: str) -> T:
     if row is None:
         raise NotFound(message)
     return row
+
+
+def unstorable(value: Any, name: str, depth: int = 0) -> Optional[str]:
+    """
+    The name (dotted into objects, indexed into lists) of the first string in
+    C{value} that no store can hold -- a lone surrogate (from a JSON C{\\ud800}
+    escape; not UTF-8) or a NUL character (PostgreSQL text refuses it) -- or
+    C{None}. Keys are checked like values; attrs instances field by field.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            return name
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return name
+        return None
+    if depth > 64:
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if unstorable(key, name, depth + 1):
+                return f"{name} (a key in it)"
+            found = unstorable(item, f"{name}.{key}", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for index, item in enumerate(value):
+            found = unstorable(item, f"{name}[{index}]", depth + 1)
+            if found:
+                return found
+    elif attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            found = unstorable(getattr(value, field.name), field.name, depth + 1)
+            if found:
+                return found
+    return None
+
+
+def requireStorable(name: str, value: Any) -> None:
+    """
+    Refuse text the stores cannot hold, naming the parameter.
+
+    @raise BadRequest: naming the field (C{parameter} in its extra).
+    """
+    found = unstorable(value, name)
+    if found is not None:
+        raise BadRequest(
+            f"{found} holds text that cannot be stored (a lone surrogate or a NUL character).",
+            parameter=found,
+        )

@@ -139,11 +139,12 @@ def defaultRESTFactory(scheduler: Any, config: ControllerConfig, sync: Optional[
 
 def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred:
     """
-    Create each configured user whose fingerprint is not known yet, in one
-    transaction, so a fresh install can be administered through the API.
-    An existing user is left as it is (with a warning when its role differs).
+    Make each configured user exist as configured, in one transaction: the
+    configuration is authoritative at start-up, so a user whose fingerprint
+    is unknown is created, and one that was invalidated or given another role
+    is restored (with a warning), so an operator locked out can restart.
 
-    @return: a Deferred firing with the list of names created.
+    @return: a Deferred firing with the list of names created or restored.
     """
     from am.core import accounts
     from am.core.errors import MarvinError
@@ -151,36 +152,31 @@ def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred
     log = Logger(namespace="marvinctld")
     now, policy = scheduler.now(), scheduler.policy
 
-    def create(txn: Any) -> list[str]:
-        created = []
+    def apply(txn: Any) -> list[tuple[str, BootstrapUser, Any]]:
+        outcomes = []
         for user in users:
-            known = txn.findUser(fingerprint=user.fingerprint)
-            if known is not None:
-                if known.role != user.role or known.invalid:
-                    log.warn(
-                        "bootstrap user {name}: fingerprint {fp} belongs to user {id} "
-                        "({known}, role {role}{invalid}); left as it is",
-                        name=user.name, fp=user.fingerprint, id=known.id, known=known.name,
-                        role=known.role, invalid=", invalidated" if known.invalid else "",
-                    )
-                continue
             try:
-                accounts.addUser(
-                    txn, user.name, user.role, now, policy, fingerprint=user.fingerprint,
-                    urn=user.urn, project=user.project,
+                outcome, known = accounts.bootstrapUser(
+                    txn, user.name, user.role, user.fingerprint, now, policy, urn=user.urn, project=user.project
                 )
             except MarvinError as e:
                 log.warn("bootstrap user {name} not created: {why}", name=user.name, why=e.message)
                 continue
-            created.append(user.name)
-        return created
+            outcomes.append((outcome, user, known))
+        return outcomes
 
-    def report(created: list[str]) -> list[str]:
-        for name in created:
-            log.info("bootstrap user {name} created", name=name)
-        return created
+    def report(outcomes: list[tuple[str, BootstrapUser, Any]]) -> list[str]:
+        for outcome, user, known in outcomes:
+            if outcome == "created":
+                log.info("bootstrap user {name} created", name=user.name)
+            elif outcome == "restored":
+                log.warn(
+                    "bootstrap user {name}: user {id} ({known}) with fingerprint {fp} restored as a valid {role}",
+                    name=user.name, id=known.id, known=known.name, fp=user.fingerprint, role=user.role,
+                )
+        return [user.name for outcome, user, _ in outcomes if outcome != "unchanged"]
 
-    return scheduler.transact(create).addCallback(report)
+    return scheduler.transact(apply).addCallback(report)
 
 
 # -- the service -------------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""
+Issue 13 over real sockets, against a real marvinctld on SQLite: text no store
+can hold, the last admin, the legacy nodetypes rule, stop against duration,
+unknown parameters, and the GENI face's strings.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import tempfile
+import xmlrpc.client
+
+import pytest
+
+from am.devtools.demopki import ensureDemoPKI
+from tests.live_ctl import USER, LiveController
+
+IMAGE = "docker.io/monroe/ping"
+
+
+@pytest.fixture(scope="module")
+def pki():
+    directory = tempfile.mkdtemp(prefix="marvin-wire-pki-")
+    yield ensureDemoPKI(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def live(pki, tmp_path_factory):
+    controller = LiveController(
+        str(tmp_path_factory.mktemp("wire")), pki, geni={"authority": "marvin.test", "trust_roots": [pki.certificate("ca")]}
+    )
+    controller.ensureUser()
+    yield controller
+    controller.stop()
+
+
+def submit(live, **body):
+    values = {"name": "w", "nodecount": 1, "nodetypes": "", "script": IMAGE, "duration": 300, "dryrun": 1}
+    values.update(body)
+    return live.call("POST", "/v1/experiments", fingerprint=USER, body={k: v for k, v in values.items() if v is not None})
+
+
+def rawPost(live, path, payload: bytes, contentType="application/json", fingerprint=USER):
+    connection = http.client.HTTPConnection("127.0.0.1", live.ports["http"], timeout=30)
+    try:
+        connection.request("POST", path, body=payload, headers={
+            "Content-Type": contentType, "VERIFIED": "SUCCESS", "SSL_FINGERPRINT": fingerprint})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+# 1. text that cannot be stored
+
+
+@pytest.mark.parametrize("field", ["name", "taskname", "script", "nodetypes"])
+def test_loneSurrogateInSubmissionIs400(live, field):
+    body = {"name": None if field == "taskname" else "w", field: "x\ud800", "dryrun": None}
+    status, reply = submit(live, **body)
+    assert status == 400, reply
+    assert reply["parameter"] == field and "cannot be stored" in reply["message"]
+
+
+def test_nulAndSurrogatesEverywhere(live):
+    fp = live.pki.fingerprints["admin"]
+    status, reply = live.call("POST", "/v1/users", who="admin", body={"name": "e\ud800", "ssl": "e5" * 20, "role": "user"})
+    assert (status, reply["parameter"]) == (400, "name"), reply
+    status, reply = live.call("POST", "/v1/users", who="admin", form={"name": "e\x00", "ssl": "e5" * 20, "role": "user"})
+    assert (status, reply["parameter"]) == (400, "name"), reply
+    status, reply = submit(live, options={"note": ["\udfff"]})
+    assert (status, reply["parameter"]) == (400, "options.note[0]"), reply
+    status, reply = rawPost(live, "/v1/experiments", b'{"\\ud800": 1}')
+    assert status == 400 and "parameter name" in reply["message"], reply
+    status, reply = live.call("GET", "/v1/schedules/find?nodecount=1&duration=300&nodetypes=type:%00", fingerprint=USER)
+    assert (status, reply["parameter"]) == (400, "nodetypes"), reply
+    status, reply = live.call("PUT", "/v1/resources/1", fingerprint=fp, body={"type": "site:\ud800"})
+    assert (status, reply["parameter"]) == (400, "type"), reply
+    # nothing was stored, and the server still serves
+    status, users = live.call("GET", "/v1/users", who="admin")
+    assert status == 200 and not any(u["name"].startswith("e") and u["name"] != "alice" for u in users)
+
+
+def test_geniStringsCannotCarryThem(live):
+    for reference in (b"&#xD800;", b"&#0;"):
+        payload = (b"<?xml version='1.0'?><methodCall><methodName>GetVersion</methodName><params><param>"
+                   b"<value><struct><member><name>x</name><value><string>a" + reference +
+                   b"</string></value></member></struct></value></param></params></methodCall>")
+        import ssl
+        context = ssl.create_default_context(cafile=live.pki.certificate("ca"))
+        context.load_cert_chain(live.pki.certificate("user"), live.pki.key("user"))
+        connection = http.client.HTTPSConnection("localhost", live.ports["https"], context=context, timeout=30)
+        try:
+            connection.request("POST", "/xmlrpc/am/3.0", body=payload, headers={"Content-Type": "text/xml"})
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        assert response.status == 200, body
+        (answer,), _ = xmlrpc.client.loads(body)
+        assert answer["code"]["geni_code"] == 1, answer  # BADARGS
+
+
+# 2. the last admin
+
+
+def test_lastAdminCannotInvalidateItself(live):
+    status, me = live.call("GET", "/v1/backend/auth", who="admin")
+    status, reply = live.call("DELETE", f"/v1/users/{me['user']['id']}", who="admin")
+    assert status == 409 and "last valid admin" in reply["message"], reply
+    assert live.call("GET", "/v1/backend/auth", who="admin")[0] == 200
+
+
+def test_rekeyingAnInvalidatedUser(live):
+    status, reply = live.call("POST", "/v1/users", who="admin", form={"name": "gone", "ssl": "f6" * 20, "role": "user"})
+    assert status == 201, reply
+    userid = reply["id"]
+    assert live.call("DELETE", f"/v1/users/{userid}", who="admin")[0] == 200
+    status, reply = live.call("PUT", f"/v1/users/{userid}", who="admin", form={"ssl": "f7" * 20})
+    assert status == 409 and "invalidated" in reply["message"], reply
+    assert live.call("GET", "/v1/backend/auth", fingerprint="f7" * 20)[0] == 401
+
+
+# 3. nodetypes
+
+
+def test_nodetypesRequiredUnlessNodesGiven(live):
+    status, reply = submit(live, nodetypes=None)
+    assert status == 400 and reply["missing"] == ["nodetypes"], reply
+    assert reply["message"].startswith("Parameters missing")
+    status, reply = submit(live, nodetypes=None, options={"nodes": "1"})
+    assert status == 200, reply
+    status, reply = submit(live, nodetypes="")
+    assert status == 200, reply
+
+
+# 4. stop against duration, unknown parameters
+
+
+def test_stopAndDurationDisagree(live):
+    status, now = live.call("GET", "/v1/backend/auth", who="admin")
+    start = 4_000_000_000
+    status, reply = submit(live, start=start, stop=start + 1800, duration=600)
+    assert status == 400 and reply["parameters"] == ["stop", "duration"], reply
+    assert "stop" in reply["message"] and "duration" in reply["message"]
+    status, reply = submit(live, start=start, stop=start + 600, duration=600)
+    assert status != 400 or "disagree" not in reply["message"], reply
+
+
+def test_unknownParametersWarned(live):
+    status, reply = submit(live, nodes="1", colour="red")
+    assert status == 200, reply
+    assert reply["warnings"] == [
+        "Unknown parameter colour ignored.",
+        "Unknown parameter nodes ignored (did you mean options.nodes?).",
+    ]
+    live.logged(r"Unknown parameter colour ignored")
+    status, reply = submit(live)
+    assert status == 200 and "warnings" not in reply
+
+
+def test_restartRestoresTheConfiguredAdmin(pki, tmp_path):
+    live = LiveController(str(tmp_path), pki)
+    try:
+        other = "b7" * 20
+        status, reply = live.call("POST", "/v1/users", who="admin", form={"name": "op2", "ssl": other, "role": "admin"})
+        assert status == 201, reply
+        status, me = live.call("GET", "/v1/backend/auth", who="admin")
+        assert live.call("DELETE", f"/v1/users/{me['user']['id']}", fingerprint=other)[0] == 200
+        assert live.call("GET", "/v1/backend/auth", who="admin")[0] == 401
+        live.stop()
+        live.start()
+        status, again = live.call("GET", "/v1/backend/auth", who="admin")
+        assert status == 200 and again["user"]["id"] == me["user"]["id"], again
+    finally:
+        live.stop()
