@@ -7,7 +7,6 @@ restored at start-up.
 
 from __future__ import annotations
 
-from am.core import accounts
 from am.core.errors import BadRequest, Conflict
 from am.core.values import unstorable
 from am.ctl.config import BootstrapUser
@@ -40,13 +39,11 @@ class UnstorableTextTests(CoreTestCase):
         )
         self.assertEqual(failure.value.extra["parameter"], "project")
         failure = self.failureResultOf(self.scheduler.setNodeTags("1", "site:\ud800"), BadRequest)
-        self.assertEqual(failure.value.extra["parameter"], "text")
+        self.assertEqual(failure.value.extra["parameter"], "tags")
 
     def test_positionalArgumentsNamedBySignature(self) -> None:
-        failure = self.failureResultOf(
-            self.scheduler.transact(accounts.setNodeTags, "1", "a:\x00"), BadRequest
-        )
-        self.assertEqual(failure.value.extra["parameter"], "text")
+        failure = self.failureResultOf(self.scheduler.setNodePair("1", "\x00"), BadRequest)
+        self.assertEqual(failure.value.extra["parameter"], "tailid")
         failure = self.failureResultOf(self.scheduler.read(lambda txn, word: None, "\ud800"), BadRequest)
         self.assertEqual(failure.value.extra["parameter"], "word")
 

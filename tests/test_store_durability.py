@@ -46,12 +46,12 @@ def test_configDefaultAndChoice(tmp_path) -> None:
 
 
 def test_controllerOpensWithTheConfiguredLevel(tmp_path) -> None:
-    from twisted.internet.task import Clock
+    from twisted.internet import reactor
 
     for level in ("full", "normal"):
         config = _config(tmp_path, database=str(tmp_path / f"{level}.db"), sqlite={"synchronous": level})
-        controller = ctl.Controller(config, Clock())
-        store = controller.storeFactory(config.database, Clock())
+        controller = ctl.Controller(config, reactor)
+        store = controller.storeFactory(config.database, reactor)
         try:
             assert synchronousLevel(store._database._connection) == level
         finally:

@@ -7,10 +7,12 @@ quota settings, and applying an inventory snapshot.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
+
+import attrs
 
 from am.core import quotas
-from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from am.core.interfaces import IStoreTransaction
 from am.core.model import (
     NODE_ACTIVE,
@@ -311,3 +313,82 @@ def applyInventory(
                 txn.putNode(node)
                 counts["missing"] += 1
     return counts
+
+
+def actingUser(txn: IStoreTransaction, userid: Any) -> User:
+    """
+    The user a command acts for, read in the command's own transaction (an
+    invalidation that happened after the caller authenticated counts).
+
+    @raise Forbidden: unknown or invalidated.
+    """
+    user = txn.getUser(userid)
+    if user is None or not user.active:
+        raise Forbidden("Unknown or invalidated user.")
+    return user
+
+
+def setNode(
+    txn: IStoreTransaction,
+    nodeid: str,
+    tags: Optional[str] = None,
+    status: Optional[str] = None,
+    pair: Optional[str] = None,
+    unpair: bool = False,
+) -> Optional[Node]:
+    """
+    An admin's node settings, all or nothing: admin tags, status, and the
+    pair it heads (C{pair}, a tail id) or none (C{unpair}).
+    """
+    node = None
+    if tags is not None:
+        node = setNodeTags(txn, nodeid, tags)
+    if status is not None:
+        node = setNodeStatus(txn, nodeid, status)
+    if unpair:
+        deleteNodePair(txn, nodeid)
+    elif pair is not None:
+        setNodePair(txn, nodeid, pair)
+    return node
+
+
+@attrs.frozen
+class Bootstrap:
+    """
+    What became of one configured bootstrap user: C{created}, or why not.
+    """
+
+    name: str
+    created: bool
+    note: str = ""
+    restored: bool = False
+
+
+def bootstrapUsers(
+    txn: IStoreTransaction, users: Iterable[Mapping[str, Any]], now: int, policy: Policy
+) -> list[Bootstrap]:
+    """
+    Make each configured user (C{name, role, fingerprint, urn, project}) exist
+    as configured (L{bootstrapUser}): created when its fingerprint is unknown,
+    revived and given its configured role when it was invalidated or changed,
+    with a note saying so.
+    """
+    outcomes = []
+    for spec in users:
+        name = str(spec["name"])
+        try:
+            outcome, user = bootstrapUser(
+                txn, name, str(spec.get("role") or ""), str(spec.get("fingerprint") or ""), now, policy,
+                urn=spec.get("urn"), project=str(spec.get("project") or ""),
+            )
+        except MarvinError as e:
+            outcomes.append(Bootstrap(name, False, f"not created: {e.message}"))
+            continue
+        if outcome == "restored":
+            outcomes.append(Bootstrap(name, False, (
+                f"user {user.id} ({user.name}) with fingerprint {user.fingerprint} was invalidated or had "
+                f"another role; restored as a valid {user.role} (the configuration is authoritative)"
+            ), restored=True))
+        else:
+            outcomes.append(Bootstrap(name, outcome == "created"))
+    return outcomes
