@@ -141,10 +141,12 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(len(ports), 2)
         [(port, factory, options, _, interface)] = clock.sslServers
         self.assertEqual((port, interface), (8443, "127.0.0.1"))
-        self.assertIs(factory, controller.site)
+        # both listeners serve the site through the per-peer connection cap
+        self.assertIs(factory.wrappedFactory, controller.site)
         self.assertTrue(options.requireCertificate and options.verify)
-        [(port, factory, _, interface)] = clock.tcpServers
+        [(port, plain, _, interface)] = clock.tcpServers
         self.assertEqual((port, interface), (9098, "127.0.0.1"))
+        self.assertIs(plain.wrappedFactory, controller.site)
         self.assertEqual(controller.portFor("https"), 8443)
         self.assertEqual(controller.portFor("http"), 9098)
         self.assertFalse(controller.site.displayTracebacks)

@@ -177,3 +177,100 @@ def test_restartRestoresTheConfiguredAdmin(pki, tmp_path):
         assert status == 200 and again["user"]["id"] == me["user"]["id"], again
     finally:
         live.stop()
+
+
+# 5. slow and greedy clients, oversized headers, malformed multipart
+
+
+def exchange(live, payload: bytes, tls=False):
+    """
+    Send raw bytes, read until the server closes (or answers and closes).
+    """
+    import socket
+    import ssl
+
+    raw = socket.create_connection(("127.0.0.1", live.ports["https" if tls else "http"]), timeout=30)
+    if tls:
+        context = ssl.create_default_context(cafile=live.pki.certificate("ca"))
+        context.load_cert_chain(live.pki.certificate("admin"), live.pki.key("admin"))
+        raw = context.wrap_socket(raw, server_hostname="localhost")
+    try:
+        raw.sendall(payload)
+        received = b""
+        while True:
+            try:
+                chunk = raw.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                break
+            if not chunk:
+                break
+            received += chunk
+        return received
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_megabyteHeaderLineIs431(live, tls):
+    answer = exchange(live, b"GET /version HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n", tls)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert "line over" in json.loads(body)["message"]
+
+
+def test_multipartWithoutBoundaryIsJSON400(live):
+    status, reply = rawPost(live, "/v1/experiments", b"name=x", contentType="multipart/form-data")
+    assert status == 400 and "multipart" in reply["message"], reply
+    live.logged(r"POST /v1/experiments \S+ 400")
+
+
+@pytest.fixture(scope="module")
+def strict(pki, tmp_path_factory):
+    controller = LiveController(
+        str(tmp_path_factory.mktemp("strict")), pki,
+        listen={**_listen(pki), "request_timeout": 1, "max_connections_per_peer": 3},
+    )
+    yield controller
+    controller.stop()
+
+
+def _listen(pki):
+    return {
+        "tls": {"address": "127.0.0.1", "port": 0, "certificate": pki.certificate("server"),
+                "key": pki.key("server"), "client_ca": [pki.certificate("ca")]},
+        "http": {"address": "127.0.0.1", "port": 0},
+    }
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_requestMustArriveInTime(strict, tls):
+    # headers never finished: the server answers 408 and closes once the
+    # deadline passes (the read below waits for that, it does not sleep)
+    answer = exchange(strict, b"GET /version HTTP/1.1\r\nHost: x\r\n", tls)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert strict.call("GET", "/version", who="admin") == (200, "1.0")
+
+
+def test_connectionsPerPeerCappedOnTLS(strict):
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=strict.pki.certificate("ca"))
+    context.load_cert_chain(strict.pki.certificate("admin"), strict.pki.key("admin"))
+    held = []
+    try:
+        for _ in range(3):
+            held.append(context.wrap_socket(socket.create_connection(("127.0.0.1", strict.ports["https"]), timeout=30),
+                                            server_hostname="localhost"))
+        with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+            extra = context.wrap_socket(socket.create_connection(("127.0.0.1", strict.ports["https"]), timeout=30),
+                                        server_hostname="localhost")
+            extra.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+            if not extra.recv(100):
+                raise ConnectionError("closed")
+        strict.logged(r"holds 3 connections: refusing more")
+    finally:
+        for s in held:
+            s.close()
+    # the plain listener's peer is a trusted proxy: not capped
+    assert all(strict.call("GET", "/version")[0] == 200 for _ in range(5))

@@ -21,6 +21,7 @@ import yaml
 
 from am.ctl.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
 from am.core.policy import Policy
+from am.ctl.slowclients import DEFAULT_PER_PEER, DEFAULT_READ_TIMEOUT, ClientLimits
 from am.store.sqlite import SYNCHRONOUS_LEVELS
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
@@ -139,6 +140,7 @@ class ControllerConfig:
     demo: Optional[DemoSetup] = None
     geni: Optional[GeniConfig] = None
     sqliteSynchronous: str = "full"
+    clientLimits: ClientLimits = attrs.field(factory=ClientLimits)
 
 
 KNOWN_KEYS = {
@@ -303,9 +305,19 @@ def _checkTLS(tls: TLSListener) -> None:
 # -- sections -----------------------------------------------------------------
 
 
+def _clientLimits(listen: dict[str, Any]) -> ClientLimits:
+    perPeer = listen.get("max_connections_per_peer", DEFAULT_PER_PEER)
+    if isinstance(perPeer, bool) or not isinstance(perPeer, int) or perPeer < 1:
+        raise ConfigError(f"listen.max_connections_per_peer: must be a whole number of at least 1, not {perPeer!r}")
+    return ClientLimits(
+        readTimeout=_number(listen, "request_timeout", "listen.request_timeout", DEFAULT_READ_TIMEOUT, 1),
+        perPeer=perPeer,
+    )
+
+
 def _listeners(data: dict[str, Any], base: str) -> tuple[Optional[TLSListener], Optional[HTTPListener]]:
     listen = _section(data, "listen", "listen")
-    _known(listen, {"tls", "http"}, "listen")
+    _known(listen, {"tls", "http", "request_timeout", "max_connections_per_peer"}, "listen")
     tls = http = None
     if listen.get("tls") is not None:
         section = _section(listen, "tls", "listen.tls")
@@ -489,6 +501,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         raise ConfigError(f"sqlite.synchronous: must be one of {', '.join(SYNCHRONOUS_LEVELS)}, not {synchronous!r}")
 
     tls, http = _listeners(data, base)
+    limits = _clientLimits(_section(data, "listen", "listen"))
     if tls is not None and checkFiles:
         _checkTLS(tls)
 
@@ -560,6 +573,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         demo=demo,
         geni=_geni(data, base, tls, checkFiles),
         sqliteSynchronous=synchronous,
+        clientLimits=limits,
     )
 
 

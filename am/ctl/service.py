@@ -36,6 +36,7 @@ from am.ctl.demo import demoInstructions, prepareDemo
 from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
 from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
 from am.ctl.site import MarvinSite, makeSite
+from am.ctl.slowclients import guard
 from am.geni.face import mountGENI
 from am.store.sqlite import SQLiteStore
 from am.trust.certs import certificatePEM, loadRoots
@@ -234,7 +235,11 @@ class Controller(MultiService):
             period=inventory.period, retry=inventory.retry,
         )
         for scheme, makeEndpoint in self._endpoints():
-            self.addService(Listener(scheme, makeEndpoint, self.site))
+            # Slow or greedy clients: a deadline on reading each request and a
+            # cap on connections per peer address (on the plain listener the
+            # trusted proxies are exempt: their clients share their address).
+            exempt = config.trustedProxies if scheme == "http" else ()
+            self.addService(Listener(scheme, makeEndpoint, guard(self.site, config.clientLimits, exempt)))
         expiry = TimerService(config.expiryPeriod, self.expireOnce)
         expiry.clock = reactor
         expiry.setName("expiry")

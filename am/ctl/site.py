@@ -77,4 +77,6 @@ def makeSite(root: IResource, limits: Iterable[int], reactor: Any = None) -> Mar
     The controller's site over C{root}, storing no body past the largest of
     the faces' C{limits}.
     """
-    return MarvinSite(root, siteLimit(limits), reactor=reactor)
+    # Faces parse bodies themselves: Twisted's own multipart parsing answered a
+    # malformed body with an empty 400 that no face saw or logged.
+    return MarvinSite(root, siteLimit(limits), reactor=reactor, parsePOSTFormSubmission=False)
