@@ -291,13 +291,16 @@ def test_exampleFileNamesEveryKey():
         text = f.read()
     config = parseConfig(yaml.safe_load(text), os.path.dirname(EXAMPLE), checkFiles=False)
     assert config.tls.port == 8443 and config.http.port == 9098
+    assert (config.clientLimits.readTimeout, config.clientLimits.perPeer) == (30, 64)
+    assert config.sqliteSynchronous == "full"
     assert config.inventory.api.listKey == "routers"
     from am.ctl.config import KNOWN_KEYS
 
     document = yaml.safe_load(text)
     assert set(document) == KNOWN_KEYS
     for section, keys in {
-        "listen": {"tls", "http"},
+        "listen": {"tls", "http", "request_timeout", "max_connections_per_peer"},
+        "sqlite": {"synchronous"},
         "headers": {"verified", "fingerprint"},
         "inventory": {"file", "api", "period", "retry"},
         "housekeeping": {"expiry_period"},
@@ -329,3 +332,15 @@ def test_databasePasswordNeverLogged():
 
     assert redacted("postgresql://marvin:s3cret@db.example/marvin") == "postgresql://marvin:***@db.example/marvin"
     assert redacted("/var/lib/marvin/marvin.db") == "/var/lib/marvin/marvin.db"
+
+
+def test_clientLimits(good):
+    config = parseConfig(good, checkFiles=False)
+    assert (config.clientLimits.readTimeout, config.clientLimits.perPeer) == (30, 64)
+    good["listen"].update(request_timeout=5, max_connections_per_peer=2)
+    config = parseConfig(good, checkFiles=False)
+    assert (config.clientLimits.readTimeout, config.clientLimits.perPeer) == (5, 2)
+    for key, value in (("request_timeout", 0), ("max_connections_per_peer", 0), ("max_connections_per_peer", "9")):
+        document = copy.deepcopy(good)
+        document["listen"][key] = value
+        assert f"listen.{key}" in _error(document)
