@@ -15,7 +15,7 @@ import sys
 from importlinter.cli import lint_imports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("am", "rest_compat", "rspec", "node", "schemas")
+PACKAGES = ("am", "cli", "rest_compat", "rspec", "node", "schemas")
 
 
 def _lint(config: str) -> int:
