@@ -176,5 +176,6 @@ async def merge(ctx: Context) -> Reply:
     """
     into, source = (recordId(arg, "Could not find experiment with this id.") for arg in ctx.args)
     name = (text(ctx.params, "name") or "").strip() or None
-    count, target, other = await ctx.scheduler.transact(lifecycle.mergeExperiments, into, source, ctx.user, name)
+    count, target, other = await ctx.scheduler.transact(
+        lifecycle.mergeExperiments, into, source, ctx.user, name, ctx.scheduler.now())
     return Reply(200, render.message(f"Merged {count} tasks from experiment {other} into {target}"))

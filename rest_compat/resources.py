@@ -124,18 +124,18 @@ PAIR_DELETE = "delete"
 
 
 def _setNode(
-    txn: Any, nodeid: str, tags: Optional[str], status: Optional[str], pair: Optional[str]
+    txn: Any, nodeid: str, tags: Optional[str], status: Optional[str], pair: Optional[str], now: int
 ) -> Optional[Node]:
     node = None
     if tags is not None:
-        node = accounts.setNodeTags(txn, nodeid, tags)
+        node = accounts.setNodeTags(txn, nodeid, tags, now)
     if status is not None:
-        node = accounts.setNodeStatus(txn, nodeid, status)
+        node = accounts.setNodeStatus(txn, nodeid, status, now)
     if pair is not None:
         if pair.strip().lower() == PAIR_DELETE:
-            accounts.deleteNodePair(txn, nodeid)
+            accounts.deleteNodePair(txn, nodeid, now)
         else:
-            accounts.setNodePair(txn, nodeid, pair)
+            accounts.setNodePair(txn, nodeid, pair, now)
     return node
 
 
@@ -155,7 +155,7 @@ async def putResource(ctx: Context) -> Reply:
     tags, status, pair = text(params, "type"), text(params, "status"), text(params, "pair")
     if tags is None and status is None and pair is None:
         raise BadRequest("Parameters missing (any of: type, status, pair).", missing=["type", "status", "pair"])
-    await ctx.scheduler.transact(_setNode, ctx.args[0].strip(), tags, status, pair)
+    await ctx.scheduler.transact(_setNode, ctx.args[0].strip(), tags, status, pair, ctx.scheduler.now())
     deleted = pair is not None and pair.strip().lower() == PAIR_DELETE
     done = [
         what for what, value in (("type", tags), ("status", status), ("pair", None if deleted else pair))

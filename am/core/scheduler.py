@@ -14,6 +14,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from am.core import accounts, allocation, lifecycle
 from am.core.allocation import AllocationRequest
+from am.core.errors import Conflict
+from am.core.events import BookingRefused, Event, EventStream, runCommand
 from am.core.interfaces import IStore
 from am.core.model import User
 from am.core.policy import Policy
@@ -23,15 +25,15 @@ class Scheduler:
     """
     One scheduling core over one store.
 
-    @ivar listeners: callables run after every successful change, e.g. to
-        invalidate a cached advertisement.
+    @ivar events: the core's event stream: every change a command commits is
+        delivered to its subscribers after commit (L{am.core.events}).
     """
 
     def __init__(self, store: IStore, clock: IReactorTime, policy: Optional[Policy] = None) -> None:
         self.store = store
         self.clock = clock
         self.policy = policy or Policy()
-        self.listeners: list[Callable[[], None]] = []
+        self.events = EventStream()
 
     def now(self) -> int:
         """
@@ -46,21 +48,49 @@ class Scheduler:
         return self.store.read(function, *args, **kwargs)
 
     def _change(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
-        d = self.store.transact(function, *args, **kwargs)
+        """
+        The one commit path of every command: run C{function} in one store
+        transaction, then deliver the events it recorded.
+        """
+        return self._command(function, args, kwargs)
 
-        def notify(result: Any) -> Any:
-            for listener in self.listeners:
-                listener()
+    def _command(
+        self,
+        function: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        refused: Optional[Callable[[Conflict], Event]] = None,
+    ) -> Deferred:
+        """
+        Run C{function(txn, *args, **kwargs)} as one transaction. Once it has
+        committed, its events go to the subscribers (on the reactor thread,
+        never the store's); if it fails nothing is delivered, except the event
+        C{refused} makes of a L{Conflict} (a refused booking).
+        """
+        d = self.store.transact(runCommand, function, args, kwargs)
+
+        def committed(outcome: tuple[Any, tuple[Event, ...]]) -> Any:
+            result, events = outcome
+            self.events.deliver(events)
             return result
 
-        return d.addCallback(notify)
+        def failed(failure: Any) -> Any:
+            if refused is not None and failure.check(Conflict):
+                self.events.deliver([refused(failure.value)])
+            return failure
+
+        return d.addCallbacks(committed, failed)
 
     def allocate(self, request: AllocationRequest) -> Deferred:
         """
         Book a request (both REST C{POST /experiments} and GENI C{Allocate}).
         """
-        change = self.read if request.dryrun else self._change
-        return change(allocation.allocate, request, self.now(), self.policy)
+        now = self.now()
+        if request.dryrun:
+            return self.read(allocation.allocate, request, now, self.policy)
+        return self._command(
+            allocation.allocate, (request, now, self.policy), {}, refused=lambda e: refusal(request, e, now)
+        )
 
     def find(self, **query: Any) -> Deferred:
         """
@@ -121,35 +151,45 @@ class Scheduler:
         """
         Replace a node's admin tags.
         """
-        return self._change(accounts.setNodeTags, nodeid, text)
+        return self._change(accounts.setNodeTags, nodeid, text, self.now())
 
     def setNodeStatus(self, nodeid: str, status: str) -> Deferred:
         """
         An admin takes a node out of service or back.
         """
-        return self._change(accounts.setNodeStatus, nodeid, status)
+        return self._change(accounts.setNodeStatus, nodeid, status, self.now())
 
     def setNodePair(self, headid: str, tailid: str) -> Deferred:
         """
         Pair two nodes (head, tail), replacing the pairs either was in.
         """
-        return self._change(accounts.setNodePair, headid, tailid)
+        return self._change(accounts.setNodePair, headid, tailid, self.now())
 
     def deleteNodePair(self, nodeid: str) -> Deferred:
         """
         Remove the pair a node is in.
         """
-        return self._change(accounts.deleteNodePair, nodeid)
+        return self._change(accounts.deleteNodePair, nodeid, self.now())
 
     def applyInventory(self, entries: list, complete: bool = True) -> Deferred:
         """
         Apply an inventory snapshot.
         """
-        return self._change(accounts.applyInventory, entries, complete)
+        return self._change(accounts.applyInventory, entries, complete, self.now())
 
     def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
         Run a changing function of the transaction that needs no clock (GENI
-        provisioning, renewals), notifying listeners afterwards.
+        provisioning, renewals), delivering its events afterwards.
         """
         return self._change(function, *args, **kwargs)
+
+
+def refusal(request: AllocationRequest, error: Conflict, now: int) -> BookingRefused:
+    """
+    The event of a booking the core refused.
+    """
+    return BookingRefused(
+        time=now, actor="owner", reason=error.message, ownerid=request.ownerid,
+        name=str(request.name)[:200], sliceURN=request.sliceURN,
+    )
