@@ -103,7 +103,7 @@ class EventTests(CoreTestCase):
         booked = self.book(nodes=["1"], start=NOW + 100)
         sid = booked.schedules[0].id
         del self.seen[:]
-        self.successResultOf(self.scheduler.changeStatus(sid, "deployed; image pulled", self.node1))
+        self.successResultOf(self.scheduler.changeStatus(sid, "deployed; image pulled", self.node1.id))
         [event] = self.seen
         self.assertEqual(
             event,
@@ -113,7 +113,7 @@ class EventTests(CoreTestCase):
             ),
         )
         # A harmless repeat changes nothing and says nothing.
-        self.successResultOf(self.scheduler.changeStatus(sid, "deployed", self.node1))
+        self.successResultOf(self.scheduler.changeStatus(sid, "deployed", self.node1.id))
         self.assertEqual(len(self.seen), 1)
 
     def test_deleteCancelsAndArchives(self) -> None:
@@ -122,7 +122,7 @@ class EventTests(CoreTestCase):
         """
         booked = self.book(nodes=["1", "2"], nodecount=2, start=NOW + 100)
         del self.seen[:]
-        self.successResultOf(self.scheduler.deleteExperiment(booked.experiment.id, self.alice))
+        self.successResultOf(self.scheduler.deleteExperiment(booked.experiment.id, self.alice.id))
         self.assertEqual(self.kinds(), ["schedule.status", "schedule.status", "experiment.archived"])
         self.assertEqual({(e.old, e.new, e.actor) for e in self.seen[:2]}, {("defined", "canceled", "owner")})
         archived = self.seen[2]
@@ -137,7 +137,7 @@ class EventTests(CoreTestCase):
         booked = self.book(nodes=["1"], start=NOW + 100)
         del self.seen[:]
         self.clock.advance(self.policy.imminentHeartbeatAge + 1)
-        self.successResultOf(self.scheduler.heartbeat(self.node1, "1", maintenance=True))
+        self.successResultOf(self.scheduler.heartbeat(self.node1.id, "1", maintenance=True))
         byKind = {e.kind: e for e in self.seen}
         self.assertEqual(sorted(byKind), ["node.heard", "node.status", "schedule.status"])
         self.assertEqual((byKind["node.status"].old, byKind["node.status"].new), ("active", "maintenance"))
@@ -146,7 +146,7 @@ class EventTests(CoreTestCase):
         self.assertEqual((byKind["schedule.status"].schedid, byKind["schedule.status"].new),
                          (booked.schedules[0].id, "requested"))
         del self.seen[:]
-        self.successResultOf(self.scheduler.heartbeat(self.node1, "1", maintenance=True))
+        self.successResultOf(self.scheduler.heartbeat(self.node1.id, "1", maintenance=True))
         self.assertEqual(self.seen, [])
 
     def test_adminAndInventory(self) -> None:
@@ -175,7 +175,7 @@ class EventTests(CoreTestCase):
         Every event serialises to JSON with its kind.
         """
         booked = self.book(nodes=["1"], start=NOW + 100)
-        self.successResultOf(self.scheduler.deleteExperiment(booked.experiment.id, self.alice))
+        self.successResultOf(self.scheduler.deleteExperiment(booked.experiment.id, self.alice.id))
         for event in self.seen:
             data = json.loads(json.dumps(event.asDict()))
             self.assertEqual(data["kind"], event.kind)
@@ -214,7 +214,7 @@ class DeliveryTests(CoreTestCase):
             lifecycle.deleteExperiment(txn, booked.experiment.id, self.alice, NOW, self.policy)
             raise Conflict("no")
 
-        self.failureResultOf(self.scheduler.transact(deleteThenFail), Conflict)
+        self.failureResultOf(self.scheduler._change(deleteThenFail), Conflict)
         self.assertEqual(seen, [])
         self.assertEqual(self.inTxn(lambda txn: txn.getSchedule(booked.schedules[0].id)).status, states.DEFINED)
 

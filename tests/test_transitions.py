@@ -120,8 +120,8 @@ class SideEffectTests(CoreTestCase):
         """
         booked = self.book(nodes=["1"], start=NOW + 100)
         sid = booked.schedules[0].id
-        self.successResultOf(self.scheduler.changeStatus(sid, "started", self.node1))
-        self.successResultOf(self.scheduler.changeStatus(sid, "finished", self.node1))
+        self.successResultOf(self.scheduler.changeStatus(sid, "started", self.node1.id))
+        self.successResultOf(self.scheduler.changeStatus(sid, "finished", self.node1.id))
         self.assertEqual(self.experiment(booked.experiment.id).status, "active")
 
     def test_schedulerEndArchives(self) -> None:
@@ -145,7 +145,7 @@ class SideEffectTests(CoreTestCase):
 
         booked = self.book(nodes=["1", "2"], nodecount=2, start=NOW + 100)
         first = booked.schedules[0]
-        result = self.successResultOf(self.scheduler.transact(
+        result = self.successResultOf(self.scheduler._change(
             lifecycle.endSchedules, [first], self.alice, NOW, self.policy))
         self.assertEqual((result.canceled, result.archived), (1, False))
         self.assertEqual(self.experiment(booked.experiment.id).status, "active")
@@ -157,7 +157,7 @@ class SideEffectTests(CoreTestCase):
         from am.core import lifecycle
 
         booked = self.book(nodes=["1"], start=NOW + 2000, allocateOnly=True)
-        [done] = self.successResultOf(self.scheduler.transact(
+        [done] = self.successResultOf(self.scheduler._change(
             lifecycle.provision, booked.schedules, self.alice, NOW, self.policy))
         self.assertEqual((done.status, done.expires), ("defined", 0))
 
@@ -166,7 +166,7 @@ class SideEffectTests(CoreTestCase):
         A heartbeat of a disabled node does not bring it back.
         """
         self.successResultOf(self.scheduler.setNodeStatus("1", "disabled"))
-        reply = self.successResultOf(self.scheduler.heartbeat(self.node1, "1", maintenance=False))
+        reply = self.successResultOf(self.scheduler.heartbeat(self.node1.id, "1", maintenance=False))
         self.assertEqual(reply.node.status, "disabled")
         self.assertEqual(self.inTxn(lambda txn: txn.getNode("1")).status, "disabled")
 
