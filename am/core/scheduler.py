@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_scheduler -*-
+# -*- test-case-name: tests.test_lifecycle,tests.test_store -*-
 """
 The scheduling core as both faces see it: every operation is one atomic store
 transaction running one of the rule functions, with the time taken from the
