@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_allocation -*-
+# -*- test-case-name: tests.test_slots,tests.test_allocation_ssh -*-
 """
 Booking: one function, used by REST C{POST /experiments} and GENI C{Allocate} alike,
 that validates a request, finds its window and books it inside one transaction.

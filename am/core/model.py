@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_scheduler -*-
+# -*- test-case-name: tests.test_store_contract -*-
 """
 The core's value objects: nodes, users, quotas, experiments, schedules.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_scheduler -*-
+# -*- test-case-name: tests.test_lifecycle,tests.test_store -*-
 """
 The scheduling core as both faces see it (L{IScheduler}): every change is a
 named command that takes ids and plain values, runs exactly one atomic store
