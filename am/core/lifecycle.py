@@ -261,8 +261,11 @@ def deleteExperiment(
         raise NotFound(f"Experiment {experiment.id} not found.")
     actorFor(user, experiment)
     result = endSchedules(txn, txn.schedulesOfExperiment(experiment.id), user, now, policy)
-    experiment.status = "archived"
-    txn.updateExperiment(experiment)
+    # endSchedules may have archived it already: write the row as it is now.
+    experiment = getExperiment(txn, experiment.id)
+    if experiment.status == "active":
+        experiment.status = "archived"
+        txn.updateExperiment(experiment)
     result.archived = True
     return result
 

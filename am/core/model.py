@@ -64,6 +64,7 @@ class User:
     project: str = ""
     invalid: bool = False
     nodeid: Optional[str] = None
+    version: int = 0  # bumped by every write; a write of an older version is refused
 
     @property
     def active(self) -> bool:
@@ -118,6 +119,7 @@ class Experiment:
     sliceURN: Optional[str] = None
     id: Optional[int] = None
     created: int = 0
+    version: int = 0  # bumped by every write; a write of an older version is refused
 
 
 @attrs.define
@@ -140,6 +142,7 @@ class Schedule:
     expires: int = 0
     id: Optional[int] = None
     updated: int = 0
+    version: int = 0  # bumped by every write; a write of an older version is refused
 
     @property
     def blocking(self) -> bool:
