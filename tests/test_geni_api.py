@@ -33,7 +33,7 @@ class GetVersionTests(GeniTestCase):
             value = answer["value"]
             self.assertEqual(value["geni_api"], 3)
             self.assertEqual(value["geni_api_versions"], {"3": "https://am.example.org:8443/xmlrpc/am/3.0"})
-            self.assertEqual(value["geni_single_allocation"], True)
+            self.assertIs(value["geni_single_allocation"], 1)
             self.assertEqual(value["geni_allocate"], "geni_single")
             self.assertIn({"geni_type": "geni_sfa", "geni_version": "3"}, value["geni_credential_types"])
             for key in ("geni_request_rspec_versions", "geni_ad_rspec_versions"):

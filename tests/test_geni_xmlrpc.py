@@ -146,6 +146,58 @@ class WireTests(GeniTestCase):
         (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
         self.assertEqual(answer["code"]["geni_code"], 6)
 
+    def test_singleAllocationIsAnInt(self) -> None:
+        """
+        geni_single_allocation goes on the wire as an XML-RPC int, which
+        geni-tools' GetVersion checker requires (a boolean fails it).
+        """
+        raw = self.exchange(post(xmlrpc.client.dumps(({},), "GetVersion").encode()))
+        payload = raw.partition(b"\r\n\r\n")[2]
+        self.assertRegex(payload, rb"<name>geni_single_allocation</name>\s*<value><int>1</int></value>")
+
+    def test_deeplyNestedArguments(self) -> None:
+        """
+        A struct nested 1,000 levels deep from an authenticated caller is
+        BADARGS, not an internal error; a normal call still works afterwards.
+        """
+        nested = "<value><string>x</string></value>"
+        for _ in range(1000):
+            nested = f"<value><struct><member><name>a</name>{nested}</member></struct></value>"
+        body = (f"<?xml version='1.0'?><methodCall><methodName>ListResources</methodName><params>"
+                f"<param><value><array><data></data></array></value></param><param>{nested}</param>"
+                f"</params></methodCall>").encode()
+        self.assertGreater(len(body), 50_000)
+        (answer,), _ = xmlrpc.client.loads(self.exchange(post(body)).partition(b"\r\n\r\n")[2])
+        self.assertEqual(answer["code"]["geni_code"], 1, answer["output"])
+        self.assertIn("nested deeper", answer["output"])
+        self.assertEqual(self.rpc("ListResources", self.userCred(), V3)["code"]["geni_code"], 0)
+
+    def test_everyCallLogged(self) -> None:
+        """
+        Each call, successful or not, is logged once with method, caller URN,
+        slice URN, number of slivers, geni_code and duration.
+        """
+        import am.geni.xmlrpc as wire
+        from twisted.logger import Logger
+
+        events: list[dict] = []
+        self.patch(wire, "log", Logger(observer=events.append))
+        creds = self.sliceCred()
+        self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        self.rpc("Status", [self.s1], creds, {})
+        self.rpc("Describe", [self.s1], [], V3)
+        self.exchange(post(b"<methodCall"))
+        logged = [(e["method"], e["caller"], e["slice"], e["slivers"], e["code"]) for e in events]
+        alice = self.p.alice.urn
+        self.assertEqual(logged, [
+            ("Allocate", alice, self.s1, 1, 0),
+            ("Status", alice, self.s1, 1, 0),
+            ("Describe", alice, self.s1, 0, 1),
+            ("?", "-", "-", 0, 1),
+        ])
+        self.assertTrue(all(e["duration"] >= 0 for e in events))
+        self.assertIn("geni_code", events[0]["log_format"])
+
     def test_binaryCredential(self) -> None:
         """
         A credential sent as base64 (Python 3 clients passing bytes) is accepted.

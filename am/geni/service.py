@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from am.core import accounts, allocation, lifecycle, states
 from am.core.allocation import AllocationRequest
 from am.core.errors import Conflict
-from am.geni import envelope
+from am.geni import calllog, envelope
 from am.geni.envelope import BADARGS, BADVERSION, REFUSED, SEARCHFAILED, UNSUPPORTED, GeniError, result
 from am.geni.statemap import UNALLOCATED, geniStates
 from am.core.model import Experiment, Schedule
@@ -223,6 +223,7 @@ class AggregateManager:
     async def _sliceFor(self, caller: Caller, method: str, urns: Any, credentials: Any, options: dict):
         urns = _checkURNs(urns)
         found = await self.scheduler.read(self._resolve, urns)
+        calllog.noteSlice(found.urn)
         grant, user = await self._authorized(caller, method, found.urn, credentials, options)
         return found, grant, user
 
@@ -248,7 +249,7 @@ class AggregateManager:
                 {"geni_type": "geni_sfa", "geni_version": "2"},
                 {"geni_type": "geni_abac", "geni_version": "1"},
             ],
-            "geni_single_allocation": True,
+            "geni_single_allocation": 1,  # an int: geni-tools' checker refuses a boolean
             "geni_allocate": "geni_single",
             "geni_am_type": "marvin",
             "geni_am_code": self.settings.codeVersion,
