@@ -149,3 +149,48 @@ def test_geniNeedsTLS(tmp_path) -> None:
     """
     with pytest.raises(ConfigError, match="needs listen.tls"):
         makeConfig(str(tmp_path), geni=geniSection(str(tmp_path)), listen={"http": {"port": 9098}})
+
+
+def _wildcard(tmp: str, monkeypatch, name: str):
+    from am.ctl import config as configModule
+
+    monkeypatch.setattr(configModule, "_fqdn", lambda: name)
+    listen = {"tls": {"address": "0.0.0.0", "port": 8443, "certificate": pki().certificate("server"),
+                      "key": pki().key("server"), "client_ca": [pki().certificate("ca")]}}
+    return makeConfig(tmp, geni=geniSection(tmp), listen=listen)
+
+
+def test_wildcardWithoutNameRefusesToStart(tmp_path, monkeypatch) -> None:
+    """
+    A wildcard listener, no public_url and a machine called localhost: GetVersion
+    would send jFed to localhost, so the configuration is refused in one line.
+    """
+    for name in ("localhost", "localhost.localdomain", ""):
+        with pytest.raises(ConfigError, match="set public_url") as info:
+            _wildcard(str(tmp_path), monkeypatch, name)
+        assert "\n" not in str(info.value)
+
+
+def test_wildcardAdvertisesMachineName(tmp_path, monkeypatch) -> None:
+    """
+    Otherwise the machine's fully qualified name is advertised, over the wire,
+    and the log says where it came from.
+    """
+    from twisted.logger import globalLogPublisher
+
+    config = _wildcard(str(tmp_path), monkeypatch, "am.example.org")
+    assert config.publicURL == "https://am.example.org:8443/" and config.publicURLDerived
+    events: list = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        controller, clock = memoryController(config)
+        controller.startService()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    try:
+        value = controller.aggregateManager.settings.publicURL
+        assert value == "https://am.example.org:8443/xmlrpc/am/3.0"
+        said = [e for e in events if e.get("url") == value]
+        assert said and "public_url" in said[0]["log_format"]
+    finally:
+        controller.stopService()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import Any, Optional
+import socket
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import attrs
@@ -135,6 +136,7 @@ class ControllerConfig:
     corsOrigins: Optional[tuple[str, ...]] = None
     log: LogConfig = attrs.field(factory=LogConfig)
     publicURL: Optional[str] = None
+    publicURLDerived: bool = False
     demo: Optional[DemoSetup] = None
     geni: Optional[GeniConfig] = None
 
@@ -459,7 +461,13 @@ def _log(data: dict[str, Any], base: str, checkFiles: bool = True) -> LogConfig:
     return LogConfig(file=path, level=level, format=form)
 
 
-def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optional[DemoSetup] = None) -> ControllerConfig:
+def parseConfig(
+    data: Any,
+    base: str = ".",
+    checkFiles: bool = True,
+    demo: Optional[DemoSetup] = None,
+    hostname: Optional[Callable[[], str]] = None,
+) -> ControllerConfig:
     """
     Validate a parsed YAML document.
 
@@ -527,12 +535,19 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
             raise ConfigError(f"cors.origins: {origin!r} is not an origin like https://ui.example.org")
 
     publicURL = _string(data, "public_url", "public_url")
+    derived = False
     if publicURL is not None:
         parts = urlsplit(publicURL)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"public_url: must be an https:// URL, not {publicURL!r}")
     elif tls is not None:
-        host = "localhost" if tls.address in ("0.0.0.0", "::", "127.0.0.1", "::1") else tls.address
+        if tls.address in ("127.0.0.1", "::1"):
+            host = "localhost"  # true: only this machine can call
+        elif tls.address in ("0.0.0.0", "::"):
+            host = _machineName(hostname or _fqdn, data.get("geni") is not None)
+            derived = True
+        else:
+            host = f"[{tls.address}]" if ":" in tls.address else tls.address
         publicURL = f"https://{host}:{tls.port}/"
 
     return ControllerConfig(
@@ -549,9 +564,35 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         corsOrigins=tuple(origins) if origins else None,
         log=_log(data, base, checkFiles),
         publicURL=publicURL,
+        publicURLDerived=derived,
         demo=demo,
         geni=_geni(data, base, tls, checkFiles),
     )
+
+
+_fqdn = socket.getfqdn
+
+
+def _machineName(hostname: Callable[[], str], geni: bool) -> str:
+    """
+    The host name to advertise for a wildcard listener without C{public_url}:
+    this machine's fully qualified name. GENI clients use the URL GetVersion
+    gives, so with a GENI face a name that only means this machine
+    (C{localhost}, or no name at all) refuses to start instead.
+    """
+    try:
+        name = (hostname() or "").strip().rstrip(".")
+    except OSError:
+        name = ""
+    if not name or name.lower() == "localhost" or name.lower().startswith("localhost."):
+        if geni:
+            raise ConfigError(
+                "public_url: the TLS listener is on a wildcard address and this machine has no real host name "
+                f"({name or 'none'!r}), so GetVersion would send GENI clients to localhost; "
+                "set public_url to the https:// URL clients reach"
+            )
+        return "localhost"
+    return name
 
 
 # -- loading and the demo -----------------------------------------------------------
