@@ -98,6 +98,32 @@ class ListResourcesTests(GeniTestCase):
         self.assertIn("ol:lease ", after)
 
 
+    def test_invalidatedUser(self) -> None:
+        """
+        Users are remembered between calls, but an invalidation made here is
+        seen at once, and one made by another controller on the same
+        database (no notification) within USER_CACHE_SECONDS.
+        """
+        import attrs
+
+        from am.geni.service import USER_CACHE_SECONDS
+
+        creds = self.userCred()
+        self.ok("ListResources", creds, V3)
+
+        def invalidate(txn, active=False) -> None:
+            txn.updateUser(attrs.evolve(txn.findUser(urn=self.p.alice.urn), invalid=not active))
+
+        self.successResultOf(self.scheduler.transact(invalidate))
+        self.assertEqual(self.code("ListResources", creds, V3), 3)
+        self.successResultOf(self.scheduler.transact(invalidate, True))
+        self.ok("ListResources", creds, V3)
+        self.successResultOf(self.store.transact(invalidate))  # as another controller would
+        self.ok("ListResources", creds, V3)
+        self.clock.advance(USER_CACHE_SECONDS)
+        self.assertEqual(self.code("ListResources", creds, V3), 3)
+
+
 class LifecycleTests(GeniTestCase):
     """
     Allocate -> Provision -> Status -> PerformOperationalAction -> Renew -> Describe -> Delete.

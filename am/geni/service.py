@@ -41,6 +41,7 @@ EXTENSIONS = [
     MARVIN_NS,
     PROXY_NS,
 ]
+USER_CACHE_SECONDS = 10
 ACTIONS = ("geni_start", "geni_restart", "geni_stop", "geni_update_users")
 
 
@@ -118,7 +119,12 @@ class AggregateManager:
         self.settings = settings
         self.amURN = f"urn:publicid:IDN+{settings.authority}+authority+am"
         self._adCache: dict[tuple[bool, bool], tuple[int, str]] = {}
+        # Active users by URN, so a call need not wait for a store read; any
+        # change here clears it, and entries live USER_CACHE_SECONDS at most
+        # (changes made by another controller on the same database).
+        self._userCache: dict[str, tuple[int, Any]] = {}
         scheduler.listeners.append(self._adCache.clear)
+        scheduler.listeners.append(self._userCache.clear)
 
     # -- helpers -------------------------------------------------------------
 
@@ -211,8 +217,16 @@ class AggregateManager:
 
     async def _authorized(self, caller: Caller, method: str, target: Optional[str], credentials: Any, options: dict):
         grant = self.trust.authorize(caller, method, target=target, credentials=credentials, options=options)
+        now = self.scheduler.now()
+        seen = self._userCache.get(grant.callerURN)
+        if seen is not None and now - seen[0] < USER_CACHE_SECONDS:
+            return grant, seen[1]
         user = await self.scheduler.read(lambda txn: txn.findUser(urn=grant.callerURN))
-        if user is None or not user.active:
+        if user is not None and user.active:
+            if len(self._userCache) >= 4096:
+                self._userCache.clear()
+            self._userCache[grant.callerURN] = (now, user)
+        else:
             # First call of this user (or an invalidated one, refused there);
             # registering a user changes nothing a cached advertisement shows.
             user = await self.scheduler.store.transact(

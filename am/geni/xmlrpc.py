@@ -90,9 +90,10 @@ class AggregateManagerResource(resource.Resource):
         calllog.current().set(record)
         try:
             try:
-                record.caller = callerFromRequest(request).urn
-            except Exception:
-                pass  # refused below, with the reason
+                caller = callerFromRequest(request)
+                record.caller = caller.urn
+            except Exception as e:
+                caller, refusal = None, e  # refused below, after the checks of the call itself
             if method not in SIGNATURES:
                 raise GeniError(UNSUPPORTED, f"no method {str(method)[:64]!r} in GENI AM API v3")
             low, high = SIGNATURES[method]
@@ -103,7 +104,8 @@ class AggregateManagerResource(resource.Resource):
             args = tuple(_plain(a) for a in args)
             if method in ("Allocate", "Shutdown"):
                 calllog.noteSlice(args[0])
-            caller = callerFromRequest(request)
+            if caller is None:
+                raise refusal
             return await getattr(self.am, method)(caller, *args)
         except BaseException as e:  # every error becomes a struct
             return envelope.fromException(e, str(method)[:64])
