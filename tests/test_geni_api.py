@@ -114,13 +114,15 @@ class ListResourcesTests(GeniTestCase):
         def invalidate(txn, active=False) -> None:
             txn.updateUser(attrs.evolve(txn.findUser(urn=self.p.alice.urn), invalid=not active))
 
-        self.successResultOf(self.scheduler.transact(invalidate))
-        self.assertEqual(self.code("ListResources", creds, V3), 3)
-        self.successResultOf(self.scheduler.transact(invalidate, True))
-        self.ok("ListResources", creds, V3)
         self.successResultOf(self.store.transact(invalidate))  # as another controller would
         self.ok("ListResources", creds, V3)
         self.clock.advance(USER_CACHE_SECONDS)
+        self.assertEqual(self.code("ListResources", creds, V3), 3)
+        self.successResultOf(self.store.transact(invalidate, True))
+        self.clock.advance(USER_CACHE_SECONDS)
+        self.ok("ListResources", creds, V3)
+        alice = self.successResultOf(self.scheduler.read(lambda txn: txn.findUser(urn=self.p.alice.urn)))
+        self.successResultOf(self.scheduler.invalidateUser(alice.id))
         self.assertEqual(self.code("ListResources", creds, V3), 3)
 
 
