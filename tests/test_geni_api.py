@@ -329,15 +329,71 @@ class JFedTesterTests(GeniTestCase):
 
     def test_statusOfUnknownSliceIsAnError(self) -> None:
         """
-        Status of a slice never booked here is SEARCHFAILED; after Delete it lists
-        the slivers as unallocated; Describe of an empty slice succeeds.
+        Status of a slice never booked here is SEARCHFAILED; Describe of an
+        empty slice succeeds with no slivers.
         """
         self.assertEqual(self.code("Status", [self.s1], self.sliceCred(), {}), 12)
         self.assertEqual(self.ok("Describe", [self.s1], self.sliceCred(), dict(V3, geni_compressed=True))["geni_slivers"], [])
-        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
-        self.ok("Delete", [self.s1], self.sliceCred(), {})
-        slivers = self.ok("Status", [self.s1], self.sliceCred(), {})["geni_slivers"]
-        self.assertEqual([s["geni_allocation_status"] for s in slivers], ["geni_unallocated"])
+
+    def test_deletedSliversAreGone(self) -> None:
+        """
+        After Delete the slivers are gone: Status, a second Delete and every
+        call naming them are SEARCHFAILED; Describe of the slice lists none.
+        """
+        creds = self.sliceCred()
+        value = self.ok("Allocate", self.s1, creds, requestRSpec(["1", "2"]), {})
+        slivers = [s["geni_sliver_urn"] for s in value["geni_slivers"]]
+        self.ok("Provision", [self.s1], creds, V3)
+        deleted = self.ok("Delete", [slivers[0]], creds, {})
+        self.assertEqual([s["geni_allocation_status"] for s in deleted], ["geni_unallocated"])
+        listed = self.ok("Status", [self.s1], creds, {})["geni_slivers"]
+        self.assertEqual([s["geni_sliver_urn"] for s in listed], slivers[1:])
+        for method, args in (("Status", ({},)), ("Describe", (V3,)), ("Delete", ({},)),
+                             ("Provision", (V3,)), ("PerformOperationalAction", ("geni_start", {}))):
+            self.assertEqual(self.code(method, [slivers[0]], creds, *args), 12, method)
+        self.ok("Delete", [self.s1], creds, {})
+        for method, args in (("Status", ({},)), ("Delete", ({},)), ("Renew", (_rfc(int(NOW) + 7200), {}))):
+            self.assertEqual(self.code(method, [self.s1], creds, *args), 12, method)
+        self.assertEqual(self.ok("Describe", [self.s1], creds, V3)["geni_slivers"], [])
+
+    def test_renewOfFinalSliversRefused(self) -> None:
+        """
+        A sliver whose task is over (failed, before its end time) is not
+        renewed in silence: REFUSED with why, or with geni_best_effort an
+        error on that sliver while the others are renewed.
+        """
+        creds = self.sliceCred()
+        value = self.ok("Allocate", self.s1, creds, requestRSpec(["1", "2"]), {})
+        ids = [int(s["geni_sliver_urn"].rsplit("+", 1)[-1]) for s in value["geni_slivers"]]
+        self.ok("Provision", [self.s1], creds, V3)
+
+        def fail(txn) -> None:
+            schedule = txn.getSchedule(ids[0])
+            schedule.status = "failed"
+            txn.updateSchedule(schedule)
+
+        self.successResultOf(self.store.transact(fail))
+        stop = parseTime(value["geni_slivers"][1]["geni_end_time"]) + 600
+        answer = self.call("Renew", [self.s1], creds, _rfc(stop), {})
+        self.assertEqual(answer["code"]["geni_code"], 7)
+        self.assertIn("failed", answer["output"])
+        self.assertIn("cannot be renewed", answer["output"])
+        renewed = self.ok("Renew", [self.s1], creds, _rfc(stop), {"geni_best_effort": True})
+        byId = {int(s["geni_sliver_urn"].rsplit("+", 1)[-1]): s for s in renewed}
+        self.assertIn("cannot be renewed", byId[ids[0]]["geni_error"])
+        self.assertEqual((byId[ids[1]]["geni_error"], parseTime(byId[ids[1]]["geni_end_time"])), ("", stop))
+
+    def test_expiredSliversAreGone(self) -> None:
+        """
+        A sliver past its end time is gone too, whatever its status says.
+        """
+        creds = self.sliceCred()
+        value = self.ok("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sliver = value["geni_slivers"][0]["geni_sliver_urn"]
+        self.ok("Provision", [self.s1], creds, V3)
+        self.clock.advance(parseTime(value["geni_slivers"][0]["geni_end_time"]) - self.clock.seconds())
+        self.assertEqual(self.code("Status", [self.s1], creds, {}), 12)
+        self.assertEqual(self.code("Status", [sliver], creds, {}), 12)
 
     def test_renewEchoesTheClientsTime(self) -> None:
         """

@@ -73,9 +73,10 @@ class Scheduler:
 
     def resolveSlice(self, target: SliceTarget) -> Deferred:
         """
-        The slice and slivers a GENI call names (for Describe and Status).
+        The slice and the slivers a GENI call names that still exist (for
+        Describe and Status).
         """
-        return self.read(slices.resolve, target)
+        return self.read(slices.resolve, target, self.now())
 
     def offer(self, availableOnly: bool) -> Deferred:
         """

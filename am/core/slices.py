@@ -100,14 +100,24 @@ class SliceRequest:
     bestEffort: bool = False
 
 
-def resolve(txn: IStoreTransaction, target: SliceTarget) -> Slice:
+def gone(schedule: Schedule, now: int) -> bool:
     """
-    The slice and schedules a target names. A slice URN resolves to its
-    active experiment, or the last one when none is active (so a slice whose
-    slivers were deleted still answers); slivers must be of one slice made
+    Whether a sliver no longer exists: deleted (canceled or aborted: Delete,
+    Shutdown, an allocation left to expire) or past its end time. A sliver
+    whose task failed or ended early still exists until its end time.
+    """
+    return schedule.status in (states.CANCELED, states.ABORTED) or schedule.stop <= now
+
+
+def resolve(txn: IStoreTransaction, target: SliceTarget, now: Optional[int] = None) -> Slice:
+    """
+    The slice and the slivers a target names that still exist at C{now}
+    (see L{gone}; all of them when C{now} is not given). A slice URN resolves
+    to its active experiment, or the last one when none is active; a slice
+    whose slivers are all gone has none. Slivers must be of one slice made
     through the GENI face.
 
-    @raise NotFound: an unknown sliver, or one not made through GENI.
+    @raise NotFound: an unknown or gone sliver, or one not made through GENI.
     @raise BadRequest: both kinds named, several slices, or slivers of several slices.
     """
     if (target.sliceURN is None) == (not target.sliverIds):
@@ -117,12 +127,16 @@ def resolve(txn: IStoreTransaction, target: SliceTarget) -> Slice:
         live = [e for e in found if e.status == "active"] or found[-1:]
         experiment = live[-1] if live else None
         schedules = txn.schedulesOfExperiment(experiment.id) if experiment else []
+        if now is not None:
+            schedules = [s for s in schedules if not gone(s, now)]
         return Slice(target.sliceURN, experiment, schedules, named=False)
     schedules, sliceURN, experiment = [], None, None
     for sid in target.sliverIds:
         schedule = txn.getSchedule(sid)
         if schedule is None:
             raise NotFound(f"no sliver #{sid} at this aggregate")
+        if now is not None and gone(schedule, now):
+            raise NotFound(f"sliver #{sid} is gone (deleted or past its end time)")
         experiment = txn.getExperiment(schedule.expid)
         if experiment is None or experiment.sliceURN is None:
             raise NotFound(f"sliver #{sid} was not made through this API")
@@ -133,8 +147,8 @@ def resolve(txn: IStoreTransaction, target: SliceTarget) -> Slice:
     return Slice(sliceURN, experiment, schedules, named=True)
 
 
-def _slivers(txn: IStoreTransaction, target: SliceTarget) -> Slice:
-    found = resolve(txn, target)
+def _slivers(txn: IStoreTransaction, target: SliceTarget, now: int) -> Slice:
+    found = resolve(txn, target, now)
     if not found.schedules:
         raise NotFound(f"no slivers in {found.urn} at this aggregate")
     return found
@@ -270,7 +284,7 @@ def provision(
     @raise Conflict: a whole slice was named and nothing in it is allocated.
     """
     user = actingUser(txn, userid)
-    found = _slivers(txn, target)
+    found = _slivers(txn, target, now)
     pending = [s for s in found.schedules if s.status == states.ALLOCATED]
     if not pending and not found.named:
         raise Conflict("nothing to provision: no allocated slivers in this slice")
@@ -291,7 +305,7 @@ def performAction(
     if action not in ACTIONS:
         raise BadRequest(f"unknown action {action[:64]!r}")
     user = actingUser(txn, userid)
-    found = _slivers(txn, target)
+    found = _slivers(txn, target, now)
     if any(s.status == states.ALLOCATED for s in found.schedules):
         raise Conflict("provision the slivers before acting on them")
     live = [s for s in found.schedules if not states.isFinal(s.status)]
@@ -317,13 +331,19 @@ def renewSlivers(
     @return: every schedule of the target as it is now, and the refusals by sliver id.
     """
     user = actingUser(txn, userid)
-    found = _slivers(txn, target)
+    found = _slivers(txn, target, now)
     live = [s for s in found.schedules if not states.isFinal(s.status)]
+    errors: dict[int, str] = {}
+    for schedule in found.schedules:
+        if states.isFinal(schedule.status):
+            why = f"sliver #{schedule.id} is {schedule.status}: its task is over, so it cannot be renewed"
+            if not bestEffort:
+                raise Conflict(why)
+            errors[schedule.id or 0] = why
     groups = [g for g in (
         [s for s in live if s.status == states.ALLOCATED],
         [s for s in live if s.status != states.ALLOCATED],
     ) if g]
-    errors: dict[int, str] = {}
     if bestEffort:
         groups = [[s] for group in groups for s in group]
     for group in groups:
@@ -361,7 +381,7 @@ def endSlivers(
     @return: the schedules named.
     """
     user = actingUser(txn, userid)
-    found = _slivers(txn, target)
+    found = _slivers(txn, target, now)
     lifecycle.endSchedules(txn, found.schedules, user, now, policy)
     return found.schedules
 

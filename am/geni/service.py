@@ -366,9 +366,9 @@ class AggregateManager:
     async def Status(self, caller: Caller, urns: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
         target, found, grant, user = await self._sliceFor(caller, "Status", urns, credentials, options)
-        if found.experiment is None:
-            # Never booked here (jFed's tester expects an error); a slice whose
-            # slivers were deleted still answers, with them unallocated.
+        if not found.schedules:
+            # Never booked here (jFed's tester expects an error), or every
+            # sliver deleted or past its end time: gone slivers are not listed.
             raise GeniError(SEARCHFAILED, f"no slivers of {found.urn} at this aggregate")
         return result({"geni_urn": found.urn, "geni_slivers": [self._status(s) for s in found.schedules]})
 
