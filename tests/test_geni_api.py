@@ -215,14 +215,17 @@ class LifecycleTests(GeniTestCase):
         for action in ("geni_reboot", "", 7):
             self.assertEqual(self.code("PerformOperationalAction", [self.s1], self.sliceCred(), action, {}), 13)
 
-    def test_stopAborts(self) -> None:
+    def test_stopKeepsTheSliver(self) -> None:
         """
-        geni_stop ends provisioned slivers through the core.
+        geni_stop changes the running state, not the reservation: the sliver
+        stays provisioned (not ready) with its end time.
         """
-        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
+        value = self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
         self.ok("Provision", [self.s1], self.sliceCred(), V3)
-        value = self.ok("PerformOperationalAction", [self.s1], self.sliceCred(), "geni_stop", {})
-        self.assertEqual(value[0]["geni_allocation_status"], "geni_unallocated")
+        stopped = self.ok("PerformOperationalAction", [self.s1], self.sliceCred(), "geni_stop", {})
+        self.assertEqual((stopped[0]["geni_allocation_status"], stopped[0]["geni_operational_status"]),
+                         ("geni_provisioned", "geni_notready"))
+        self.assertEqual(stopped[0]["geni_end_time"], value["geni_slivers"][0]["geni_end_time"])
 
     def test_renewPastCredential(self) -> None:
         """

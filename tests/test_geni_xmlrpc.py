@@ -198,6 +198,63 @@ class WireTests(GeniTestCase):
         self.assertTrue(all(e["duration"] >= 0 for e in events))
         self.assertIn("geni_code", events[0]["log_format"])
 
+    def test_deletedSliversGoneOverTheWire(self) -> None:
+        """
+        After Delete, Status and a second Delete are SEARCHFAILED; the
+        deleted sliver is never listed again.
+        """
+        creds = self.sliceCred()
+        allocated = self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sliver = allocated["value"]["geni_slivers"][0]["geni_sliver_urn"]
+        self.assertEqual(self.rpc("Delete", [self.s1], creds, {})["code"]["geni_code"], 0)
+        for urns in ([self.s1], [sliver]):
+            self.assertEqual(self.rpc("Status", urns, creds, {})["code"]["geni_code"], 12)
+            self.assertEqual(self.rpc("Delete", urns, creds, {})["code"]["geni_code"], 12)
+        self.assertEqual(self.rpc("Describe", [self.s1], creds, V3)["value"]["geni_slivers"], [])
+
+    def test_stopStartOverTheWire(self) -> None:
+        """
+        geni_stop keeps the sliver provisioned: geni_stopping while its node
+        still runs the task, geni_notready once the node stopped it;
+        geni_start runs it again inside its window; Renew is still possible.
+        """
+        creds = self.sliceCred()
+        allocated = self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sid = int(allocated["value"]["geni_slivers"][0]["geni_sliver_urn"].rsplit("+", 1)[-1])
+        self.rpc("Provision", [self.s1], creds, V3)
+
+        def node(status: str):
+            def report(txn) -> None:
+                schedule = txn.getSchedule(sid)
+                schedule.status = status
+                txn.updateSchedule(schedule)
+            self.successResultOf(self.store.transact(report))
+
+        def states() -> tuple:
+            sliver = self.rpc("Status", [self.s1], creds, {})["value"]["geni_slivers"][0]
+            return sliver["geni_allocation_status"], sliver["geni_operational_status"]
+
+        node("started")
+        self.assertEqual(states(), ("geni_provisioned", "geni_ready"))
+        stopped = self.rpc("PerformOperationalAction", [self.s1], creds, "geni_stop", {})
+        self.assertEqual(stopped["code"]["geni_code"], 0, stopped["output"])
+        self.assertEqual(states(), ("geni_provisioned", "geni_stopping"))
+        node("deployed")  # the node stopped it on request
+        self.assertEqual(states(), ("geni_provisioned", "geni_notready"))
+        options = self.successResultOf(self.store.read(lambda txn: txn.getSchedule(sid))).deploymentOptions
+        self.assertEqual((options["run_state"], options["run_serial"]), ("stopped", 1))
+        self.assertEqual(self.rpc("PerformOperationalAction", [self.s1], creds, "geni_start", {})["code"]["geni_code"], 0)
+        options = self.successResultOf(self.store.read(lambda txn: txn.getSchedule(sid))).deploymentOptions
+        self.assertEqual((options["run_state"], options["run_serial"]), ("running", 2))
+        self.assertEqual(states(), ("geni_provisioned", "geni_configuring"))
+        node("restarted")
+        self.assertEqual(states(), ("geni_provisioned", "geni_ready"))
+        self.assertEqual(self.rpc("PerformOperationalAction", [self.s1], creds, "geni_restart", {})["code"]["geni_code"], 0)
+        node("finished")  # over before its end time: cannot run again
+        refused = self.rpc("PerformOperationalAction", [self.s1], creds, "geni_start", {})
+        self.assertEqual(refused["code"]["geni_code"], 7)
+        self.assertIn("cannot run again", refused["output"])
+
     def test_binaryCredential(self) -> None:
         """
         A credential sent as base64 (Python 3 clients passing bytes) is accepted.

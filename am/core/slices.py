@@ -30,6 +30,12 @@ from am.core.requests import AllocationRequest
 START, RESTART, STOP, UPDATE_USERS = "start", "restart", "stop", "update_users"
 ACTIONS = (START, RESTART, STOP, UPDATE_USERS)
 
+# Deployment options the node agent follows: whether the task should run
+# (RUNNING) or stay stopped (STOPPED) inside its window, and a counter raised
+# by every start, stop and restart so the node sees each one exactly once.
+RUN_STATE, RUN_SERIAL = "run_state", "run_serial"
+RUNNING, STOPPED = "running", "stopped"
+
 
 @attrs.frozen
 class SliceTarget:
@@ -296,11 +302,16 @@ def performAction(
     updates: dict[str, Any], now: int, policy: Policy,
 ) -> list[Schedule]:
     """
-    An operational action on provisioned slivers: C{stop} ends them, C{restart}
-    and C{update_users} change what their nodes see next, C{start} does
-    nothing (tasks start at their window's start).
+    An operational action on provisioned slivers. It changes whether their
+    tasks run, never the reservation: C{stop} has the node stop the task and
+    keep the sliver until its end time; C{start} runs a stopped task again
+    (a task not stopped starts at its window's start anyway); C{restart}
+    stops and starts a running one; C{update_users} replaces the login keys
+    the node has. Each reaches the node with its next heartbeat.
 
     @return: every schedule of the target, as it is now.
+    @raise Conflict: unprovisioned slivers, or a start or restart of a
+        sliver whose task is over (failed or finished before its end time).
     """
     if action not in ACTIONS:
         raise BadRequest(f"unknown action {action[:64]!r}")
@@ -309,12 +320,21 @@ def performAction(
     if any(s.status == states.ALLOCATED for s in found.schedules):
         raise Conflict("provision the slivers before acting on them")
     live = [s for s in found.schedules if not states.isFinal(s.status)]
-    if action == STOP:
-        lifecycle.endSchedules(txn, live, user, now, policy, "stopped by geni_stop")
-    elif action == UPDATE_USERS:
+    if action in (START, RESTART):
+        over = [s for s in found.schedules if states.isFinal(s.status)]
+        if over:
+            raise Conflict(f"sliver #{over[0].id} is {over[0].status}: its task is over and cannot run again")
+    if action == UPDATE_USERS:
         lifecycle.updateOptions(txn, live, user, now, updates)
-    elif action == RESTART:
-        lifecycle.updateOptions(txn, live, user, now, {"restart_requested": now})
+        return found.schedules
+    for schedule in live:
+        running = schedule.deploymentOptions.get(RUN_STATE, RUNNING) == RUNNING
+        if (action == STOP and not running) or (action == START and running):
+            continue  # already so
+        serial = schedule.deploymentOptions.get(RUN_SERIAL, 0)
+        wanted = STOPPED if action == STOP else RUNNING
+        change = {RUN_STATE: wanted, RUN_SERIAL: (serial if isinstance(serial, int) else 0) + 1}
+        lifecycle.updateOptions(txn, [schedule], user, now, change)
     return found.schedules
 
 

@@ -62,6 +62,8 @@ _RULES: tuple[tuple[tuple[str, ...], str, frozenset[Actor]], ...] = (
     ((DEFINED, REQUESTED, DEPLOYED, DELAYED), STARTED, frozenset({N})),
     ((DEPLOYED, STARTED), RESTARTED, frozenset({N})),
     ((DEPLOYED, STARTED, RESTARTED), STOPPED, frozenset({N})),
+    # Stopped on request inside its window (GENI geni_stop): ready to run again.
+    ((STARTED, RESTARTED), DEPLOYED, frozenset({N})),
     ((DEPLOYED, DELAYED, STARTED, RESTARTED), FINISHED, frozenset({N})),
     ((DEFINED, REQUESTED, DEPLOYED, DELAYED, STARTED, RESTARTED), FAILED, frozenset({N, S})),
     # A task whose window passed without the node ever taking it.

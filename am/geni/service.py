@@ -116,7 +116,7 @@ class AggregateManager:
     # -- helpers -------------------------------------------------------------
 
     def _status(self, schedule: Schedule, error: str = "") -> dict[str, Any]:
-        allocationState, operational = geniStates(schedule.status)
+        allocationState, operational = geniStates(schedule.status, schedule.deploymentOptions.get("run_state"))
         expires = schedule.expires if schedule.status == states.ALLOCATED else schedule.stop
         shown = formatTime(expires)
         asked = schedule.deploymentOptions.get("geni_expires_text")
