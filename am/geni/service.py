@@ -110,8 +110,8 @@ class AggregateManager:
         # change here clears it, and entries live USER_CACHE_SECONDS at most
         # (changes made by another controller on the same database).
         self._userCache: dict[str, tuple[int, Any]] = {}
-        scheduler.listeners.append(self._adCache.clear)
-        scheduler.listeners.append(self._userCache.clear)
+        scheduler.events.subscribe(lambda event: self._adCache.clear())
+        scheduler.events.subscribe(lambda event: self._userCache.clear())
 
     # -- helpers -------------------------------------------------------------
 
