@@ -194,3 +194,31 @@ def test_wildcardAdvertisesMachineName(tmp_path, monkeypatch) -> None:
         assert said and "public_url" in said[0]["log_format"]
     finally:
         controller.stopService()
+
+
+def test_demoOmniConfigCarriesAKey(tmp_path) -> None:
+    """
+    The demo's omni_config names a real SSH public key (so omni's provision
+    sends geni_users and prints no ERROR line), made once and reused.
+    """
+    import configparser
+
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    from am.devtools.demopki import ensureDemoPKI, prepareGeniDemo
+
+    pkiDirectory = str(tmp_path / "pki")
+    ensureDemoPKI(pkiDirectory)
+    paths = prepareGeniDemo(pkiDirectory, str(tmp_path / "geni"))
+    parser = configparser.ConfigParser()
+    parser.read(paths["omni_config"])
+    keyPath = parser["demo"]["keys"]
+    with open(keyPath, "rb") as f:
+        text = f.read()
+    load_ssh_public_key(text.split(b" marvin-demo")[0])
+    assert os.stat(keyPath.removesuffix(".pub")).st_mode & 0o777 == 0o600
+    again = prepareGeniDemo(pkiDirectory, str(tmp_path / "geni"))
+    with open(again["omni_config"]) as f:
+        assert keyPath in f.read()
+    with open(keyPath, "rb") as f:
+        assert f.read() == text

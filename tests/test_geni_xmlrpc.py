@@ -255,6 +255,41 @@ class WireTests(GeniTestCase):
         self.assertEqual(refused["code"]["geni_code"], 7)
         self.assertIn("cannot run again", refused["output"])
 
+    def test_loginsAndKeys(self) -> None:
+        """
+        Provision's geni_users keys go to the node with the task (deployment
+        option ssh_keys, which the agent hands its hooks as MARVIN_SSH_KEYS);
+        the manifest has a real login from the node's inventory (host, port,
+        user) and, when the inventory names a jump host, the gateway's login
+        and the jFed proxy extension. geni_update_users replaces the keys.
+        """
+        def tag(txn) -> None:
+            node = txn.getNode("1")
+            node.inventoryTags.update(login_host="node1.example.org", login_port="2222", login_user="monroe",
+                                      ssh_proxy="jump@gw.example.org:22")
+            txn.putNode(node)
+
+        self.successResultOf(self.store.transact(tag))
+        creds = self.sliceCred()
+        allocated = self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sid = int(allocated["value"]["geni_slivers"][0]["geni_sliver_urn"].rsplit("+", 1)[-1])
+        users = [{"urn": self.p.alice.urn, "keys": ["ssh-ed25519 AAAAC3Nza alice@laptop"]}]
+        provisioned = self.rpc("Provision", [self.s1], creds, dict(V3, geni_users=users))
+        self.assertEqual(provisioned["code"]["geni_code"], 0, provisioned["output"])
+        manifest = provisioned["value"]["geni_rspec"]
+        self.assertIn('hostname="node1.example.org"', manifest)
+        self.assertRegex(manifest, r'<login authentication="ssh-keys" hostname="node1.example.org" port="2222" username="monroe"/>')
+        self.assertRegex(manifest, r'hostname="gw.example.org" port="22" username="jump"')
+        self.assertIn('proxy="jump@gw.example.org:22" for="monroe@node1.example.org:2222"', manifest)
+        keys = lambda: self.successResultOf(self.store.read(lambda txn: txn.getSchedule(sid))).deploymentOptions["ssh_keys"]  # noqa: E731
+        self.assertEqual(keys(), ["ssh-ed25519 AAAAC3Nza alice@laptop"])
+        users = [{"urn": self.p.alice.urn, "keys": ["ssh-rsa AAAAB3Nza alice@desk"]}]
+        updated = self.rpc("PerformOperationalAction", [self.s1], creds, "geni_update_users", {"geni_users": users})
+        self.assertEqual(updated["code"]["geni_code"], 0, updated["output"])
+        self.assertEqual(keys(), ["ssh-rsa AAAAB3Nza alice@desk"])
+        described = self.rpc("Describe", [self.s1], creds, V3)["value"]["geni_rspec"]
+        self.assertIn('username="monroe"', described)
+
     def test_binaryCredential(self) -> None:
         """
         A credential sent as base64 (Python 3 clients passing bytes) is accepted.

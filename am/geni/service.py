@@ -155,7 +155,6 @@ class AggregateManager:
                     clientId=options.get("geni_client_id"),
                     image=options.get("script"),
                     leaseClientId=options.get("geni_lease_client_id"),
-                    usernames=tuple(options.get("geni_logins", ())),
                     extensions=tuple(options.get("geni_extensions", ())),
                 )
             )
