@@ -119,9 +119,9 @@ class RefundBoundaryTests(CoreTestCase):
         sid = booked.schedules[0].id
         self.assertEqual(self.storageLeft(), full - 1000)
         self.clock.advance(200)
-        self.successResultOf(self.scheduler.changeStatus(sid, "started", self.node1))
+        self.successResultOf(self.scheduler.changeStatus(sid, "started", self.node1.id))
         self.clock.advance(100)
-        self.successResultOf(self.scheduler.changeStatus(sid, "stopped", self.node1))
+        self.successResultOf(self.scheduler.changeStatus(sid, "stopped", self.node1.id))
         self.assertEqual(self.storageLeft(), full - 1000)
         time = self.inTxn(lambda txn: txn.getQuotas(self.alice.id))["time"]
         self.assertEqual(time.current, self.policy.defaultQuotaTime - 100)
@@ -134,7 +134,7 @@ class RefundBoundaryTests(CoreTestCase):
         full = self.storageLeft()
         booked = self.book(nodes=["1"], storage=1000, duration=600, start=NOW + 200)
         self.clock.advance(199)
-        self.successResultOf(self.scheduler.deleteExperiment(booked.experiment.id, self.alice))
+        self.successResultOf(self.scheduler.deleteExperiment(booked.experiment.id, self.alice.id))
         self.assertEqual(self.storageLeft(), full)
         time = self.inTxn(lambda txn: txn.getQuotas(self.alice.id))["time"]
         self.assertEqual(time.current, self.policy.defaultQuotaTime)
