@@ -132,6 +132,7 @@ class ControllerConfig:
     inventory: InventoryConfig = attrs.field(factory=InventoryConfig)
     policy: Policy = attrs.field(factory=Policy)
     expiryPeriod: float = 60.0
+    sweepPeriod: float = 60.0
     corsOrigins: Optional[tuple[str, ...]] = None
     log: LogConfig = attrs.field(factory=LogConfig)
     publicURL: Optional[str] = None
@@ -511,7 +512,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         ] + bootstrap
 
     housekeeping = _section(data, "housekeeping", "housekeeping")
-    _known(housekeeping, {"expiry_period"}, "housekeeping")
+    _known(housekeeping, {"expiry_period", "sweep_period"}, "housekeeping")
 
     try:
         policy = Policy.fromConfig(_section(data, "scheduling", "scheduling"))
@@ -546,6 +547,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         inventory=_inventory(data, base, checkFiles),
         policy=policy,
         expiryPeriod=_number(housekeeping, "expiry_period", "housekeeping.expiry_period", 60, 1),
+        sweepPeriod=_number(housekeeping, "sweep_period", "housekeeping.sweep_period", 60, 1),
         corsOrigins=tuple(origins) if origins else None,
         log=_log(data, base, checkFiles),
         publicURL=publicURL,

@@ -140,6 +140,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX schedules_queued ON schedules (nodeid, id) WHERE status = 'queued';
     CREATE INDEX schedules_queue_expiry ON schedules (expires) WHERE status = 'queued';
     """,
+    # 4: the sweep (SQLite schema 7).
+    """
+    CREATE INDEX schedules_open ON schedules (stop)
+        WHERE status IN ('defined', 'requested', 'deployed', 'delayed', 'started', 'restarted');
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -134,6 +134,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX schedules_queued ON schedules (nodeid, id) WHERE status = 'queued';
     CREATE INDEX schedules_queue_expiry ON schedules (expires) WHERE status = 'queued';
     """,
+    # 7: the sweep: open schedules (no final report yet) by the end of their window.
+    """
+    CREATE INDEX schedules_open ON schedules (stop)
+        WHERE status IN ('defined', 'requested', 'deployed', 'delayed', 'started', 'restarted');
+    """,
 )
 
 LATEST = len(MIGRATIONS)
