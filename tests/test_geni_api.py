@@ -292,6 +292,29 @@ class CrossFaceTests(GeniTestCase):
         self.assertIn("ol:lease ", ad)
 
 
+class SweepTests(GeniTestCase):
+    """
+    What the sweep fails shows to GENI as geni_failed with the reason.
+    """
+
+    def test_neverDeployedIsGeniFailed(self) -> None:
+        start, stop = int(NOW) + 600, int(NOW) + 1200
+        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"], start, stop), {})
+        self.ok("Provision", [self.s1], self.sliceCred(), V3)
+        self.clock.advance(stop - self.clock.seconds())
+        self.successResultOf(self.scheduler.sweep())
+        [sliver] = self.ok("Status", [self.s1], self.sliceCred(), {})["geni_slivers"]
+        self.assertEqual(
+            (sliver["geni_allocation_status"], sliver["geni_operational_status"], sliver["geni_error"]),
+            ("geni_provisioned", "geni_failed", "node 1 never deployed the task"),
+        )
+        # Listed so for an hour after its end time, then gone like any expired sliver.
+        from am.core.slices import FAILED_VISIBLE
+
+        self.clock.advance(FAILED_VISIBLE)
+        self.assertEqual(self.code("Status", [self.s1], self.sliceCred(), {}), 12)
+
+
 def _rfc(when: int) -> str:
     from rspec.times import formatTime
 
@@ -385,6 +408,28 @@ class JFedTesterTests(GeniTestCase):
         byId = {int(s["geni_sliver_urn"].rsplit("+", 1)[-1]): s for s in renewed}
         self.assertIn("cannot be renewed", byId[ids[0]]["geni_error"])
         self.assertEqual((byId[ids[1]]["geni_error"], parseTime(byId[ids[1]]["geni_end_time"])), ("", stop))
+
+    def test_deletedAfterItsTaskEnded(self) -> None:
+        """
+        Delete of a sliver whose task already failed (its status stays
+        failed) makes it gone all the same.
+        """
+        creds = self.sliceCred()
+        value = self.ok("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sid = int(value["geni_slivers"][0]["geni_sliver_urn"].rsplit("+", 1)[-1])
+        self.ok("Provision", [self.s1], creds, V3)
+
+        def fail(txn) -> None:
+            schedule = txn.getSchedule(sid)
+            schedule.status = "failed"
+            txn.updateSchedule(schedule)
+
+        self.successResultOf(self.store.transact(fail))
+        self.assertEqual(self.ok("Status", [self.s1], creds, {})["geni_slivers"][0]["geni_operational_status"],
+                         "geni_failed")
+        self.ok("Delete", [self.s1], creds, {})
+        self.assertEqual(self.code("Status", [self.s1], creds, {}), 12)
+        self.assertEqual(self.code("Delete", [self.s1], creds, {}), 12)
 
     def test_expiredSliversAreGone(self) -> None:
         """

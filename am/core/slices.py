@@ -106,13 +106,22 @@ class SliceRequest:
     bestEffort: bool = False
 
 
+# A failed sliver stays listed this long after its end time, so its owner can
+# read why (geni_failed with the reason), unless deleted.
+FAILED_VISIBLE = 3600
+DELETED = "geni_deleted"  # deployment option: when Delete named a sliver whose task was already over
+
+
 def gone(schedule: Schedule, now: int) -> bool:
     """
     Whether a sliver no longer exists: deleted (canceled or aborted: Delete,
-    Shutdown, an allocation left to expire) or past its end time. A sliver
-    whose task failed or ended early still exists until its end time.
+    Shutdown, an allocation left to expire; or an ended task named by
+    Delete) or past its end time (a failed one L{FAILED_VISIBLE} later). A
+    sliver whose task failed or ended early exists until then.
     """
-    return schedule.status in (states.CANCELED, states.ABORTED) or schedule.stop <= now
+    if schedule.status in (states.CANCELED, states.ABORTED) or schedule.deploymentOptions.get(DELETED):
+        return True
+    return now >= schedule.stop + (FAILED_VISIBLE if schedule.status == states.FAILED else 0)
 
 
 def resolve(txn: IStoreTransaction, target: SliceTarget, now: Optional[int] = None) -> Slice:
@@ -403,6 +412,12 @@ def endSlivers(
     user = actingUser(txn, userid)
     found = _slivers(txn, target, now)
     lifecycle.endSchedules(txn, found.schedules, user, now, policy)
+    for schedule in found.schedules:
+        # A task already over keeps its status; the sliver is gone all the same.
+        fresh = txn.getSchedule(schedule.id)
+        if fresh is not None and not gone(fresh, now):
+            fresh.deploymentOptions[DELETED] = now
+            txn.updateSchedule(fresh)
     return found.schedules
 
 
