@@ -114,7 +114,9 @@ def redacted(database: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", database)
 
 
-def defaultRESTFactory(scheduler: Any, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]) -> Resource:
+def defaultRESTFactory(
+    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]
+) -> IResource:
     """
     The MONROE REST resource over C{scheduler}, trusting identity headers only
     from the configured proxies.
@@ -203,7 +205,7 @@ class Controller(MultiService):
         self,
         config: ControllerConfig,
         reactor: Any,
-        restFactory: Callable[..., Resource] = defaultRESTFactory,
+        restFactory: Callable[..., IResource] = defaultRESTFactory,
         storeFactory: Callable[[str, Any], Any] = openStore,
         fetcherFactory: Optional[Callable[[Any, Any], Callable[[], Deferred]]] = None,
         faces: Sequence[Callable[["Controller"], None]] = (),
@@ -215,7 +217,7 @@ class Controller(MultiService):
         self.storeFactory = storeFactory
         self.faces = tuple(faces) + ((mountGENI,) if config.geni is not None else ())
         self.store: Any = None
-        self.scheduler: Any = None
+        self.scheduler: Optional[IScheduler] = None
         self.root: Optional[IResource] = None
         self.ready: Deferred = Deferred()
         # Bodies past the larger of the faces' limits are never stored; each
@@ -231,7 +233,7 @@ class Controller(MultiService):
             period=inventory.period, retry=inventory.retry,
         )
         for scheme, makeEndpoint in self._endpoints():
-            self.addService(Listener(scheme, makeEndpoint, self.site))
+            self.addService(Listener(scheme, makeEndpoint, self.site))  # type: ignore[arg-type]
         expiry = TimerService(config.expiryPeriod, self.expireOnce)
         expiry.clock = reactor
         expiry.setName("expiry")
@@ -281,7 +283,7 @@ class Controller(MultiService):
         """
         for listener in self.listeners():
             if listener.name == scheme and listener.port is not None:
-                return listener.port.getHost().port
+                return listener.port.getHost().port  # type: ignore[attr-defined]
         return None
 
     def privilegedStartService(self) -> None:
@@ -326,7 +328,10 @@ class Controller(MultiService):
             return
         for listener in listeners:
             host = listener.port.getHost()
-            self.log.info("listening for {scheme} on {host}:{port}", scheme=listener.name, host=host.host, port=host.port)
+            self.log.info(
+                "listening for {scheme} on {host}:{port}",
+                scheme=listener.name, host=host.host, port=host.port,  # type: ignore[attr-defined]
+            )
         waiting = []
         for service in self:
             if not isinstance(service, Listener):
