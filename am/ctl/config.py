@@ -133,6 +133,7 @@ class ControllerConfig:
     inventory: InventoryConfig = attrs.field(factory=InventoryConfig)
     policy: Policy = attrs.field(factory=Policy)
     expiryPeriod: float = 60.0
+    sweepPeriod: float = 60.0
     corsOrigins: Optional[tuple[str, ...]] = None
     log: LogConfig = attrs.field(factory=LogConfig)
     publicURL: Optional[str] = None
@@ -442,7 +443,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         ] + bootstrap
 
     housekeeping = check.section(data, "housekeeping", "housekeeping")
-    check.known(housekeeping, {"expiry_period"}, "housekeeping")
+    check.known(housekeeping, {"expiry_period", "sweep_period"}, "housekeeping")
 
     try:
         policy = Policy.fromConfig(check.section(data, "scheduling", "scheduling"))
@@ -477,6 +478,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         inventory=_inventory(data, base, checkFiles),
         policy=policy,
         expiryPeriod=_number(housekeeping, "expiry_period", "housekeeping.expiry_period", 60, 1),
+        sweepPeriod=_number(housekeeping, "sweep_period", "housekeeping.sweep_period", 60, 1),
         corsOrigins=tuple(origins) if origins else None,
         log=_log(data, base, checkFiles),
         publicURL=publicURL,

@@ -184,7 +184,8 @@ class Controller(MultiService):
     """
     The controller: a L{MultiService} of a L{Listener} per configured port
     (C{https}, C{http}) serving one L{MarvinSite}, a L{TimerService} named
-    C{expiry} for unprovisioned allocations and queued tasks, and an
+    C{expiry} for unprovisioned allocations and queued tasks, one named
+    C{sweep} failing what nobody ran, and an
     L{InventoryService} named C{inventory}; add more children with
     C{addService} (they start after the listeners, in the order added).
 
@@ -243,6 +244,10 @@ class Controller(MultiService):
         expiry.clock = reactor
         expiry.setName("expiry")
         self.addService(expiry)
+        sweep = TimerService(config.sweepPeriod, self.sweepOnce)
+        sweep.clock = reactor
+        sweep.setName("sweep")
+        self.addService(sweep)
         self.addService(InventoryService(self.sync))
 
     def _endpoints(self) -> list[tuple[str, Callable[[], IStreamServerEndpoint]]]:
@@ -359,6 +364,24 @@ class Controller(MultiService):
             self.log.failure("expiring allocations failed; will retry", failure)
 
         return self.scheduler.expireAllocations().addCallbacks(expired, failed)
+
+    def sweepOnce(self) -> Deferred:
+        """
+        One run of the periodic sweep (the C{sweep} timer's call): fail what
+        nobody ran; a failure is logged and the next run comes on time.
+        """
+
+        def swept(result: Any) -> None:
+            if result.total:
+                self.log.info(
+                    "sweep: {never} task(s) no node deployed, {silent} of silent nodes failed",
+                    never=result.neverDeployed, silent=result.silent,
+                )
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("sweep failed; will retry", failure)
+
+        return self.scheduler.sweep().addCallbacks(swept, failed)
 
     def stopService(self) -> Deferred:
         """
