@@ -23,7 +23,15 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.logger import Logger
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    Logger,
+    globalLogBeginner,
+    jsonFileLogObserver,
+    textFileLogObserver,
+)
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
@@ -415,6 +423,7 @@ def makeService(options: Options, reactor: Any = None) -> Controller:
     a failed start-up is logged as critical and stops the reactor.
     """
     if reactor is None:
+        # Not at module level: twistd must install its reactor first.
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
@@ -436,15 +445,6 @@ def startLogging(config: LogConfig, stdout: Optional[TextIO] = None) -> Any:
     Send the global log to a file or standard output, filtered by level.
     (Under twistd, twistd's own log options apply instead.)
     """
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        jsonFileLogObserver,
-        textFileLogObserver,
-    )
-
     stream = stdout or sys.stdout
     if config.file != "-":
         stream = open(config.file, "a", encoding="utf-8", buffering=1)
