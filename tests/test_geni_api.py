@@ -261,6 +261,24 @@ class CrossFaceTests(GeniTestCase):
         self.assertIn("ol:lease ", ad)
 
 
+class SweepTests(GeniTestCase):
+    """
+    What the sweep fails shows to GENI as geni_failed with the reason.
+    """
+
+    def test_neverDeployedIsGeniFailed(self) -> None:
+        start, stop = int(NOW) + 600, int(NOW) + 1200
+        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"], start, stop), {})
+        self.ok("Provision", [self.s1], self.sliceCred(), V3)
+        self.clock.advance(stop - self.clock.seconds())
+        self.successResultOf(self.scheduler.sweep())
+        [sliver] = self.ok("Status", [self.s1], self.sliceCred(), {})["geni_slivers"]
+        self.assertEqual(
+            (sliver["geni_allocation_status"], sliver["geni_operational_status"], sliver["geni_error"]),
+            ("geni_provisioned", "geni_failed", "node 1 never deployed the task"),
+        )
+
+
 def _rfc(when: int) -> str:
     from rspec.times import formatTime
 

@@ -163,6 +163,12 @@ class Scheduler:
         """
         return self._change(lifecycle.expireAllocations, self.now(), self.policy)
 
+    def sweep(self) -> Deferred:
+        """
+        Fail what nobody ran (L{lifecycle.sweep}); fires with a L{lifecycle.Sweep}.
+        """
+        return self._change(lifecycle.sweep, self.now(), self.policy)
+
     # -- GENI slices -----------------------------------------------------------
 
     def allocateSlice(self, request: SliceRequest, userid: int) -> Deferred:
