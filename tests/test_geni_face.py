@@ -47,7 +47,7 @@ class FaceTests(SynchronousTestCase):
         self.addCleanup(self.controller.stopService)
         self.serverOptions = ctl.tlsOptions(self.config.tls, self.config.geni.trustRoots)
 
-    def call(self, identity, path: bytes, method: str, *params) -> bytes:
+    def call(self, identity, path: bytes, method: str, *params, chunked: bool = False) -> bytes:
         with open(pki().certificate("ca"), "rb") as f:
             ca = Certificate.loadPEM(f.read())
         options = CertificateOptions(
@@ -56,8 +56,14 @@ class FaceTests(SynchronousTestCase):
             certificate=crypto.X509.from_cryptography(identity.certificate),
         )
         body = xmlrpc.client.dumps(params, method).encode()
-        raw = (b"POST " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        if chunked:
+            pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+            framed = b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in pieces) + b"0\r\n\r\n"
+            raw = (b"POST " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n" + framed)
+        else:
+            raw = (b"POST " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         client = ClientProtocol(raw)
         clock = Clock()
         server = TLSMemoryBIOFactory(self.serverOptions, False, self.controller.site, clock=clock)
@@ -96,7 +102,8 @@ class FaceTests(SynchronousTestCase):
 
     def test_hugeBodyIsTooBig(self) -> None:
         """
-        A call past the site's body limit is never stored and answers TOOBIG.
+        A call past the site's body limit, announced or chunked, is never
+        stored whole and answers TOOBIG.
         """
         self.controller.stopService()
         tmp = os.path.abspath(self.mktemp())
@@ -105,9 +112,12 @@ class FaceTests(SynchronousTestCase):
         self.controller, self.clock = memoryController(config)
         self.controller.startService()
         self.serverOptions = ctl.tlsOptions(config.tls, config.geni.trustRoots)
-        raw = self.call(trust_helpers.pki().alice, b"/xmlrpc/am/3.0", "GetVersion", {"x": "y" * (3 * 1024 * 1024)})
-        (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
-        self.assertEqual(answer["code"]["geni_code"], 6)
+        for chunked in (False, True):
+            raw = self.call(trust_helpers.pki().alice, b"/xmlrpc/am/3.0", "GetVersion", {"x": "y" * (3 * 1024 * 1024)},
+                            chunked=chunked)
+            (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
+            self.assertEqual(answer["code"]["geni_code"], 6, chunked)
+            self.assertIn(str(2048 * 1024), answer["output"])
         self.controller.stopService()
 
     def test_restClientsUnaffected(self) -> None:

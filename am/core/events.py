@@ -211,7 +211,7 @@ class CoreTransaction:
         """
         self.events.append(event)
 
-    def beforeCommit(self, key: Any, work: Callable[[], None]) -> None:
+    def beforeCommit(self, key: Any, work: Callable[[], Any]) -> None:
         """
         Run C{work} once, after the rules and before commit; a second call with
         the same C{key} is a no-op (e.g. one archive check per experiment).
@@ -238,7 +238,7 @@ def emit(txn: Any, event: Event) -> None:
         record(event)
 
 
-def beforeCommit(txn: Any, key: Any, work: Callable[[], None]) -> None:
+def beforeCommit(txn: Any, key: Any, work: Callable[[], Any]) -> None:
     """
     Run C{work} before C{txn} commits, once per C{key}; on a bare store
     transaction, at once.
@@ -296,7 +296,7 @@ class EventStream:
                                  subscriber=subscriber, kind=event.kind)
                     continue
                 if isinstance(result, Deferred):
-                    result.addErrback(
+                    result.addErrback(  # type: ignore[call-overload]
                         lambda f, s=subscriber, k=event.kind: _log.failure(
                             "event subscriber {subscriber!r} failed on {kind}", f, subscriber=s, kind=k
                         )

@@ -14,6 +14,7 @@ so nothing read by an earlier call (a stale status) is ever written back.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Optional
 
 import attrs
@@ -169,14 +170,24 @@ def _slivers(txn: IStoreTransaction, target: SliceTarget, now: int) -> Slice:
     return found
 
 
+def _iso(seconds: int) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def window(request: SliceRequest, now: int, policy: Policy) -> tuple[bool, int, int]:
     """
     The window of an allocation: C{(asap, begin, duration)}. A start that is
     missing, past or sooner than the minimum delay means as soon as possible;
     an end time then shrinks the window (it keeps the end asked for).
 
-    @raise Conflict: the window would end after the slice credential expires.
+    @raise Conflict: the window lies in the past, or would end after the
+        slice credential expires.
     """
+    if request.stop is not None and request.stop <= now:
+        raise Conflict(
+            f"the requested window lies in the past: it ends at {_iso(request.stop)}, "
+            f"and it is now {_iso(now)}"
+        )
     earliest = now + policy.minDelay
     asap = request.start is None or request.start <= earliest
     begin = earliest if asap or request.start is None else request.start

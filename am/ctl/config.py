@@ -10,6 +10,7 @@ configuration file. C{files/etc/marvinctld.conf} explains every key.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -18,11 +19,15 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from node import confcheck as check
 from node.confcheck import ConfigError, readYAML
 
 from am.ctl.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
+from am.core.accounts import normaliseFingerprint
+from am.core.errors import BadRequest
 from am.core.policy import Policy
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
@@ -202,11 +207,6 @@ def fingerprintOf(pem: bytes) -> str:
     """
     The REST face's name for a certificate: SHA-1 of its DER, lowercase hex.
     """
-    import hashlib
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     certificate = x509.load_pem_x509_certificate(pem)
     return hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
@@ -216,9 +216,6 @@ def _checkTLS(tls: TLSListener) -> None:
     Parse the PEM files now, so a wrong path or a key of another certificate
     stops start-up with a message rather than failing the first handshake.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     where = "listen.tls"
     try:
         chain = x509.load_pem_x509_certificates(check.readable(tls.certificate, f"{where}.certificate"))
@@ -272,9 +269,6 @@ def _listeners(data: dict[str, Any], base: str) -> tuple[Optional[TLSListener], 
 
 
 def _admins(data: dict[str, Any], base: str, checkFiles: bool = True) -> list[BootstrapUser]:
-    from am.core.accounts import normaliseFingerprint
-    from am.core.errors import BadRequest
-
     admins = data.get("admins")
     if admins is None:
         return []
