@@ -151,6 +151,7 @@ ERRORS = [
     ("inventory.api", {"url": "https://x/", "fields": {"tags": {"a": {"template": "{}"}}}}, "inventory.api.fields.tags.a.template: name each field"),
     ("inventory.api", {"url": "https://x/", "max_bytes": 10}, "inventory.api.max_bytes: must be a number of bytes"),
     ("housekeeping.expiry_period", -1, "housekeeping.expiry_period: must be at least 1"),
+    ("housekeeping.sweep_period", 0, "housekeeping.sweep_period: must be at least 1"),
     ("scheduling.padding", -5, "scheduling.padding must be a non-negative integer"),
     ("scheduling.paddding", 5, "scheduling: unknown key 'paddding'"),
     ("scheduling.maintenance_windows", [{"start": "25:00", "end": "26:00"}], "scheduling.maintenance_windows must be a list"),
@@ -300,7 +301,7 @@ def test_exampleFileNamesEveryKey():
         "listen": {"tls", "http"},
         "headers": {"verified", "fingerprint"},
         "inventory": {"file", "api", "period", "retry"},
-        "housekeeping": {"expiry_period"},
+        "housekeeping": {"expiry_period", "sweep_period"},
         "cors": {"origins"},
         "log": {"file", "level", "format"},
         "geni": {"authority", "trust_roots", "default_image", "default_duration", "max_request", "ad_cache"},
@@ -330,7 +331,7 @@ def test_exampleFileNamesEveryKey():
     from am.core.policy import Policy
 
     assert config.policy == Policy.fromConfig(document["scheduling"])
-    assert len(document["scheduling"]) == 22  # every Policy.fromConfig key
+    assert len(document["scheduling"]) == 23  # every Policy.fromConfig key
 
 
 def test_demoInventoryFileMatchesTheDemo():

@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from am.ctl.httpbody import describeFailure, readBody
 from am.ctl.oauth import OAuth2Settings, TokenSource
+from am.core.interfaces import IScheduler
 from am.ctl.inventorymap import (  # noqa: F401 (re-exported)
     Field,
     FieldMapping,
@@ -169,7 +170,7 @@ class InventorySync:
 
     def __init__(
         self,
-        scheduler: Any,
+        scheduler: IScheduler,
         clock: IReactorTime,
         staticFile: Optional[str] = None,
         fetch: Optional[Callable[[], Deferred]] = None,
