@@ -33,7 +33,7 @@ class BoundedBody(Protocol):
 
     def _stop(self) -> None:
         if self.transport is not None:
-            self.transport.stopProducing()
+            self.transport.stopProducing()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
         if self.finished.called:
@@ -45,7 +45,7 @@ class BoundedBody(Protocol):
             return
         self.chunks.append(data)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if self.finished.called:
             return
         from twisted.web.client import ResponseDone
