@@ -16,10 +16,11 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from node.agent import MarvindAgent
-from node.client import HTTPControllerClient
+from node.client import ControllerResponse, HTTPControllerClient
 from node.config import MarvindConfig
 from node.state import DEPLOYED, RUNNING, StateStore
 from node.testing import FakeController, FakeHookRunner
+from node.wire import DROPPED, REFUSED_FINAL, SETTLED, classifyReply
 
 NOW = 1_700_000_000
 PERIOD = 60.0
@@ -318,6 +319,96 @@ class FailureTests(SynchronousTestCase):
         h.advanceTo(NOW + 120)
         self.assertEqual(h.controller.routeCalls("heartbeat")[-1].fields["maintenance"], ["0"])
         self.assertEqual(h.controller.statuses("10")[-1], "deployed")
+
+
+class OperationalActionTests(SynchronousTestCase):
+    """
+    Stop, start and restart of one schedule inside its window, as the
+    controller asks through C{run_state} and C{run_serial}; login keys.
+    """
+
+    def ask(self, h: AgentHarness, state: str, serial: int) -> None:
+        options = h.controller.tasks["10"]["deployment_options"]
+        h.controller.tasks["10"]["deployment_options"] = dict(options, run_state=state, run_serial=serial)
+
+    def test_stopThenStart(self) -> None:
+        """
+        A stop request stops the running task and reports it deployed (not
+        final); a start deploys and runs it again (C{restarted}); at the stop
+        time it ends as usual.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 1800)
+        h.start()
+        h.advanceTo(NOW + 400)
+        self.ask(h, "stopped", 1)
+        h.advanceTo(NOW + 480)
+        self.assertEqual(h.controller.statuses("10"), ["deployed", "started", "deployed; stopped on request"])
+        self.assertEqual(h.hooks.runs[-1], ("stop", "10", "stopped"))
+        h.advanceTo(NOW + 700)
+        self.assertNotIn("start", h.hooks.actions("10")[-2:])
+        self.ask(h, "running", 2)
+        h.advanceTo(NOW + 780)
+        self.assertEqual(h.controller.statuses("10")[-2:], ["deployed", "restarted"])
+        self.assertEqual([a for a in h.hooks.actions("10") if a != "check"],
+                         ["deploy", "start", "stop", "deploy", "start"])
+        h.advanceTo(NOW + 1800)
+        self.assertEqual(h.controller.statuses("10")[-1], "stopped")
+
+    def test_stoppedUntilItsEnd(self) -> None:
+        """
+        A task stopped on request and never started again ends C{stopped} at
+        its stop time without running any hook again.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 900)
+        h.start()
+        h.advanceTo(NOW + 400)
+        self.ask(h, "stopped", 1)
+        h.advanceTo(NOW + 900)
+        self.assertEqual(h.controller.statuses("10")[-1], "stopped")
+        self.assertEqual([a for a in h.hooks.actions("10") if a != "check"], ["deploy", "start", "stop"])
+
+    def test_stoppedBeforeItsStart(self) -> None:
+        """
+        Stopped before the node first saw it: deployed but never started.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 900, run_state="stopped", run_serial=1)
+        h.start()
+        h.advanceTo(NOW + 600)
+        self.assertEqual([a for a in h.hooks.actions("10") if a != "check"], [])
+
+    def test_restart(self) -> None:
+        """
+        A restart (serial raised, still running) stops and starts the task once.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 1800)
+        h.start()
+        h.advanceTo(NOW + 400)
+        self.ask(h, "running", 1)
+        h.advanceTo(NOW + 600)
+        self.assertEqual([a for a in h.hooks.actions("10") if a != "check"],
+                         ["deploy", "start", "stop", "deploy", "start"])
+        self.assertEqual(h.controller.statuses("10")[-1], "restarted")
+
+    def test_loginKeysForHooks(self) -> None:
+        """
+        The GENI users' keys reach the hooks as an authorized_keys file
+        (C{MARVIN_SSH_KEYS}), rewritten when the controller changes them.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 900, ssh_keys=["ssh-ed25519 AAAA alice", "bad\nkey", 7])
+        h.start()
+        path = StateStore(h.directory).keysPath("10")
+        with open(path) as f:
+            self.assertEqual(f.read(), "ssh-ed25519 AAAA alice\n")
+        options = h.controller.tasks["10"]["deployment_options"]
+        h.controller.tasks["10"]["deployment_options"] = dict(options, ssh_keys=["ssh-rsa BBBB bob"])
+        h.advanceTo(NOW + 60)
+        with open(path) as f:
+            self.assertEqual(f.read(), "ssh-rsa BBBB bob\n")
 
 
 class CancelTests(SynchronousTestCase):
@@ -714,3 +805,46 @@ class StateLayoutTests(SynchronousTestCase):
         self.assertEqual(tasks["10"].phase, RUNNING)
         mode = os.stat(os.path.join(h.directory, "state.json")).st_mode & 0o777
         self.assertEqual(mode, 0o600)
+
+
+class ReplyTests(SynchronousTestCase):
+    """
+    L{classifyReply}: what the agent makes of an answer to a status report.
+    """
+
+    def reply(self, code: int, body: object) -> ControllerResponse:
+        return ControllerResponse(code, body, json.dumps(body), None)
+
+    def test_finalByCode(self) -> None:
+        """
+        A 409 whose C{code} is C{final} means the task is settled there,
+        whatever its message says.
+        """
+        self.assertEqual(classifyReply(self.reply(409, {"message": "Nope.", "code": REFUSED_FINAL})), SETTLED)
+
+    def test_otherCodeIsNotFinal(self) -> None:
+        """
+        A 409 with another code is dropped, not taken for a final status,
+        even if its text mentions one.
+        """
+        body = {"message": "Status cannot be reset, or can it?", "code": "order"}
+        self.assertEqual(classifyReply(self.reply(409, body)), DROPPED)
+
+    def test_legacyMessage(self) -> None:
+        """
+        A controller that sends no code (the legacy server) is understood by
+        its message.
+        """
+        self.assertEqual(classifyReply(self.reply(409, {"message": "Status finished cannot be reset."})), SETTLED)
+
+    def test_coreAgrees(self) -> None:
+        """
+        The core's refusal code for a final status is the one the agent reads
+        (the agent imports nothing of am/, so the two are checked here).
+        """
+        from am.core.errors import TransitionRefused
+        from am.core.states import Actor, checkTransition
+
+        with self.assertRaises(TransitionRefused) as info:
+            checkTransition("finished", "started", Actor.NODE)
+        self.assertEqual(info.exception.extra["code"], REFUSED_FINAL)

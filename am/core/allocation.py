@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_allocation -*-
+# -*- test-case-name: tests.test_slots,tests.test_allocation_ssh -*-
 """
 Booking: one function, used by REST C{POST /experiments} and GENI C{Allocate} alike,
 that validates a request, finds its window and books it inside one transaction.
@@ -13,6 +13,7 @@ from typing import Any, Optional
 import attrs
 
 from am.core import quotas, slots, sshkeys, states
+from am.core.events import BookingMade, emit
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.core.interfaces import IStoreTransaction
 from am.core.model import Experiment, Schedule
@@ -226,6 +227,7 @@ def allocate(
         raise Conflict("Node count must be even for paired nodes.")
     units = nodecount // pairing.size
 
+    offsets: tuple[int, ...]
     queued = start == QUEUE_START
     asap = start == 0
     if queued:
@@ -247,7 +249,7 @@ def allocate(
         _checkRuntime(duration, policy)
         if start > now + policy.horizon:
             raise Conflict(f"Tasks may not be scheduled more than {policy.horizon} seconds in advance.")
-        offsets = expandOffsets(start, duration, request.recurrence, request.period, request.until, now, policy)
+        offsets = tuple(expandOffsets(start, duration, request.recurrence, request.period, request.until, now, policy))
     k = len(offsets)
     # Data is charged per interface (legacy reference §9.1); for nodes named
     # explicitly that depends on which are heads, so it is checked once chosen.
@@ -282,7 +284,9 @@ def allocate(
                 start=QUEUE_START,
                 stop=duration,
             )
-        chosen = (tuple(tuple(n.id for n in unit) for unit in eligible.units[:units]),)
+        chosen: tuple[tuple[tuple[str, ...], ...], ...] = (
+            tuple(tuple(n.id for n in unit) for unit in eligible.units[:units]),
+        )
     else:
         eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy, pairs, pairing)
         start, chosen = _chooseWindow(
@@ -299,7 +303,7 @@ def allocate(
         quotas.check(userQuotas, {"data": amounts["data"]})
 
     options = {k: v for k, v in request.options.items() if k not in ("recurrence", "period", "until")}
-    schedulingOptions = {"shared": request.shared, "storage": storage, "traffic": traffic}
+    schedulingOptions: dict[str, Any] = {"shared": request.shared, "storage": storage, "traffic": traffic}
     if queued:
         schedulingOptions.update(queued=True, until=until)
     elif request.recurrence:
@@ -370,6 +374,11 @@ def allocate(
     else:
         reason = f"experiment #{experiment.id} requested {units} {what} x {k} intervals x {duration} s"
     quotas.charge(txn, owner.id, userQuotas, amounts, reason, now)
+    emit(txn, BookingMade(
+        time=now, actor="owner", reason=reason, expid=experiment.id, ownerid=owner.id,
+        schedids=tuple(s.id for s in schedules), nodeids=tuple(s.nodeid for s in schedules),
+        status=status, start=experiment.start, stop=experiment.stop, sliceURN=experiment.sliceURN,
+    ))
     return result
 
 
