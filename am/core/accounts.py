@@ -206,7 +206,7 @@ def bootstrapUser(
     return "unchanged", known
 
 
-def setNodeTags(txn: IStoreTransaction, nodeid: str, text: str) -> Node:
+def setNodeTags(txn: IStoreTransaction, nodeid: str, text: str, now: int = 0) -> Node:
     """
     Replace a node's admin tags from C{tag:value,tag:value} (legacy C{PUT type=...}).
     """
