@@ -81,10 +81,6 @@ class Scheduler:
         The one commit path of every command: run C{function} in one store
         transaction, then deliver the events it recorded.
         """
-        try:
-            checkArguments(function, args, kwargs)
-        except Exception:
-            return fail()
         return self._command(function, args, kwargs)
 
     def _command(
@@ -98,8 +94,13 @@ class Scheduler:
         Run C{function(txn, *args, **kwargs)} as one transaction. Once it has
         committed, its events go to the subscribers (on the reactor thread,
         never the store's); if it fails nothing is delivered, except the event
-        C{refused} makes of a L{Conflict} (a refused booking).
+        C{refused} makes of a L{Conflict} (a refused booking). Text no store
+        can hold is refused first, naming the parameter.
         """
+        try:
+            checkArguments(function, args, kwargs)
+        except Exception:
+            return fail()
         d = self._store.transact(runCommand, function, args, kwargs)
 
         def committed(outcome: tuple[Any, tuple[Event, ...]]) -> Any:
