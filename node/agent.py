@@ -43,6 +43,7 @@ from node.hooks import (
     startStatus,
     stopStatus,
 )
+from node.phases import Step, advance
 from node.state import (
     DEPLOYED,
     DONE,
@@ -109,7 +110,7 @@ class MarvindAgent(Service):
         for task in self._tasks.values():
             if task.phase in (STARTING, RUNNING):
                 # We went down while it ran: it is redone from "deployed".
-                task.phase = DEPLOYED
+                task.phase = advance(task.phase, Step.REBOOTED)
                 task.interrupted = True
         if self._tasks or self._queue:
             _log.info(
@@ -462,13 +463,13 @@ class MarvindAgent(Service):
             if task.phase in (NEW, DONE):
                 self._forget(task)
             else:
-                task.phase, task.stopAs = STOPPING, "aborted"
+                task.phase, task.stopAs = advance(task.phase, Step.STOP), "aborted"
                 self._step(task, self._stop(task))
         elif task.phase == NEW:
             if now >= task.stop:
-                self._finish(task, "failed; the task window closed before it could be deployed")
+                self._finish(task, "failed; the task window closed before it could be deployed", Step.GAVE_UP)
             elif not task.image:
-                self._finish(task, "failed; no container image (deployment option script)")
+                self._finish(task, "failed; no container image (deployment option script)", Step.GAVE_UP)
             elif task.retryAt is not None and now < task.retryAt:
                 self._arm(task, task.retryAt)
             elif self._maintenance:
@@ -482,7 +483,7 @@ class MarvindAgent(Service):
             if now >= task.stop:
                 if task.interrupted:
                     # It ran until we went down; the stop hook says how it ended.
-                    task.phase, task.stopAs = STOPPING, "stopped"
+                    task.phase, task.stopAs = advance(task.phase, Step.STOP), "stopped"
                     self._step(task, self._stop(task))
                 else:
                     self._fail(task, "failed; the stop time passed before the task could start")
@@ -495,7 +496,7 @@ class MarvindAgent(Service):
                 self._arm(task, task.start)
         elif task.phase == RUNNING:
             if now >= task.stop:
-                task.phase, task.stopAs = STOPPING, "stopped"
+                task.phase, task.stopAs = advance(task.phase, Step.STOP), "stopped"
                 self._step(task, self._stop(task))
             else:
                 self._arm(task, task.stop)
@@ -507,17 +508,18 @@ class MarvindAgent(Service):
         Report C{status} now, then let the stop hook clean up.
         """
         self._queueReport(task, status)
-        task.phase, task.stopAs = STOPPING, "failed"
+        task.phase, task.stopAs = advance(task.phase, Step.STOP), "failed"
         self._commit()
         self._step(task, self._stop(task))
 
-    def _finish(self, task: TaskRecord, status: str | None) -> None:
+    def _finish(self, task: TaskRecord, status: str | None, step: Step = Step.STOPPED) -> None:
         """
-        The task is over here: report its final status, drop its files.
+        The task is over here (C{step}: it gave up before deploying, or its
+        stop hook is done): report its final status, drop its files.
         """
         if status is not None:
             self._queueReport(task, status)
-        task.phase, task.retryAt = DONE, None
+        task.phase, task.retryAt = advance(task.phase, step), None
         self._disarm(task)
         self._store.removeTaskFiles(task.id)
         self._commit()
@@ -541,7 +543,7 @@ class MarvindAgent(Service):
         status = deployStatus(result)
         code = statusCode(status)
         if code == "deployed":
-            task.phase, task.retryAt = DEPLOYED, None
+            task.phase, task.retryAt = advance(task.phase, Step.DEPLOYED), None
             if not task.interrupted:
                 self._queueReport(task, status)
             self._commit()
@@ -550,24 +552,24 @@ class MarvindAgent(Service):
             self._queueReport(task, status)
             self._commit()
         else:
-            self._finish(task, status)
+            self._finish(task, status, Step.GAVE_UP)
 
     async def _start(self, task: TaskRecord) -> None:
         """
         Run the start hook (C{restarted} for an interrupted task); on failure, clean up next.
         """
         status = "restarted" if task.interrupted else "started"
-        task.phase = STARTING
+        task.phase = advance(task.phase, Step.START)
         self._commit()
         result = await self._hooks.runHook("start", task, status)
         outcome = startStatus(result, status)
         if outcome == status:
-            task.phase, task.interrupted = RUNNING, False
+            task.phase, task.interrupted = advance(task.phase, Step.STARTED), False
             self._queueReport(task, status)
             self._commit()
         else:
             self._queueReport(task, outcome)
-            task.phase, task.stopAs = STOPPING, "failed"
+            task.phase, task.stopAs = advance(task.phase, Step.STOP), "failed"
             self._commit()
 
     async def _stop(self, task: TaskRecord) -> None:
@@ -597,7 +599,7 @@ class MarvindAgent(Service):
         result = await self._hooks.runHook("check", task)
         if result.exitCode == ENDED:
             _log.info("Task {id} ended by itself", id=task.id)
-            task.phase, task.stopAs = STOPPING, "finished"
+            task.phase, task.stopAs = advance(task.phase, Step.STOP), "finished"
             self._commit()
         elif not result.ok:
             _log.warn(
