@@ -21,12 +21,13 @@ class Step(str, Enum):
     """
 
     DEPLOYED = "deployed"  # the deploy hook succeeded
-    GAVE_UP = "gave up"  # not deployable: window closed, no image, deploy hook failed
+    GAVE_UP = "gave up"  # not deployable (window closed, no image, deploy hook failed) or stopped on request until its end
     START = "start"  # start time reached: the start hook is launched
     STARTED = "started"  # the start hook succeeded
     STOP = "stop"  # stop time reached, task ended by itself, failure, or the controller ended it
     STOPPED = "stopped"  # the stop hook is done: final status queued
     REBOOTED = "rebooted"  # the agent restarted while the task was starting or running
+    STOPPED_ON_REQUEST = "stopped on request"  # stop hook done for a stop request: deployed afresh before a start
 
 
 class PhaseError(Exception):
@@ -39,6 +40,7 @@ TABLE: dict[tuple[str, Step], str] = {
     (NEW, Step.DEPLOYED): DEPLOYED,
     (NEW, Step.GAVE_UP): DONE,
     (DEPLOYED, Step.START): STARTING,
+    (DEPLOYED, Step.GAVE_UP): DONE,
     (DEPLOYED, Step.STOP): STOPPING,
     (STARTING, Step.STARTED): RUNNING,
     (STARTING, Step.STOP): STOPPING,
@@ -48,6 +50,7 @@ TABLE: dict[tuple[str, Step], str] = {
     # The controller ending a task being stopped re-aims the stop (aborted).
     (STOPPING, Step.STOP): STOPPING,
     (STOPPING, Step.STOPPED): DONE,
+    (STOPPING, Step.STOPPED_ON_REQUEST): NEW,
 }
 
 

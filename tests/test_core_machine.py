@@ -2,7 +2,7 @@
 A state machine over the scheduling core, driving both faces' commands as
 they use them (REST-like booking, deletion and node reports; GENI-like
 allocate, provision, renew and delete of slices) plus allocation expiry,
-heartbeats and clock advances, on the in-memory SQLite store and on
+the sweep of what nobody ran, heartbeats and clock advances, on the in-memory SQLite store and on
 PostgreSQL. After every step:
 
 - no two blocking intervals of one node come closer than the padding;
@@ -160,6 +160,10 @@ class CoreMachine(RuleBasedStateMachine):
     @rule()
     def expire(self) -> None:
         _done(self.scheduler.expireAllocations())
+
+    @rule()
+    def sweep(self) -> None:
+        _done(self.scheduler.sweep())
 
     @rule(seconds=st.sampled_from([30, 300, 1000, 4000]))
     def advance(self, seconds: int) -> None:

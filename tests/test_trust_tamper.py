@@ -104,3 +104,54 @@ class TamperBeforeSigningTests(SynchronousTestCase):
         e = self.refusal(child)
         self.assertIn(f"delegated by {p.bob.urn}", e.message)
         self.assertIn("does not own its parent", e.message)
+
+
+class CredentialBoundaryTests(SynchronousTestCase):
+    """
+    Expiry and the wildcard privilege at their edges.
+    """
+
+    def setUp(self) -> None:
+        self.p = pki()
+        self.trust, self.clock = makeTrust()
+
+    def test_expiresAtItsSecond(self) -> None:
+        """
+        A credential is good up to and including its expiry second, refused
+        one second later, naming when it expired; the same for a delegation
+        whose parent expires first.
+        """
+        from am.trust.errors import EXPIRED
+
+        credential = sliceCredential(lifetime=3600)
+        child = authority.delegate(
+            sliceCredential(delegatable=True, lifetime=3600), self.p.alice, self.p.bob,
+            privileges=["control"], lifetime=1800, now=NOW,
+        )
+        self.clock.advance(1799)
+        self.trust.verifyCredential(child)
+        self.clock.advance(1)
+        self.trust.verifyCredential(child)
+        self.clock.advance(1)
+        e = self.assertRaises(TrustError, self.trust.verifyCredential, child)
+        self.assertEqual(e.geniCode, EXPIRED)
+        self.assertIn("the credential expired at", e.message)
+        self.clock.advance(3600 - 1801)
+        self.trust.verifyCredential(credential)
+        self.clock.advance(1)
+        e = self.assertRaises(TrustError, self.trust.verifyCredential, credential)
+        self.assertEqual(e.geniCode, EXPIRED)
+
+    def test_wildcardLetsAnyPrivilegeBeDelegated(self) -> None:
+        """
+        A parent holding a delegatable C{*} may delegate any named privilege;
+        without C{*} the same name is refused.
+        """
+        p = self.p
+        everything = authority.issueSliceCredential(p.ca, p.alice, p.s1, privileges=["*"], delegatable=True, now=NOW)
+        child = authority.delegate(everything, p.alice, p.bob, privileges=["control"], now=NOW)
+        self.assertEqual([x.name for x in self.trust.verifyCredential(child).credential.privileges], ["control"])
+        narrow = authority.issueSliceCredential(p.ca, p.alice, p.s1, privileges=["info"], delegatable=True, now=NOW)
+        refused = authority.delegate(narrow, p.alice, p.bob, privileges=["control"], now=NOW)
+        e = self.assertRaises(TrustError, self.trust.verifyCredential, refused)
+        self.assertIn("claims privilege 'control'", e.message)

@@ -10,18 +10,24 @@ configuration file. C{files/etc/marvinctld.conf} explains every key.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
+import socket
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from node import confcheck as check
 from node.confcheck import ConfigError, readYAML
 
 from am.ctl.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
+from am.core.accounts import normaliseFingerprint
+from am.core.errors import BadRequest
 from am.core.policy import Policy
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
@@ -132,6 +138,7 @@ class ControllerConfig:
     corsOrigins: Optional[tuple[str, ...]] = None
     log: LogConfig = attrs.field(factory=LogConfig)
     publicURL: Optional[str] = None
+    publicURLDerived: bool = False
     demo: Optional[DemoSetup] = None
     geni: Optional[GeniConfig] = None
 
@@ -200,11 +207,6 @@ def fingerprintOf(pem: bytes) -> str:
     """
     The REST face's name for a certificate: SHA-1 of its DER, lowercase hex.
     """
-    import hashlib
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     certificate = x509.load_pem_x509_certificate(pem)
     return hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
@@ -214,9 +216,6 @@ def _checkTLS(tls: TLSListener) -> None:
     Parse the PEM files now, so a wrong path or a key of another certificate
     stops start-up with a message rather than failing the first handshake.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     where = "listen.tls"
     try:
         chain = x509.load_pem_x509_certificates(check.readable(tls.certificate, f"{where}.certificate"))
@@ -270,9 +269,6 @@ def _listeners(data: dict[str, Any], base: str) -> tuple[Optional[TLSListener], 
 
 
 def _admins(data: dict[str, Any], base: str, checkFiles: bool = True) -> list[BootstrapUser]:
-    from am.core.accounts import normaliseFingerprint
-    from am.core.errors import BadRequest
-
     admins = data.get("admins")
     if admins is None:
         return []
@@ -397,7 +393,13 @@ def _log(data: dict[str, Any], base: str, checkFiles: bool = True) -> LogConfig:
     return LogConfig(file=path, level=level, format=form)
 
 
-def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optional[DemoSetup] = None) -> ControllerConfig:
+def parseConfig(
+    data: Any,
+    base: str = ".",
+    checkFiles: bool = True,
+    demo: Optional[DemoSetup] = None,
+    hostname: Optional[Callable[[], str]] = None,
+) -> ControllerConfig:
     """
     Validate a parsed YAML document.
 
@@ -465,12 +467,19 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
             raise ConfigError(f"cors.origins: {origin!r} is not an origin like https://ui.example.org")
 
     publicURL = check.string(data, "public_url", "public_url")
+    derived = False
     if publicURL is not None:
         parts = urlsplit(publicURL)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"public_url: must be an https:// URL, not {publicURL!r}")
     elif tls is not None:
-        host = "localhost" if tls.address in ("0.0.0.0", "::", "127.0.0.1", "::1") else tls.address
+        if tls.address in ("127.0.0.1", "::1"):
+            host = "localhost"  # true: only this machine can call
+        elif tls.address in ("0.0.0.0", "::"):
+            host = _machineName(hostname or _fqdn, data.get("geni") is not None)
+            derived = True
+        else:
+            host = f"[{tls.address}]" if ":" in tls.address else tls.address
         publicURL = f"https://{host}:{tls.port}/"
 
     return ControllerConfig(
@@ -488,9 +497,35 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         corsOrigins=tuple(origins) if origins else None,
         log=_log(data, base, checkFiles),
         publicURL=publicURL,
+        publicURLDerived=derived,
         demo=demo,
         geni=_geni(data, base, tls, checkFiles),
     )
+
+
+_fqdn = socket.getfqdn
+
+
+def _machineName(hostname: Callable[[], str], geni: bool) -> str:
+    """
+    The host name to advertise for a wildcard listener without C{public_url}:
+    this machine's fully qualified name. GENI clients use the URL GetVersion
+    gives, so with a GENI face a name that only means this machine
+    (C{localhost}, or no name at all) refuses to start instead.
+    """
+    try:
+        name = (hostname() or "").strip().rstrip(".")
+    except OSError:
+        name = ""
+    if not name or name.lower() == "localhost" or name.lower().startswith("localhost."):
+        if geni:
+            raise ConfigError(
+                "public_url: the TLS listener is on a wildcard address and this machine has no real host name "
+                f"({name or 'none'!r}), so GetVersion would send GENI clients to localhost; "
+                "set public_url to the https:// URL clients reach"
+            )
+        return "localhost"
+    return name
 
 
 # -- loading and the demo -----------------------------------------------------------

@@ -24,6 +24,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from am.core.interfaces import IScheduler
 from am.ctl.inventorymap import (  # noqa: F401 (re-exported)
     Field,
     FieldMapping,
@@ -73,7 +74,7 @@ class _BoundedBody(Protocol):
 
     def _stop(self) -> None:
         if self.transport is not None:
-            self.transport.stopProducing()
+            self.transport.stopProducing()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
         if self.finished.called:
@@ -85,7 +86,7 @@ class _BoundedBody(Protocol):
             return
         self.chunks.append(data)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if self.finished.called:
             return
         from twisted.web.client import ResponseDone
@@ -168,7 +169,7 @@ class InventorySync:
 
     def __init__(
         self,
-        scheduler: Any,
+        scheduler: IScheduler,
         clock: IReactorTime,
         staticFile: Optional[str] = None,
         fetch: Optional[Callable[[], Deferred]] = None,

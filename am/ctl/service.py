@@ -23,7 +23,15 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.logger import Logger
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    Logger,
+    globalLogBeginner,
+    jsonFileLogObserver,
+    textFileLogObserver,
+)
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
@@ -114,7 +122,9 @@ def redacted(database: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", database)
 
 
-def defaultRESTFactory(scheduler: Any, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]) -> Resource:
+def defaultRESTFactory(
+    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]
+) -> IResource:
     """
     The MONROE REST resource over C{scheduler}, trusting identity headers only
     from the configured proxies.
@@ -203,7 +213,7 @@ class Controller(MultiService):
         self,
         config: ControllerConfig,
         reactor: Any,
-        restFactory: Callable[..., Resource] = defaultRESTFactory,
+        restFactory: Callable[..., IResource] = defaultRESTFactory,
         storeFactory: Callable[[str, Any], Any] = openStore,
         fetcherFactory: Optional[Callable[[Any, Any], Callable[[], Deferred]]] = None,
         faces: Sequence[Callable[["Controller"], None]] = (),
@@ -215,7 +225,7 @@ class Controller(MultiService):
         self.storeFactory = storeFactory
         self.faces = tuple(faces) + ((mountGENI,) if config.geni is not None else ())
         self.store: Any = None
-        self.scheduler: Any = None
+        self.scheduler: Optional[IScheduler] = None
         self.root: Optional[IResource] = None
         self.ready: Deferred = Deferred()
         # Bodies past the larger of the faces' limits are never stored; each
@@ -231,7 +241,7 @@ class Controller(MultiService):
             period=inventory.period, retry=inventory.retry,
         )
         for scheme, makeEndpoint in self._endpoints():
-            self.addService(Listener(scheme, makeEndpoint, self.site))
+            self.addService(Listener(scheme, makeEndpoint, self.site))  # type: ignore[arg-type]
         expiry = TimerService(config.expiryPeriod, self.expireOnce)
         expiry.clock = reactor
         expiry.setName("expiry")
@@ -281,7 +291,7 @@ class Controller(MultiService):
         """
         for listener in self.listeners():
             if listener.name == scheme and listener.port is not None:
-                return listener.port.getHost().port
+                return listener.port.getHost().port  # type: ignore[attr-defined]
         return None
 
     def privilegedStartService(self) -> None:
@@ -326,7 +336,10 @@ class Controller(MultiService):
             return
         for listener in listeners:
             host = listener.port.getHost()
-            self.log.info("listening for {scheme} on {host}:{port}", scheme=listener.name, host=host.host, port=host.port)
+            self.log.info(
+                "listening for {scheme} on {host}:{port}",
+                scheme=listener.name, host=host.host, port=host.port,  # type: ignore[attr-defined]
+            )
         waiting = []
         for service in self:
             if not isinstance(service, Listener):
@@ -410,6 +423,7 @@ def makeService(options: Options, reactor: Any = None) -> Controller:
     a failed start-up is logged as critical and stops the reactor.
     """
     if reactor is None:
+        # Not at module level: twistd must install its reactor first.
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
@@ -431,15 +445,6 @@ def startLogging(config: LogConfig, stdout: Optional[TextIO] = None) -> Any:
     Send the global log to a file or standard output, filtered by level.
     (Under twistd, twistd's own log options apply instead.)
     """
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        jsonFileLogObserver,
-        textFileLogObserver,
-    )
-
     stream = stdout or sys.stdout
     if config.file != "-":
         stream = open(config.file, "a", encoding="utf-8", buffering=1)

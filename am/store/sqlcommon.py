@@ -35,6 +35,18 @@ class SQLTransaction:
 
     _db: Any
 
+    def _scheduleRow(self, schedule: Schedule) -> tuple:
+        """
+        A schedule's columns as this database takes them (each store has its own).
+        """
+        raise NotImplementedError()
+
+    def _userRow(self, user: User) -> tuple:
+        """
+        A user's columns as this database takes them (each store has its own).
+        """
+        raise NotImplementedError()
+
     def _sql(self, text: str) -> str:
         """
         The query in this database's placeholder style (C{?} here).
