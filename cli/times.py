@@ -53,7 +53,7 @@ def parseDuration(text: str) -> int:
     clock = _CLOCK.match(raw)
     if clock:
         hours, minutes, seconds = clock.groups()
-        total = int(hours) * 3600 + int(minutes) * 60 + int(seconds or 0)
+        total: float = int(hours) * 3600 + int(minutes) * 60 + int(seconds or 0)
     else:
         total, position, parts = 0.0, 0, 0
         while position < len(raw):

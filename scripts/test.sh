@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 . scripts/_postgres.sh
 "$VENV/bin/lint-imports" --no-cache --no-logo
 # Types, with zope interfaces understood (config: setup.cfg [mypy]).
-"$VENV/bin/mypy" am rest_compat rspec node
+"$VENV/bin/mypy" am cli rest_compat rspec node
 exec "$VENV/bin/python" -m pytest "$@"

@@ -26,6 +26,7 @@ from node import confcheck as check
 from node.confcheck import ConfigError, readYAML
 
 from am.ctl.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
+from am.ctl.oauth import OAuth2Settings
 from am.core.accounts import normaliseFingerprint
 from am.core.errors import BadRequest
 from am.core.policy import Policy
@@ -331,7 +332,7 @@ def _inventoryAPI(section: dict[str, Any], base: str, checkFiles: bool) -> Inven
     where = "inventory.api"
     check.known(
         section,
-        {"url", "token_header", "token", "token_file", "timeout", "list_key", "max_bytes", "ca", "fields"},
+        {"url", "token_header", "token", "token_file", "oauth2", "timeout", "list_key", "max_bytes", "ca", "fields"},
         where,
     )
     url = check.required(section, "url", f"{where}.url")
@@ -343,7 +344,13 @@ def _inventoryAPI(section: dict[str, Any], base: str, checkFiles: bool) -> Inven
     if token is not None and tokenFile is not None:
         raise ConfigError(f"{where}: give token or token_file, not both")
     if tokenFile is not None:
-        token = check.readable(check.path(base, tokenFile), f"{where}.token_file").decode("utf-8", "replace").strip()
+        tokenFile = check.path(base, tokenFile)
+        token = check.readable(tokenFile, f"{where}.token_file").decode("utf-8", "replace").strip()
+    oauth2 = None
+    if section.get("oauth2") is not None:
+        if token is not None or tokenFile is not None:
+            raise ConfigError(f"{where}: give oauth2 or a static token (token, token_file), not both")
+        oauth2 = _oauth2(check.section(section, "oauth2", f"{where}.oauth2"), base, checkFiles)
     header = check.string(section, "token_header", f"{where}.token_header", "Authorization") or "Authorization"
     if not all(c.isalnum() or c in "-_" for c in header):
         raise ConfigError(f"{where}.token_header: not a valid header name: {header!r}")
@@ -365,8 +372,48 @@ def _inventoryAPI(section: dict[str, Any], base: str, checkFiles: bool) -> Inven
         listKey=check.string(section, "list_key", f"{where}.list_key"),
         tokenHeader=header,
         token=token,
+        tokenFile=tokenFile,
+        oauth2=oauth2,
         timeout=_number(section, "timeout", f"{where}.timeout", 60, 1),
         maxBytes=maxBytes,
+        caFile=ca,
+    )
+
+
+def _oauth2(section: dict[str, Any], base: str, checkFiles: bool) -> OAuth2Settings:
+    where = "inventory.api.oauth2"
+    check.known(
+        section,
+        {"token_url", "client_id", "client_secret_file", "scope", "auth", "refresh_margin", "timeout",
+         "min_backoff", "max_backoff", "ca"},
+        where,
+    )
+    url = check.required(section, "token_url", f"{where}.token_url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}.token_url: must be an http:// or https:// URL, not {url!r}")
+    secretFile = check.path(base, check.required(section, "client_secret_file", f"{where}.client_secret_file"))
+    if checkFiles and not check.readable(secretFile, f"{where}.client_secret_file").strip():
+        raise ConfigError(f"{where}.client_secret_file: {secretFile} is empty")
+    auth = check.string(section, "auth", f"{where}.auth", "basic")
+    if auth not in ("basic", "body"):
+        raise ConfigError(f"{where}.auth: must be basic or body, not {auth!r}")
+    ca = check.string(section, "ca", f"{where}.ca")
+    if ca is not None:
+        ca = check.path(base, ca)
+        if checkFiles and b"-----BEGIN CERTIFICATE-----" not in check.readable(ca, f"{where}.ca"):
+            raise ConfigError(f"{where}.ca: {ca} holds no PEM certificate")
+    minBackoff = _number(section, "min_backoff", f"{where}.min_backoff", 5, 1)
+    return OAuth2Settings(
+        tokenURL=url,
+        clientId=check.required(section, "client_id", f"{where}.client_id"),
+        secretFile=secretFile,
+        scope=check.string(section, "scope", f"{where}.scope"),
+        auth=auth,
+        margin=_number(section, "refresh_margin", f"{where}.refresh_margin", 60, 0),
+        timeout=_number(section, "timeout", f"{where}.timeout", 30, 1),
+        minBackoff=minBackoff,
+        maxBackoff=_number(section, "max_backoff", f"{where}.max_backoff", 600, minBackoff),
         caFile=ca,
     )
 
