@@ -25,7 +25,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
 from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
-from rest_compat import access, backend, experiments, nodes, render, resources, schedules, users
+from rest_compat import access, backend, calendar, experiments, nodes, render, resources, schedules, ui, users
 from rest_compat.auth import Authenticator, Caller
 from rest_compat.backend import UNAUTHENTICATED
 from rest_compat.context import Context, HTTPError, Reply
@@ -39,6 +39,17 @@ API_VERSION = "1.0"
 ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("version",), "version"),
     (("openapi.json",), "openapi"),
+    (("ui",), "ui"),
+    (("ui", "changes"), "ui/changes"),
+    (("ui", "*"), "ui/file"),
+    (("schedules.ics",), "calendar"),
+    (("schedules.json",), "calendar"),
+    (("users", "*", "schedules.ics"), "user/calendar"),
+    (("users", "*", "schedules.json"), "user/calendar"),
+    (("experiments", "*", "schedules.ics"), "experiment/calendar"),
+    (("experiments", "*", "schedules.json"), "experiment/calendar"),
+    (("resources", "*", "schedules.ics"), "resource/calendar"),
+    (("resources", "*", "schedules.json"), "resource/calendar"),
     (("resources",), "resources"),
     (("resources", "*"), "resource"),
     (("resources", "*", "schedules"), "resource/schedules"),
@@ -96,6 +107,13 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("experiment/schedules", "GET"): experiments.experimentSchedules,
     ("experiment/schedule", "GET"): experiments.experimentSchedule,
     ("schedules", "GET"): schedules.listSchedules,
+    ("ui", "GET"): ui.page,
+    ("ui/file", "GET"): ui.asset,
+    ("ui/changes", "GET"): ui.changes,
+    ("calendar", "GET"): calendar.allCalendar,
+    ("user/calendar", "GET"): calendar.userCalendar,
+    ("experiment/calendar", "GET"): calendar.experimentCalendar,
+    ("resource/calendar", "GET"): calendar.resourceCalendar,
     ("schedules/find", "GET"): schedules.find,
     ("schedule", "GET"): schedules.getSchedule,
     ("schedule", "PUT"): nodes.report,

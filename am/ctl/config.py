@@ -507,7 +507,10 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
                 name="Marvin demo user", fingerprint=pki.fingerprints["user"], role="user",
                 project="demo", urn=pki.urns["user"],
             ),
-            BootstrapUser(name="Node 1", fingerprint=pki.fingerprints["node"], role="node"),
+        ] + [
+            # One node user per demo agent identity: "node" is node 1, "nodeN" node N.
+            BootstrapUser(name=f"Node {name[4:] or '1'}", fingerprint=fp, role="node")
+            for name, fp in pki.fingerprints.items() if name.startswith("node")
         ] + bootstrap
 
     housekeeping = _section(data, "housekeeping", "housekeeping")

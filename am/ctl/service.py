@@ -32,7 +32,7 @@ from am.core import accounts
 from am.core.errors import MarvinError
 from am.core.scheduler import Scheduler
 from am.ctl.config import BootstrapUser, ConfigError, ControllerConfig, LogConfig, TLSListener, loadConfig
-from am.ctl.demo import demoInstructions, prepareDemo
+from am.ctl.demo import addDemoAgents, demoInstructions, prepareDemo
 from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
 from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
 from am.ctl.site import MarvinSite, makeSite
@@ -396,7 +396,10 @@ def makeController(options: Options, reactor: Any) -> Controller:
 
     @raise ConfigError: naming the file and the problem.
     """
-    return Controller(options.loadConfig(), reactor)
+    controller = Controller(options.loadConfig(), reactor)
+    if controller.config.demo is not None:
+        addDemoAgents(controller)
+    return controller
 
 
 def makeService(options: Options, reactor: Any = None) -> Controller:
