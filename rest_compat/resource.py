@@ -363,6 +363,7 @@ def buildRESTResource(
     @return: a root resource serving C{/version}, C{/openapi.json}, C{/v1/...}
         and the same paths without C{/v1}; C{putChild} more on it freely.
     """
+    ui.counterFor(scheduler)  # the timeline's live updates follow the core's events from now on
     application = RESTApplication(
         scheduler, authenticator, CORSPolicy.coerce(cors), sync, maxBody, loadDocument()
     )

@@ -5,18 +5,21 @@ package data (C{rest_compat/ui/}, no build step, no library), served through
 the REST face so that it has the same authentication (client certificate or
 trusted proxy headers) and access matrix; and C{GET /ui/changes}, the cheap
 endpoint the page polls for live updates: a counter of the core's committed
-changes, kept in memory and fed by the scheduler's change listeners, so a
-poll touches no database.
+events (L{am.core.events}), kept in memory with the latest schedule status
+changes, so a poll touches no database.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import weakref
+from collections import deque
 from typing import Any
 
 from am.core.errors import NotFound
+from am.core.events import ScheduleStatusChanged
 from rest_compat.context import Context, Reply
+from rest_compat.params import intParam
 
 #: file name -> content type; nothing else is served.
 FILES = {
@@ -24,6 +27,9 @@ FILES = {
     "timeline.js": "text/javascript; charset=utf-8",
     "timeline.css": "text/css; charset=utf-8",
 }
+
+#: How many schedule status changes are kept for the page.
+KEEP = 2000
 
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _PAGE_HEADERS = {
@@ -36,15 +42,29 @@ _PAGE_HEADERS = {
 
 class ChangeCounter:
     """
-    Counts the scheduler's committed changes (one per change command).
+    Follows the core's event stream (L{am.core.events}): C{version} counts
+    committed events, and the latest schedule status changes are kept
+    (bounded) so the page can show each one with its real time.
     """
 
-    def __init__(self, scheduler: Any) -> None:
+    def __init__(self, scheduler: Any, keep: int = KEEP) -> None:
         self.version = 0
-        scheduler.listeners.append(self.bump)
+        self.statuses: deque[tuple[int, dict[str, Any]]] = deque(maxlen=keep)
+        scheduler.events.subscribe(self.observe)
 
-    def bump(self) -> None:
+    def observe(self, event: Any) -> None:
         self.version += 1
+        if isinstance(event, ScheduleStatusChanged):
+            self.statuses.append((self.version, {
+                "schedid": event.schedid, "old": event.old, "new": event.new,
+                "time": event.time, "actor": event.actor,
+            }))
+
+    def since(self, version: int) -> list[dict[str, Any]]:
+        """
+        The status changes after C{version}, oldest first.
+        """
+        return [change for (v, change) in self.statuses if v > version]
 
 
 _counters: "weakref.WeakKeyDictionary[Any, ChangeCounter]" = weakref.WeakKeyDictionary()
@@ -52,7 +72,8 @@ _counters: "weakref.WeakKeyDictionary[Any, ChangeCounter]" = weakref.WeakKeyDict
 
 def counterFor(scheduler: Any) -> ChangeCounter:
     """
-    The change counter of C{scheduler}, made (and subscribed) on first use.
+    The change counter of C{scheduler}, made (and subscribed) on first use;
+    L{rest_compat.resource.buildRESTResource} makes it when the face is built.
     """
     counter = _counters.get(scheduler)
     if counter is None:
@@ -87,7 +108,12 @@ async def asset(ctx: Context) -> Reply:
 
 async def changes(ctx: Context) -> Reply:
     """
-    C{GET /ui/changes}: C{{version, now}}; C{version} grows with every
-    committed change, so the page refetches only when it moved.
+    C{GET /ui/changes[?since=V]}: C{{version, now, statuses}}; C{version}
+    grows with every committed event, so the page refetches only when it
+    moved, and C{statuses} lists the schedule status changes after C{since}
+    (each C{{schedid, old, new, time, actor}}), for the page's status history.
     """
-    return Reply(200, {"version": counterFor(ctx.scheduler).version, "now": ctx.now()}, headers=dict(_NO_STORE))
+    counter = counterFor(ctx.scheduler)
+    since = intParam(ctx.params, "since", counter.version, minimum=0)
+    body = {"version": counter.version, "now": ctx.now(), "statuses": counter.since(since)}
+    return Reply(200, body, headers=dict(_NO_STORE))

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_scheduler -*-
+# -*- test-case-name: tests.test_lifecycle,tests.test_states -*-
 """
 Errors the scheduling core raises; each protocol face maps them to its own form
 (an HTTP status with a JSON message, or a GENI error code struct).
@@ -47,4 +47,18 @@ class Conflict(MarvinError):
 class TransitionRefused(Conflict):
     """
     A status change that the state machine does not allow.
+    """
+
+
+class AlreadyExists(Conflict):
+    """
+    The thing to create exists already (a GENI slice that has slivers here:
+    single allocation).
+    """
+
+
+class StaleWrite(Conflict):
+    """
+    A row changed between being read and being written back (its version
+    moved on): nothing was written; the caller may simply try again.
     """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_scheduler -*-
+# -*- test-case-name: tests.test_store_contract -*-
 """
 The core's value objects: nodes, users, quotas, experiments, schedules.
 
@@ -13,15 +13,17 @@ from typing import Any, Optional
 import attrs
 
 from am.core import states
+from am.core.states import (  # noqa: F401 (re-exported: the tables own the status names)
+    EXPERIMENT_ACTIVE,
+    NODE_ACTIVE,
+    NODE_DISABLED,
+    NODE_MAINTENANCE,
+    NODE_MISSING,
+    NODE_STATUSES,
+)
 
 ROLES = ("user", "node", "admin")
 QUOTA_KINDS = ("time", "data", "storage")
-
-NODE_ACTIVE = "active"
-NODE_MAINTENANCE = "maintenance"
-NODE_DISABLED = "disabled"
-NODE_MISSING = "missing"
-NODE_STATUSES = (NODE_ACTIVE, NODE_MAINTENANCE, NODE_DISABLED, NODE_MISSING)
 
 TAG_ADMIN = "admin"
 TAG_INVENTORY = "inventory"
@@ -64,6 +66,7 @@ class User:
     project: str = ""
     invalid: bool = False
     nodeid: Optional[str] = None
+    version: int = 0  # bumped by every write; a write of an older version is refused
 
     @property
     def active(self) -> bool:
@@ -113,11 +116,12 @@ class Experiment:
     start: int = 0
     stop: int = 0
     options: dict[str, Any] = attrs.field(factory=dict)
-    status: str = "active"
+    status: str = EXPERIMENT_ACTIVE
     recurringUntil: int = 0
     sliceURN: Optional[str] = None
     id: Optional[int] = None
     created: int = 0
+    version: int = 0  # bumped by every write; a write of an older version is refused
 
 
 @attrs.define
@@ -140,6 +144,7 @@ class Schedule:
     expires: int = 0
     id: Optional[int] = None
     updated: int = 0
+    version: int = 0  # bumped by every write; a write of an older version is refused
 
     @property
     def blocking(self) -> bool:

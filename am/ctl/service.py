@@ -28,8 +28,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 
-from am.core import accounts
-from am.core.errors import MarvinError
+from am.core.accounts import Bootstrap
+from am.core.interfaces import IScheduler
 from am.core.scheduler import Scheduler
 from am.ctl.config import BootstrapUser, ConfigError, ControllerConfig, LogConfig, TLSListener, loadConfig
 from am.ctl.demo import addDemoAgents, demoInstructions, prepareDemo
@@ -132,7 +132,7 @@ def defaultRESTFactory(scheduler: Any, config: ControllerConfig, sync: Optional[
 # -- bootstrap users ----------------------------------------------------------------
 
 
-def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred:
+def bootstrapUsers(scheduler: IScheduler, users: tuple[BootstrapUser, ...]) -> Deferred:
     """
     Create each configured user whose fingerprint is not known yet, in one
     transaction, so a fresh install can be administered through the API.
@@ -141,38 +141,20 @@ def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred
     @return: a Deferred firing with the list of names created.
     """
     log = Logger(namespace="marvinctld")
-    now, policy = scheduler.now(), scheduler.policy
+    specs = [
+        {"name": u.name, "role": u.role, "fingerprint": u.fingerprint, "urn": u.urn, "project": u.project}
+        for u in users
+    ]
 
-    def create(txn: Any) -> list[str]:
-        created = []
-        for user in users:
-            known = txn.findUser(fingerprint=user.fingerprint)
-            if known is not None:
-                if known.role != user.role or known.invalid:
-                    log.warn(
-                        "bootstrap user {name}: fingerprint {fp} belongs to user {id} "
-                        "({known}, role {role}{invalid}); left as it is",
-                        name=user.name, fp=user.fingerprint, id=known.id, known=known.name,
-                        role=known.role, invalid=", invalidated" if known.invalid else "",
-                    )
-                continue
-            try:
-                accounts.addUser(
-                    txn, user.name, user.role, now, policy, fingerprint=user.fingerprint,
-                    urn=user.urn, project=user.project,
-                )
-            except MarvinError as e:
-                log.warn("bootstrap user {name} not created: {why}", name=user.name, why=e.message)
-                continue
-            created.append(user.name)
-        return created
+    def report(outcomes: list[Bootstrap]) -> list[str]:
+        for outcome in outcomes:
+            if outcome.created:
+                log.info("bootstrap user {name} created", name=outcome.name)
+            elif outcome.note:
+                log.warn("bootstrap user {name}: {note}", name=outcome.name, note=outcome.note)
+        return [o.name for o in outcomes if o.created]
 
-    def report(created: list[str]) -> list[str]:
-        for name in created:
-            log.info("bootstrap user {name} created", name=name)
-        return created
-
-    return scheduler.transact(create).addCallback(report)
+    return scheduler.bootstrapUsers(specs).addCallback(report)
 
 
 # -- the service -------------------------------------------------------------------

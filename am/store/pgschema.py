@@ -140,6 +140,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX schedules_queued ON schedules (nodeid, id) WHERE status = 'queued';
     CREATE INDEX schedules_queue_expiry ON schedules (expires) WHERE status = 'queued';
     """,
+    # 4: row versions (SQLite 7): every update compares and sets them.
+    """
+    ALTER TABLE schedules ADD COLUMN version bigint NOT NULL DEFAULT 0;
+    ALTER TABLE experiments ADD COLUMN version bigint NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN version bigint NOT NULL DEFAULT 0;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

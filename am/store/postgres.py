@@ -145,13 +145,6 @@ class PostgresTransaction(SQLTransaction):
         )[0]
         return user.id
 
-    def updateUser(self, user: User) -> None:
-        self._db.execute(
-            "UPDATE users SET name = %s, role = %s, fingerprint = %s, urn = %s, project = %s, "
-            "invalid = %s, nodeid = %s WHERE id = %s",
-            (*self._userRow(user), recordKey(user.id)),
-        )
-
     # experiments
 
     def addExperiment(self, experiment: Experiment) -> int:

@@ -134,6 +134,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX schedules_queued ON schedules (nodeid, id) WHERE status = 'queued';
     CREATE INDEX schedules_queue_expiry ON schedules (expires) WHERE status = 'queued';
     """,
+    # 7: row versions: every update compares and sets them, so a write based on
+    # a stale read is refused instead of lost (docs/scheduling.md).
+    """
+    ALTER TABLE schedules ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE experiments ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional
 
+from am.core.errors import StaleWrite
 from am.core.model import Experiment, JournalEntry, Quota, Schedule, User
 from am.core.states import FINAL_STATES
 from am.store.rows import (
@@ -202,12 +203,26 @@ class SQLTransaction:
     def _all(self, sql: str, *args: Any) -> list[tuple]:
         return self._exec(sql, args).fetchall()
 
+    def _compareAndSet(self, sql: str, args: tuple, record: Any, what: str) -> None:
+        """
+        Run an C{UPDATE ... SET ..., version = version + 1 WHERE id = ? AND
+        version = ?} of C{record}; refuse when the row moved on since it was
+        read (or is gone), else note the new version on the record.
+
+        @raise StaleWrite: nothing was written.
+        """
+        if self._exec(sql, args).rowcount != 1:
+            raise StaleWrite(f"{what} {record.id} changed meanwhile; nothing was written, try again.")
+        record.version += 1
+
     def updateSchedule(self, schedule: Schedule) -> None:
-        self._exec(
+        self._compareAndSet(
             "UPDATE schedules SET expid = ?, nodeid = ?, start = ?, stop = ?, status = ?, "
             "reason = ?, shared = ?, blocking = ?, deployment_options = ?, charged_time = ?, "
-            "charged_data = ?, charged_storage = ?, expires = ?, updated = ? WHERE id = ?",
-            (*self._scheduleRow(schedule), recordKey(schedule.id)),
+            "charged_data = ?, charged_storage = ?, expires = ?, updated = ?, version = version + 1 "
+            "WHERE id = ? AND version = ?",
+            (*self._scheduleRow(schedule), recordKey(schedule.id), schedule.version),
+            schedule, "Schedule",
         )
         self._noteLongest([schedule])
 
@@ -250,8 +265,18 @@ class SQLTransaction:
         )
 
     def updateExperiment(self, experiment: Experiment) -> None:
-        self._exec(
+        self._compareAndSet(
             "UPDATE experiments SET name = ?, script = ?, nodetypes = ?, start = ?, stop = ?, "
-            "recurring_until = ?, options = ?, status = ?, slice_urn = ? WHERE id = ?",
-            (*self._experimentRow(experiment), recordKey(experiment.id)),
+            "recurring_until = ?, options = ?, status = ?, slice_urn = ?, version = version + 1 "
+            "WHERE id = ? AND version = ?",
+            (*self._experimentRow(experiment), recordKey(experiment.id), experiment.version),
+            experiment, "Experiment",
+        )
+
+    def updateUser(self, user: User) -> None:
+        self._compareAndSet(
+            "UPDATE users SET name = ?, role = ?, fingerprint = ?, urn = ?, project = ?, "
+            "invalid = ?, nodeid = ?, version = version + 1 WHERE id = ? AND version = ?",
+            (*self._userRow(user), recordKey(user.id), user.version),
+            user, "User",
         )

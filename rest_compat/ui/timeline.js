@@ -63,7 +63,7 @@
       const seen = state.history.get(e.id);
       if (!seen) {
         state.history.set(e.id, [{ status: e.status, at: e.updated || at, first: true }]);
-      } else if (seen[seen.length - 1].status !== e.status) {
+      } else if (seen[seen.length - 1].status !== e.status && !seen.some((s) => s.status === e.status && s.at >= (e.updated || at))) {
         seen.push({ status: e.status, at: e.updated || at });
       }
     }
@@ -130,10 +130,17 @@
   async function poll() {
     if (!offline) {
       try {
-        const changes = await api("ui/changes");
+        const changes = await api("ui/changes" + (state.version !== null ? "?since=" + state.version : ""));
         $("live").classList.add("on");
-        if (state.version !== null && changes.version !== state.version) await refresh(false);
+        for (const change of changes.statuses) {
+          const seen = state.history.get(change.schedid);
+          if (seen && !seen.some((s) => s.status === change.new && s.at === change.time)) {
+            seen.push({ status: change.new, at: change.time, actor: change.actor });
+          }
+        }
+        const moved = state.version !== null && changes.version !== state.version;
         state.version = changes.version;
+        if (moved) await refresh(false);
       } catch (e) {
         $("live").classList.remove("on");
       }
@@ -371,13 +378,13 @@
       const swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = COLOURS[step.status] || "#777";
-      li.append(swatch, step.status + (step.first ? " (since " : " (") + when(step.at) + ")");
+      li.append(swatch, step.status + (step.first ? " (since " : " (") + when(step.at) + (step.actor ? ", by " + step.actor : "") + ")");
       ol.append(li);
     }
     box.append(ol);
     const note = document.createElement("p");
     note.className = "hint";
-    note.textContent = "History: the status when the page loaded, then each change seen since.";
+    note.textContent = "History: the status when the page first saw the schedule, then each change since (from the core's events).";
     box.append(note);
   }
 
