@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rest_ui -*-
+# -*- test-case-name: tests.test_e2e_demo -*-
 """
 The timeline page at C{/ui/}: plain HTML, JavaScript and CSS shipped as
 package data (C{rest_compat/ui/}, no build step, no library), served through

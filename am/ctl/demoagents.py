@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_demo_run -*-
+# -*- test-case-name: tests.test_e2e_demo -*-
 """
 The demo's node agents: one C{marvind} child process per demo node, each
 with its own certificate (from the demo PKI), state directory, log and
