@@ -299,6 +299,11 @@ class MarvindAgent(Service):
                     # our state was lost, which is as good as a reboot.
                     interrupted=code in ("started", "restarted"),
                 )
+                serial = info.options.get("run_serial")
+                if isinstance(serial, int):
+                    # Stopped (or started again) before we first saw it.
+                    task.runSerial = serial
+                    task.paused = info.options.get("run_state") == "stopped"
                 _log.info(
                     "New task {id} (experiment {expid}) from {start} to {stop}",
                     id=task.id, expid=task.expid, start=_iso(task.start), stop=_iso(task.stop),
@@ -314,6 +319,35 @@ class MarvindAgent(Service):
                 task.canceled = True
                 self._commit()
                 self._advance(task)
+            elif code not in FINAL and task.phase != DONE and info.options != task.options:
+                self._newOptions(task, info.options)
+
+    def _newOptions(self, task: TaskRecord, options: dict[str, Any]) -> None:
+        """
+        The controller changed a task's options: new login keys are written
+        for the hooks at once; a raised C{run_serial} asks to stop the task
+        (C{run_state} C{stopped}), run it again, or restart it.
+        """
+        task.options = options
+        if task.phase not in (NEW, DONE):
+            self._store.writeTaskConfig(task, self._config.nodeId)
+        serial = options.get("run_serial")
+        if isinstance(serial, int) and serial > task.runSerial:
+            task.runSerial = serial
+            wanted = options.get("run_state", "running")
+            if wanted == "stopped" and not task.paused:
+                _log.info("Task {id}: stop requested", id=task.id)
+                task.paused = True
+                if task.phase in (STARTING, RUNNING):
+                    task.phase, task.stopAs = STOPPING, "paused"
+            elif wanted == "running" and task.paused:
+                _log.info("Task {id}: start requested", id=task.id)
+                task.paused = False
+            elif wanted == "running" and task.phase in (STARTING, RUNNING):
+                _log.info("Task {id}: restart requested", id=task.id)
+                task.phase, task.stopAs = STOPPING, "restart"
+        self._commit()
+        self._advance(task)
 
     def _localWork(self) -> None:
         """
@@ -464,6 +498,12 @@ class MarvindAgent(Service):
             else:
                 task.phase, task.stopAs = STOPPING, "aborted"
                 self._step(task, self._stop(task))
+        elif task.paused and task.phase in (NEW, DEPLOYED):
+            # Stopped on request: it waits for a start, or ends at its stop time.
+            if now >= task.stop:
+                self._finish(task, "stopped")
+            else:
+                self._arm(task, task.stop)
         elif task.phase == NEW:
             if now >= task.stop:
                 self._finish(task, "failed; the task window closed before it could be deployed")
@@ -556,13 +596,13 @@ class MarvindAgent(Service):
         """
         Run the start hook (C{restarted} for an interrupted task); on failure, clean up next.
         """
-        status = "restarted" if task.interrupted else "started"
+        status = "restarted" if task.interrupted or task.ran else "started"
         task.phase = STARTING
         self._commit()
         result = await self._hooks.runHook("start", task, status)
         outcome = startStatus(result, status)
         if outcome == status:
-            task.phase, task.interrupted = RUNNING, False
+            task.phase, task.interrupted, task.ran = RUNNING, False, True
             self._queueReport(task, status)
             self._commit()
         else:
@@ -576,7 +616,19 @@ class MarvindAgent(Service):
         """
         reason = task.stopAs or "stopped"
         self._commit()
-        result = await self._hooks.runHook("stop", task, reason)
+        onRequest = reason in ("paused", "restart")
+        result = await self._hooks.runHook("stop", task, "stopped" if onRequest else reason)
+        if onRequest:
+            # Deployed afresh before it runs again (the stop hook may have
+            # removed what deploy made); meanwhile the controller sees it
+            # deployed, not running.
+            if not result.ok and result.exitCode != ENDED:
+                _log.warn("Stop hook for task {id} ({reason}) failed: {outcome}",
+                          id=task.id, reason=reason, outcome=describeResult(result))
+            task.phase, task.stopAs = NEW, None
+            self._queueReport(task, "deployed; stopped on request")
+            self._commit()
+            return
         if reason == "stopped":
             self._finish(task, stopStatus(result))
             return

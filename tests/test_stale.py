@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 
 from am.core import lifecycle
-from am.core.errors import Conflict, StaleWrite
+from am.core.errors import Conflict, NotFound, StaleWrite
 from am.core.model import User
 from am.core.policy import Policy
 from am.core.requests import AllocationRequest
@@ -105,10 +105,13 @@ def test_provisionAfterExpiryAndRebooking(world: World) -> None:
         ownerid=world.bob.id, name="b", script="docker.io/x/y", nodes=["1"],
         start=stale[0].start, duration=600,
     )))
-    with pytest.raises(Conflict, match="nothing to provision"):
+    # The expired allocation is gone (canceled): neither the slice nor the
+    # sliver named has anything left to provision.
+    with pytest.raises(NotFound, match="no slivers"):
         world.done(world.scheduler.provision(SliceTarget(sliceURN=SLICE), world.alice.id, {}))
     named = SliceTarget(sliverIds=(stale[0].id,))
-    assert world.done(world.scheduler.provision(named, world.alice.id, {})) == []
+    with pytest.raises(NotFound, match="gone"):
+        world.done(world.scheduler.provision(named, world.alice.id, {}))
     # The old path: the rules handed the stale objects in a new transaction.
     alice = world.store.run(lambda txn: txn.getUser(world.alice.id))
     with pytest.raises(StaleWrite):

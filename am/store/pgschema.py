@@ -146,6 +146,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE experiments ADD COLUMN version bigint NOT NULL DEFAULT 0;
     ALTER TABLE users ADD COLUMN version bigint NOT NULL DEFAULT 0;
     """,
+    # 5: the sweep (SQLite schema 8).
+    """
+    CREATE INDEX schedules_open ON schedules (stop)
+        WHERE status IN ('defined', 'requested', 'deployed', 'delayed', 'started', 'restarted');
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -141,6 +141,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE experiments ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE users ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     """,
+    # 8: the sweep: open schedules (no final report yet) by the end of their window.
+    """
+    CREATE INDEX schedules_open ON schedules (stop)
+        WHERE status IN ('defined', 'requested', 'deployed', 'delayed', 'started', 'restarted');
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional
 
 from am.core.errors import StaleWrite
 from am.core.model import Experiment, JournalEntry, Quota, Schedule, User
-from am.core.states import FINAL_STATES
+from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE
 from am.store.rows import (
     EXPERIMENT_COLUMNS,
     SCHEDULE_COLUMNS,
@@ -25,6 +25,7 @@ from am.store.rows import (
 )
 
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
+_OPEN = ", ".join(f"'{s}'" for s in NEVER_DEPLOYED + ON_NODE)
 
 
 class SQLTransaction:
@@ -33,6 +34,18 @@ class SQLTransaction:
     """
 
     _db: Any
+
+    def _scheduleRow(self, schedule: Schedule) -> tuple:
+        """
+        A schedule's columns as this database takes them (each store has its own).
+        """
+        raise NotImplementedError()
+
+    def _userRow(self, user: User) -> tuple:
+        """
+        A user's columns as this database takes them (each store has its own).
+        """
+        raise NotImplementedError()
 
     def _sql(self, text: str) -> str:
         """
@@ -184,6 +197,17 @@ class SQLTransaction:
                 f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status = 'allocated' "
                 "AND expires < ? ORDER BY expires, id",
                 now,
+            )
+        ]
+
+    def overdueSchedules(self, before: int) -> list[Schedule]:
+        # The IN list repeats the partial index's (schedules_open) so both databases use it.
+        return [
+            scheduleFromRow(r)
+            for r in self._all(
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status IN ({_OPEN}) "
+                "AND stop <= ? ORDER BY stop, id",
+                before,
             )
         ]
 

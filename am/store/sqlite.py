@@ -126,7 +126,7 @@ class SQLiteTransaction(SQLTransaction):
     def setHeartbeat(
         self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
     ) -> None:
-        sets, args = ["heartbeat = ?"], [when]
+        sets, args = ["heartbeat = ?"], [when]  # type: list[str], list[Any]
         if status is not None:
             sets.append("status = ?")
             args.append(status)
