@@ -178,7 +178,13 @@ class DemoAgents(Service):
             except Exception:
                 continue
             late = reactor.callLater(STOP_GRACE, _kill, transport)
-            protocol.ended.addBoth(lambda result, late=late: late.cancel() if late.active() else None)
+
+            def ended(result: Any, late: Any = late) -> Any:
+                if late.active():
+                    late.cancel()
+                return result
+
+            protocol.ended.addBoth(ended)
             waits.append(protocol.ended)
         return DeferredList(waits, consumeErrors=True) if waits else succeed(None)
 
