@@ -43,6 +43,7 @@ from node.hooks import (
     startStatus,
     stopStatus,
 )
+from node.phases import Step, advance
 from node.state import (
     DEPLOYED,
     DONE,
@@ -109,7 +110,7 @@ class MarvindAgent(Service):
         for task in self._tasks.values():
             if task.phase in (STARTING, RUNNING):
                 # We went down while it ran: it is redone from "deployed".
-                task.phase = DEPLOYED
+                task.phase = advance(task.phase, Step.REBOOTED)
                 task.interrupted = True
         if self._tasks or self._queue:
             _log.info(
@@ -339,13 +340,13 @@ class MarvindAgent(Service):
                 _log.info("Task {id}: stop requested", id=task.id)
                 task.paused = True
                 if task.phase in (STARTING, RUNNING):
-                    task.phase, task.stopAs = STOPPING, "paused"
+                    task.phase, task.stopAs = advance(task.phase, Step.STOP), "paused"
             elif wanted == "running" and task.paused:
                 _log.info("Task {id}: start requested", id=task.id)
                 task.paused = False
             elif wanted == "running" and task.phase in (STARTING, RUNNING):
                 _log.info("Task {id}: restart requested", id=task.id)
-                task.phase, task.stopAs = STOPPING, "restart"
+                task.phase, task.stopAs = advance(task.phase, Step.STOP), "restart"
         self._commit()
         self._advance(task)
 
@@ -496,19 +497,19 @@ class MarvindAgent(Service):
             if task.phase in (NEW, DONE):
                 self._forget(task)
             else:
-                task.phase, task.stopAs = STOPPING, "aborted"
+                task.phase, task.stopAs = advance(task.phase, Step.STOP), "aborted"
                 self._step(task, self._stop(task))
         elif task.paused and task.phase in (NEW, DEPLOYED):
             # Stopped on request: it waits for a start, or ends at its stop time.
             if now >= task.stop:
-                self._finish(task, "stopped")
+                self._finish(task, "stopped", Step.GAVE_UP)
             else:
                 self._arm(task, task.stop)
         elif task.phase == NEW:
             if now >= task.stop:
-                self._finish(task, "failed; the task window closed before it could be deployed")
+                self._finish(task, "failed; the task window closed before it could be deployed", Step.GAVE_UP)
             elif not task.image:
-                self._finish(task, "failed; no container image (deployment option script)")
+                self._finish(task, "failed; no container image (deployment option script)", Step.GAVE_UP)
             elif task.retryAt is not None and now < task.retryAt:
                 self._arm(task, task.retryAt)
             elif self._maintenance:
@@ -522,7 +523,7 @@ class MarvindAgent(Service):
             if now >= task.stop:
                 if task.interrupted:
                     # It ran until we went down; the stop hook says how it ended.
-                    task.phase, task.stopAs = STOPPING, "stopped"
+                    task.phase, task.stopAs = advance(task.phase, Step.STOP), "stopped"
                     self._step(task, self._stop(task))
                 else:
                     self._fail(task, "failed; the stop time passed before the task could start")
@@ -535,7 +536,7 @@ class MarvindAgent(Service):
                 self._arm(task, task.start)
         elif task.phase == RUNNING:
             if now >= task.stop:
-                task.phase, task.stopAs = STOPPING, "stopped"
+                task.phase, task.stopAs = advance(task.phase, Step.STOP), "stopped"
                 self._step(task, self._stop(task))
             else:
                 self._arm(task, task.stop)
@@ -547,17 +548,18 @@ class MarvindAgent(Service):
         Report C{status} now, then let the stop hook clean up.
         """
         self._queueReport(task, status)
-        task.phase, task.stopAs = STOPPING, "failed"
+        task.phase, task.stopAs = advance(task.phase, Step.STOP), "failed"
         self._commit()
         self._step(task, self._stop(task))
 
-    def _finish(self, task: TaskRecord, status: str | None) -> None:
+    def _finish(self, task: TaskRecord, status: str | None, step: Step = Step.STOPPED) -> None:
         """
-        The task is over here: report its final status, drop its files.
+        The task is over here (C{step}: it gave up before deploying, or its
+        stop hook is done): report its final status, drop its files.
         """
         if status is not None:
             self._queueReport(task, status)
-        task.phase, task.retryAt = DONE, None
+        task.phase, task.retryAt = advance(task.phase, step), None
         self._disarm(task)
         self._store.removeTaskFiles(task.id)
         self._commit()
@@ -581,7 +583,7 @@ class MarvindAgent(Service):
         status = deployStatus(result)
         code = statusCode(status)
         if code == "deployed":
-            task.phase, task.retryAt = DEPLOYED, None
+            task.phase, task.retryAt = advance(task.phase, Step.DEPLOYED), None
             if not task.interrupted:
                 self._queueReport(task, status)
             self._commit()
@@ -590,24 +592,24 @@ class MarvindAgent(Service):
             self._queueReport(task, status)
             self._commit()
         else:
-            self._finish(task, status)
+            self._finish(task, status, Step.GAVE_UP)
 
     async def _start(self, task: TaskRecord) -> None:
         """
         Run the start hook (C{restarted} for an interrupted task); on failure, clean up next.
         """
         status = "restarted" if task.interrupted or task.ran else "started"
-        task.phase = STARTING
+        task.phase = advance(task.phase, Step.START)
         self._commit()
         result = await self._hooks.runHook("start", task, status)
         outcome = startStatus(result, status)
         if outcome == status:
-            task.phase, task.interrupted, task.ran = RUNNING, False, True
+            task.phase, task.interrupted, task.ran = advance(task.phase, Step.STARTED), False, True
             self._queueReport(task, status)
             self._commit()
         else:
             self._queueReport(task, outcome)
-            task.phase, task.stopAs = STOPPING, "failed"
+            task.phase, task.stopAs = advance(task.phase, Step.STOP), "failed"
             self._commit()
 
     async def _stop(self, task: TaskRecord) -> None:
@@ -625,7 +627,7 @@ class MarvindAgent(Service):
             if not result.ok and result.exitCode != ENDED:
                 _log.warn("Stop hook for task {id} ({reason}) failed: {outcome}",
                           id=task.id, reason=reason, outcome=describeResult(result))
-            task.phase, task.stopAs = NEW, None
+            task.phase, task.stopAs = advance(task.phase, Step.STOPPED_ON_REQUEST), None
             self._queueReport(task, "deployed; stopped on request")
             self._commit()
             return
@@ -649,7 +651,7 @@ class MarvindAgent(Service):
         result = await self._hooks.runHook("check", task)
         if result.exitCode == ENDED:
             _log.info("Task {id} ended by itself", id=task.id)
-            task.phase, task.stopAs = STOPPING, "finished"
+            task.phase, task.stopAs = advance(task.phase, Step.STOP), "finished"
             self._commit()
         elif not result.ok:
             _log.warn(
