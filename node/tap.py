@@ -33,6 +33,19 @@ class Options(usage.Options):
         ["config", "c", DEFAULT_CONFIG, "Path of the YAML configuration file."],
     ]
 
+    def opt_version(self) -> None:
+        """
+        Print Marvin's version and exit.
+        """
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("marvin")
+        except PackageNotFoundError:
+            number = "unknown"
+        sys.stdout.write(f"marvind (Marvin) {number}\n")
+        raise SystemExit(0)
+
     def postOptions(self) -> None:
         """
         Load the configuration now, so that a bad file is a usage error with

@@ -128,6 +128,8 @@ class ControllerConfig:
     trustedProxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     verifiedHeader: str = "VERIFIED"
     fingerprintHeader: str = "SSL_FINGERPRINT"
+    certificateHeader: str = "SSL_CLIENT_CERT"
+    metricsAccess: str = "proxy"
     bootstrap: tuple[BootstrapUser, ...] = ()
     inventory: InventoryConfig = attrs.field(factory=InventoryConfig)
     policy: Policy = attrs.field(factory=Policy)
@@ -141,13 +143,15 @@ class ControllerConfig:
 
 KNOWN_KEYS = {
     "demo", "demo_dir", "database", "public_url", "listen", "trusted_proxies", "headers",
-    "admins", "inventory", "housekeeping", "scheduling", "cors", "log", "geni",
+    "admins", "inventory", "housekeeping", "scheduling", "cors", "log", "geni", "metrics",
 }
 
 _AUTHORITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
 
 
-def _geni(data: dict[str, Any], base: str, tls: Optional[TLSListener], checkFiles: bool) -> Optional[GeniConfig]:
+def _geni(
+    data: dict[str, Any], base: str, tls: Optional[TLSListener], checkFiles: bool, http: Optional[HTTPListener] = None
+) -> Optional[GeniConfig]:
     section = data.get("geni")
     if section is None:
         return None
@@ -163,8 +167,11 @@ def _geni(data: dict[str, Any], base: str, tls: Optional[TLSListener], checkFile
         for root in roots:
             if not os.path.exists(root):
                 raise ConfigError(f"geni.trust_roots: {root} does not exist")
-    if tls is None:
-        raise ConfigError("geni: the GENI face needs listen.tls (clients authenticate with certificates)")
+    if tls is None and http is None:
+        raise ConfigError(
+            "geni: the GENI face needs listen.tls, or listen.http behind a TLS proxy that passes "
+            "the client certificate (clients authenticate with certificates)"
+        )
     return GeniConfig(
         authority=authority,
         trustRoots=tuple(roots),
@@ -492,9 +499,18 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
             raise ConfigError(f"trusted_proxies: not an address or network: {cidr!r}") from None
 
     headers = _section(data, "headers", "headers")
-    _known(headers, {"verified", "fingerprint"}, "headers")
+    _known(headers, {"verified", "fingerprint", "client_certificate"}, "headers")
     verified = _string(headers, "verified", "headers.verified", "VERIFIED") or "VERIFIED"
     fingerprint = _string(headers, "fingerprint", "headers.fingerprint", "SSL_FINGERPRINT") or "SSL_FINGERPRINT"
+    certificate = (
+        _string(headers, "client_certificate", "headers.client_certificate", "SSL_CLIENT_CERT") or "SSL_CLIENT_CERT"
+    )
+
+    metrics = _section(data, "metrics", "metrics")
+    _known(metrics, {"access"}, "metrics")
+    metricsAccess = _string(metrics, "access", "metrics.access", "proxy")
+    if metricsAccess not in ("open", "proxy", "off"):
+        raise ConfigError(f"metrics.access: must be open, proxy or off, not {metricsAccess!r}")
 
     bootstrap = _admins(data, base, checkFiles)
     if demo is not None:
@@ -542,6 +558,8 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         trustedProxies=tuple(proxies),
         verifiedHeader=verified,
         fingerprintHeader=fingerprint,
+        certificateHeader=certificate,
+        metricsAccess=metricsAccess,
         bootstrap=tuple(bootstrap),
         inventory=_inventory(data, base, checkFiles),
         policy=policy,
@@ -550,7 +568,7 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         log=_log(data, base, checkFiles),
         publicURL=publicURL,
         demo=demo,
-        geni=_geni(data, base, tls, checkFiles),
+        geni=_geni(data, base, tls, checkFiles, http),
     )
 
 

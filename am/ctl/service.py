@@ -17,7 +17,7 @@ import ipaddress
 import os
 import re
 import sys
-from typing import Any, Callable, Optional, Sequence, TextIO
+from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -28,7 +28,8 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from am.ctl.config import BootstrapUser, ConfigError, ControllerConfig, LogConfig, TLSListener, loadConfig
+from am.ctl.config import BootstrapUser, ConfigError, ControllerConfig, TLSListener, loadConfig
+from am.ctl.logs import startLogging
 
 
 class StartupError(Exception):
@@ -53,6 +54,15 @@ class Options(usage.Options):
         ["config", "c", None, "Path of the YAML configuration (see files/etc/marvinctld.conf)."],
         ["dir", "d", None, "Directory of the demo's database, certificates and inventory."],
     ]
+
+    def opt_version(self) -> None:
+        """
+        Print Marvin's version and exit.
+        """
+        from am.ctl.logs import marvinVersion
+
+        sys.stdout.write(f"marvinctld (Marvin) {marvinVersion()}\n")
+        raise SystemExit(0)
 
     def postOptions(self) -> None:
         if self["config"] is None and not self["demo"]:
@@ -106,14 +116,30 @@ def redacted(database: str) -> str:
 
 class MarvinSite(Site):
     """
-    A L{Site} without its own access log (the REST resource logs one line per
+    A L{Site} without its own access log (each face logs one line per
     request, with the caller's identity) and without tracebacks in answers.
+    Each request gets an id (answered as C{X-Request-Id}, logged by the
+    faces) and, once finished, is counted by C{observer} with its duration.
     """
 
     displayTracebacks = False
+    observer: Optional[Callable[[Any, float], None]] = None
+
+    def getResourceFor(self, request: Any) -> Any:
+        import secrets
+        import time
+
+        request.requestId = secrets.token_hex(6)
+        request.startedAt = time.perf_counter()
+        request.setHeader(b"x-request-id", request.requestId.encode("ascii"))
+        return super().getResourceFor(request)
 
     def log(self, request: Any) -> None:
-        pass
+        import time
+
+        started = getattr(request, "startedAt", None)
+        if self.observer is not None and started is not None:
+            self.observer(request, time.perf_counter() - started)
 
 
 def defaultRESTFactory(scheduler: Any, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]) -> Resource:
@@ -235,6 +261,7 @@ class Controller(MultiService):
         self.ports: list[Any] = []
         self.ready: Deferred = Deferred()
         self._expiry: Optional[LoopingCall] = None
+        self.metrics: Any = None
 
     def startService(self) -> None:
         """
@@ -243,10 +270,14 @@ class Controller(MultiService):
         from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
         from am.core.scheduler import Scheduler
 
+        from am.ctl.metrics import MeasuredStore, Metrics
+
         try:
-            self.store = self.storeFactory(self.config.database, self.reactor)
+            store = self.storeFactory(self.config.database, self.reactor)
         except Exception as e:
             raise StartupError(f"database: cannot open {redacted(self.config.database)}: {e}") from None
+        self.metrics = Metrics()
+        self.store = MeasuredStore(store, self.metrics)
         super().startService()
         self.scheduler = Scheduler(self.store, self.reactor, self.config.policy)
         inventory = self.config.inventory
@@ -265,6 +296,9 @@ class Controller(MultiService):
             from am.geni.face import mountGENI
 
             faces.append(mountGENI)
+        from am.ctl.ops import mountOperations
+
+        faces.append(mountOperations)
         for face in faces:
             face(self)
         from rest_compat.params import MAX_BODY, limitedRequestFactory
@@ -275,6 +309,7 @@ class Controller(MultiService):
         limit = max(MAX_BODY, geni.maxRequest if geni is not None else 0)
         self.site = MarvinSite(self.root, requestFactory=limitedRequestFactory(limit), reactor=self.reactor)
         self.site.noisy = False
+        self.site.observer = self.metrics.observeRequest
         d = bootstrapUsers(self.scheduler, self.config.bootstrap)
         d.addCallback(lambda _: self._listen())
         d.addCallback(self._serving)
@@ -403,30 +438,6 @@ def makeService(options: Options, reactor: Any = None) -> Controller:
     return controller
 
 
-def startLogging(config: LogConfig, stdout: Optional[TextIO] = None) -> Any:
-    """
-    Send the global log to a file or standard output, filtered by level.
-    (Under twistd, twistd's own log options apply instead.)
-    """
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        jsonFileLogObserver,
-        textFileLogObserver,
-    )
-
-    stream = stdout or sys.stdout
-    if config.file != "-":
-        stream = open(config.file, "a", encoding="utf-8", buffering=1)
-    observer = jsonFileLogObserver(stream) if config.format == "json" else textFileLogObserver(stream)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(config.level))
-    filtered = FilteringLogObserver(observer, [predicate])
-    globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
-    return filtered
-
-
 def demoInstructions(controller: Controller) -> str:
     """
     What to paste into a shell to talk to the demo, with the real paths and ports.
@@ -507,6 +518,12 @@ def demoInstructions(controller: Controller) -> str:
     return "\n".join(lines)
 
 
+def _missingControllerDependencies() -> list[str]:
+    import importlib.util
+
+    return [name for name in ("lxml", "xmlsec") if importlib.util.find_spec(name) is None]
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """
     The C{marvinctld} console script. Exits 2 on a bad command line or
@@ -523,6 +540,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     except ConfigError as e:
         sys.stderr.write(f"marvinctld: {e}\n")
         raise SystemExit(2)
+
+    missing = _missingControllerDependencies()
+    if missing:
+        sys.stderr.write(
+            f"marvinctld: {', '.join(missing)} not installed: the controller needs "
+            "pip install 'marvin[controller]' (the plain install is the node agent's)\n"
+        )
+        raise SystemExit(1)
 
     from twisted.internet import reactor
 

@@ -10,7 +10,7 @@ clients never see a Fault or an HTTP error for an API-level problem.
 from __future__ import annotations
 
 import xmlrpc.client
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -45,9 +45,21 @@ class AggregateManagerResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, am: AggregateManager, maxBody: int = 4 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        am: AggregateManager,
+        maxBody: int = 4 * 1024 * 1024,
+        identify: Callable[[Any], Any] = callerFromRequest,
+    ) -> None:
+        """
+        @param identify: the caller of a request, or L{TrustError}: the
+            certificate of our own TLS connection by default; the controller
+            adds a trusted proxy's certificate header
+            (L{am.trust.proxies.proxiedCallerFromRequest}).
+        """
         super().__init__()
         self.am = am
+        self.identify = identify
         self.maxBody = maxBody
         self._escaped: dict[int, tuple[str, str]] = {}
 
@@ -79,7 +91,7 @@ class AggregateManagerResource(resource.Resource):
             if not low <= len(args) <= high:
                 raise GeniError(BADARGS, f"{method} takes {low if low == high else f'{low} to {high}'} arguments, not {len(args)}")
             args = tuple(_plain(a) for a in args)
-            caller = callerFromRequest(request)
+            caller = self.identify(request)
             return await getattr(self.am, method)(caller, *args)
         except BaseException as e:  # every error becomes a struct
             return envelope.fromException(e, str(method)[:64])
@@ -88,6 +100,9 @@ class AggregateManagerResource(resource.Resource):
         self._send(request, answer, method)
 
     def _send(self, request: server.Request, answer: dict[str, Any], method: str) -> None:
+        # For the controller's metrics: the method and the answer's geni_code.
+        code = answer.get("code") if isinstance(answer, dict) else None
+        request.geniCall = (method if method in SIGNATURES else "-", code.get("geni_code") if isinstance(code, dict) else None)
         if request._disconnected:
             return
         try:
