@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from am.core import lifecycle
 from am.core.errors import BadRequest, Conflict, NotFound
+from am.core.values import lookup
 from am.core.model import Experiment, Schedule, User
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
@@ -66,7 +66,7 @@ async def _readExperiment(ctx: Context, listSchedules: bool, schedid: Optional[s
     expid, user = recordId(ctx.args[0], "Could not find experiment with this id."), ctx.user
 
     def query(txn: Any) -> dict[str, Any]:
-        experiment = lifecycle.getExperiment(txn, expid)
+        experiment = lookup(txn.getExperiment, expid, "Could not find experiment with this id.")
         schedules = visibleSchedules(txn, user, experiment)
         if schedid is not None:
             schedules = [s for s in schedules if str(s.id) == schedid.strip()]
@@ -149,7 +149,8 @@ async def delete(ctx: Context) -> Reply:
     C{DELETE /experiments/<id>}: cancel what has not reached a node, abort the
     rest, archive, refund; one call is enough (legacy needed two).
     """
-    deletion = await ctx.scheduler.deleteExperiment(recordId(ctx.args[0], "Could not find experiment with this id."), ctx.user)
+    expid = recordId(ctx.args[0], "Could not find experiment with this id.")
+    deletion = await ctx.scheduler.deleteExperiment(expid, ctx.user.id)
     if deletion.canceled or deletion.aborted:
         summary = "Ok. Canceled or aborted open scheduling entries and archived the experiment."
     else:
@@ -176,5 +177,5 @@ async def merge(ctx: Context) -> Reply:
     """
     into, source = (recordId(arg, "Could not find experiment with this id.") for arg in ctx.args)
     name = (text(ctx.params, "name") or "").strip() or None
-    count, target, other = await ctx.scheduler.transact(lifecycle.mergeExperiments, into, source, ctx.user, name)
+    count, target, other = await ctx.scheduler.mergeExperiments(into, source, ctx.user.id, name)
     return Reply(200, render.message(f"Merged {count} tasks from experiment {other} into {target}"))

@@ -44,7 +44,7 @@ async def heartbeat(ctx: Context) -> Reply:
     interfaces = _interfaces(params.get("interfaces"))
     limit = intParam(params, "limit", 3, minimum=1)
     reply = await ctx.scheduler.heartbeat(
-        ctx.user, ctx.args[0].strip(), maintenance=maintenance, interfaces=interfaces, limit=limit
+        ctx.user.id, ctx.args[0].strip(), maintenance=maintenance, interfaces=interfaces, limit=limit
     )
     return Reply(200, {"interfaces": {}, "tasks": [render.task(t) for t in reply.tasks]})
 
@@ -69,7 +69,7 @@ async def report(ctx: Context) -> Reply:
     if status is not None:
         if not isinstance(status, str):
             raise BadRequest("status must be a string", parameter="status")
-        await ctx.scheduler.changeStatus(schedid, status, user, when=params.get("when"))
+        await ctx.scheduler.changeStatus(schedid, status, user.id, when=params.get("when"))
     if report is not None:
-        await ctx.scheduler.reportTraffic(schedid, report, user)
+        await ctx.scheduler.reportTraffic(schedid, report, user.id)
     return Reply(200, render.message("Ok."))

@@ -17,11 +17,10 @@ import json
 from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import unquote_to_bytes
 
-from twisted.web.server import Request
-
 from am.core.errors import BadRequest, NotFound
 from am.core.values import integer
 
+#: The REST face's body limit; the controller's site limit is the largest of the faces'.
 MAX_BODY = 1 << 20
 # The store keeps signed 64-bit integers; larger numbers are refused on entry.
 MAX_INTEGER = 2**63 - 1
@@ -38,33 +37,6 @@ class BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
         self.limit = limit
-
-
-def limitedRequestFactory(maxBody: int = MAX_BODY) -> type[Request]:
-    """
-    A request class for the controller's L{twisted.web.server.Site} that
-    stops storing a body once it exceeds C{maxBody} (Twisted buffers any
-    size otherwise); L{readBody} then answers 413. It caps every resource of
-    the site, the GENI face included. The REST face parses bodies itself, so
-    the site may also be built with C{parsePOSTFormSubmission=False}.
-    """
-
-    class LimitedRequest(Request):
-        contentOverflow = False
-
-        def gotLength(self, length: Optional[int]) -> None:
-            if length is not None and length > maxBody:
-                self.contentOverflow = True
-                length = 0
-            super().gotLength(length)
-
-        def handleContentChunk(self, data: bytes) -> None:
-            if self.contentOverflow or self.content.tell() + len(data) > maxBody:
-                self.contentOverflow = True
-                return
-            super().handleContentChunk(data)
-
-    return LimitedRequest
 
 
 def _decode(raw: bytes, what: str) -> str:
@@ -170,8 +142,6 @@ def readBody(request: Any, maxBody: int = MAX_BODY) -> bytes:
 
     @raise BodyTooLarge: when the body (or its announced length) is too big.
     """
-    if getattr(request, "contentOverflow", False):
-        raise BodyTooLarge(maxBody)
     announced = request.requestHeaders.getRawHeaders(b"content-length")
     if announced:
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from am.core import accounts
 from am.core.errors import BadRequest, Forbidden, NotFound
 from am.core.model import Node, User
 from rest_compat import access, nodes, render
@@ -123,22 +122,6 @@ async def resourceJournals(ctx: Context) -> Reply:
 PAIR_DELETE = "delete"
 
 
-def _setNode(
-    txn: Any, nodeid: str, tags: Optional[str], status: Optional[str], pair: Optional[str]
-) -> Optional[Node]:
-    node = None
-    if tags is not None:
-        node = accounts.setNodeTags(txn, nodeid, tags)
-    if status is not None:
-        node = accounts.setNodeStatus(txn, nodeid, status)
-    if pair is not None:
-        if pair.strip().lower() == PAIR_DELETE:
-            accounts.deleteNodePair(txn, nodeid)
-        else:
-            accounts.setNodePair(txn, nodeid, pair)
-    return node
-
-
 async def putResource(ctx: Context) -> Reply:
     """
     C{PUT /resources/<id>}: a node's heartbeat, or an admin setting the node's
@@ -155,8 +138,10 @@ async def putResource(ctx: Context) -> Reply:
     tags, status, pair = text(params, "type"), text(params, "status"), text(params, "pair")
     if tags is None and status is None and pair is None:
         raise BadRequest("Parameters missing (any of: type, status, pair).", missing=["type", "status", "pair"])
-    await ctx.scheduler.transact(_setNode, ctx.args[0].strip(), tags, status, pair)
     deleted = pair is not None and pair.strip().lower() == PAIR_DELETE
+    await ctx.scheduler.setNode(
+        ctx.args[0].strip(), tags=tags, status=status, pair=None if deleted else pair, unpair=deleted
+    )
     done = [
         what for what, value in (("type", tags), ("status", status), ("pair", None if deleted else pair))
         if value is not None

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from am.core import lifecycle
 from am.core.errors import BadRequest, NotFound
+from am.core.values import lookup
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
 from rest_compat.params import intParam, nodeList, recordId, text
@@ -87,7 +87,7 @@ async def getSchedule(ctx: Context) -> Reply:
     schedid, user = recordId(ctx.args[0], "Could not find schedule entry with this id."), ctx.user
 
     def query(txn: Any) -> dict[str, Any]:
-        schedule = lifecycle.getSchedule(txn, schedid)
+        schedule = lookup(txn.getSchedule, schedid, "Could not find schedule entry with this id.")
         if access.nodeScope(user) is not None and access.hiddenFromNodes(schedule):
             raise NotFound("Could not find schedule entry with this id.")
         experiment = txn.getExperiment(schedule.expid)

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_rest_experiments -*-
 """
 The legacy C{POST /experiments} parameters (legacy reference §4.1, §4.2)
-mapped onto the core's L{am.core.allocation.AllocationRequest}.
+mapped onto the core's L{am.core.requests.AllocationRequest}.
 
 Differences from the legacy server, on purpose: C{start}/C{stop} may be form
 strings (the legacy server failed with 500), C{taskname} is accepted for
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from am.core.allocation import AllocationRequest
+from am.core.requests import AllocationRequest
 from am.core.errors import Conflict
 from rest_compat.params import flag, intParam, nodeList, parseOptions, requireParams, text
 

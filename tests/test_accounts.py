@@ -127,8 +127,8 @@ class BoundsTests(CoreTestCase):
     def test_hugeIds(self) -> None:
         for bad in (2**63, "99999999999999999999", -1, "1e3"):
             self.failureResultOf(self.scheduler.invalidateUser(bad), NotFound)
-            self.failureResultOf(self.scheduler.changeStatus(bad, "started", self.admin), NotFound)
-            self.failureResultOf(self.scheduler.deleteExperiment(bad, self.admin), NotFound)
+            self.failureResultOf(self.scheduler.changeStatus(bad, "started", self.admin.id), NotFound)
+            self.failureResultOf(self.scheduler.deleteExperiment(bad, self.admin.id), NotFound)
 
     def test_effectiveQuota(self) -> None:
         """

@@ -32,7 +32,7 @@ class CoreTests(CoreTestCase):
             self.assertEqual(schedule.deploymentOptions["ssh"], {"server": "t.example"})
         self.assertEqual(self.inTxn(lambda txn: txn.publicKeys(NOW)), publics)
         self.assertEqual(self.inTxn(lambda txn: txn.publicKeys(NOW + 700)), [])
-        self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice))
+        self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice.id))
         self.assertEqual(self.inTxn(lambda txn: txn.publicKeys(NOW)), [])
 
     def test_noKeysWithoutOption(self) -> None:

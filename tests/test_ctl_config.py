@@ -15,6 +15,7 @@ import yaml
 
 from am.ctl import service as ctl
 from am.ctl.config import ConfigError, loadConfig, parseConfig
+from am.ctl.demo import prepareDemo
 from am.devtools.demopki import DEMO_NODES, ensureDemoPKI
 from am.ctl.inventory import loadStaticInventory
 
@@ -244,7 +245,7 @@ def test_mainUsage(capsys):
 
 def test_demoMadeOnceAndReused(tmp_path):
     directory = tmp_path / "demo"
-    first = loadConfig(demo=True, demoDir=str(directory))
+    first = loadConfig(demo=True, demoDir=str(directory), prepareDemo=prepareDemo)
     pki = first.demo.pki
     assert pki.created
     assert first.database == str(directory / "marvin.db")
@@ -260,14 +261,14 @@ def test_demoMadeOnceAndReused(tmp_path):
     assert loadStaticInventory(first.inventory.file) == DEMO_NODES
     assert oct(os.stat(pki.key("user")).st_mode & 0o777) == "0o600"
 
-    again = loadConfig(demo=True, demoDir=str(directory))
+    again = loadConfig(demo=True, demoDir=str(directory), prepareDemo=prepareDemo)
     assert not again.demo.pki.created
     assert again.demo.pki.fingerprints == pki.fingerprints
     assert again.bootstrap == first.bootstrap
 
     # A lost key makes a fresh set, not a half-broken one.
     os.remove(pki.key("node"))
-    remade = loadConfig(demo=True, demoDir=str(directory))
+    remade = loadConfig(demo=True, demoDir=str(directory), prepareDemo=prepareDemo)
     assert remade.demo.pki.created
     assert remade.demo.pki.fingerprints["admin"] != pki.fingerprints["admin"]
 
@@ -275,7 +276,7 @@ def test_demoMadeOnceAndReused(tmp_path):
 def test_demoInAFileWithOverrides(tmp_path):
     path = tmp_path / "demo.conf"
     path.write_text("demo: true\ndemo_dir: here\nlisten: {tls: {port: 0}, http: null}\nlog: {level: debug}\n")
-    config = loadConfig(str(path))
+    config = loadConfig(str(path), prepareDemo=prepareDemo)
     assert config.demo.directory == str(tmp_path / "here")
     assert config.tls.port == 0 and config.http is None
     assert config.tls.certificate == str(tmp_path / "here" / "pki" / "am-cert.pem")

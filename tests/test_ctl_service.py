@@ -14,6 +14,7 @@ import tempfile
 
 import yaml
 from OpenSSL import SSL
+from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
@@ -213,6 +214,30 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(len(warnings), 2)
         self.assertEqual([(u.name, u.role) for u in users(controller)], [("Operator", "admin"), ("Second", "admin")])
         self.successResultOf(controller.stopService())
+
+    def test_servicesInOrder(self):
+        """
+        The controller is a L{MultiService} of endpoint services for its
+        listeners, a L{TimerService} for expiry and the inventory service;
+        nothing binds in C{privilegedStartService}, everything runs once
+        started, and stopping stops every child and closes the store.
+        """
+        controller, clock = memoryController(makeConfig(self.tmp))
+        self.assertEqual([s.name for s in controller], ["https", "http", "expiry", "inventory"])
+        self.assertIsInstance(controller.getServiceNamed("https"), StreamServerEndpointService)
+        self.assertIsInstance(controller.getServiceNamed("http"), StreamServerEndpointService)
+        self.assertIsInstance(controller.getServiceNamed("expiry"), TimerService)
+        controller.privilegedStartService()
+        self.assertEqual((clock.tcpServers, clock.sslServers), ([], []))
+        self.assertFalse(any(s.running for s in controller))
+        controller.startService()
+        self.successResultOf(controller.ready)
+        self.assertTrue(all(s.running for s in controller))
+        self.assertEqual(len(clock.sslServers) + len(clock.tcpServers), 2)
+        self.successResultOf(controller.stopService())
+        self.assertFalse(any(s.running for s in controller))
+        self.assertEqual(controller.ports, [])
+        self.assertIsNone(controller.store)
 
     def test_backgroundLoops(self):
         config = makeConfig(self.tmp)

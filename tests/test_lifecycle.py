@@ -28,7 +28,7 @@ class LifecycleTests(CoreTestCase):
         """
         a = self.book(nodes=["1"], start=NOW + 100)
         self.clock.advance(10)
-        reply = self.successResultOf(self.scheduler.heartbeat(self.node1, "1", maintenance=False))
+        reply = self.successResultOf(self.scheduler.heartbeat(self.node1.id, "1", maintenance=False))
         self.assertEqual([t.id for t in reply.tasks], [a.schedules[0].id])
         self.assertEqual(reply.tasks[0].status, states.REQUESTED)
         self.assertEqual(reply.node.heartbeat, NOW + 10)
@@ -38,19 +38,19 @@ class LifecycleTests(CoreTestCase):
         """
         A node cannot heartbeat for another, and users cannot heartbeat at all.
         """
-        self.failureResultOf(self.scheduler.heartbeat(self.node1, "2"), Forbidden)
-        self.failureResultOf(self.scheduler.heartbeat(self.alice, "1"), Forbidden)
+        self.failureResultOf(self.scheduler.heartbeat(self.node1.id, "2"), Forbidden)
+        self.failureResultOf(self.scheduler.heartbeat(self.alice.id, "1"), Forbidden)
 
     def test_maintenanceFlag(self) -> None:
         """
         A node in maintenance is not scheduled; disabled nodes stay disabled.
         """
-        self.successResultOf(self.scheduler.heartbeat(self.node1, "1", maintenance=True))
+        self.successResultOf(self.scheduler.heartbeat(self.node1.id, "1", maintenance=True))
         self.assertEqual(self.inTxn(lambda txn: txn.getNode("1")).status, "maintenance")
         a = self.book(nodecount=4, start=NOW + 100)
         self.assertNotIn("1", [s.nodeid for s in a.schedules])
         self.inTxn(lambda txn: txn.putNode(txn.getNode("2").__class__(id="2", status="disabled")))
-        self.successResultOf(self.scheduler.heartbeat(self.node2, "2"))
+        self.successResultOf(self.scheduler.heartbeat(self.node2.id, "2"))
         self.assertEqual(self.inTxn(lambda txn: txn.getNode("2")).status, "disabled")
 
     def test_allocatedInvisibleToNodes(self) -> None:
@@ -58,9 +58,9 @@ class LifecycleTests(CoreTestCase):
         GENI allocations reach nodes only once provisioned.
         """
         a = self.book(nodes=["1"], start=NOW + 100, allocateOnly=True)
-        self.assertEqual(self.successResultOf(self.scheduler.heartbeat(self.node1, "1")).tasks, [])
-        self.successResultOf(self.scheduler.transact(lifecycle.provision, a.schedules, self.alice, NOW, self.policy))
-        self.assertEqual(len(self.successResultOf(self.scheduler.heartbeat(self.node1, "1")).tasks), 1)
+        self.assertEqual(self.successResultOf(self.scheduler.heartbeat(self.node1.id, "1")).tasks, [])
+        self.successResultOf(self.store.transact(lifecycle.provision, a.schedules, self.alice, NOW, self.policy))
+        self.assertEqual(len(self.successResultOf(self.scheduler.heartbeat(self.node1.id, "1")).tasks), 1)
 
     def test_nodeReportsOnlyOwn(self) -> None:
         """
@@ -68,10 +68,10 @@ class LifecycleTests(CoreTestCase):
         """
         a = self.book(nodes=["1"], start=NOW + 100)
         sid = a.schedules[0].id
-        self.failureResultOf(self.scheduler.changeStatus(sid, "deployed", self.node2), Forbidden)
-        schedule, changed = self.successResultOf(self.scheduler.changeStatus(sid, "deployed", self.node1))
+        self.failureResultOf(self.scheduler.changeStatus(sid, "deployed", self.node2.id), Forbidden)
+        schedule, changed = self.successResultOf(self.scheduler.changeStatus(sid, "deployed", self.node1.id))
         self.assertTrue(changed)
-        _, changed = self.successResultOf(self.scheduler.changeStatus(sid, "deployed", self.node1))
+        _, changed = self.successResultOf(self.scheduler.changeStatus(sid, "deployed", self.node1.id))
         self.assertFalse(changed)
 
     def test_finalIsSticky(self) -> None:
@@ -79,8 +79,8 @@ class LifecycleTests(CoreTestCase):
         A final status is never overwritten and the refusal says so.
         """
         sid = self.book(nodes=["1"], start=NOW + 100).schedules[0].id
-        self.successResultOf(self.scheduler.changeStatus(sid, "failed; image not found", self.node1))
-        error = self.failureResultOf(self.scheduler.changeStatus(sid, "started", self.node1), TransitionRefused)
+        self.successResultOf(self.scheduler.changeStatus(sid, "failed; image not found", self.node1.id))
+        error = self.failureResultOf(self.scheduler.changeStatus(sid, "started", self.node1.id), TransitionRefused)
         self.assertEqual(error.value.message, "Status failed cannot be reset.")
         stored = self.schedule(sid)
         self.assertEqual(stored.statusText, "failed; image not found")
@@ -89,29 +89,29 @@ class LifecycleTests(CoreTestCase):
         """
         Unknown and malformed ids are not found.
         """
-        self.failureResultOf(self.scheduler.changeStatus(999, "started", self.node1), NotFound)
-        self.failureResultOf(self.scheduler.changeStatus("x", "started", self.node1), NotFound)
+        self.failureResultOf(self.scheduler.changeStatus(999, "started", self.node1.id), NotFound)
+        self.failureResultOf(self.scheduler.changeStatus("x", "started", self.node1.id), NotFound)
 
     def test_deleteCancelsAndAborts(self) -> None:
         """
         One delete cancels what no node has, aborts what a node has, archives the experiment.
         """
         a = self.book(nodes=["1", "2"], nodecount=2, start=NOW + 100)
-        self.successResultOf(self.scheduler.heartbeat(self.node1, "1"))
-        result = self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice))
+        self.successResultOf(self.scheduler.heartbeat(self.node1.id, "1"))
+        result = self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice.id))
         self.assertEqual((result.canceled, result.aborted, result.archived), (1, 1, True))
         statuses = {s.nodeid: s.status for s in self.inTxn(lambda txn: txn.schedulesOfExperiment(a.experiment.id))}
         self.assertEqual(statuses, {"1": "aborted", "2": "canceled"})
-        self.failureResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice), NotFound)
+        self.failureResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice.id), NotFound)
 
     def test_deleteOnlyOwnerOrAdmin(self) -> None:
         """
         Another user may not delete; an admin may.
         """
         a = self.book(start=NOW + 100)
-        self.failureResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.bob), Forbidden)
-        self.failureResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.node1), Forbidden)
-        self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.admin))
+        self.failureResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.bob.id), Forbidden)
+        self.failureResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.node1.id), Forbidden)
+        self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.admin.id))
 
     def test_renew(self) -> None:
         """
@@ -120,12 +120,12 @@ class LifecycleTests(CoreTestCase):
         a = self.book(nodes=["1"], start=NOW + 100, duration=600)
         self.book(nodes=["1"], start=NOW + 2000, duration=600)
         renewed = self.successResultOf(
-            self.scheduler.transact(lifecycle.renew, a.schedules, NOW + 1880, self.alice, NOW, self.policy))
+            self.store.transact(lifecycle.renew, a.schedules, NOW + 1880, self.alice, NOW, self.policy))
         self.assertEqual(renewed[0].stop, NOW + 1880)
         self.failureResultOf(
-            self.scheduler.transact(lifecycle.renew, a.schedules, NOW + 1881, self.alice, NOW, self.policy), Conflict)
+            self.store.transact(lifecycle.renew, a.schedules, NOW + 1881, self.alice, NOW, self.policy), Conflict)
         self.failureResultOf(
-            self.scheduler.transact(lifecycle.renew, a.schedules, NOW + 1800, self.bob, NOW, self.policy), Forbidden)
+            self.store.transact(lifecycle.renew, a.schedules, NOW + 1800, self.bob, NOW, self.policy), Forbidden)
 
     def test_expireAllocations(self) -> None:
         """
@@ -156,8 +156,7 @@ class MergeTests(CoreTestCase):
     def test_merge(self) -> None:
         a = self.book(start=NOW + 100)
         b = self.book(start=NOW + 2000)
-        moved = self.successResultOf(self.scheduler.transact(
-            lifecycle.mergeExperiments, a.experiment.id, b.experiment.id, self.alice, "both"))
+        moved = self.successResultOf(self.scheduler.mergeExperiments(a.experiment.id, b.experiment.id, self.alice.id, "both"))
         self.assertEqual(moved, (1, a.experiment.id, b.experiment.id))
         merged = self.inTxn(lambda txn: txn.getExperiment(a.experiment.id))
         self.assertEqual((merged.name, merged.start, merged.stop), ("both", NOW + 100, NOW + 2600))
@@ -167,5 +166,4 @@ class MergeTests(CoreTestCase):
     def test_mergeOnlyOwn(self) -> None:
         a = self.book(start=NOW + 100)
         c = self.successResultOf(self.scheduler.allocate(self.request(ownerid=self.bob.id, start=NOW + 3000)))
-        self.failureResultOf(self.scheduler.transact(
-            lifecycle.mergeExperiments, a.experiment.id, c.experiment.id, self.alice, None), Forbidden)
+        self.failureResultOf(self.scheduler.mergeExperiments(a.experiment.id, c.experiment.id, self.alice.id, None), Forbidden)

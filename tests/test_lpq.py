@@ -89,7 +89,7 @@ class QueueTestCase(CoreTestCase):
         return self.inTxn(lambda txn: txn.schedulesOfExperiment(allocation.experiment.id))
 
     def heartbeat(self, user: Any = None, nodeid: str = "1", **kwargs: Any):
-        return self.successResultOf(self.scheduler.heartbeat(user or self.node1, nodeid, **kwargs))
+        return self.successResultOf(self.scheduler.heartbeat((user or self.node1).id, nodeid, **kwargs))
 
     def quota(self, kind: str = "time") -> int:
         return self.inTxn(lambda txn: txn.getQuotas(self.alice.id))[kind].current
@@ -230,8 +230,8 @@ class PlacementTests(QueueTestCase):
         self.assertEqual([t.id for t in self.heartbeat().tasks], [task.id])
         self.assertEqual(self.schedules(second)[0].status, states.QUEUED)
         # The first task ends early: the second is placed at the next heartbeat.
-        self.successResultOf(self.scheduler.changeStatus(task.id, "started", self.node1))
-        self.successResultOf(self.scheduler.changeStatus(task.id, "finished", self.node1))
+        self.successResultOf(self.scheduler.changeStatus(task.id, "started", self.node1.id))
+        self.successResultOf(self.scheduler.changeStatus(task.id, "finished", self.node1.id))
         now = self.advance(10)
         tasks = self.heartbeat().tasks
         placed = [t for t in tasks if t.id == second.schedules[0].id]
@@ -299,7 +299,7 @@ class PlacementTests(QueueTestCase):
         A queued task is not the node's yet: no status reports.
         """
         [schedule] = self.queue().schedules
-        failure = self.failureResultOf(self.scheduler.changeStatus(schedule.id, "started", self.node1),
+        failure = self.failureResultOf(self.scheduler.changeStatus(schedule.id, "started", self.node1.id),
                                        TransitionRefused)
         self.assertEqual(failure.value.message, "Status queued cannot change to started.")
 
@@ -323,8 +323,8 @@ class PlacementTests(QueueTestCase):
         before = self.quota()
         [task] = self.heartbeat().tasks
         self.advance(PADDING + 100)
-        self.successResultOf(self.scheduler.changeStatus(task.id, "started", self.node1))
-        self.successResultOf(self.scheduler.changeStatus(task.id, "finished", self.node1))
+        self.successResultOf(self.scheduler.changeStatus(task.id, "started", self.node1.id))
+        self.successResultOf(self.scheduler.changeStatus(task.id, "finished", self.node1.id))
         self.assertEqual(self.quota(), before + 500)
 
 
@@ -378,7 +378,7 @@ class EndTests(QueueTestCase):
         Deleting the experiment cancels its queued tasks and refunds them.
         """
         allocation = self.queue(nodes=["1", "2"], nodecount=2)
-        deletion = self.successResultOf(self.scheduler.deleteExperiment(allocation.experiment.id, self.alice))
+        deletion = self.successResultOf(self.scheduler.deleteExperiment(allocation.experiment.id, self.alice.id))
         self.assertEqual((deletion.canceled, deletion.aborted, deletion.archived), (2, 0, True))
         self.assertEqual(self.quota(), 100 * 86400)
         self.assertEqual(self.heartbeat().tasks, [])
@@ -388,11 +388,11 @@ class EndTests(QueueTestCase):
         The owner may cancel one queued task; nobody may set it to defined.
         """
         [schedule] = self.queue().schedules
-        changed = self.successResultOf(self.scheduler.changeStatus(schedule.id, "canceled", self.alice))
+        changed = self.successResultOf(self.scheduler.changeStatus(schedule.id, "canceled", self.alice.id))
         self.assertEqual(changed[0].status, states.CANCELED)
         self.assertEqual(self.quota(), 100 * 86400)
         [other] = self.queue().schedules
-        self.failureResultOf(self.scheduler.changeStatus(other.id, "defined", self.admin), TransitionRefused)
+        self.failureResultOf(self.scheduler.changeStatus(other.id, "defined", self.admin.id), TransitionRefused)
 
     def test_mergeIgnoresQueuedWindows(self) -> None:
         """
@@ -402,7 +402,6 @@ class EndTests(QueueTestCase):
 
         booked = self.book(nodes=["2"], start=NOW + 1000)
         queued = self.queue()
-        self.successResultOf(self.scheduler.transact(
-            lifecycle.mergeExperiments, booked.experiment.id, queued.experiment.id, self.alice, None))
+        self.successResultOf(self.scheduler.mergeExperiments(booked.experiment.id, queued.experiment.id, self.alice.id, None))
         merged = self.inTxn(lambda txn: txn.getExperiment(booked.experiment.id))
         self.assertEqual((merged.start, merged.stop), (NOW + 1000, NOW + 1600))

@@ -68,7 +68,7 @@ class QuotaTests(CoreTestCase):
         Canceling before the node got the task refunds everything.
         """
         a = self.book(nodecount=2, duration=600, start=NOW + 100, traffic=1000, storage=2000)
-        self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice))
+        self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice.id))
         self.assertEqual(self.quota("time"), 8640000)
         self.assertEqual(self.quota("data"), 10**11)
         self.assertEqual(self.quota("storage"), 2 * 10**11)
@@ -80,12 +80,12 @@ class QuotaTests(CoreTestCase):
         a = self.book(duration=3600, start=NOW + 100)
         node = self.successResultOf(self.scheduler.addUser(name="Node 1", role="node", fingerprint="d" * 40))
         sid = a.schedules[0].id
-        self.successResultOf(self.scheduler.changeStatus(sid, "started", node))
+        self.successResultOf(self.scheduler.changeStatus(sid, "started", node.id))
         self.clock.advance(100 + 600)
-        self.successResultOf(self.scheduler.changeStatus(sid, "finished", node))
+        self.successResultOf(self.scheduler.changeStatus(sid, "finished", node.id))
         self.assertEqual(self.quota("time"), 8640000 - 600)
         # A second final report refunds nothing more.
-        self.failureResultOf(self.scheduler.changeStatus(sid, "stopped", node), Conflict)
+        self.failureResultOf(self.scheduler.changeStatus(sid, "stopped", node.id), Conflict)
         self.assertEqual(self.quota("time"), 8640000 - 600)
 
     def test_monthlyResetKeepsAdminValue(self) -> None:
@@ -117,11 +117,11 @@ class QuotaTests(CoreTestCase):
         a = self.book(duration=3600, start=NOW + 100)
         node = self.successResultOf(self.scheduler.addUser(name="Node 1", role="node", fingerprint="d" * 40))
         sid = a.schedules[0].id
-        self.successResultOf(self.scheduler.changeStatus(sid, "started", node))
+        self.successResultOf(self.scheduler.changeStatus(sid, "started", node.id))
         self.clock.advance(100 + 600)
         happened = int(self.clock.seconds())
         self.clock.advance(1200)  # the controller was unreachable
-        self.successResultOf(self.scheduler.changeStatus(sid, "finished", node, when=str(happened)))
+        self.successResultOf(self.scheduler.changeStatus(sid, "finished", node.id, when=str(happened)))
         self.assertEqual(self.quota("time"), 8640000 - 600)
 
     def test_whenClamped(self) -> None:
@@ -132,10 +132,10 @@ class QuotaTests(CoreTestCase):
         node = self.successResultOf(self.scheduler.addUser(name="Node 1", role="node", fingerprint="d" * 40))
         sid = a.schedules[0].id
         self.clock.advance(700)
-        self.successResultOf(self.scheduler.changeStatus(sid, "started", node))
+        self.successResultOf(self.scheduler.changeStatus(sid, "started", node.id))
         self.clock.advance(600)
         # A report claiming a time before the last change, or garbage, is clamped or ignored.
-        self.successResultOf(self.scheduler.changeStatus(sid, "finished", node, when="1"))
+        self.successResultOf(self.scheduler.changeStatus(sid, "finished", node.id, when="1"))
         self.assertEqual(self.quota("time"), 8640000 - 3600 + (NOW + 3700 - (NOW + 700)))
 
     def test_dataRefundFromTrafficReports(self) -> None:
@@ -149,17 +149,17 @@ class QuotaTests(CoreTestCase):
         self.assertEqual(self.quota("data"), 10**11 - 2000)
         first, second = a.schedules[0].id, b.schedules[0].id
         self.clock.advance(200)
-        self.successResultOf(self.scheduler.changeStatus(first, "started", node))
+        self.successResultOf(self.scheduler.changeStatus(first, "started", node.id))
         report = {"deployment": 5, "results": 7, "interfaces": {"89460000000000000001": 300}}
-        self.successResultOf(self.scheduler.reportTraffic(first, report, node))
-        self.successResultOf(self.scheduler.changeStatus(first, "stopped", node))
+        self.successResultOf(self.scheduler.reportTraffic(first, report, node.id))
+        self.successResultOf(self.scheduler.changeStatus(first, "stopped", node.id))
         self.assertEqual(self.quota("data"), 10**11 - 2000 + 700)
-        self.successResultOf(self.scheduler.reportTraffic(first, report, node))
+        self.successResultOf(self.scheduler.reportTraffic(first, report, node.id))
         self.assertEqual(self.quota("data"), 10**11 - 2000 + 700)
         self.clock.advance(1000)
-        self.successResultOf(self.scheduler.changeStatus(second, "started", node))
-        self.successResultOf(self.scheduler.changeStatus(second, "finished", node))
-        self.successResultOf(self.scheduler.reportTraffic(second, {"interfaces": {"eth0": 100}}, node))
+        self.successResultOf(self.scheduler.changeStatus(second, "started", node.id))
+        self.successResultOf(self.scheduler.changeStatus(second, "finished", node.id))
+        self.successResultOf(self.scheduler.reportTraffic(second, {"interfaces": {"eth0": 100}}, node.id))
         self.assertEqual(self.quota("data"), 10**11 - 2000 + 700 + 900)
         self.assertEqual(self.inTxn(lambda txn: txn.trafficOf(first)),
                          {"deployment": 5, "results": 7, "89460000000000000001": 300})
@@ -173,5 +173,5 @@ class QuotaTests(CoreTestCase):
         other = self.successResultOf(self.scheduler.addUser(name="Node 2", role="node", fingerprint="d" * 40))
         a = self.book(nodes=["1"], duration=600, start=NOW + 100, traffic=1000)
         for who in (other, self.alice):
-            self.failureResultOf(self.scheduler.reportTraffic(a.schedules[0].id, {"results": 1}, who), Forbidden)
+            self.failureResultOf(self.scheduler.reportTraffic(a.schedules[0].id, {"results": 1}, who.id), Forbidden)
 

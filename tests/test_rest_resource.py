@@ -24,7 +24,7 @@ from twisted.web.server import Site
 
 from rest_compat import resource
 from rest_compat.cors import CORSPolicy
-from rest_compat.params import limitedRequestFactory
+from am.ctl.site import limitedRequestFactory
 from rest_compat.testing import RESTHarness, FakeRequest, book, populate
 
 
@@ -540,7 +540,8 @@ class LimitedRequestTests(SynchronousTestCase):
 
     def test_chunkedTooLarge(self) -> None:
         """
-        A chunked body that grows over the limit is cut off and answered 413.
+        A chunked body that grows over the limit is cut off one byte past
+        the limit and answered 413.
         """
         chunk = b"x" * 60
         received, stored = self.exchange(
@@ -549,7 +550,7 @@ class LimitedRequestTests(SynchronousTestCase):
             + (b"3c\r\n" + chunk + b"\r\n") * 3 + b"0\r\n\r\n"
         )
         self.assertTrue(received.startswith(b"HTTP/1.1 413 "), received[:50])
-        self.assertEqual(stored, [chunk])
+        self.assertEqual(stored, [(chunk * 3)[:101]])
 
     def test_brokenMultipartWithoutTwistedParsing(self) -> None:
         """

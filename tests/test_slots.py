@@ -131,7 +131,7 @@ class SharedAndFinalTests(CoreTestCase):
         """
         a = self.book(start=NOW + 1000)
         self.refused(Conflict, start=NOW + 1000)
-        self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice))
+        self.successResultOf(self.scheduler.deleteExperiment(a.experiment.id, self.alice.id))
         self.book(start=NOW + 1000)
 
     def test_finishedEarlyFreesRest(self) -> None:
@@ -144,7 +144,7 @@ class SharedAndFinalTests(CoreTestCase):
         )
         sid = a.schedules[0].id
         for status in ("deployed", "started", "finished"):
-            self.successResultOf(self.scheduler.changeStatus(sid, status, node))
+            self.successResultOf(self.scheduler.changeStatus(sid, status, node.id))
         self.book(start=NOW + 200, duration=600)
 
 
@@ -224,7 +224,7 @@ class MaintenanceTests(CoreTestCase):
         """
         self.clock.advance(9 * 3600 + 1500)  # 09:25
         self.successResultOf(self.scheduler.heartbeat(
-            self.successResultOf(self.scheduler.addUser(name="Node 1", role="node", fingerprint="e" * 40)), "1"))
+            self.successResultOf(self.scheduler.addUser(name="Node 1", role="node", fingerprint="e" * 40)).id, "1"))
         a = self.book(start=0, duration=600)
         self.assertEqual(a.schedules[0].start, NOW + 36000 + 120)
 

@@ -241,6 +241,30 @@ class ThreadedStoreTests(TestCase):
         self.assertEqual(nodes, ["y"])
 
 
+    @defer.inlineCallbacks
+    def test_closeDoesNotBlockTheReactor(self):
+        """
+        C{close} returns at once while a transaction still runs on the writer
+        thread, and fires once that transaction is over and the file closed.
+        """
+        store = SQLiteStore(self.mktemp(), reactor)
+        running, release = threading.Event(), threading.Event()
+
+        def slow(txn):
+            running.set()
+            release.wait(30)
+            return "done"
+
+        first = store.transact(slow)
+        self.assertTrue(running.wait(30))
+        closed = store.close()
+        self.assertFalse(closed.called)
+        release.set()
+        self.assertEqual((yield first), "done")
+        yield closed
+        self.assertRaises(Exception, store._database.run, lambda txn: None)
+
+
 def test_tagCacheFollowsOtherWritersAndRollback(tmp_path) -> None:
     """
     Cached node tags are refreshed when another connection changes a node, and a

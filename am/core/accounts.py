@@ -7,10 +7,12 @@ quota settings, and applying an inventory snapshot.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
+
+import attrs
 
 from am.core import quotas
-from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from am.core.interfaces import IStoreTransaction
 from am.core.model import (
     NODE_ACTIVE,
@@ -254,3 +256,84 @@ def applyInventory(
                 txn.putNode(node)
                 counts["missing"] += 1
     return counts
+
+
+def actingUser(txn: IStoreTransaction, userid: Any) -> User:
+    """
+    The user a command acts for, read in the command's own transaction (an
+    invalidation that happened after the caller authenticated counts).
+
+    @raise Forbidden: unknown or invalidated.
+    """
+    user = txn.getUser(userid)
+    if user is None or not user.active:
+        raise Forbidden("Unknown or invalidated user.")
+    return user
+
+
+def setNode(
+    txn: IStoreTransaction,
+    nodeid: str,
+    tags: Optional[str] = None,
+    status: Optional[str] = None,
+    pair: Optional[str] = None,
+    unpair: bool = False,
+) -> Optional[Node]:
+    """
+    An admin's node settings, all or nothing: admin tags, status, and the
+    pair it heads (C{pair}, a tail id) or none (C{unpair}).
+    """
+    node = None
+    if tags is not None:
+        node = setNodeTags(txn, nodeid, tags)
+    if status is not None:
+        node = setNodeStatus(txn, nodeid, status)
+    if unpair:
+        deleteNodePair(txn, nodeid)
+    elif pair is not None:
+        setNodePair(txn, nodeid, pair)
+    return node
+
+
+@attrs.frozen
+class Bootstrap:
+    """
+    What became of one configured bootstrap user: C{created}, or why not.
+    """
+
+    name: str
+    created: bool
+    note: str = ""
+
+
+def bootstrapUsers(
+    txn: IStoreTransaction, users: Iterable[Mapping[str, Any]], now: int, policy: Policy
+) -> list[Bootstrap]:
+    """
+    Create each configured user (C{name, role, fingerprint, urn, project})
+    whose fingerprint is not known yet; a known one is left as it is, with a
+    note when its role differs or it was invalidated.
+    """
+    outcomes = []
+    for spec in users:
+        name = str(spec["name"])
+        known = txn.findUser(fingerprint=spec.get("fingerprint"))
+        if known is not None:
+            note = ""
+            if known.role != spec.get("role") or known.invalid:
+                note = (
+                    f"fingerprint {spec.get('fingerprint')} belongs to user {known.id} ({known.name}, "
+                    f"role {known.role}{', invalidated' if known.invalid else ''}); left as it is"
+                )
+            outcomes.append(Bootstrap(name, False, note))
+            continue
+        try:
+            addUser(
+                txn, name, str(spec.get("role") or ""), now, policy, fingerprint=spec.get("fingerprint"),
+                urn=spec.get("urn"), project=str(spec.get("project") or ""),
+            )
+        except MarvinError as e:
+            outcomes.append(Bootstrap(name, False, f"not created: {e.message}"))
+            continue
+        outcomes.append(Bootstrap(name, True))
+    return outcomes

@@ -19,6 +19,7 @@ from am.core.model import Experiment, Schedule
 from am.core.nodefilter import Atom, Filter, FilterSyntaxError, Group, parse
 from am.core.policy import Policy
 from am.core.recurrence import expandOffsets
+from am.core.requests import Allocation, AllocationRequest  # noqa: F401 (re-exported)
 from am.core.values import integer
 
 # Legacy whitelist for container URLs (legacy reference §4.3 step 8).
@@ -29,51 +30,6 @@ _NOT_DEPLOYED = Group((Atom("type", "deployed"),), negated=True)
 # The legacy start that puts a request in the low-priority queue (and that a
 # queued schedule keeps until it is placed).
 QUEUE_START = states.QUEUE_START
-
-
-@attrs.define
-class AllocationRequest:
-    """
-    What both faces ask the core to book; values already of the right Python types
-    where the face could decide them, raw otherwise (validated here).
-    """
-
-    ownerid: int
-    name: str
-    script: str
-    nodecount: Any = 1
-    duration: Any = 0
-    start: Any = 0
-    nodetypes: str = ""
-    nodes: Optional[list[str]] = None
-    shared: bool = False
-    recurrence: Optional[str] = None
-    period: Any = None
-    until: Any = None
-    storage: Any = 0
-    traffic: Any = 0
-    options: dict[str, Any] = attrs.field(factory=dict)
-    sliceURN: Optional[str] = None
-    allocateOnly: bool = False
-    dryrun: bool = False
-    interfaceCount: Any = 1
-
-
-@attrs.define
-class Allocation:
-    """
-    The result of a booking (or of a dry run, whose ids are C{None}).
-
-    @ivar nodecount: the nodes booked per interval, or the node pairs when
-        C{paired} (the legacy reply counts pairs).
-    """
-
-    experiment: Experiment
-    schedules: list[Schedule]
-    intervals: int
-    nodecount: int
-    charged: dict[str, int]
-    paired: bool = False
 
 
 def iso(when: int) -> str:

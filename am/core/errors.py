@@ -48,3 +48,17 @@ class TransitionRefused(Conflict):
     """
     A status change that the state machine does not allow.
     """
+
+
+class AlreadyExists(Conflict):
+    """
+    The thing to create exists already (a GENI slice that has slivers here:
+    single allocation).
+    """
+
+
+class StaleWrite(Conflict):
+    """
+    A row changed between being read and being written back (its version
+    moved on): nothing was written; the caller may simply try again.
+    """

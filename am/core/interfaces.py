@@ -177,3 +177,96 @@ class IStoreTransaction(Interface):
 
     def publicKeys(now):
         """The public SSH keys of tasks that have not expired or become final."""
+
+
+class IScheduler(Interface):
+    """
+    The scheduling core as both faces see it: the only door to the model.
+
+    Every command changes the model in exactly one store transaction, takes
+    ids and plain values (never model objects read by an earlier call, which
+    may be stale), decides every rule inside the core and returns a Deferred.
+    Faces read through L{read} with a query of the transaction.
+    """
+
+    policy = Attribute("The scheduling policy (L{am.core.policy.Policy}).")
+    listeners = Attribute("Callables run after every committed change.")
+
+    def now():
+        """Whole UNIX seconds from the injected clock."""
+
+    def read(function, *args, **kwargs):
+        """Run a read-only query C{function(txn, *args, **kwargs)}."""
+
+    # queries with rules in them
+    def find(**query):
+        """Free windows for a request, without booking (C{GET /schedules/find})."""
+
+    def resolveSlice(target):
+        """The L{am.core.slices.Slice} a L{am.core.slices.SliceTarget} names."""
+
+    def offer(availableOnly):
+        """The nodes and leases a GENI advertisement shows (L{am.core.slices.Offer})."""
+
+    # bookings and schedules
+    def allocate(request):
+        """Book an L{am.core.requests.AllocationRequest} (a dry run only reads)."""
+
+    def changeStatus(schedid, status, userid, when=None):
+        """A node's status report or an owner's or admin's status change."""
+
+    def reportTraffic(schedid, report, userid):
+        """A node's traffic report for one of its schedules."""
+
+    def heartbeat(userid, nodeid, maintenance=False, interfaces=None, limit=3):
+        """A node's heartbeat; fires with its tasks."""
+
+    def deleteExperiment(expid, userid):
+        """Cancel or abort everything of an experiment and archive it."""
+
+    def mergeExperiments(into, source, userid, name=None):
+        """Move the schedules of experiment C{source} into C{into}."""
+
+    def expireAllocations():
+        """Cancel expired GENI allocations and queued tasks."""
+
+    # GENI slices
+    def allocateSlice(request, userid):
+        """GENI Allocate of an L{am.core.slices.SliceRequest}."""
+
+    def provision(target, userid, updates):
+        """GENI Provision of a target's allocated slivers."""
+
+    def performAction(target, userid, action, updates):
+        """A GENI operational action (start, restart, stop, update_users)."""
+
+    def renewSlivers(target, userid, stop, text, bestEffort=False):
+        """GENI Renew: hold allocations or lengthen windows until C{stop}."""
+
+    def endSlivers(target, userid):
+        """GENI Delete of a target's slivers."""
+
+    def shutdownSlice(sliceURN, operatorURN):
+        """GENI Shutdown by an operator."""
+
+    # users and nodes
+    def addUser(**kwargs):
+        """Create a user with default quotas."""
+
+    def updateUser(userid, fingerprint=None, quota=None):
+        """Change a user's fingerprint or quotas."""
+
+    def invalidateUser(userid):
+        """Invalidate a user."""
+
+    def userForURN(urn):
+        """The user of a verified GENI URN, registered on first use."""
+
+    def bootstrapUsers(users):
+        """Create the configured bootstrap users not known yet."""
+
+    def setNode(nodeid, tags=None, status=None, pair=None, unpair=False):
+        """An admin's node settings (tags, status, pair), all or nothing."""
+
+    def applyInventory(entries, complete=True):
+        """Apply an inventory snapshot."""

@@ -1,24 +1,28 @@
 # -*- test-case-name: tests.test_scheduler -*-
 """
-The scheduling core as both faces see it: every operation is one atomic store
-transaction running one of the rule functions, with the time taken from the
-injected clock. The faces translate their protocols into these calls and back.
+The scheduling core as both faces see it (L{IScheduler}): every change is a
+named command that takes ids and plain values, runs exactly one atomic store
+transaction with the time taken from the injected clock, and decides every
+rule inside the core. The faces translate their protocols into these calls
+and back; they read through L{Scheduler.read} and never see the store.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
 
-from am.core import accounts, allocation, lifecycle
-from am.core.allocation import AllocationRequest
-from am.core.interfaces import IStore
-from am.core.model import User
+from am.core import accounts, allocation, commands, lifecycle, slices
+from am.core.interfaces import IScheduler, IStore
 from am.core.policy import Policy
+from am.core.requests import AllocationRequest
+from am.core.slices import SliceRequest, SliceTarget
 
 
+@implementer(IScheduler)
 class Scheduler:
     """
     One scheduling core over one store.
@@ -28,7 +32,7 @@ class Scheduler:
     """
 
     def __init__(self, store: IStore, clock: IReactorTime, policy: Optional[Policy] = None) -> None:
-        self.store = store
+        self._store = store
         self.clock = clock
         self.policy = policy or Policy()
         self.listeners: list[Callable[[], None]] = []
@@ -43,10 +47,14 @@ class Scheduler:
         """
         Run a read-only function of the transaction (faces' queries).
         """
-        return self.store.read(function, *args, **kwargs)
+        return self._store.read(function, *args, **kwargs)
 
     def _change(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
-        d = self.store.transact(function, *args, **kwargs)
+        """
+        The one commit path: run C{function} in one transaction, then tell
+        the listeners.
+        """
+        d = self._store.transact(function, *args, **kwargs)
 
         def notify(result: Any) -> Any:
             for listener in self.listeners:
@@ -55,12 +63,7 @@ class Scheduler:
 
         return d.addCallback(notify)
 
-    def allocate(self, request: AllocationRequest) -> Deferred:
-        """
-        Book a request (both REST C{POST /experiments} and GENI C{Allocate}).
-        """
-        change = self.read if request.dryrun else self._change
-        return change(allocation.allocate, request, self.now(), self.policy)
+    # -- queries -------------------------------------------------------------
 
     def find(self, **query: Any) -> Deferred:
         """
@@ -68,29 +71,63 @@ class Scheduler:
         """
         return self.read(allocation.find, self.now(), self.policy, **query)
 
-    def changeStatus(self, schedid: Any, status: Any, user: User, when: Any = None) -> Deferred:
+    def resolveSlice(self, target: SliceTarget) -> Deferred:
+        """
+        The slice and slivers a GENI call names (for Describe and Status).
+        """
+        return self.read(slices.resolve, target)
+
+    def offer(self, availableOnly: bool) -> Deferred:
+        """
+        What a GENI advertisement shows now.
+        """
+        return self.read(slices.offer, self.now(), self.policy, availableOnly)
+
+    # -- bookings and schedules ----------------------------------------------
+
+    def allocate(self, request: AllocationRequest) -> Deferred:
+        """
+        Book a request (REST C{POST /experiments}); a dry run only reads.
+        """
+        change = self.read if request.dryrun else self._change
+        return change(allocation.allocate, request, self.now(), self.policy)
+
+    def changeStatus(self, schedid: Any, status: Any, userid: int, when: Any = None) -> Deferred:
         """
         A node's status report (C{when} it happened, if it says) or an owner's change.
         """
-        return self._change(lifecycle.changeStatus, schedid, status, user, self.now(), self.policy, when)
+        return self._change(commands.changeStatus, schedid, status, userid, self.now(), self.policy, when)
 
-    def reportTraffic(self, schedid: Any, report: dict, user: User) -> Deferred:
+    def reportTraffic(self, schedid: Any, report: dict, userid: int) -> Deferred:
         """
         A node's traffic report for one of its schedules.
         """
-        return self._change(lifecycle.reportTraffic, schedid, report, user, self.now(), self.policy)
+        return self._change(commands.reportTraffic, schedid, report, userid, self.now(), self.policy)
 
-    def heartbeat(self, user: User, nodeid: str, **kwargs: Any) -> Deferred:
+    def heartbeat(
+        self, userid: int, nodeid: str, maintenance: bool = False,
+        interfaces: Optional[list] = None, limit: int = 3,
+    ) -> Deferred:
         """
         A node's heartbeat; fires with its tasks.
         """
-        return self._change(lifecycle.heartbeat, user, nodeid, self.now(), self.policy, **kwargs)
+        return self._change(
+            commands.heartbeat, userid, nodeid, self.now(), self.policy,
+            maintenance=maintenance, interfaces=interfaces, limit=limit,
+        )
 
-    def deleteExperiment(self, expid: Any, user: User) -> Deferred:
+    def deleteExperiment(self, expid: Any, userid: int) -> Deferred:
         """
         Cancel or abort everything of an experiment and archive it.
         """
-        return self._change(lifecycle.deleteExperiment, expid, user, self.now(), self.policy)
+        return self._change(commands.deleteExperiment, expid, userid, self.now(), self.policy)
+
+    def mergeExperiments(self, into: Any, source: Any, userid: int, name: Optional[str] = None) -> Deferred:
+        """
+        Move every schedule of C{source} into C{into} (legacy REST merge);
+        fires with C{(moved, into id, source id)}.
+        """
+        return self._change(commands.mergeExperiments, into, source, userid, name)
 
     def expireAllocations(self) -> Deferred:
         """
@@ -99,17 +136,67 @@ class Scheduler:
         """
         return self._change(lifecycle.expireAllocations, self.now(), self.policy)
 
+    # -- GENI slices -----------------------------------------------------------
+
+    def allocateSlice(self, request: SliceRequest, userid: int) -> Deferred:
+        """
+        GENI Allocate; fires with C{(schedules, what best effort left out)}.
+        """
+        return self._change(slices.allocateSlice, request, userid, self.now(), self.policy)
+
+    def provision(self, target: SliceTarget, userid: int, updates: Mapping[str, Any]) -> Deferred:
+        """
+        GENI Provision; fires with the schedules provisioned.
+        """
+        return self._change(slices.provision, target, userid, dict(updates), self.now(), self.policy)
+
+    def performAction(
+        self, target: SliceTarget, userid: int, action: str, updates: Mapping[str, Any]
+    ) -> Deferred:
+        """
+        A GENI operational action; fires with the target's schedules as they are now.
+        """
+        return self._change(slices.performAction, target, userid, action, dict(updates), self.now(), self.policy)
+
+    def renewSlivers(
+        self, target: SliceTarget, userid: int, stop: int, text: str, bestEffort: bool = False
+    ) -> Deferred:
+        """
+        GENI Renew; fires with C{(schedules, refusals by sliver id)}.
+        """
+        return self._change(
+            slices.renewSlivers, target, userid, stop, text, bestEffort, self.now(), self.policy
+        )
+
+    def endSlivers(self, target: SliceTarget, userid: int) -> Deferred:
+        """
+        GENI Delete; fires with the schedules named.
+        """
+        return self._change(slices.endSlivers, target, userid, self.now(), self.policy)
+
+    def shutdownSlice(self, sliceURN: str, operatorURN: str) -> Deferred:
+        """
+        GENI Shutdown by an operator.
+        """
+        return self._change(slices.shutdownSlice, sliceURN, operatorURN, self.now(), self.policy)
+
+    # -- users and nodes -------------------------------------------------------
+
     def addUser(self, **kwargs: Any) -> Deferred:
         """
         Create a user with default quotas.
         """
         return self._change(accounts.addUser, now=self.now(), policy=self.policy, **kwargs)
 
-    def updateUser(self, userid: Any, **kwargs: Any) -> Deferred:
+    def updateUser(
+        self, userid: Any, fingerprint: Optional[str] = None, quota: Optional[dict[str, Any]] = None
+    ) -> Deferred:
         """
         Change a user's fingerprint or quotas.
         """
-        return self._change(accounts.updateUser, userid, self.now(), self.policy, **kwargs)
+        return self._change(
+            accounts.updateUser, userid, self.now(), self.policy, fingerprint=fingerprint, quota=quota
+        )
 
     def invalidateUser(self, userid: Any) -> Deferred:
         """
@@ -117,17 +204,39 @@ class Scheduler:
         """
         return self._change(accounts.invalidateUser, userid)
 
+    def userForURN(self, urn: str) -> Deferred:
+        """
+        The user of a GENI URN a trusted authority vouched for, registered on
+        first use.
+        """
+        return self._change(accounts.userForURN, urn, self.now(), self.policy)
+
+    def bootstrapUsers(self, users: Iterable[Mapping[str, Any]]) -> Deferred:
+        """
+        Create the configured users not known yet; fires with what became of each.
+        """
+        return self._change(accounts.bootstrapUsers, [dict(u) for u in users], self.now(), self.policy)
+
+    def setNode(
+        self, nodeid: str, tags: Optional[str] = None, status: Optional[str] = None,
+        pair: Optional[str] = None, unpair: bool = False,
+    ) -> Deferred:
+        """
+        An admin's node settings, all or nothing.
+        """
+        return self._change(accounts.setNode, nodeid, tags, status, pair, unpair)
+
     def setNodeTags(self, nodeid: str, text: str) -> Deferred:
         """
         Replace a node's admin tags.
         """
-        return self._change(accounts.setNodeTags, nodeid, text)
+        return self.setNode(nodeid, tags=text)
 
     def setNodeStatus(self, nodeid: str, status: str) -> Deferred:
         """
         An admin takes a node out of service or back.
         """
-        return self._change(accounts.setNodeStatus, nodeid, status)
+        return self.setNode(nodeid, status=status)
 
     def setNodePair(self, headid: str, tailid: str) -> Deferred:
         """
@@ -146,10 +255,3 @@ class Scheduler:
         Apply an inventory snapshot.
         """
         return self._change(accounts.applyInventory, entries, complete)
-
-    def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
-        """
-        Run a changing function of the transaction that needs no clock (GENI
-        provisioning, renewals), notifying listeners afterwards.
-        """
-        return self._change(function, *args, **kwargs)

@@ -122,6 +122,21 @@ class Eligible:
         return self.units
 
 
+def heardRecently(node: Node, now: int, policy: Policy) -> bool:
+    """
+    The heartbeat-freshness rule (legacy §5.1): a node not heard within
+    C{heartbeatAge} is not offered, unless the policy does not require heartbeats.
+    """
+    return not policy.requireHeartbeat or node.heartbeat >= now - policy.heartbeatAge
+
+
+def usable(node: Node, now: int, policy: Policy) -> bool:
+    """
+    Whether a node can be booked now at all: active and heard recently.
+    """
+    return node.status == NODE_ACTIVE and heardRecently(node, now, policy)
+
+
 def eligibleNodes(
     nodes: Iterable[Node],
     nodeFilter: Filter,
@@ -151,7 +166,7 @@ def eligibleNodes(
             continue
         chosen.append(node)
     if wanted is None and policy.requireHeartbeat:
-        chosen = [n for n in chosen if n.heartbeat >= now - policy.heartbeatAge]
+        chosen = [n for n in chosen if heardRecently(n, now, policy)]
     units: list[Unit]
     if pairing.paired:
         byId = {n.id: n for n in chosen}

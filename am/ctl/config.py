@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import attrs
@@ -602,12 +602,20 @@ def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 
 
 def loadConfig(
-    path: Optional[str] = None, demo: bool = False, demoDir: Optional[str] = None, checkFiles: bool = True
+    path: Optional[str] = None,
+    demo: bool = False,
+    demoDir: Optional[str] = None,
+    checkFiles: bool = True,
+    prepareDemo: Optional[Callable[[str], tuple[dict[str, Any], DemoSetup]]] = None,
 ) -> ControllerConfig:
     """
     Load the file at C{path}; with C{demo} (or C{demo: true} in the file),
     fill in everything the file leaves out with the demo defaults, making the
     demo directory, its development CA and certificates on first use.
+
+    @param prepareDemo: makes the demo directory and returns its defaults
+        (L{am.ctl.demo.prepareDemo}); passed in so that configuration and
+        the development PKI never import each other.
 
     @raise ConfigError: on the first problem found.
     """
@@ -628,8 +636,8 @@ def loadConfig(
     if data.get("demo"):
         directory = demoDir or _string(data, "demo_dir", "demo_dir") or "marvin-demo"
         directory = _path(base if demoDir is None else os.getcwd(), directory)
-        from am.devtools.demopki import prepareDemo
-
+        if prepareDemo is None:
+            raise ConfigError("demo: this program cannot prepare a demo (run marvinctld --demo)")
         try:
             defaults, setup = prepareDemo(directory)
         except OSError as e:

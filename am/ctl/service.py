@@ -14,28 +14,43 @@ as the twistd plugin C{twistd -n marvinctld --config PATH}.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from twisted.application.service import MultiService
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.task import LoopingCall
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.resource import IResource, Resource
 
+from am.core.accounts import Bootstrap
+from am.core.interfaces import IScheduler
+from am.core.scheduler import Scheduler
 from am.ctl.config import BootstrapUser, ConfigError, ControllerConfig, TLSListener, loadConfig
-from am.ctl.logs import startLogging
+from am.ctl.demo import demoInstructions, prepareDemo
+from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
+from am.ctl.logs import marvinVersion, startLogging
+from am.ctl.metrics import MeasuredStore, Metrics
+from am.ctl.ops import mountOperations
+from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
+from am.ctl.site import MarvinSite, makeSite
+from am.geni.face import mountGENI
+from am.store.sqlite import SQLiteStore
+from am.trust.certs import certificatePEM, loadRoots
+from am.trust.tls import serverTLSOptions
+from rest_compat.auth import Authenticator
+from rest_compat.params import MAX_BODY
+from rest_compat.resource import buildRESTResource
 
-
-class StartupError(Exception):
-    """
-    The controller cannot start (database, port); the message says why.
-    """
+__all__ = [
+    "Controller", "MarvinSite", "Options", "StartupError", "bootstrapUsers", "demoInstructions",
+    "main", "makeController", "makeService", "redacted", "startLogging", "tlsOptions",
+]
 
 
 class Options(usage.Options):
@@ -59,8 +74,6 @@ class Options(usage.Options):
         """
         Print Marvin's version and exit.
         """
-        from am.ctl.logs import marvinVersion
-
         sys.stdout.write(f"marvinctld (Marvin) {marvinVersion()}\n")
         raise SystemExit(0)
 
@@ -75,7 +88,7 @@ class Options(usage.Options):
         @raise ConfigError: naming the file and the problem.
         """
         try:
-            return loadConfig(self["config"], demo=self["demo"], demoDir=self["dir"])
+            return loadConfig(self["config"], demo=self["demo"], demoDir=self["dir"], prepareDemo=prepareDemo)
         except ConfigError as e:
             if self["config"] is not None and not str(e).startswith(self["config"]):
                 raise ConfigError(f"{self['config']}: {e}") from None
@@ -93,13 +106,10 @@ def tlsOptions(listener: TLSListener, extraRoots: Sequence[str] = ()) -> Any:
     certificate. The same listener serves the GENI face, so the options come
     from L{am.trust.tls}.
     """
-    from am.trust.tls import serverTLSOptions
 
     def read(path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
-
-    from am.trust.certs import certificatePEM, loadRoots
 
     roots = [read(p) for p in listener.clientCA]
     # GENI clearinghouse roots (files or gcf-style directories) may sign clients too.
@@ -114,42 +124,11 @@ def redacted(database: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", database)
 
 
-class MarvinSite(Site):
-    """
-    A L{Site} without its own access log (each face logs one line per
-    request, with the caller's identity) and without tracebacks in answers.
-    Each request gets an id (answered as C{X-Request-Id}, logged by the
-    faces) and, once finished, is counted by C{observer} with its duration.
-    """
-
-    displayTracebacks = False
-    observer: Optional[Callable[[Any, float], None]] = None
-
-    def getResourceFor(self, request: Any) -> Any:
-        import secrets
-        import time
-
-        request.requestId = secrets.token_hex(6)
-        request.startedAt = time.perf_counter()
-        request.setHeader(b"x-request-id", request.requestId.encode("ascii"))
-        return super().getResourceFor(request)
-
-    def log(self, request: Any) -> None:
-        import time
-
-        started = getattr(request, "startedAt", None)
-        if self.observer is not None and started is not None:
-            self.observer(request, time.perf_counter() - started)
-
-
 def defaultRESTFactory(scheduler: Any, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]) -> Resource:
     """
     The MONROE REST resource over C{scheduler}, trusting identity headers only
     from the configured proxies.
     """
-    from rest_compat.auth import Authenticator
-    from rest_compat.resource import buildRESTResource
-
     authenticator = Authenticator(
         trustedProxies=list(config.trustedProxies),
         verifiedHeader=config.verifiedHeader,
@@ -163,7 +142,7 @@ def defaultRESTFactory(scheduler: Any, config: ControllerConfig, sync: Optional[
 # -- bootstrap users ----------------------------------------------------------------
 
 
-def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred:
+def bootstrapUsers(scheduler: IScheduler, users: tuple[BootstrapUser, ...]) -> Deferred:
     """
     Create each configured user whose fingerprint is not known yet, in one
     transaction, so a fresh install can be administered through the API.
@@ -171,68 +150,60 @@ def bootstrapUsers(scheduler: Any, users: tuple[BootstrapUser, ...]) -> Deferred
 
     @return: a Deferred firing with the list of names created.
     """
-    from am.core import accounts
-    from am.core.errors import MarvinError
-
     log = Logger(namespace="marvinctld")
-    now, policy = scheduler.now(), scheduler.policy
+    specs = [
+        {"name": u.name, "role": u.role, "fingerprint": u.fingerprint, "urn": u.urn, "project": u.project}
+        for u in users
+    ]
 
-    def create(txn: Any) -> list[str]:
-        created = []
-        for user in users:
-            known = txn.findUser(fingerprint=user.fingerprint)
-            if known is not None:
-                if known.role != user.role or known.invalid:
-                    log.warn(
-                        "bootstrap user {name}: fingerprint {fp} belongs to user {id} "
-                        "({known}, role {role}{invalid}); left as it is",
-                        name=user.name, fp=user.fingerprint, id=known.id, known=known.name,
-                        role=known.role, invalid=", invalidated" if known.invalid else "",
-                    )
-                continue
-            try:
-                accounts.addUser(
-                    txn, user.name, user.role, now, policy, fingerprint=user.fingerprint,
-                    urn=user.urn, project=user.project,
-                )
-            except MarvinError as e:
-                log.warn("bootstrap user {name} not created: {why}", name=user.name, why=e.message)
-                continue
-            created.append(user.name)
-        return created
+    def report(outcomes: list[Bootstrap]) -> list[str]:
+        for outcome in outcomes:
+            if outcome.created:
+                log.info("bootstrap user {name} created", name=outcome.name)
+            elif outcome.note:
+                log.warn("bootstrap user {name}: {note}", name=outcome.name, note=outcome.note)
+        return [o.name for o in outcomes if o.created]
 
-    def report(created: list[str]) -> list[str]:
-        for name in created:
-            log.info("bootstrap user {name} created", name=name)
-        return created
-
-    return scheduler.transact(create).addCallback(report)
+    return scheduler.bootstrapUsers(specs).addCallback(report)
 
 
 # -- the service -------------------------------------------------------------------
 
 
-def _openStore(path: str, reactor: Any) -> Any:
-    if path.startswith(("postgresql://", "postgres://")):
+def openStore(database: str, reactor: Any) -> Any:
+    """
+    The store for C{database}: a C{postgresql://} URL or a SQLite file.
+    """
+    if database.startswith(("postgresql://", "postgres://")):
+        # Imported here only because psycopg is an optional extra ("postgres").
         from am.store.postgres import PostgresStore
 
-        return PostgresStore(path, reactor)
-    from am.store.sqlite import SQLiteStore
-
-    return SQLiteStore(path, reactor)
+        return PostgresStore(database, reactor)
+    return SQLiteStore(database, reactor)
 
 
 class Controller(MultiService):
     """
-    The controller's service: opens the store, creates bootstrap users,
-    listens, and runs the background loops; stops them all in reverse.
+    The controller: a L{MultiService} of a L{Listener} per configured port
+    (C{https}, C{http}) serving one L{MarvinSite}, a L{TimerService} named
+    C{expiry} for unprovisioned allocations and queued tasks, and an
+    L{InventoryService} named C{inventory}; add more children with
+    C{addService} (they start after the listeners, in the order added).
 
-    @ivar ready: fires with the listening ports once the controller serves,
-        or fails with L{StartupError}.
+    Starting opens the store, builds the scheduler and the site's resources
+    (the REST face, then each of C{faces}), creates the bootstrap users, and
+    only then starts the children in order; stopping stops the started ones
+    in reverse and closes the store.
+
+    @ivar ready: fires with the listening ports once the controller serves
+        (every child started, the first inventory sync over), or fails with
+        L{StartupError}.
     @ivar root: the site's root, the REST resource (C{/version}, C{/v1/...});
         other faces mount on it with C{putChild} (the GENI face at C{xmlrpc}):
         each of C{faces} is called with the controller once C{scheduler},
         C{config} and C{root} exist and before anything listens.
+    @ivar site: the one site every listener serves.
+    @ivar sync: the inventory sync (its scheduler arrives when the store opens).
     """
 
     log = Logger(namespace="marvinctld")
@@ -242,7 +213,7 @@ class Controller(MultiService):
         config: ControllerConfig,
         reactor: Any,
         restFactory: Callable[..., Resource] = defaultRESTFactory,
-        storeFactory: Callable[[str, Any], Any] = _openStore,
+        storeFactory: Callable[[str, Any], Any] = openStore,
         fetcherFactory: Optional[Callable[[Any, Any], Callable[[], Deferred]]] = None,
         faces: Sequence[Callable[["Controller"], None]] = (),
     ) -> None:
@@ -251,133 +222,140 @@ class Controller(MultiService):
         self.reactor = reactor
         self.restFactory = restFactory
         self.storeFactory = storeFactory
-        self.fetcherFactory = fetcherFactory
-        self.faces = tuple(faces)
+        # The operator's endpoints (/health, /ready, /metrics) mount last.
+        self.faces = tuple(faces) + ((mountGENI,) if config.geni is not None else ()) + (mountOperations,)
+        self.metrics = Metrics()
         self.store: Any = None
         self.scheduler: Any = None
-        self.sync: Any = None
-        self.site: Optional[Site] = None
-        self.root: Optional[Resource] = None
-        self.ports: list[Any] = []
+        self.root: Optional[IResource] = None
         self.ready: Deferred = Deferred()
-        self._expiry: Optional[LoopingCall] = None
-        self.metrics: Any = None
+        # Bodies past the larger of the faces' limits are never stored; each
+        # face answers in its own form (REST 413, GENI TOOBIG).
+        limits = [MAX_BODY] + ([config.geni.maxRequest] if config.geni is not None else [])
+        self.site: MarvinSite = makeSite(Resource(), limits, reactor)
+        self.site.observer = self.metrics.observeRequest
+        inventory = config.inventory
+        fetch = None
+        if inventory.api is not None:
+            fetch = (fetcherFactory or HTTPInventoryFetcher)(reactor, inventory.api)
+        self.sync = InventorySync(
+            None, reactor, staticFile=inventory.file, fetch=fetch, api=inventory.api,
+            period=inventory.period, retry=inventory.retry,
+        )
+        for scheme, makeEndpoint in self._endpoints():
+            self.addService(Listener(scheme, makeEndpoint, self.site))
+        expiry = TimerService(config.expiryPeriod, self.expireOnce)
+        expiry.clock = reactor
+        expiry.setName("expiry")
+        self.addService(expiry)
+        self.addService(InventoryService(self.sync))
+
+    def _endpoints(self) -> list[tuple[str, Callable[[], IStreamServerEndpoint]]]:
+        endpoints: list[tuple[str, Callable[[], IStreamServerEndpoint]]] = []
+        tls, http = self.config.tls, self.config.http
+        if tls is not None:
+
+            def secure() -> IStreamServerEndpoint:
+                try:
+                    geni = self.config.geni
+                    options = tlsOptions(tls, geni.trustRoots if geni is not None else ())
+                except Exception as e:
+                    raise StartupError(f"listen.tls: cannot set up TLS: {e}") from None
+                return SSL4ServerEndpoint(self.reactor, tls.port, options, interface=tls.address)
+
+            endpoints.append(("https", secure))
+        if http is not None:
+            kind = TCP6ServerEndpoint if ipaddress.ip_address(http.address).version == 6 else TCP4ServerEndpoint
+            endpoints.append(("http", lambda: kind(self.reactor, http.port, interface=http.address)))
+        return endpoints
+
+    def listeners(self) -> list[Listener]:
+        """
+        The listener services, in the order they start.
+        """
+        return [s for s in self if isinstance(s, Listener)]
+
+    @property
+    def ports(self) -> list[Any]:
+        """
+        The ports listening now (a port that did open stays here until the
+        controller stops, even when a later one failed).
+        """
+        return [listener.port for listener in self.listeners() if listener.port is not None]
+
+    def portFor(self, scheme: str) -> Optional[int]:
+        """
+        The port number actually bound for C{https} or C{http} (useful with port 0).
+        """
+        for listener in self.listeners():
+            if listener.name == scheme and listener.port is not None:
+                return listener.port.getHost().port
+        return None
+
+    def privilegedStartService(self) -> None:
+        # Nothing binds before the store is open and the bootstrap users
+        # exist: the children start from startService, in order.
+        Service.privilegedStartService(self)
 
     def startService(self) -> None:
         """
         @raise StartupError: if the database cannot be opened.
         """
-        from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
-        from am.core.scheduler import Scheduler
-
-        from am.ctl.metrics import MeasuredStore, Metrics
-
         try:
-            store = self.storeFactory(self.config.database, self.reactor)
+            self.store = MeasuredStore(self.storeFactory(self.config.database, self.reactor), self.metrics)
         except Exception as e:
             raise StartupError(f"database: cannot open {redacted(self.config.database)}: {e}") from None
-        self.metrics = Metrics()
-        self.store = MeasuredStore(store, self.metrics)
-        super().startService()
+        Service.startService(self)
         self.scheduler = Scheduler(self.store, self.reactor, self.config.policy)
-        inventory = self.config.inventory
-        fetch = None
-        if inventory.api is not None:
-            fetch = (self.fetcherFactory or HTTPInventoryFetcher)(self.reactor, inventory.api)
-        self.sync = InventorySync(
-            self.scheduler, self.reactor, staticFile=inventory.file, fetch=fetch, api=inventory.api,
-            period=inventory.period, retry=inventory.retry,
-        )
+        self.sync.scheduler = self.scheduler
         if not self.sync.configured:
             self.log.warn("no inventory configured: nodes come only from the database")
         self.root = self.restFactory(self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None)
-        faces = list(self.faces)
-        if self.config.geni is not None:
-            from am.geni.face import mountGENI
-
-            faces.append(mountGENI)
-        from am.ctl.ops import mountOperations
-
-        faces.append(mountOperations)
-        for face in faces:
+        for face in self.faces:
             face(self)
-        from rest_compat.params import MAX_BODY, limitedRequestFactory
-
-        # Bodies past the larger of the faces' limits are never stored; each
-        # face answers in its own form (REST 413, GENI TOOBIG).
-        geni = self.config.geni
-        limit = max(MAX_BODY, geni.maxRequest if geni is not None else 0)
-        self.site = MarvinSite(self.root, requestFactory=limitedRequestFactory(limit), reactor=self.reactor)
-        self.site.noisy = False
-        self.site.observer = self.metrics.observeRequest
+        self.site.resource = self.root
         d = bootstrapUsers(self.scheduler, self.config.bootstrap)
-        d.addCallback(lambda _: self._listen())
-        d.addCallback(self._serving)
+        d.addCallback(lambda _: Deferred.fromCoroutine(self._startChildren()))
         d.addErrback(self._failed)
 
-    def _endpoints(self) -> list[tuple[str, Any]]:
-        from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
-
-        endpoints = []
-        tls, http = self.config.tls, self.config.http
-        if tls is not None:
-            try:
-                geni = self.config.geni
-                options = tlsOptions(tls, geni.trustRoots if geni is not None else ())
-            except Exception as e:
-                raise StartupError(f"listen.tls: cannot set up TLS: {e}") from None
-            endpoints.append(("https", SSL4ServerEndpoint(self.reactor, tls.port, options, interface=tls.address)))
-        if http is not None:
-            kind = TCP6ServerEndpoint if ipaddress.ip_address(http.address).version == 6 else TCP4ServerEndpoint
-            endpoints.append(("http", kind(self.reactor, http.port, interface=http.address)))
-        return endpoints
-
-    def _listen(self) -> Deferred:
+    async def _startChildren(self) -> None:
         """
-        Listen on each endpoint in turn; ports that did open are kept in
-        C{ports} (and closed by L{stopService}) even when a later one fails.
+        Start the listeners one by one, then every other child; C{ready}
+        fires once all are started.
         """
-        endpoints = self._endpoints()
-        ports: list[Any] = []
-        self.ports = ports
-
-        def listenNext(_: Any = None) -> Any:
-            if len(ports) == len(endpoints):
-                return ports
-            scheme, endpoint = endpoints[len(ports)]
-
-            def cannot(failure: Failure) -> None:
-                raise StartupError(f"cannot listen for {scheme}: {failure.getErrorMessage()}")
-
-            return endpoint.listen(self.site).addCallbacks(ports.append, cannot).addCallback(listenNext)
-
-        return maybeDeferred(listenNext)
-
-    def _serving(self, ports: list[Any]) -> Any:
+        listeners = self.listeners()
+        ports = []
+        for listener in listeners:
+            if not self.running:
+                return
+            listener.startService()
+            ports.append(await listener.whenStarted())
         if not self.running:
-            for port in ports:
-                port.stopListening()
-            self.ports = []
-            return ports
-        for port, scheme in zip(ports, self._schemes()):
-            host = port.getHost()
-            self.log.info("listening for {scheme} on {host}:{port}", scheme=scheme, host=host.host, port=host.port)
-        self._expiry = LoopingCall(self._expire)
-        self._expiry.clock = self.reactor
-        self._expiry.start(self.config.expiryPeriod, now=False)
-        # Ready once the first inventory sync is over (whatever its outcome),
-        # so that what the demo prints finds the nodes there.
-        return self.sync.start().addCallback(lambda _: self.ready.callback(ports))
-
-    def _schemes(self) -> list[str]:
-        return [s for s, present in (("https", self.config.tls), ("http", self.config.http)) if present]
+            return
+        for listener in listeners:
+            host = listener.port.getHost()
+            self.log.info("listening for {scheme} on {host}:{port}", scheme=listener.name, host=host.host, port=host.port)
+        waiting = []
+        for service in self:
+            if not isinstance(service, Listener):
+                service.startService()
+                if IStartingService.providedBy(service):
+                    waiting.append(service.whenStarted())
+        for started in waiting:
+            await started
+        self.ready.callback(ports)
 
     def _failed(self, failure: Failure) -> None:
         if not failure.check(StartupError):
             failure = Failure(StartupError(f"start-up failed: {failure.getErrorMessage()}"))
         self.ready.errback(failure)
 
-    def _expire(self) -> Deferred:
+    def expireOnce(self) -> Deferred:
+        """
+        One run of the periodic expiry (the C{expiry} timer's call); a failure
+        is logged and the next run comes on time.
+        """
+
         def expired(count: Any) -> None:
             if count:
                 self.log.info("{count} unprovisioned allocation(s) or queued task(s) expired", count=count)
@@ -387,23 +365,13 @@ class Controller(MultiService):
 
         return self.scheduler.expireAllocations().addCallbacks(expired, failed)
 
-    def portFor(self, scheme: str) -> Optional[int]:
-        """
-        The port number actually bound for C{https} or C{http} (useful with port 0).
-        """
-        for port, s in zip(self.ports, self._schemes()):
-            if s == scheme:
-                return port.getHost().port
-        return None
-
     def stopService(self) -> Deferred:
-        if self.sync is not None:
-            self.sync.stop()
-        if self._expiry is not None and self._expiry.running:
-            self._expiry.stop()
-        stopping = [maybeDeferred(port.stopListening) for port in self.ports]
-        self.ports = []
-        d = DeferredList(stopping + [maybeDeferred(super().stopService)], consumeErrors=True)
+        """
+        Stop the started children in reverse order, then close the store.
+        """
+        Service.stopService(self)
+        started = [s for s in reversed(list(self)) if s.running]
+        d = DeferredList([maybeDeferred(s.stopService) for s in started], consumeErrors=True)
 
         def close(_: Any) -> Any:
             if self.store is not None:
@@ -416,19 +384,29 @@ class Controller(MultiService):
 # -- twistd plugin and console script ------------------------------------------------
 
 
+def makeController(options: Options, reactor: Any) -> Controller:
+    """
+    The controller the command line asks for: its configuration loaded and
+    its services assembled. Shared by L{makeService} (twistd) and L{main}.
+
+    @raise ConfigError: naming the file and the problem.
+    """
+    return Controller(options.loadConfig(), reactor)
+
+
 def makeService(options: Options, reactor: Any = None) -> Controller:
     """
-    The twistd plugin's service. A bad configuration exits with one message.
+    The twistd plugin's service. A bad configuration exits with one message;
+    a failed start-up is logged as critical and stops the reactor.
     """
     if reactor is None:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
     try:
-        config = options.loadConfig()
+        controller = makeController(options, reactor)
     except ConfigError as e:
         raise SystemExit(f"marvinctld: {e}") from None
-    controller = Controller(config, reactor)
 
     def failed(failure: Failure) -> None:
         Controller.log.critical("marvinctld: {why}", why=failure.getErrorMessage())
@@ -436,92 +414,6 @@ def makeService(options: Options, reactor: Any = None) -> Controller:
 
     controller.ready.addErrback(failed)
     return controller
-
-
-def demoInstructions(controller: Controller) -> str:
-    """
-    What to paste into a shell to talk to the demo, with the real paths and ports.
-    """
-    config = controller.config
-    assert config.demo is not None
-    pki = config.demo.pki
-    lines = [
-        "",
-        "Marvin demo controller is running.",
-        f"  directory:  {config.demo.directory}",
-        f"  database:   {config.database}",
-        f"  inventory:  {config.inventory.file}",
-    ]
-    tlsPort = controller.portFor("https")
-    if tlsPort is not None:
-        base = f"https://localhost:{tlsPort}"
-
-        def curl(who: str, rest: str) -> str:
-            return (
-                f"  curl --cacert {pki.certificate('ca')} --cert {pki.certificate(who)} "
-                f"--key {pki.key(who)} {rest}"
-            )
-
-        lines += [
-            f"  TLS (client certificate required): {base}/",
-            "",
-            "Who am I (as the demo user):",
-            curl("user", f"{base}/v1/backend/auth"),
-            "Nodes:",
-            curl("user", f"{base}/v1/resources"),
-            "Find a free slot for 2 nodes for 5 minutes:",
-            curl("user", f"'{base}/v1/schedules/find?nodecount=2&duration=300'"),
-            "Run an experiment on 2 nodes as soon as possible for 5 minutes:",
-            curl(
-                "user",
-                "-H 'Content-Type: application/json' -d '{\"name\": \"hello\", \"script\": "
-                "\"docker.io/library/hello-world\", \"nodecount\": 2, \"nodetypes\": \"type:testing\", "
-                f"\"start\": 0, \"duration\": 300}}' {base}/v1/experiments",
-            ),
-            "Users (as the demo admin):",
-            curl("admin", f"{base}/v1/users"),
-            "Heartbeat (as node 1):",
-            curl("node", f"-X PUT -d maintenance=0 {base}/v1/resources/1"),
-        ]
-    if tlsPort is not None and config.geni is not None:
-        from am.devtools.demopki import prepareGeniDemo
-
-        geni = prepareGeniDemo(pki.directory, os.path.join(config.demo.directory, "geni"), port=tlsPort)
-        omni = f"omni -c {geni['omni_config']} -a marvin -V3"
-        lines += [
-            "",
-            f"GENI AM API v3 (jFed, omni): {geni['url']}",
-            "GetVersion with curl:",
-            curl("user", "-H 'Content-Type: text/xml' -d '<?xml version=\"1.0\"?><methodCall>"
-                 f"<methodName>GetVersion</methodName><params/></methodCall>' {geni['url']}"),
-            f"omni (slice {geni['slice']}; credentials made for the demo user, valid a week):",
-            f"  {omni} --usercredfile {geni['usercred']} getversion",
-            f"  {omni} --usercredfile {geni['usercred']} listresources",
-            f"  {omni} --slicecredfile {geni['slicecred']} allocate demo {geni['rspec']}",
-            f"  {omni} --slicecredfile {geni['slicecred']} provision demo",
-            f"  {omni} --slicecredfile {geni['slicecred']} status demo",
-            f"  {omni} --slicecredfile {geni['slicecred']} delete demo",
-        ]
-    httpPort = controller.portFor("http")
-    if httpPort is not None:
-        host = config.http.address if config.http is not None else "127.0.0.1"
-        host = f"[{host}]" if ":" in host else host
-        lines += [
-            "",
-            f"Plain HTTP for a TLS proxy on loopback: http://{host}:{httpPort}/ -- the proxy",
-            f"verifies the client certificate and passes {config.verifiedHeader} and {config.fingerprintHeader};",
-            "what nginx would send for the demo user:",
-            f"  curl -H '{config.verifiedHeader}: SUCCESS' -H '{config.fingerprintHeader}: "
-            f"{pki.fingerprints['user']}' http://{host}:{httpPort}/v1/backend/auth",
-        ]
-    lines.append("")
-    return "\n".join(lines)
-
-
-def _missingControllerDependencies() -> list[str]:
-    import importlib.util
-
-    return [name for name in ("lxml", "xmlsec") if importlib.util.find_spec(name) is None]
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -535,24 +427,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     except usage.UsageError as e:
         sys.stderr.write(f"marvinctld: {e}\n{options.getUsage()}")
         raise SystemExit(2)
+    from twisted.internet import reactor
+
     try:
-        config = options.loadConfig()
+        controller = makeController(options, reactor)
     except ConfigError as e:
         sys.stderr.write(f"marvinctld: {e}\n")
         raise SystemExit(2)
-
-    missing = _missingControllerDependencies()
-    if missing:
-        sys.stderr.write(
-            f"marvinctld: {', '.join(missing)} not installed: the controller needs "
-            "pip install 'marvin[controller]' (the plain install is the node agent's)\n"
-        )
-        raise SystemExit(1)
-
-    from twisted.internet import reactor
-
+    config = controller.config
     startLogging(config.log)
-    controller = Controller(config, reactor)
     outcome = {"code": 0}
 
     def failed(failure: Failure) -> None:

@@ -19,8 +19,6 @@ import attrs
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from am.ctl.config import DemoSetup
-
 #: The GENI authority the demo's certificates name.
 DEMO_AUTHORITY = "marvin-demo"
 
@@ -190,12 +188,12 @@ marvin = urn:publicid:IDN+{authority}+authority+am,{url}
 """
 
 
-def prepareDemo(directory: str) -> tuple[dict[str, Any], DemoSetup]:
+def prepareDemoFiles(directory: str) -> tuple[dict[str, Any], DemoPKI]:
     """
     Make the demo directory on first use: a development CA with server,
     admin, user and node certificates, and the static inventory; reuse them
-    afterwards. Returns the demo defaults (a configuration document) and what
-    was made.
+    afterwards. Returns the demo defaults (a configuration document) and the
+    PKI (L{am.ctl.demo} wraps them for the controller's configuration).
     """
     os.makedirs(directory, exist_ok=True)
     pki = ensureDemoPKI(os.path.join(directory, "pki"))
@@ -225,4 +223,4 @@ def prepareDemo(directory: str) -> tuple[dict[str, Any], DemoSetup]:
                  "default_image": "docker.io/library/hello-world"},
         "log": {"file": "-", "level": "info"},
     }
-    return defaults, DemoSetup(directory=directory, pki=pki)
+    return defaults, pki

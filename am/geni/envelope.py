@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
+from am.core.errors import AlreadyExists, BadRequest, Conflict, Forbidden, MarvinError, NotFound, StaleWrite
 from rspec.times import formatTime
 from rspec.xml import RSpecError
 
@@ -30,6 +30,7 @@ from am.trust.errors import (  # noqa: F401 (the GENI codes, one table)
 )
 
 SEARCHFAILED = 12
+BUSY = 14
 ALREADYEXISTS = 17
 
 AM_TYPE = "marvin"
@@ -67,6 +68,10 @@ def _coreCode(error: MarvinError) -> int:
         return SEARCHFAILED
     if isinstance(error, Forbidden):
         return FORBIDDEN
+    if isinstance(error, AlreadyExists):
+        return ALREADYEXISTS
+    if isinstance(error, StaleWrite):
+        return BUSY  # changed meanwhile: the same call again may well succeed
     if isinstance(error, Conflict):
         return REFUSED
     return ERROR

@@ -15,16 +15,14 @@ from typing import Any, Optional
 import attrs
 from twisted.logger import Logger
 
-from am.core import accounts, allocation, lifecycle, states
-from am.core.allocation import AllocationRequest
-from am.core.errors import Conflict
-from am.geni import envelope
+from am.core import states
+from am.core.interfaces import IScheduler, IStoreTransaction
+from am.core.model import Schedule, User
+from am.core.slices import Slice, SliceRequest, SliceTarget, SliverName
 from am.geni.envelope import BADARGS, BADVERSION, REFUSED, SEARCHFAILED, UNSUPPORTED, GeniError, result
 from am.geni.statemap import UNALLOCATED, geniStates
-from am.core.model import Experiment, Schedule
-from am.core.scheduler import Scheduler
 from am.trust.certs import Caller
-from am.trust.gate import Trust
+from am.trust.gate import Grant, Trust
 from am.trust.urn import parseURN
 from rspec.advertisement import advertisement
 from rspec.manifest import SliverView, manifest
@@ -56,18 +54,6 @@ class Settings:
     defaultImage: Optional[str] = None
     adCacheSeconds: int = 60
     codeVersion: str = "0.1.0"
-
-
-@attrs.define
-class _Slice:
-    """
-    The slice a call acts on, and the slivers it names.
-    """
-
-    urn: str
-    experiment: Optional[Experiment]
-    schedules: list[Schedule]
-    named: bool  # the call named slivers, not the whole slice
 
 
 def _rspecVersion(options: dict[str, Any], required: bool = True) -> None:
@@ -112,7 +98,7 @@ class AggregateManager:
     The GENI face's logic; L{am.geni.xmlrpc} puts it on the wire.
     """
 
-    def __init__(self, scheduler: Scheduler, trust: Trust, settings: Settings) -> None:
+    def __init__(self, scheduler: IScheduler, trust: Trust, settings: Settings) -> None:
         self.scheduler = scheduler
         self.trust = trust
         self.settings = settings
@@ -147,7 +133,7 @@ class AggregateManager:
     def _sliverURN(self, schedule: Schedule) -> str:
         return f"urn:publicid:IDN+{self.settings.authority}+sliver+{schedule.id}"
 
-    def _manifest(self, txn: Any, schedules: list[Schedule], compressed: bool = False) -> str:
+    def _manifest(self, txn: IStoreTransaction, schedules: list[Schedule], compressed: bool = False) -> str:
         nodes = {n.id: n for n in txn.listNodes()} if schedules else {}
         views = []
         for s in schedules:
@@ -168,9 +154,9 @@ class AggregateManager:
             )
         return manifest(views, self.settings.authority, self.scheduler.now(), compressed=compressed)
 
-    def _resolve(self, txn: Any, urns: list[str]) -> _Slice:
+    def _target(self, urns: list[str]) -> SliceTarget:
         """
-        One slice URN, or sliver URNs of one slice, to the slice and its schedules.
+        One slice URN, or sliver URNs of one slice, as the core names them.
         """
         sliceURNs, sliverIds = [], []
         for urn in urns:
@@ -190,41 +176,31 @@ class AggregateManager:
         if sliceURNs and sliverIds or len(sliceURNs) > 1:
             raise GeniError(BADARGS, "give exactly one slice URN, or sliver URNs of one slice")
         if sliceURNs:
-            found = txn.findExperiments(sliceURN=sliceURNs[0])
-            live = [e for e in found if e.status == "active"] or found[-1:]
-            experiment = live[-1] if live else None
-            schedules = txn.schedulesOfExperiment(experiment.id) if experiment else []
-            return _Slice(sliceURNs[0], experiment, schedules, named=False)
-        schedules, sliceURN, experiment = [], None, None
-        for sid in sliverIds:
-            schedule = txn.getSchedule(sid)
-            if schedule is None:
-                raise GeniError(SEARCHFAILED, f"no sliver {self.settings.authority} #{sid}")
-            experiment = txn.getExperiment(schedule.expid)
-            if experiment.sliceURN is None:
-                raise GeniError(SEARCHFAILED, f"sliver #{sid} was not made through this API")
-            if sliceURN not in (None, experiment.sliceURN):
-                raise GeniError(BADARGS, "the slivers belong to different slices")
-            sliceURN = experiment.sliceURN
-            schedules.append(schedule)
-        return _Slice(sliceURN, experiment, schedules, named=True)
+            return SliceTarget(sliceURN=sliceURNs[0])
+        return SliceTarget(sliverIds=tuple(sliverIds))
 
-    async def _authorized(self, caller: Caller, method: str, target: Optional[str], credentials: Any, options: dict):
+    async def _authorized(
+        self, caller: Caller, method: str, target: Optional[str], credentials: Any, options: dict
+    ) -> tuple[Grant, User]:
         grant = self.trust.authorize(caller, method, target=target, credentials=credentials, options=options)
         user = await self.scheduler.read(lambda txn: txn.findUser(urn=grant.callerURN))
         if user is None or not user.active:
-            # First call of this user (or an invalidated one, refused there);
-            # registering a user changes nothing a cached advertisement shows.
-            user = await self.scheduler.store.transact(
-                accounts.userForURN, grant.callerURN, self.scheduler.now(), self.scheduler.policy
-            )
+            # First call of this user (or an invalidated one, refused there).
+            user = await self.scheduler.userForURN(grant.callerURN)
         return grant, user
 
-    async def _sliceFor(self, caller: Caller, method: str, urns: Any, credentials: Any, options: dict):
-        urns = _checkURNs(urns)
-        found = await self.scheduler.read(self._resolve, urns)
+    async def _sliceFor(
+        self, caller: Caller, method: str, urns: Any, credentials: Any, options: dict
+    ) -> tuple[SliceTarget, Slice, Grant, User]:
+        """
+        The target a call names, the slice as it is now (to authorize against
+        its URN and answer queries), the grant and the caller. Commands
+        re-resolve the target in their own transaction.
+        """
+        target = self._target(_checkURNs(urns))
+        found = await self.scheduler.resolveSlice(target)
         grant, user = await self._authorized(caller, method, found.urn, credentials, options)
-        return found, grant, user
+        return target, found, grant, user
 
     # -- methods -------------------------------------------------------------
 
@@ -271,31 +247,15 @@ class AggregateManager:
         cached = self._adCache.get(key)
         if cached and now - cached[0] < self.settings.adCacheSeconds:
             return result(cached[1])
-        text = await self.scheduler.read(self._advertise, now, *key)
+        offer = await self.scheduler.offer(key[0])
+        policy = self.scheduler.policy
+        text = advertisement(
+            offer.nodes, offer.leases, self.settings.authority, now, now + self.settings.adCacheSeconds,
+            key[1], granularity=policy.recurrenceStep, padding=policy.padding,
+            usable=lambda node: node.id in offer.usable,
+        )
         self._adCache[key] = (now, text)
         return result(text)
-
-    def _advertise(self, txn: Any, now: int, availableOnly: bool, compressed: bool) -> str:
-        policy = self.scheduler.policy
-        nodes = txn.listNodes()
-        leases = [
-            (s.id, s.nodeid, s.start, s.stop)
-            for s in txn.schedulesOverlapping(now, now + policy.horizon + policy.maxRuntime)
-            if s.blocking
-        ]
-        if availableOnly:
-            busy = {nodeid for _, nodeid, start, stop in leases if start <= now < stop}
-            nodes = [n for n in nodes if n.id not in busy]
-        def usable(node: Any) -> bool:
-            fresh = not policy.requireHeartbeat or node.heartbeat >= now - policy.heartbeatAge
-            return node.status == "active" and fresh
-
-        if availableOnly:
-            nodes = [n for n in nodes if usable(n)]
-        return advertisement(
-            nodes, leases, self.settings.authority, now, now + self.settings.adCacheSeconds,
-            compressed, granularity=policy.recurrenceStep, padding=policy.padding, usable=usable,
-        )
 
     async def Allocate(self, caller: Caller, sliceURN: Any, credentials: Any, rspec: Any, options: Any):
         options = _checkOptions(options)
@@ -310,16 +270,16 @@ class AggregateManager:
             raise GeniError(BADARGS, "rspec must be a non-empty request RSpec string")
         grant, user = await self._authorized(caller, "Allocate", sliceURN, credentials, options)
         spec = parseRequest(rspec, self.settings.authority, ignoreForeign=True)
-        request, clientIds = self._request(spec, sliceURN, user.id, options, grant)
-        bestEffort = bool(options.get("geni_best_effort"))
-        schedules, missing = await self.scheduler.transact(self._allocate, request, clientIds, bestEffort)
+        request = self._request(spec, sliceURN, options, grant)
+        schedules, missing = await self.scheduler.allocateSlice(request, user.id)
         text = await self.scheduler.read(self._manifest, schedules)
         output = f"best effort: not allocated: {missing}" if missing else ""
         return result({"geni_rspec": text, "geni_slivers": [self._status(s) for s in schedules]}, output)
 
-    def _request(self, spec: RequestSpec, sliceURN: str, ownerid: int, options: dict, grant: Any):
-        now = self.scheduler.now()
-        policy = self.scheduler.policy
+    def _request(self, spec: RequestSpec, sliceURN: str, options: dict, grant: Grant) -> SliceRequest:
+        """
+        The request RSpec and options as plain values; the core decides the window.
+        """
         images = spec.images
         if len(images) > 1:
             raise GeniError(BADARGS, "one container image per Allocate: the nodes name different images")
@@ -333,7 +293,7 @@ class AggregateManager:
         filters = {n.nodetypes or "" for n in unbound}
         if len(filters) > 1:
             raise GeniError(BADARGS, "unbound nodes of one Allocate must share one marvin:filter")
-        windows = {(l.validFrom, l.validUntil) for n in spec.nodes for l in n.leases}
+        windows = {(lease.validFrom, lease.validUntil) for n in spec.nodes for lease in n.leases}
         if len(windows) > 1:
             raise GeniError(BADARGS, "one window per Allocate: the nodes reference different leases")
         start, stop = (next(iter(windows)) if windows else (None, None))
@@ -341,25 +301,30 @@ class AggregateManager:
             start = _time(options["geni_start_time"], "geni_start_time")
         if stop is None and "geni_end_time" in options:
             stop = _time(options["geni_end_time"], "geni_end_time")
-        earliest = now + policy.minDelay
-        asap = start is None or start <= earliest
-        begin = earliest if asap else start
-        if stop is not None:
-            duration = stop - begin
-        else:
-            duration = spec.duration or self.settings.defaultDuration
-        if grant.expires is not None and begin + duration > grant.expires.timestamp():
-            raise GeniError(REFUSED, "the requested window ends after the slice credential expires")
+        names = {
+            n.nodeid: SliverName(n.clientId, n.leases[0].clientId if n.leases else None, tuple(n.extensions))
+            for n in bound
+        }
+        unboundNames: list[SliverName] = []
+        for n in unbound:
+            lease = n.leases[0].clientId if n.leases else None
+            unboundNames += [
+                SliverName(n.clientId if n.count == 1 else f"{n.clientId}-{k}", lease, tuple(n.extensions))
+                for k in range(n.count)
+            ]
         recurrence = spec.recurrence
-        request = AllocationRequest(
-            ownerid=ownerid,
+        return SliceRequest(
+            sliceURN=sliceURN,
             name=parseURN(sliceURN).name,
-            script=image,
-            nodecount=len(bound) if bound else sum(n.count for n in unbound),
-            duration=duration,
-            start=0 if asap else begin,
+            image=image,
+            nodes=tuple(n.nodeid for n in bound) if bound else None,
+            nodecount=sum(n.count for n in unbound),
             nodetypes=filters.pop() if filters else "",
-            nodes=[n.nodeid for n in bound] if bound else None,
+            start=start,
+            stop=stop,
+            duration=spec.duration,
+            defaultDuration=self.settings.defaultDuration,
+            notAfter=grant.expires.timestamp() if grant.expires is not None else None,
             shared=bool(spec.shared),
             recurrence=recurrence.scheme if recurrence else None,
             period=recurrence.period if recurrence else None,
@@ -367,84 +332,15 @@ class AggregateManager:
             storage=spec.storage or 0,
             traffic=spec.traffic or 0,
             options=dict(spec.options),
-            sliceURN=sliceURN,
-            allocateOnly=True,
+            names=names,
+            unbound=tuple(unboundNames),
+            bestEffort=bool(options.get("geni_best_effort")),
         )
-        clientIds: dict[str, Any] = {}
-        for n in bound:
-            clientIds[n.nodeid] = (n.clientId, n.leases[0].clientId if n.leases else None, n.extensions)
-        names = []
-        for n in unbound:
-            lease = n.leases[0].clientId if n.leases else None
-            names += [(n.clientId if n.count == 1 else f"{n.clientId}-{k}", lease, n.extensions)
-                      for k in range(n.count)]
-        clientIds["*"] = names  # type: ignore[assignment]
-        return request, clientIds
-
-    def _allocate(
-        self, txn: Any, request: AllocationRequest, clientIds: dict, bestEffort: bool = False
-    ) -> tuple[list[Schedule], str]:
-        live = [
-            s
-            for e in txn.findExperiments(sliceURN=request.sliceURN, status="active")
-            for s in txn.schedulesOfExperiment(e.id)
-            if not states.isFinal(s.status)
-        ]
-        if live:
-            raise GeniError(envelope.ALREADYEXISTS, "this slice has slivers here already (single allocation): Delete them first")
-        now, policy = self.scheduler.now(), self.scheduler.policy
-        missing = ""
-        try:
-            booked = allocation.allocate(txn, request, now, policy)
-        except Conflict as e:
-            if not bestEffort or e.extra.get("code") != "sc1":
-                raise
-            request, missing = self._bestEffort(txn, request, e)
-            booked = allocation.allocate(txn, request, now, policy)
-        unbound = list(clientIds.get("*", []))
-        perStart: dict[int, int] = {}
-        for schedule in booked.schedules:
-            if schedule.nodeid in clientIds:
-                clientId, lease, extensions = clientIds[schedule.nodeid]
-            else:
-                index = perStart.get(schedule.start, 0)
-                perStart[schedule.start] = index + 1
-                clientId, lease, extensions = unbound[index] if index < len(unbound) else (schedule.nodeid, None, ())
-            schedule.deploymentOptions["geni_client_id"] = clientId
-            if lease:
-                schedule.deploymentOptions["geni_lease_client_id"] = lease
-            if extensions:
-                schedule.deploymentOptions["geni_extensions"] = list(extensions)
-            txn.updateSchedule(schedule)
-        return booked.schedules, missing
-
-    def _bestEffort(self, txn: Any, request: AllocationRequest, refusal: Conflict) -> tuple[AllocationRequest, str]:
-        """
-        C{geni_best_effort}: the part of a refused request that can be booked,
-        and what is left out; refuse as before when nothing can.
-        """
-        now, policy = self.scheduler.now(), self.scheduler.policy
-        if request.nodes is not None:
-            free = []
-            for node in request.nodes:
-                try:
-                    allocation.allocate(txn, attrs.evolve(request, nodes=[node], nodecount=1, dryrun=True), now, policy)
-                    free.append(node)
-                except Conflict:
-                    pass
-            if not free:
-                raise refusal
-            left = [n for n in request.nodes if n not in free]
-            return attrs.evolve(request, nodes=free, nodecount=len(free)), "nodes " + ", ".join(left)
-        available = int(refusal.extra.get("available") or 0)
-        if available < 1:
-            raise refusal
-        return attrs.evolve(request, nodecount=available), f"{request.nodecount - available} of {request.nodecount} nodes"
 
     async def Describe(self, caller: Caller, urns: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
         _rspecVersion(options)
-        found, grant, user = await self._sliceFor(caller, "Describe", urns, credentials, options)
+        target, found, grant, user = await self._sliceFor(caller, "Describe", urns, credentials, options)
         text = await self.scheduler.read(self._manifest, found.schedules, bool(options.get("geni_compressed")))
         return result({
             "geni_rspec": text,
@@ -454,28 +350,24 @@ class AggregateManager:
 
     async def Status(self, caller: Caller, urns: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
-        found, grant, user = await self._sliceFor(caller, "Status", urns, credentials, options)
+        target, found, grant, user = await self._sliceFor(caller, "Status", urns, credentials, options)
         if found.experiment is None:
             # Never booked here (jFed's tester expects an error); a slice whose
             # slivers were deleted still answers, with them unallocated.
             raise GeniError(SEARCHFAILED, f"no slivers of {found.urn} at this aggregate")
         return result({"geni_urn": found.urn, "geni_slivers": [self._status(s) for s in found.schedules]})
 
-    def _requireSlivers(self, found: _Slice) -> None:
+    def _requireSlivers(self, found: Slice) -> None:
+        # An early answer; the command decides again in its own transaction.
         if not found.schedules:
             raise GeniError(SEARCHFAILED, f"no slivers in {found.urn} at this aggregate")
 
     async def Provision(self, caller: Caller, urns: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
         _rspecVersion(options)
-        found, grant, user = await self._sliceFor(caller, "Provision", urns, credentials, options)
+        target, found, grant, user = await self._sliceFor(caller, "Provision", urns, credentials, options)
         self._requireSlivers(found)
-        updates = self._users(options)
-        pending = [s for s in found.schedules if s.status == states.ALLOCATED]
-        if not pending and not found.named:
-            raise GeniError(REFUSED, "nothing to provision: no allocated slivers in this slice")
-        now, policy = self.scheduler.now(), self.scheduler.policy
-        done = await self.scheduler.transact(lifecycle.provision, pending, user, now, policy, updates)
+        done = await self.scheduler.provision(target, user.id, self._users(options))
         text = await self.scheduler.read(self._manifest, done)
         return result({"geni_rspec": text, "geni_slivers": [self._status(s) for s in done]})
 
@@ -500,89 +392,46 @@ class AggregateManager:
         options = _checkOptions(options)
         if not isinstance(action, str) or action not in ACTIONS:
             raise GeniError(UNSUPPORTED, f"unsupported action {str(action)[:64]!r}; supported: {', '.join(ACTIONS)}")
-        found, grant, user = await self._sliceFor(caller, "PerformOperationalAction", urns, credentials, options)
+        target, found, grant, user = await self._sliceFor(
+            caller, "PerformOperationalAction", urns, credentials, options
+        )
         self._requireSlivers(found)
-        now, policy = self.scheduler.now(), self.scheduler.policy
-        allocated = [s for s in found.schedules if s.status == states.ALLOCATED]
-        if allocated:
-            raise GeniError(REFUSED, "provision the slivers before acting on them")
-        live = [s for s in found.schedules if not states.isFinal(s.status)]
-        if action == "geni_stop":
-            await self.scheduler.transact(lifecycle.endSchedules, live, user, now, policy, "stopped by geni_stop")
-        elif action == "geni_update_users":
-            await self.scheduler.transact(lifecycle.updateOptions, live, user, now, self._users(options))
-        elif action == "geni_restart":
-            await self.scheduler.transact(lifecycle.updateOptions, live, user, now, {"restart_requested": now})
-        # geni_start: tasks start by themselves at their window's start.
-        fresh = await self.scheduler.read(lambda txn: [txn.getSchedule(s.id) for s in found.schedules])
+        updates = self._users(options) if action == "geni_update_users" else {}
+        fresh = await self.scheduler.performAction(target, user.id, action.removeprefix("geni_"), updates)
         return result([self._status(s) for s in fresh])
 
     async def Renew(self, caller: Caller, urns: Any, credentials: Any, expiration: Any, options: Any):
         options = _checkOptions(options)
-        found, grant, user = await self._sliceFor(caller, "Renew", urns, credentials, options)
+        target, found, grant, user = await self._sliceFor(caller, "Renew", urns, credentials, options)
         self._requireSlivers(found)
         stop = _time(expiration, "expiration_time")
         if grant.expires is not None and stop > grant.expires.timestamp():
             raise GeniError(REFUSED, "cannot renew past the slice credential's expiry "
                             f"({formatTime(grant.expires.timestamp())})")
-        now, policy = self.scheduler.now(), self.scheduler.policy
-        live = [s for s in found.schedules if not states.isFinal(s.status)]
-        errors: dict[int, str] = {}
-        groups = [s for s in (
-            [x for x in live if x.status == states.ALLOCATED],
-            [x for x in live if x.status != states.ALLOCATED],
-        ) if s]
-        if options.get("geni_best_effort"):
-            groups = [[x] for group in groups for x in group]
-        for group in groups:
-            try:
-                await self.scheduler.transact(self._renew, group, stop, expiration, user, now, policy)
-            except Exception as e:
-                if not options.get("geni_best_effort"):
-                    raise
-                errors[group[0].id] = getattr(e, "message", "renewal failed")
-        fresh = await self.scheduler.read(lambda txn: [txn.getSchedule(s.id) for s in found.schedules])
+        fresh, errors = await self.scheduler.renewSlivers(
+            target, user.id, stop, expiration, bool(options.get("geni_best_effort"))
+        )
         return result([self._status(s, errors.get(s.id, "")) for s in fresh])
-
-    @staticmethod
-    def _renew(txn: Any, schedules: list[Schedule], stop: int, text: str, user: Any, now: int, policy: Any):
-        """
-        Hold allocations longer, or lengthen provisioned windows, and remember
-        the client's spelling of the new expiry.
-        """
-        if schedules[0].status == states.ALLOCATED:
-            lifecycle.holdAllocations(txn, schedules, stop, user, now, policy)
-        else:
-            lifecycle.renew(txn, schedules, stop, user, now, policy)
-        for schedule in schedules:
-            schedule.deploymentOptions["geni_expires_text"] = text
-            txn.updateSchedule(schedule)
-        return schedules
 
     async def Delete(self, caller: Caller, urns: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
-        found, grant, user = await self._sliceFor(caller, "Delete", urns, credentials, options)
+        target, found, grant, user = await self._sliceFor(caller, "Delete", urns, credentials, options)
         self._requireSlivers(found)
-        now, policy = self.scheduler.now(), self.scheduler.policy
-        await self.scheduler.transact(lifecycle.endSchedules, found.schedules, user, now, policy)
+        ended = await self.scheduler.endSlivers(target, user.id)
+        now = self.scheduler.now()
         return result([
             {"geni_sliver_urn": self._sliverURN(s), "geni_allocation_status": UNALLOCATED,
              "geni_expires": formatTime(now), "geni_error": ""}
-            for s in found.schedules
+            for s in ended
         ])
 
     async def Shutdown(self, caller: Caller, sliceURN: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
         if not isinstance(sliceURN, str):
             raise GeniError(BADARGS, "slice_urn must be a string")
-        found = await self.scheduler.read(self._resolve, [sliceURN])
-        if found.named:
+        target = self._target([sliceURN])
+        if target.sliceURN is None:
             raise GeniError(BADARGS, "Shutdown takes a slice URN")
-        grant, _ = await self._authorized(caller, "Shutdown", found.urn, credentials, options)
-        operator = await self.scheduler.read(lambda txn: txn.findUser(urn=grant.callerURN))
-        now, policy = self.scheduler.now(), self.scheduler.policy
-        # The operator acts with admin rights on this one slice.
-        admin = attrs.evolve(operator, role="admin") if operator else None
-        if found.schedules and admin is not None:
-            await self.scheduler.transact(lifecycle.endSchedules, found.schedules, admin, now, policy, "shutdown")
+        grant, _ = await self._authorized(caller, "Shutdown", target.sliceURN, credentials, options)
+        await self.scheduler.shutdownSlice(target.sliceURN, grant.callerURN)
         return result(True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from typing import Any, Callable, Iterable, Optional
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
@@ -336,6 +337,19 @@ class SQLiteStore:
         return self.transact(function, *args, **kwargs)
 
     def close(self) -> Deferred:
-        self._pool.stop()
-        self._database.close()
-        return succeed(None)
+        """
+        Let queued transactions finish, then close the connection. The
+        waiting (joining the writer thread) happens in a thread of its own,
+        never in the reactor; the Deferred fires in the reactor when done.
+        """
+        done: Deferred = Deferred()
+
+        def shutdown() -> None:
+            try:
+                self._pool.stop()
+                self._database.close()
+            finally:
+                self._reactor.callFromThread(done.callback, None)
+
+        threading.Thread(target=shutdown, name="marvin-sqlite-close").start()
+        return done

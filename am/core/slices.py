@@ -1,0 +1,412 @@
+# -*- test-case-name: tests.test_slices -*-
+"""
+GENI slice semantics over the scheduling core: a slice is one experiment (its
+URN kept on the experiment), a sliver is one schedule. The GENI face parses
+URNs, RSpecs and credentials; every rule about slices is decided here, inside
+the one transaction of the L{am.core.scheduler.Scheduler} command that runs it:
+single allocation, best effort, a past start meaning "as soon as possible"
+with a shrunk window, renew or hold, slice resolution, and Shutdown's
+operator acting as an admin on that one slice.
+
+Every function re-reads what it acts on from the transaction it is given,
+so nothing read by an earlier call (a stale status) is ever written back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+
+from am.core import allocation, lifecycle, slots, states
+from am.core.accounts import actingUser
+from am.core.errors import AlreadyExists, BadRequest, Conflict, MarvinError, NotFound
+from am.core.interfaces import IStoreTransaction
+from am.core.model import Experiment, Node, Schedule
+from am.core.policy import Policy
+from am.core.requests import AllocationRequest
+
+# Operational actions (GENI's C{geni_start} etc. without the prefix).
+START, RESTART, STOP, UPDATE_USERS = "start", "restart", "stop", "update_users"
+ACTIONS = (START, RESTART, STOP, UPDATE_USERS)
+
+
+@attrs.frozen
+class SliceTarget:
+    """
+    What a call names: one slice URN, or sliver (schedule) ids of one slice.
+    """
+
+    sliceURN: Optional[str] = None
+    sliverIds: tuple[int, ...] = ()
+
+
+@attrs.define
+class Slice:
+    """
+    A resolved target: the slice URN, its live (or last) experiment and the
+    schedules named (all of the experiment's when the slice was named).
+    """
+
+    urn: Optional[str]
+    experiment: Optional[Experiment]
+    schedules: list[Schedule]
+    named: bool  # slivers were named, not the whole slice
+
+
+@attrs.frozen
+class SliverName:
+    """
+    How the client calls one sliver: its node's and lease's client ids and
+    the foreign RSpec extensions to echo in manifests.
+    """
+
+    clientId: Optional[str]
+    lease: Optional[str] = None
+    extensions: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class SliceRequest:
+    """
+    A GENI Allocate in plain values, as the face read it from the RSpec and
+    options. C{nodes} names bound nodes (then C{names} maps each to its
+    client names); otherwise C{nodecount} unbound nodes matching C{nodetypes}
+    get C{unbound} names in order. C{start}/C{stop} are the lease or option
+    times if any; C{duration} the RSpec's own; C{notAfter} the slice
+    credential's expiry.
+    """
+
+    sliceURN: str
+    name: str
+    image: str
+    nodes: Optional[tuple[str, ...]] = None
+    nodecount: int = 1
+    nodetypes: str = ""
+    start: Optional[int] = None
+    stop: Optional[int] = None
+    duration: Optional[int] = None
+    defaultDuration: int = 3600
+    notAfter: Optional[float] = None
+    shared: bool = False
+    recurrence: Optional[str] = None
+    period: Any = None
+    until: Any = None
+    storage: int = 0
+    traffic: int = 0
+    options: dict[str, Any] = attrs.field(factory=dict)
+    names: dict[str, SliverName] = attrs.field(factory=dict)
+    unbound: tuple[SliverName, ...] = ()
+    bestEffort: bool = False
+
+
+def resolve(txn: IStoreTransaction, target: SliceTarget) -> Slice:
+    """
+    The slice and schedules a target names. A slice URN resolves to its
+    active experiment, or the last one when none is active (so a slice whose
+    slivers were deleted still answers); slivers must be of one slice made
+    through the GENI face.
+
+    @raise NotFound: an unknown sliver, or one not made through GENI.
+    @raise BadRequest: both kinds named, several slices, or slivers of several slices.
+    """
+    if (target.sliceURN is None) == (not target.sliverIds):
+        raise BadRequest("give exactly one slice URN, or sliver URNs of one slice")
+    if target.sliceURN is not None:
+        found = txn.findExperiments(sliceURN=target.sliceURN)
+        live = [e for e in found if e.status == "active"] or found[-1:]
+        experiment = live[-1] if live else None
+        schedules = txn.schedulesOfExperiment(experiment.id) if experiment else []
+        return Slice(target.sliceURN, experiment, schedules, named=False)
+    schedules, sliceURN, experiment = [], None, None
+    for sid in target.sliverIds:
+        schedule = txn.getSchedule(sid)
+        if schedule is None:
+            raise NotFound(f"no sliver #{sid} at this aggregate")
+        experiment = txn.getExperiment(schedule.expid)
+        if experiment is None or experiment.sliceURN is None:
+            raise NotFound(f"sliver #{sid} was not made through this API")
+        if sliceURN not in (None, experiment.sliceURN):
+            raise BadRequest("the slivers belong to different slices")
+        sliceURN = experiment.sliceURN
+        schedules.append(schedule)
+    return Slice(sliceURN, experiment, schedules, named=True)
+
+
+def _slivers(txn: IStoreTransaction, target: SliceTarget) -> Slice:
+    found = resolve(txn, target)
+    if not found.schedules:
+        raise NotFound(f"no slivers in {found.urn} at this aggregate")
+    return found
+
+
+def window(request: SliceRequest, now: int, policy: Policy) -> tuple[bool, int, int]:
+    """
+    The window of an allocation: C{(asap, begin, duration)}. A start that is
+    missing, past or sooner than the minimum delay means as soon as possible;
+    an end time then shrinks the window (it keeps the end asked for).
+
+    @raise Conflict: the window would end after the slice credential expires.
+    """
+    earliest = now + policy.minDelay
+    asap = request.start is None or request.start <= earliest
+    begin = earliest if asap or request.start is None else request.start
+    if request.stop is not None:
+        duration = request.stop - begin
+    else:
+        duration = request.duration or request.defaultDuration
+    if request.notAfter is not None and begin + duration > request.notAfter:
+        raise Conflict("the requested window ends after the slice credential expires")
+    return asap, begin, duration
+
+
+def allocateSlice(
+    txn: IStoreTransaction, request: SliceRequest, userid: int, now: int, policy: Policy
+) -> tuple[list[Schedule], str]:
+    """
+    GENI Allocate: book the slice's slivers as C{allocated} schedules (invisible
+    to nodes until provisioned). A slice has one live allocation at a time;
+    with C{bestEffort} a refusal for want of nodes books what fits instead.
+
+    @return: the schedules booked and a note of what was left out ("" if nothing).
+    @raise AlreadyExists: the slice has live slivers here.
+    """
+    user = actingUser(txn, userid)
+    live = [
+        s
+        for e in txn.findExperiments(sliceURN=request.sliceURN, status="active")
+        for s in txn.schedulesOfExperiment(e.id)
+        if not states.isFinal(s.status)
+    ]
+    if live:
+        raise AlreadyExists("this slice has slivers here already (single allocation): Delete them first")
+    asap, begin, duration = window(request, now, policy)
+    booking = AllocationRequest(
+        ownerid=user.id or 0,
+        name=request.name,
+        script=request.image,
+        nodecount=len(request.nodes) if request.nodes is not None else request.nodecount,
+        duration=duration,
+        start=0 if asap else begin,
+        nodetypes=request.nodetypes,
+        nodes=list(request.nodes) if request.nodes is not None else None,
+        shared=request.shared,
+        recurrence=request.recurrence,
+        period=request.period,
+        until=request.until,
+        storage=request.storage,
+        traffic=request.traffic,
+        options=dict(request.options),
+        sliceURN=request.sliceURN,
+        allocateOnly=True,
+    )
+    missing = ""
+    try:
+        booked = allocation.allocate(txn, booking, now, policy)
+    except Conflict as e:
+        if not request.bestEffort or e.extra.get("code") != "sc1":
+            raise
+        booking, missing = _bestEffort(txn, booking, e, now, policy)
+        booked = allocation.allocate(txn, booking, now, policy)
+    _name(txn, booked.schedules, request)
+    return booked.schedules, missing
+
+
+def _name(txn: IStoreTransaction, schedules: list[Schedule], request: SliceRequest) -> None:
+    """
+    Remember the client's names of each sliver; unbound names go to the
+    nodes of each instance in order.
+    """
+    perStart: dict[int, int] = {}
+    for schedule in schedules:
+        name = request.names.get(schedule.nodeid)
+        if name is None:
+            index = perStart.get(schedule.start, 0)
+            perStart[schedule.start] = index + 1
+            name = request.unbound[index] if index < len(request.unbound) else SliverName(schedule.nodeid)
+        schedule.deploymentOptions["geni_client_id"] = name.clientId
+        if name.lease:
+            schedule.deploymentOptions["geni_lease_client_id"] = name.lease
+        if name.extensions:
+            schedule.deploymentOptions["geni_extensions"] = list(name.extensions)
+        txn.updateSchedule(schedule)
+
+
+def _bestEffort(
+    txn: IStoreTransaction, request: AllocationRequest, refusal: Conflict, now: int, policy: Policy
+) -> tuple[AllocationRequest, str]:
+    """
+    C{geni_best_effort}: the part of a refused request that can be booked,
+    and what is left out; refuse as before when nothing can.
+    """
+    if request.nodes is not None:
+        free = []
+        for node in request.nodes:
+            try:
+                allocation.allocate(txn, attrs.evolve(request, nodes=[node], nodecount=1, dryrun=True), now, policy)
+                free.append(node)
+            except Conflict:
+                pass
+        if not free:
+            raise refusal
+        left = [n for n in request.nodes if n not in free]
+        return attrs.evolve(request, nodes=free, nodecount=len(free)), "nodes " + ", ".join(left)
+    available = int(refusal.extra.get("available") or 0)
+    if available < 1:
+        raise refusal
+    return attrs.evolve(request, nodecount=available), f"{request.nodecount - available} of {request.nodecount} nodes"
+
+
+def provision(
+    txn: IStoreTransaction, target: SliceTarget, userid: int, updates: dict[str, Any],
+    now: int, policy: Policy,
+) -> list[Schedule]:
+    """
+    GENI Provision: make the target's allocated schedules visible to their
+    nodes, with the users' keys and logins. Only schedules that are still
+    allocated now are provisioned (one canceled by expiry meanwhile stays so).
+
+    @return: the schedules provisioned.
+    @raise Conflict: a whole slice was named and nothing in it is allocated.
+    """
+    user = actingUser(txn, userid)
+    found = _slivers(txn, target)
+    pending = [s for s in found.schedules if s.status == states.ALLOCATED]
+    if not pending and not found.named:
+        raise Conflict("nothing to provision: no allocated slivers in this slice")
+    return lifecycle.provision(txn, pending, user, now, policy, updates)
+
+
+def performAction(
+    txn: IStoreTransaction, target: SliceTarget, userid: int, action: str,
+    updates: dict[str, Any], now: int, policy: Policy,
+) -> list[Schedule]:
+    """
+    An operational action on provisioned slivers: C{stop} ends them, C{restart}
+    and C{update_users} change what their nodes see next, C{start} does
+    nothing (tasks start at their window's start).
+
+    @return: every schedule of the target, as it is now.
+    """
+    if action not in ACTIONS:
+        raise BadRequest(f"unknown action {action[:64]!r}")
+    user = actingUser(txn, userid)
+    found = _slivers(txn, target)
+    if any(s.status == states.ALLOCATED for s in found.schedules):
+        raise Conflict("provision the slivers before acting on them")
+    live = [s for s in found.schedules if not states.isFinal(s.status)]
+    if action == STOP:
+        lifecycle.endSchedules(txn, live, user, now, policy, "stopped by geni_stop")
+    elif action == UPDATE_USERS:
+        lifecycle.updateOptions(txn, live, user, now, updates)
+    elif action == RESTART:
+        lifecycle.updateOptions(txn, live, user, now, {"restart_requested": now})
+    return found.schedules
+
+
+def renewSlivers(
+    txn: IStoreTransaction, target: SliceTarget, userid: int, stop: int, text: str,
+    bestEffort: bool, now: int, policy: Policy,
+) -> tuple[list[Schedule], dict[int, str]]:
+    """
+    GENI Renew: hold allocations until C{stop}, and lengthen provisioned
+    windows to end at C{stop}, remembering the client's spelling C{text}.
+    Without C{bestEffort} it is all or nothing; with it each sliver on its
+    own, the refused ones named with why.
+
+    @return: every schedule of the target as it is now, and the refusals by sliver id.
+    """
+    user = actingUser(txn, userid)
+    found = _slivers(txn, target)
+    live = [s for s in found.schedules if not states.isFinal(s.status)]
+    groups = [g for g in (
+        [s for s in live if s.status == states.ALLOCATED],
+        [s for s in live if s.status != states.ALLOCATED],
+    ) if g]
+    errors: dict[int, str] = {}
+    if bestEffort:
+        groups = [[s] for group in groups for s in group]
+    for group in groups:
+        try:
+            _renew(txn, group, stop, text, user, now, policy)
+        except MarvinError as e:
+            # Every renewal rule refuses before it writes anything.
+            if not bestEffort:
+                raise
+            errors[group[0].id or 0] = e.message
+    return found.schedules, errors
+
+
+def _renew(
+    txn: IStoreTransaction, schedules: list[Schedule], stop: int, text: str, user: Any,
+    now: int, policy: Policy,
+) -> None:
+    if schedules[0].status == states.ALLOCATED:
+        lifecycle.holdAllocations(txn, schedules, stop, user, now, policy)
+    else:
+        lifecycle.renew(txn, schedules, stop, user, now, policy)
+    for schedule in schedules:
+        schedule.deploymentOptions["geni_expires_text"] = text
+        txn.updateSchedule(schedule)
+
+
+def endSlivers(
+    txn: IStoreTransaction, target: SliceTarget, userid: int, now: int, policy: Policy
+) -> list[Schedule]:
+    """
+    GENI Delete: cancel what no node has yet, abort the rest, as each
+    schedule's status is now (a task its node just started is aborted, and
+    refunded only its unused part).
+
+    @return: the schedules named.
+    """
+    user = actingUser(txn, userid)
+    found = _slivers(txn, target)
+    lifecycle.endSchedules(txn, found.schedules, user, now, policy)
+    return found.schedules
+
+
+def shutdownSlice(
+    txn: IStoreTransaction, sliceURN: str, operatorURN: str, now: int, policy: Policy
+) -> int:
+    """
+    GENI Shutdown: the operator (whose credential the face verified) acts with
+    admin rights on this one slice and ends everything in it.
+
+    @return: how many schedules were named.
+    """
+    found = resolve(txn, SliceTarget(sliceURN=sliceURN))
+    operator = txn.findUser(urn=operatorURN)
+    if found.schedules and operator is not None:
+        admin = attrs.evolve(operator, role="admin")
+        lifecycle.endSchedules(txn, found.schedules, admin, now, policy, "shutdown")
+    return len(found.schedules)
+
+
+@attrs.frozen
+class Offer:
+    """
+    What an advertisement shows: the nodes, their leases and which can be booked now.
+    """
+
+    nodes: list[Node]
+    leases: list[tuple[Optional[int], str, int, int]]
+    usable: frozenset[str]
+
+
+def offer(txn: IStoreTransaction, now: int, policy: Policy, availableOnly: bool) -> Offer:
+    """
+    The nodes and blocking leases up to the horizon; with C{availableOnly}
+    only nodes free now and usable (active, heard recently).
+    """
+    nodes = txn.listNodes()
+    leases = [
+        (s.id, s.nodeid, s.start, s.stop)
+        for s in txn.schedulesOverlapping(now, now + policy.horizon + policy.maxRuntime)
+        if s.blocking
+    ]
+    usable = frozenset(n.id for n in nodes if slots.usable(n, now, policy))
+    if availableOnly:
+        busy = {nodeid for _, nodeid, start, stop in leases if start <= now < stop}
+        nodes = [n for n in nodes if n.id not in busy and n.id in usable]
+    return Offer(nodes, leases, usable)
