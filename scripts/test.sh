@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
 . scripts/_postgres.sh
+. scripts/_tools.sh
 "$VENV/bin/lint-imports" --no-cache --no-logo
 exec "$VENV/bin/python" -m pytest "$@"

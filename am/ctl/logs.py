@@ -4,7 +4,7 @@ Where marvinctld's log goes and in what form: Twisted's plain text lines by
 default, or with C{log.format: json} one JSON object per line that log
 shippers read without a Twisted parser::
 
-    {"time": "2026-12-05T15:07:24.120Z", "level": "info", "logger": "rest_compat.resource",
+    {"time": "2026-12-05T15:07:24.120Z", "level": "info", "logger": "rest_compat.resource.RESTApplication",
      "message": "POST /v1/experiments alice#2 201 3.1 ms", "method": "POST", "route": "experiments",
      "status": 201, "duration": 3.1, "user": "alice#2", "requestId": "4f1c2a9b0e7d", "face": "rest"}
 
