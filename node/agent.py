@@ -54,7 +54,7 @@ from node.state import (
     StateStore,
     TaskRecord,
 )
-from node.wire import DROPPED, FINAL, RETRY, classifyReply, parseTask, statusCode
+from node.wire import DROPPED, FINAL, RETRY, SETTLED, classifyReply, parseTask, statusCode
 
 _log = Logger()
 
@@ -404,6 +404,12 @@ class MarvindAgent(Service):
                         code=response.code, message=response.message,
                     )
                     return
+                if verdict == SETTLED:
+                    _log.info(
+                        "Controller already holds a final status for {id} ({message}); "
+                        "dropping status {status}", status=report.status, id=report.schedid,
+                        message=response.message,
+                    )
                 if verdict == DROPPED:
                     _log.warn(
                         "Controller refused status {status} for {id} ({code}: {message}); "

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_node_state -*-
+# -*- test-case-name: tests.test_node_agent -*-
 """
 marvind's state on disk: the tasks it knows and the status reports it still
 has to deliver.

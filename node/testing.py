@@ -190,7 +190,9 @@ class FakeController(Resource):
             return self._answer(request, 400, f"Unknown status code ({status}).")
         old = statusCode(task["status"])
         if old in FINAL:
-            return self._answer(request, 409, f"Status {old} cannot be reset.")
+            return self._answer(request, 409, body={
+                "message": f"Status {old} cannot be reset.", "code": "final", "status": old,
+            })
         task["status"] = status
         when = int(fields.get("when", ["0"])[0] or 0)
         self.reports.append((schedid, status, when))

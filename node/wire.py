@@ -22,8 +22,14 @@ STATUS_CODES = frozenset(
 )
 FINAL = frozenset({"stopped", "finished", "failed", "canceled", "aborted"})
 
-# What became of a status report.
-DELIVERED, DROPPED, RETRY = "delivered", "dropped", "retry"
+# What became of a status report: taken; refused for good; refused because the
+# controller already holds a final status for the task (nothing left to report);
+# to be sent again.
+DELIVERED, DROPPED, SETTLED, RETRY = "delivered", "dropped", "settled", "retry"
+
+#: The machine-readable C{code} of the controller's refusal to change a final
+#: status (the REST face's C{StatusRefused} answer, C{schemas/openapi.json}).
+REFUSED_FINAL = "final"
 
 
 def statusCode(status: str) -> str:
@@ -89,16 +95,29 @@ def parseTask(raw: Any) -> TaskInfo:
     return TaskInfo(schedid, int(_number(raw, "expid")), start, stop, status, options)
 
 
+def finalRefusal(response: ControllerResponse) -> bool:
+    """
+    Whether an answer refuses a report because the task's status is final:
+    by its C{code} (L{REFUSED_FINAL}), or, from a controller that sends no
+    code (the legacy server), by its message "Status X cannot be reset.".
+    """
+    body = response.body
+    if isinstance(body, dict) and "code" in body:
+        return body["code"] == REFUSED_FINAL
+    return "cannot be reset" in response.text
+
+
 def classifyReply(response: ControllerResponse) -> str:
     """
     What to do with a status report after this answer: L{DELIVERED},
-    L{DROPPED} (the controller will never take it) or L{RETRY}.
+    L{SETTLED} (the task's status is already final there), L{DROPPED} (the
+    controller will never take it) or L{RETRY}.
     """
     code = response.code
     if 200 <= code < 300:
         return DELIVERED
-    if code == 409 and "cannot be reset" in response.text:
-        return DROPPED
+    if code == 409 and finalRefusal(response):
+        return SETTLED
     if code in (401, 408, 429) or code >= 500 or code < 200 or 300 <= code < 400:
         return RETRY
     return DROPPED

@@ -1,8 +1,13 @@
 # -*- test-case-name: tests.test_rest_resource -*-
 """
 An in-memory harness for the REST face: a scheduler over the synchronous
-memory store, the real resource tree, and requests built in memory. Every
-response is checked against the OpenAPI document as it is produced.
+memory store, the real resource tree served by the controller's real site
+(L{am.ctl.site}: its request class and body limit), and an HTTP client
+talking to it over in-memory connections, as treq's own
+C{treq.testing.RequestTraversalAgent} does, but with the caller's address
+and TLS certificate chosen per request. So routing, limits and headers are
+tested as served. Every response is checked against the OpenAPI document as
+it is produced.
 """
 
 from __future__ import annotations
@@ -14,16 +19,27 @@ from typing import Any, Iterable, Optional, Union
 from urllib.parse import urlencode
 
 import attrs
+import treq
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test import iosim
+from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
-from twisted.web.resource import getChildForRequest
+from twisted.web.iweb import IAgent, IBodyProducer
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface import directlyProvides, implementer
+
+from am.ctl.site import MarvinSite, makeSite
 
 from am.core.model import User
 from am.core.policy import Policy
 from am.testing import makeScheduler
 from rest_compat import schemacheck
 from rest_compat.auth import Authenticator
+from rest_compat.params import MAX_BODY
 from rest_compat.resource import buildRESTResource, loadDocument, pathSegments
 
 
@@ -53,6 +69,98 @@ class FakeRequest(DummyRequest):
         self.content = BytesIO(body)
         self.client = client
         self.transport = transport
+
+
+class _PeerTransport(iosim.FakeTransport):
+    """
+    The server side of an in-memory connection, presenting a client TLS
+    certificate as Twisted's TLS transport does.
+    """
+
+    def __init__(self, protocol: Any, presented: Any, **kwargs: Any) -> None:
+        super().__init__(protocol, isServer=True, **kwargs)
+        self.presented = presented
+        directlyProvides(self, ISSLTransport)
+
+    def getPeerCertificate(self) -> Any:
+        return self.presented.getPeerCertificate()
+
+
+@attrs.define
+class _Endpoints:
+    reactor: MemoryReactorClock
+
+    def endpointForURI(self, uri: Any) -> TCP4ClientEndpoint:
+        return TCP4ClientEndpoint(self.reactor, "127.0.0.1", uri.port)
+
+
+@implementer(IBodyProducer)
+class _Body:
+    """
+    A body produced at once (the in-memory connection needs no flow control).
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: Any) -> Deferred:
+        consumer.write(self.data)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@implementer(IAgent)
+class SiteAgent:
+    """
+    An L{IAgent} whose requests reach C{site} over in-memory connections:
+    L{treq.testing.RequestTraversalAgent}'s way, over a site of our own and
+    with the peer address and TLS certificate of the next request in
+    C{peer} and C{certificate} (a plain connection when C{certificate} is
+    C{None}).
+    """
+
+    def __init__(self, site: MarvinSite, reactor: MemoryReactorClock) -> None:
+        self.site = site
+        self.reactor = reactor
+        self.peer: Any = IPv4Address("TCP", "127.0.0.1", 40000)
+        self.transport: Any = None
+        self._agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor))
+        self._pumps: list[iosim.IOPump] = []
+
+    def request(self, method: bytes, uri: bytes, headers: Any = None, bodyProducer: Any = None) -> Deferred:
+        response = self._agent.request(method, uri, headers, bodyProducer)
+        if not self.reactor.tcpClients:
+            return response
+        host, port, factory, _, _ = self.reactor.tcpClients.pop()
+        server = IPv4Address("TCP", "127.0.0.1", port)
+        serverProtocol = self.site.buildProtocol(self.peer)
+        if self.transport is not None:
+            serverTransport: Any = _PeerTransport(serverProtocol, self.transport, hostAddress=server, peerAddress=self.peer)
+        else:
+            serverTransport = iosim.FakeTransport(serverProtocol, isServer=True, hostAddress=server, peerAddress=self.peer)
+        clientProtocol = factory.buildProtocol(None)
+        clientTransport = iosim.FakeTransport(clientProtocol, isServer=False, hostAddress=self.peer, peerAddress=server)
+        self._pumps.append(iosim.connect(serverProtocol, serverTransport, clientProtocol, clientTransport))
+        return response
+
+    def flush(self) -> None:
+        """
+        Move every byte both ways until nothing is left to move.
+        """
+        pumps, self._pumps = self._pumps, []
+        for pump in pumps:
+            pump.flush()
+            if not (pump.clientIO.disconnected and pump.serverIO.disconnected):
+                self._pumps.append(pump)
 
 
 @attrs.frozen
@@ -109,6 +217,10 @@ class RESTHarness:
         self.authenticator = Authenticator(trustedProxies)
         extra = {"maxBody": maxBody} if maxBody is not None else {}
         self.root = buildRESTResource(self.scheduler, self.authenticator, cors=cors, sync=sync, **extra)
+        self.reactor = MemoryReactorClock()
+        self.site = makeSite(self.root, [maxBody or MAX_BODY], self.reactor)
+        self.agent = SiteAgent(self.site, self.reactor)
+        self.http = treq.client.HTTPClient(self.agent, data_to_body_producer=_Body)
         self.document = json.loads(loadDocument())
         self.validate = validate
         self.checked = 0
@@ -143,8 +255,10 @@ class RESTHarness:
         transport: Any = None,
     ) -> Response:
         """
-        Serve one request. C{user} authenticates through the trusted-proxy
-        headers (from 127.0.0.1 unless C{client} says otherwise).
+        Serve one request through the site, as a client would send it.
+        C{user} authenticates through the trusted-proxy headers (from
+        127.0.0.1 unless C{client} says otherwise); a C{transport} with a
+        C{getPeerCertificate} makes it a TLS connection presenting that.
         """
         allHeaders = dict(headers or {})
         if user is not None:
@@ -156,15 +270,23 @@ class RESTHarness:
         elif form is not None:
             body = urlencode(form, doseq=True).encode("ascii")
             allHeaders.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        if client is None:
-            client = IPv4Address("TCP", "127.0.0.1", 40000)
-        request = FakeRequest(method.encode("ascii"), path.encode("utf-8"), body or b"", client, transport)
-        for name, value in allHeaders.items():
-            request.requestHeaders.addRawHeader(name.encode("ascii"), value.encode("utf-8"))
-        resource = getChildForRequest(self.root, request)
-        request.render(resource)
-        assert request.finished, f"{method} {path} did not finish"
-        response = Response(request.responseCode or 200, request.responseHeaders, b"".join(request.written))
+        self.agent.peer = client if client is not None else IPv4Address("TCP", "127.0.0.1", 40000)
+        self.agent.transport = transport
+        url = "https://marvin.test" + path if transport is not None else "http://marvin.test" + path
+        outcome: list[Any] = []
+        d = self.http.request(method, url, headers={k: [v] for k, v in allHeaders.items()}, data=body or None)
+        d.addCallback(lambda answer: treq.content(answer).addCallback(lambda data: (answer, data)))
+        d.addBoth(outcome.append)
+        self.agent.flush()
+        assert outcome, f"{method} {path} did not finish"
+        if not isinstance(outcome[0], tuple):
+            outcome[0].raiseException()
+        answer, data = outcome[0]
+        headers = answer.headers.copy()
+        if isinstance(answer.length, int):
+            # Twisted's client keeps the length apart from the other headers.
+            headers.setRawHeaders(b"content-length", [str(answer.length).encode("ascii")])
+        response = Response(answer.code, headers, data)
         if self.validate:
             self.check(method, path, response)
         return response

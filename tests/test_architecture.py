@@ -63,3 +63,24 @@ def test_brokenRuleReported(tmp_path) -> None:
     done = _lint(str(copy))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "am.core is not allowed to import twisted.web" in done.stdout
+
+
+def test_testCaseNamesExist() -> None:
+    """
+    Every C{test-case-name} header names test modules that exist.
+    """
+    import re
+
+    missing = []
+    for package in PACKAGES + ("twisted",):
+        for directory, _, files in os.walk(os.path.join(ROOT, package)):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(directory, name)
+                with open(path, encoding="utf-8") as f:
+                    found = re.search(r"test-case-name:\s*([\w.,]+)", f.readline())
+                for module in found.group(1).split(",") if found else ():
+                    if not os.path.exists(os.path.join(ROOT, *module.split(".")) + ".py"):
+                        missing.append(f"{os.path.relpath(path, ROOT)}: {module}")
+    assert missing == []

@@ -32,7 +32,7 @@ import yaml
 from am.devtools.demopki import fingerprint
 from am.devtools.authority import makeAM, makeCA, makeUser
 from node.client import ControllerResponse
-from node.wire import DROPPED, classifyReply, parseTask
+from node.wire import SETTLED, classifyReply, parseTask
 from tests.test_e2e_ctl import ROOT, Client, Process
 
 #: How far ahead the experiment starts, how long it runs, and how late
@@ -394,7 +394,8 @@ def test_experimentOnTwoAgents(world):
 
     # A report on a task in a final status is refused as the agent expects: dropped, not retried.
     status, body = client.call("PUT", f"/v1/schedules/{sid['1']}", who="node1", form={"status": "stopped", "when": "1"})
-    assert classifyReply(ControllerResponse(status, body, json.dumps(body), None)) == DROPPED, (status, body)
+    assert body["code"] == "final"
+    assert classifyReply(ControllerResponse(status, body, json.dumps(body), None)) == SETTLED, (status, body)
     assert (status, body["message"]) == (409, "Status stopped cannot be reset."), body
 
     # The whole story, as the hooks saw it.

@@ -137,15 +137,16 @@ class LifecycleTests(CoreTestCase):
         self.assertEqual(self.successResultOf(self.scheduler.expireAllocations()), 1)
         self.assertEqual(self.blocking(), [])
 
-    def test_listenersNotified(self) -> None:
+    def test_subscribersNotified(self) -> None:
         """
-        Changes notify listeners (the GENI advertisement cache); reads do not.
+        Changes reach the event stream's subscribers (the GENI advertisement
+        cache is one); reads do not.
         """
         calls = []
-        self.scheduler.listeners.append(lambda: calls.append(1))
+        self.scheduler.events.subscribe(calls.append)
         self.book(start=NOW + 100)
         self.successResultOf(self.scheduler.find(duration=60))
-        self.assertEqual(len(calls), 1)
+        self.assertEqual([e.kind for e in calls], ["booking.made"])
 
 
 class MergeTests(CoreTestCase):

@@ -16,10 +16,11 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from node.agent import MarvindAgent
-from node.client import HTTPControllerClient
+from node.client import ControllerResponse, HTTPControllerClient
 from node.config import MarvindConfig
 from node.state import DEPLOYED, RUNNING, StateStore
 from node.testing import FakeController, FakeHookRunner
+from node.wire import DROPPED, REFUSED_FINAL, SETTLED, classifyReply
 
 NOW = 1_700_000_000
 PERIOD = 60.0
@@ -714,3 +715,46 @@ class StateLayoutTests(SynchronousTestCase):
         self.assertEqual(tasks["10"].phase, RUNNING)
         mode = os.stat(os.path.join(h.directory, "state.json")).st_mode & 0o777
         self.assertEqual(mode, 0o600)
+
+
+class ReplyTests(SynchronousTestCase):
+    """
+    L{classifyReply}: what the agent makes of an answer to a status report.
+    """
+
+    def reply(self, code: int, body: object) -> ControllerResponse:
+        return ControllerResponse(code, body, json.dumps(body), None)
+
+    def test_finalByCode(self) -> None:
+        """
+        A 409 whose C{code} is C{final} means the task is settled there,
+        whatever its message says.
+        """
+        self.assertEqual(classifyReply(self.reply(409, {"message": "Nope.", "code": REFUSED_FINAL})), SETTLED)
+
+    def test_otherCodeIsNotFinal(self) -> None:
+        """
+        A 409 with another code is dropped, not taken for a final status,
+        even if its text mentions one.
+        """
+        body = {"message": "Status cannot be reset, or can it?", "code": "order"}
+        self.assertEqual(classifyReply(self.reply(409, body)), DROPPED)
+
+    def test_legacyMessage(self) -> None:
+        """
+        A controller that sends no code (the legacy server) is understood by
+        its message.
+        """
+        self.assertEqual(classifyReply(self.reply(409, {"message": "Status finished cannot be reset."})), SETTLED)
+
+    def test_coreAgrees(self) -> None:
+        """
+        The core's refusal code for a final status is the one the agent reads
+        (the agent imports nothing of am/, so the two are checked here).
+        """
+        from am.core.errors import TransitionRefused
+        from am.core.states import Actor, checkTransition
+
+        with self.assertRaises(TransitionRefused) as info:
+            checkTransition("finished", "started", Actor.NODE)
+        self.assertEqual(info.exception.extra["code"], REFUSED_FINAL)

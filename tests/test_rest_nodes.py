@@ -162,8 +162,9 @@ class ReportTests(SynchronousTestCase):
 
     def test_finalCannotBeReset(self) -> None:
         """
-        A final status is never overwritten: 409 with "cannot be reset" and
-        the old status (the agent drops the report on that text).
+        A final status is never overwritten: 409 with the machine-readable
+        code C{final} (what the agent reads), the legacy "cannot be reset"
+        message and the old status.
         """
         self.report(form={"status": "deployed"})
         self.report(form={"status": "finished"})
@@ -172,6 +173,7 @@ class ReportTests(SynchronousTestCase):
             self.assertEqual(response.code, 409, value)
             self.assertEqual(response.json["message"], "Status finished cannot be reset.")
             self.assertEqual(response.json["status"], "finished")
+            self.assertEqual(response.json["code"], "final")
             self.assertIn(b"cannot be reset", response.body)
         self.assertEqual(self.status(), "finished")
 

@@ -183,12 +183,12 @@ class EnvelopeTests(SynchronousTestCase):
 
     def test_announcedLengthTooLarge(self) -> None:
         """
-        An announced C{Content-Length} over the limit is refused too.
+        A body announced (C{Content-Length}) well over the limit is refused
+        as served: the site stores none of it and the face answers 413.
         """
-        response = self.h.request(
-            "PUT", "/v1/resources/1", self.people.node1, headers={"Content-Length": str(10 << 20)}
-        )
+        response = self.h.request("PUT", "/v1/resources/1", self.people.node1, body=b"x" * (10 << 20))
         self.assertEqual(response.code, 413)
+        self.assertEqual(response.json["message"], f"Request body too large (at most {1 << 20} bytes).")
 
     def test_malformedJSON(self) -> None:
         """

@@ -17,7 +17,6 @@ from am.core.interfaces import IStoreTransaction
 from am.core.model import (
     NODE_ACTIVE,
     NODE_DISABLED,
-    NODE_MAINTENANCE,
     NODE_MISSING,
     NODE_STATUSES,
     QUOTA_KINDS,
@@ -25,7 +24,10 @@ from am.core.model import (
     Node,
     User,
 )
+from am.core.events import NodeUpdated, emit
 from am.core.policy import Policy
+from am.core.states import Actor, NODE
+from am.core.transitions import nodeAppeared, transition
 from am.core.values import integer, lookup
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{40}$")
@@ -145,7 +147,7 @@ def invalidateUser(txn: IStoreTransaction, userid: Any) -> User:
     return user
 
 
-def setNodeTags(txn: IStoreTransaction, nodeid: str, text: str) -> Node:
+def setNodeTags(txn: IStoreTransaction, nodeid: str, text: str, now: int = 0) -> Node:
     """
     Replace a node's admin tags from C{tag:value,tag:value} (legacy C{PUT type=...}).
     """
@@ -161,26 +163,29 @@ def setNodeTags(txn: IStoreTransaction, nodeid: str, text: str) -> Node:
         if not sep or not tag.strip() or not value.strip():
             raise BadRequest(f"type must be tag:value pairs separated by commas; bad item {item!r}", parameter="type")
         tags[tag.strip()] = value.strip()
-    node.adminTags = tags
-    txn.putNode(node)
+    if tags != node.adminTags:
+        node.adminTags = tags
+        txn.putNode(node)
+        emit(txn, NodeUpdated(time=now, actor=Actor.ADMIN.value, reason="admin tags", nodeid=node.id,
+                              fields=("adminTags",)))
     return node
 
 
-def setNodeStatus(txn: IStoreTransaction, nodeid: str, status: str) -> Node:
+def setNodeStatus(txn: IStoreTransaction, nodeid: str, status: str, now: int = 0) -> Node:
     """
-    An admin takes a node out of service or back.
+    An admin takes a node out of service or back (any status to any other:
+    L{am.core.states.NODE}).
     """
     if status not in NODE_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(NODE_STATUSES)}", parameter="status")
     node = txn.getNode(str(nodeid))
     if node is None:
         raise NotFound("Node id does not exist.")
-    node.status = status
-    txn.putNode(node)
+    transition(txn, node, status, Actor.ADMIN, "set by an admin", now)
     return node
 
 
-def setNodePair(txn: IStoreTransaction, headid: str, tailid: str) -> tuple[str, str]:
+def setNodePair(txn: IStoreTransaction, headid: str, tailid: str, now: int = 0) -> tuple[str, str]:
     """
     Make C{headid} the head and C{tailid} the tail of a pair (legacy C{PUT
     pair=<tail>}), replacing any pair either node was in. Bookings already made
@@ -195,10 +200,13 @@ def setNodePair(txn: IStoreTransaction, headid: str, tailid: str) -> tuple[str, 
     if txn.getNode(head) is None or txn.getNode(tail) is None:
         raise NotFound("Node id does not exist.")
     txn.setPair(head, tail)
+    for nodeid in (head, tail):
+        emit(txn, NodeUpdated(time=now, actor=Actor.ADMIN.value, reason=f"paired: head {head}, tail {tail}",
+                              nodeid=nodeid, fields=("pair",)))
     return head, tail
 
 
-def deleteNodePair(txn: IStoreTransaction, nodeid: str) -> int:
+def deleteNodePair(txn: IStoreTransaction, nodeid: str, now: int = 0) -> int:
     """
     Remove the pair a node is in, as head or tail (legacy C{PUT pair=delete}).
     """
@@ -208,11 +216,12 @@ def deleteNodePair(txn: IStoreTransaction, nodeid: str) -> int:
     removed = txn.deletePairs(node)
     if not removed:
         raise NotFound(f"Node {node} is not in a pair.")
+    emit(txn, NodeUpdated(time=now, actor=Actor.ADMIN.value, reason="pair removed", nodeid=node, fields=("pair",)))
     return removed
 
 
 def applyInventory(
-    txn: IStoreTransaction, entries: Iterable[dict[str, Any]], complete: bool = True
+    txn: IStoreTransaction, entries: Iterable[dict[str, Any]], complete: bool = True, now: int = 0
 ) -> dict[str, int]:
     """
     Bring nodes in line with an inventory snapshot: new nodes are added, known
@@ -237,23 +246,32 @@ def applyInventory(
         if node is None:
             node = Node(id=nodeid, hostname=str(entry.get("hostname") or ""), status=status, inventoryTags=tags)
             counts["added"] += 1
-        else:
-            before = (node.status, node.hostname, node.inventoryTags)
-            # The heartbeat owns active/maintenance; the inventory owns the rest.
-            if not (status == NODE_ACTIVE and node.status == NODE_MAINTENANCE):
-                node.status = status
-            node.hostname = str(entry.get("hostname") or node.hostname)
-            node.inventoryTags = tags
-            if (node.status, node.hostname, node.inventoryTags) == before:
-                continue  # unchanged: no write, cached tags stay valid
-            counts["updated"] += 1
-        known[nodeid] = node
-        txn.putNode(node)
+            known[nodeid] = node
+            nodeAppeared(txn, node, Actor.INVENTORY, now)
+            continue
+        before = (node.status, node.hostname, node.inventoryTags)
+        node.hostname = str(entry.get("hostname") or node.hostname)
+        changed = tuple(
+            name for name, old, new in (("hostname", before[1], node.hostname), ("inventoryTags", before[2], tags))
+            if old != new
+        )
+        node.inventoryTags = tags
+        # The heartbeat owns active/maintenance; the inventory the rest (the node table says which).
+        moved = NODE.allows(node.status, status, Actor.INVENTORY) and transition(
+            txn, node, status, Actor.INVENTORY, "inventory", now
+        )
+        if not changed and not moved:
+            continue  # unchanged: no write, cached tags stay valid
+        counts["updated"] += 1
+        if changed:
+            if moved is False:
+                txn.putNode(node)
+            emit(txn, NodeUpdated(time=now, actor=Actor.INVENTORY.value, reason="inventory", nodeid=node.id,
+                                  fields=changed))
     if complete:
         for node in known.values():
             if node.id not in seen and node.status != NODE_MISSING:
-                node.status = NODE_MISSING
-                txn.putNode(node)
+                transition(txn, node, NODE_MISSING, Actor.INVENTORY, "no longer in the inventory", now)
                 counts["missing"] += 1
     return counts
 
@@ -278,6 +296,7 @@ def setNode(
     status: Optional[str] = None,
     pair: Optional[str] = None,
     unpair: bool = False,
+    now: int = 0,
 ) -> Optional[Node]:
     """
     An admin's node settings, all or nothing: admin tags, status, and the
@@ -285,13 +304,13 @@ def setNode(
     """
     node = None
     if tags is not None:
-        node = setNodeTags(txn, nodeid, tags)
+        node = setNodeTags(txn, nodeid, tags, now)
     if status is not None:
-        node = setNodeStatus(txn, nodeid, status)
+        node = setNodeStatus(txn, nodeid, status, now)
     if unpair:
-        deleteNodePair(txn, nodeid)
+        deleteNodePair(txn, nodeid, now)
     elif pair is not None:
-        setNodePair(txn, nodeid, pair)
+        setNodePair(txn, nodeid, pair, now)
     return node
 
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_allocation -*-
+# -*- test-case-name: tests.test_slots,tests.test_allocation_ssh -*-
 """
 Booking: one function, used by REST C{POST /experiments} and GENI C{Allocate} alike,
 that validates a request, finds its window and books it inside one transaction.
@@ -13,6 +13,7 @@ from typing import Any, Optional
 import attrs
 
 from am.core import quotas, slots, sshkeys, states
+from am.core.events import BookingMade, emit
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.core.interfaces import IStoreTransaction
 from am.core.model import Experiment, Schedule
@@ -370,6 +371,11 @@ def allocate(
     else:
         reason = f"experiment #{experiment.id} requested {units} {what} x {k} intervals x {duration} s"
     quotas.charge(txn, owner.id, userQuotas, amounts, reason, now)
+    emit(txn, BookingMade(
+        time=now, actor="owner", reason=reason, expid=experiment.id, ownerid=owner.id,
+        schedids=tuple(s.id for s in schedules), nodeids=tuple(s.nodeid for s in schedules),
+        status=status, start=experiment.start, stop=experiment.stop, sliceURN=experiment.sliceURN,
+    ))
     return result
 
 

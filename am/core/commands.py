@@ -55,6 +55,6 @@ def deleteExperiment(
 
 
 def mergeExperiments(
-    txn: IStoreTransaction, into: Any, source: Any, userid: int, name: Optional[str]
+    txn: IStoreTransaction, into: Any, source: Any, userid: int, name: Optional[str], now: int = 0
 ) -> tuple[int, int, int]:
-    return lifecycle.mergeExperiments(txn, into, source, actingUser(txn, userid), name)
+    return lifecycle.mergeExperiments(txn, into, source, actingUser(txn, userid), name, now)

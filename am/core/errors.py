@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_scheduler -*-
+# -*- test-case-name: tests.test_lifecycle,tests.test_states -*-
 """
 Errors the scheduling core raises; each protocol face maps them to its own form
 (an HTTP status with a JSON message, or a GENI error code struct).

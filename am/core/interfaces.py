@@ -190,7 +190,10 @@ class IScheduler(Interface):
     """
 
     policy = Attribute("The scheduling policy (L{am.core.policy.Policy}).")
-    listeners = Attribute("Callables run after every committed change.")
+    events = Attribute(
+        "The core's event stream (L{am.core.events.EventStream}): every committed change, "
+        "as typed events, delivered to subscribers after commit."
+    )
 
     def now():
         """Whole UNIX seconds from the injected clock."""

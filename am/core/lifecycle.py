@@ -12,10 +12,12 @@ import attrs
 
 from am.core import quotas, states
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from am.core.events import NodeHeard, ScheduleWindowChanged, emit
 from am.core.interfaces import IStoreTransaction
 from am.core.model import NODE_ACTIVE, NODE_MAINTENANCE, Experiment, Schedule, User
 from am.core.policy import Policy
 from am.core.states import Actor
+from am.core.transitions import NON_INTERFACE_METERS, dataUsed, settle, transition
 from am.core.values import identifier, integer, lookup
 
 
@@ -30,65 +32,6 @@ def actorFor(user: User, experiment: Experiment) -> Actor:
     if user.active and user.role == "user" and user.id == experiment.ownerid:
         return Actor.OWNER
     raise Forbidden(f"Only admins and user {experiment.ownerid} can do this")
-
-
-# Meters of a traffic report that are not interface traffic (legacy §3.6).
-NON_INTERFACE_METERS = ("deployment", "results")
-
-
-def dataUsed(txn: IStoreTransaction, schedule: Schedule) -> Optional[int]:
-    """
-    Bytes the node reported on its interfaces for this schedule, if it reported.
-    """
-    meters = txn.trafficOf(schedule.id)
-    used = [v for k, v in meters.items() if k not in NON_INTERFACE_METERS]
-    return sum(used) if used else None
-
-
-def refundUnused(
-    txn: IStoreTransaction, schedule: Schedule, ownerid: int, now: int, policy: Policy
-) -> dict[str, int]:
-    """
-    Give back what a schedule that just became final did not use: everything if
-    it never ran on a node, otherwise the node-time after C{now} and the data
-    its node reported not to have used.
-    """
-    neverRan = schedule.status == states.CANCELED or now < schedule.start
-    used = None if neverRan else dataUsed(txn, schedule)
-    amounts = {
-        "time": schedule.chargedTime if neverRan else min(schedule.chargedTime, max(0, schedule.stop - now)),
-        "data": schedule.chargedData if neverRan else (0 if used is None else max(0, schedule.chargedData - used)),
-        "storage": schedule.chargedStorage if neverRan else 0,
-    }
-    schedule.chargedTime -= amounts["time"]
-    schedule.chargedData -= amounts["data"]
-    schedule.chargedStorage -= amounts["storage"]
-    quotas.refund(
-        txn, ownerid, amounts, f"schedule {schedule.id} {schedule.status}: unused part refunded", now, policy
-    )
-    return amounts
-
-
-def _apply(
-    txn: IStoreTransaction,
-    schedule: Schedule,
-    experiment: Experiment,
-    code: str,
-    reason: str,
-    actor: Actor,
-    now: int,
-    policy: Policy,
-    at: Optional[int] = None,
-) -> bool:
-    changed = states.checkTransition(schedule.status, code, actor)
-    if not changed:
-        return False
-    happened = now if at is None else at
-    schedule.status, schedule.reason, schedule.updated = code, reason, now
-    if states.isFinal(code):
-        refundUnused(txn, schedule, experiment.ownerid, happened, policy)
-    txn.updateSchedule(schedule)
-    return True
 
 
 def changeStatus(
@@ -123,7 +66,8 @@ def changeStatus(
         stamp = identifier(str(when).split(".")[0])
         if stamp is not None:
             at = min(now, max(stamp, schedule.updated))
-    return schedule, _apply(txn, schedule, experiment, code, reason[:500], actor, now, policy, at)
+    changed = transition(txn, schedule, code, actor, reason[:500], now, policy, at=at, experiment=experiment)
+    return schedule, changed
 
 
 def getSchedule(txn: IStoreTransaction, schedid: Any) -> Schedule:
@@ -163,12 +107,13 @@ def heartbeat(
     node = txn.getNode(nodeid)
     if node is None:
         raise NotFound("Node id does not exist.")
-    status = None
-    if node.status in (NODE_ACTIVE, NODE_MAINTENANCE):
-        status = NODE_MAINTENANCE if maintenance else NODE_ACTIVE
-        node.status = status
-    node.heartbeat = now
-    txn.setHeartbeat(node.id, now, status, interfaces)
+    wanted = NODE_MAINTENANCE if maintenance else NODE_ACTIVE
+    if states.NODE.allows(node.status, wanted, Actor.NODE):
+        transition(txn, node, wanted, Actor.NODE, "heartbeat", now, policy)
+    previous, node.heartbeat = node.heartbeat, now
+    txn.setHeartbeat(node.id, now, None, interfaces)
+    if previous < now - policy.imminentHeartbeatAge:
+        emit(txn, NodeHeard(time=now, actor=Actor.NODE.value, reason="heartbeat", nodeid=node.id, previous=previous))
     placed = placeQueued(txn, node.id, now, policy) if node.status == NODE_ACTIVE else None
     limit = max(1, min(limit, 100))
     tasks = [
@@ -181,8 +126,7 @@ def heartbeat(
         tasks = sorted(tasks[: limit - 1] + [placed], key=lambda t: (t.start, t.id))
     for task in tasks:
         if task.status == states.DEFINED:
-            task.status, task.updated = states.REQUESTED, now
-            txn.updateSchedule(task)
+            transition(txn, task, states.REQUESTED, Actor.SCHEDULER, "", now, policy)
     return HeartbeatReply(node, tasks)
 
 
@@ -214,9 +158,13 @@ def placeQueued(txn: IStoreTransaction, nodeid: str, now: int, policy: Policy) -
             return None
         if txn.blockingIntervals(start - policy.padding, stop + policy.padding, [nodeid]):
             return None
-        states.checkTransition(task.status, states.DEFINED, Actor.SCHEDULER)
-        task.start, task.stop, task.status, task.expires, task.updated = start, stop, states.DEFINED, 0, now
-        txn.updateSchedule(task)
+        oldStart, oldStop = task.start, task.stop
+        task.start, task.stop = start, stop
+        transition(txn, task, states.DEFINED, Actor.SCHEDULER, "", now, policy)
+        emit(txn, ScheduleWindowChanged(
+            time=now, actor=Actor.SCHEDULER.value, reason="placed from the queue", schedid=task.id,
+            expid=task.expid, nodeid=task.nodeid, start=start, stop=stop, oldStart=oldStart, oldStop=oldStop,
+        ))
         public = task.deploymentOptions.get("ssh.public")
         if public:
             txn.addPublicKey(task.id, public, stop)
@@ -226,16 +174,10 @@ def placeQueued(txn: IStoreTransaction, nodeid: str, now: int, policy: Policy) -
 
 def expireQueued(txn: IStoreTransaction, schedule: Schedule, now: int, policy: Policy) -> None:
     """
-    Cancel a queued task whose queue expiry passed, refunding it, and archive
-    its experiment once nothing of it is left open.
+    Cancel a queued task whose queue expiry passed, refunding it (its
+    experiment is archived once nothing of it is left open: L{settle}).
     """
-    experiment = txn.getExperiment(schedule.expid)
-    _apply(txn, schedule, experiment, states.CANCELED, "queue expired", Actor.SCHEDULER, now, policy)
-    if experiment.status == "active" and all(
-        states.isFinal(s.status) for s in txn.schedulesOfExperiment(experiment.id)
-    ):
-        experiment.status = "archived"
-        txn.updateExperiment(experiment)
+    transition(txn, schedule, states.CANCELED, Actor.SCHEDULER, "queue expired", now, policy)
 
 
 @attrs.define
@@ -257,12 +199,13 @@ def deleteExperiment(
     Unlike the legacy scheduler, one call is enough and unused quota is refunded.
     """
     experiment = getExperiment(txn, expid)
-    if experiment.status != "active":
+    if experiment.status != states.EXPERIMENT_ACTIVE:
         raise NotFound(f"Experiment {experiment.id} not found.")
-    actorFor(user, experiment)
+    actor = actorFor(user, experiment)
     result = endSchedules(txn, txn.schedulesOfExperiment(experiment.id), user, now, policy)
-    experiment.status = "archived"
-    txn.updateExperiment(experiment)
+    if not result.archived:
+        experiment = getExperiment(txn, expid)
+        transition(txn, experiment, states.EXPERIMENT_ARCHIVED, actor, "deleted", now, policy)
     result.archived = True
     return result
 
@@ -276,23 +219,21 @@ def endSchedules(
     as they are); archive an experiment once all its schedules are final.
     """
     result = Deletion()
-    touched: dict[int, Experiment] = {}
+    touched: dict[int, tuple[Experiment, Actor]] = {}
     for schedule in schedules:
-        experiment = touched.get(schedule.expid) or txn.getExperiment(schedule.expid)
-        touched[schedule.expid] = experiment
-        actor = actorFor(user, experiment)
+        experiment, actor = touched.get(schedule.expid) or (None, None)
+        if experiment is None or actor is None:
+            experiment = txn.getExperiment(schedule.expid)
+            actor = actorFor(user, experiment)
+            touched[schedule.expid] = (experiment, actor)
         if schedule.status in (states.ALLOCATED, states.QUEUED, states.DEFINED):
-            _apply(txn, schedule, experiment, states.CANCELED, reason, actor, now, policy)
+            transition(txn, schedule, states.CANCELED, actor, reason, now, policy, experiment=experiment)
             result.canceled += 1
         elif not states.isFinal(schedule.status):
-            _apply(txn, schedule, experiment, states.ABORTED, reason, actor, now, policy)
+            transition(txn, schedule, states.ABORTED, actor, reason, now, policy, experiment=experiment)
             result.aborted += 1
-    for experiment in touched.values():
-        if experiment.status == "active" and all(
-            states.isFinal(s.status) for s in txn.schedulesOfExperiment(experiment.id)
-        ):
-            experiment.status = "archived"
-            txn.updateExperiment(experiment)
+    for expid, (_, actor) in touched.items():
+        if settle(txn, expid, actor, now):
             result.archived = True
     return result
 
@@ -334,9 +275,7 @@ def provision(
         if schedule.status == states.ALLOCATED:
             if options:
                 schedule.deploymentOptions.update(options)
-            states.checkTransition(schedule.status, states.DEFINED, actor)
-            schedule.status, schedule.expires, schedule.updated = states.DEFINED, 0, now
-            txn.updateSchedule(schedule)
+            transition(txn, schedule, states.DEFINED, actor, schedule.reason, now, policy, experiment=experiment)
     return schedules
 
 
@@ -375,10 +314,17 @@ def renew(
         userQuotas = quotas.currentQuotas(txn, owner, now, policy)
         quotas.charge(txn, owner, userQuotas, {"time": extra}, "renewal", now)
     for schedule in schedules:
+        oldStop = schedule.stop
         if stop > schedule.stop:
             schedule.chargedTime += stop - schedule.stop
         schedule.stop, schedule.updated = stop, now
         txn.updateSchedule(schedule)
+        if stop != oldStop:
+            emit(txn, ScheduleWindowChanged(
+                time=now, actor=actorFor(user, txn.getExperiment(schedule.expid)).value, reason="renewed",
+                schedid=schedule.id, expid=schedule.expid, nodeid=schedule.nodeid,
+                start=schedule.start, stop=stop, oldStart=schedule.start, oldStop=oldStop,
+            ))
     return schedules
 
 
@@ -423,8 +369,7 @@ def expireAllocations(txn: IStoreTransaction, now: int, policy: Policy) -> int:
     """
     count = 0
     for schedule in txn.expiredAllocations(now):
-        experiment = txn.getExperiment(schedule.expid)
-        _apply(txn, schedule, experiment, states.CANCELED, "allocation expired", Actor.SCHEDULER, now, policy)
+        transition(txn, schedule, states.CANCELED, Actor.SCHEDULER, "allocation expired", now, policy)
         count += 1
     for schedule in txn.expiredQueue(now):
         expireQueued(txn, schedule, now, policy)
@@ -433,7 +378,7 @@ def expireAllocations(txn: IStoreTransaction, now: int, policy: Policy) -> int:
 
 
 def mergeExperiments(
-    txn: IStoreTransaction, into: Any, source: Any, user: User, name: Optional[str]
+    txn: IStoreTransaction, into: Any, source: Any, user: User, name: Optional[str], now: int = 0
 ) -> tuple[int, int, int]:
     """
     Move every schedule of C{source} into C{into}, optionally rename C{into},
@@ -451,7 +396,7 @@ def mergeExperiments(
     for experiment in (target, other):
         if experiment.ownerid != user.id:
             raise Forbidden(f"Only user {experiment.ownerid} can do this")
-        if experiment.status != "active":
+        if experiment.status != states.EXPERIMENT_ACTIVE:
             raise NotFound("Experiment does not exist.")
         if experiment.sliceURN:
             raise Conflict("Experiments of GENI slices cannot be merged.")
@@ -465,8 +410,7 @@ def mergeExperiments(
     if name:
         target.name = name
     txn.updateExperiment(target)
-    other.status = "archived"
-    txn.updateExperiment(other)
+    transition(txn, other, states.EXPERIMENT_ARCHIVED, Actor.OWNER, f"merged into experiment {target.id}", now)
     return len(moved), target.id, other.id
 
 

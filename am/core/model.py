@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_scheduler -*-
+# -*- test-case-name: tests.test_store_contract -*-
 """
 The core's value objects: nodes, users, quotas, experiments, schedules.
 
@@ -13,15 +13,17 @@ from typing import Any, Optional
 import attrs
 
 from am.core import states
+from am.core.states import (  # noqa: F401 (re-exported: the tables own the status names)
+    EXPERIMENT_ACTIVE,
+    NODE_ACTIVE,
+    NODE_DISABLED,
+    NODE_MAINTENANCE,
+    NODE_MISSING,
+    NODE_STATUSES,
+)
 
 ROLES = ("user", "node", "admin")
 QUOTA_KINDS = ("time", "data", "storage")
-
-NODE_ACTIVE = "active"
-NODE_MAINTENANCE = "maintenance"
-NODE_DISABLED = "disabled"
-NODE_MISSING = "missing"
-NODE_STATUSES = (NODE_ACTIVE, NODE_MAINTENANCE, NODE_DISABLED, NODE_MISSING)
 
 TAG_ADMIN = "admin"
 TAG_INVENTORY = "inventory"
@@ -113,7 +115,7 @@ class Experiment:
     start: int = 0
     stop: int = 0
     options: dict[str, Any] = attrs.field(factory=dict)
-    status: str = "active"
+    status: str = EXPERIMENT_ACTIVE
     recurringUntil: int = 0
     sliceURN: Optional[str] = None
     id: Optional[int] = None

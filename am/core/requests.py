@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_allocation -*-
+# -*- test-case-name: tests.test_slots,tests.test_door -*-
 """
 What the faces hand the core to book, and what a booking returns: plain
 values, so a face can build a request without importing the rules.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_scheduler -*-
+# -*- test-case-name: tests.test_lifecycle,tests.test_store -*-
 """
 The scheduling core as both faces see it (L{IScheduler}): every change is a
 named command that takes ids and plain values, runs exactly one atomic store
@@ -16,6 +16,8 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from am.core import accounts, allocation, commands, lifecycle, slices
+from am.core.errors import Conflict
+from am.core.events import BookingRefused, Event, EventStream, runCommand
 from am.core.interfaces import IScheduler, IStore
 from am.core.policy import Policy
 from am.core.requests import AllocationRequest
@@ -27,15 +29,15 @@ class Scheduler:
     """
     One scheduling core over one store.
 
-    @ivar listeners: callables run after every successful change, e.g. to
-        invalidate a cached advertisement.
+    @ivar events: the core's event stream: every change a command commits is
+        delivered to its subscribers after commit (L{am.core.events}).
     """
 
     def __init__(self, store: IStore, clock: IReactorTime, policy: Optional[Policy] = None) -> None:
         self._store = store
         self.clock = clock
         self.policy = policy or Policy()
-        self.listeners: list[Callable[[], None]] = []
+        self.events = EventStream()
 
     def now(self) -> int:
         """
@@ -51,17 +53,37 @@ class Scheduler:
 
     def _change(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
-        The one commit path: run C{function} in one transaction, then tell
-        the listeners.
+        The one commit path of every command: run C{function} in one store
+        transaction, then deliver the events it recorded.
         """
-        d = self._store.transact(function, *args, **kwargs)
+        return self._command(function, args, kwargs)
 
-        def notify(result: Any) -> Any:
-            for listener in self.listeners:
-                listener()
+    def _command(
+        self,
+        function: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        refused: Optional[Callable[[Conflict], Event]] = None,
+    ) -> Deferred:
+        """
+        Run C{function(txn, *args, **kwargs)} as one transaction. Once it has
+        committed, its events go to the subscribers (on the reactor thread,
+        never the store's); if it fails nothing is delivered, except the event
+        C{refused} makes of a L{Conflict} (a refused booking).
+        """
+        d = self._store.transact(runCommand, function, args, kwargs)
+
+        def committed(outcome: tuple[Any, tuple[Event, ...]]) -> Any:
+            result, events = outcome
+            self.events.deliver(events)
             return result
 
-        return d.addCallback(notify)
+        def failed(failure: Any) -> Any:
+            if refused is not None and failure.check(Conflict):
+                self.events.deliver([refused(failure.value)])
+            return failure
+
+        return d.addCallbacks(committed, failed)
 
     # -- queries -------------------------------------------------------------
 
@@ -89,8 +111,13 @@ class Scheduler:
         """
         Book a request (REST C{POST /experiments}); a dry run only reads.
         """
-        change = self.read if request.dryrun else self._change
-        return change(allocation.allocate, request, self.now(), self.policy)
+        now = self.now()
+        if request.dryrun:
+            return self.read(allocation.allocate, request, now, self.policy)
+        return self._command(
+            allocation.allocate, (request, now, self.policy), {},
+            refused=lambda e: refusal(request.ownerid, request.name, request.sliceURN, e, now),
+        )
 
     def changeStatus(self, schedid: Any, status: Any, userid: int, when: Any = None) -> Deferred:
         """
@@ -127,7 +154,7 @@ class Scheduler:
         Move every schedule of C{source} into C{into} (legacy REST merge);
         fires with C{(moved, into id, source id)}.
         """
-        return self._change(commands.mergeExperiments, into, source, userid, name)
+        return self._change(commands.mergeExperiments, into, source, userid, name, self.now())
 
     def expireAllocations(self) -> Deferred:
         """
@@ -142,7 +169,11 @@ class Scheduler:
         """
         GENI Allocate; fires with C{(schedules, what best effort left out)}.
         """
-        return self._change(slices.allocateSlice, request, userid, self.now(), self.policy)
+        now = self.now()
+        return self._command(
+            slices.allocateSlice, (request, userid, now, self.policy), {},
+            refused=lambda e: refusal(userid, request.sliceURN, request.sliceURN, e, now),
+        )
 
     def provision(self, target: SliceTarget, userid: int, updates: Mapping[str, Any]) -> Deferred:
         """
@@ -224,7 +255,7 @@ class Scheduler:
         """
         An admin's node settings, all or nothing.
         """
-        return self._change(accounts.setNode, nodeid, tags, status, pair, unpair)
+        return self._change(accounts.setNode, nodeid, tags, status, pair, unpair, self.now())
 
     def setNodeTags(self, nodeid: str, text: str) -> Deferred:
         """
@@ -242,16 +273,28 @@ class Scheduler:
         """
         Pair two nodes (head, tail), replacing the pairs either was in.
         """
-        return self._change(accounts.setNodePair, headid, tailid)
+        return self._change(accounts.setNodePair, headid, tailid, self.now())
 
     def deleteNodePair(self, nodeid: str) -> Deferred:
         """
         Remove the pair a node is in.
         """
-        return self._change(accounts.deleteNodePair, nodeid)
+        return self._change(accounts.deleteNodePair, nodeid, self.now())
 
     def applyInventory(self, entries: list, complete: bool = True) -> Deferred:
         """
         Apply an inventory snapshot.
         """
-        return self._change(accounts.applyInventory, entries, complete)
+        return self._change(accounts.applyInventory, entries, complete, self.now())
+
+
+def refusal(
+    ownerid: Optional[int], name: Any, sliceURN: Optional[str], error: Conflict, now: int
+) -> BookingRefused:
+    """
+    The event of a booking the core refused.
+    """
+    return BookingRefused(
+        time=now, actor="owner", reason=error.message, ownerid=ownerid,
+        name=str(name)[:200], sliceURN=sliceURN,
+    )

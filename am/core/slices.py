@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_slices -*-
+# -*- test-case-name: tests.test_geni_api,tests.test_door -*-
 """
 GENI slice semantics over the scheduling core: a slice is one experiment (its
 URN kept on the experiment), a sliver is one schedule. The GENI face parses

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_allocation -*-
+# -*- test-case-name: tests.test_rest_params,tests.test_slots -*-
 """
 Checking the loosely typed values that arrive from form fields, JSON and XML-RPC.
 """

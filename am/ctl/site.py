@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ctl_site -*-
+# -*- test-case-name: tests.test_rest_resource,tests.test_geni_face -*-
 """
 The controller's one L{Site} and its request limits.
 

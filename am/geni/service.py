@@ -104,7 +104,7 @@ class AggregateManager:
         self.settings = settings
         self.amURN = f"urn:publicid:IDN+{settings.authority}+authority+am"
         self._adCache: dict[tuple[bool, bool], tuple[int, str]] = {}
-        scheduler.listeners.append(self._adCache.clear)
+        scheduler.events.subscribe(lambda event: self._adCache.clear())
 
     # -- helpers -------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_geni_statemap -*-
+# -*- test-case-name: tests.test_geni_xmlrpc,tests.test_geni_api -*-
 """
 The one table mapping schedule statuses to GENI allocation and operational states.
 """
