@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trust_proxies -*-
+# -*- test-case-name: tests.test_ctl_ops -*-
 """
 Which peers may speak for a client: the TLS-terminating proxies the
 operator configured (C{trusted_proxies}). Both faces ask this before
