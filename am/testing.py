@@ -19,15 +19,16 @@ from am.store.sqlite import SQLiteDatabase
 
 
 @implementer(IStore)
-class MemoryStore:
+class SynchronousStore:
     """
-    The real schema and transactions on an in-memory SQLite database, run
-    synchronously: every Deferred has fired by the time the call returns, so
-    tests can use C{successResultOf} without a reactor.
+    A store over a database object with a synchronous C{run} (an
+    L{SQLiteDatabase} or a L{am.store.postgres.PostgresDatabase}): every
+    Deferred has fired by the time the call returns, so tests can use
+    C{successResultOf} without a reactor.
     """
 
-    def __init__(self) -> None:
-        self.database = SQLiteDatabase(":memory:")
+    def __init__(self, database: Any) -> None:
+        self.database = database
 
     def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         try:
@@ -49,6 +50,15 @@ class MemoryStore:
         return succeed(None)
 
 
+class MemoryStore(SynchronousStore):
+    """
+    The real schema and transactions on an in-memory SQLite database, run synchronously.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(SQLiteDatabase(":memory:"))
+
+
 def demoNodes(count: int, now: int = 0, **tags: str) -> list[Node]:
     """
     C{count} active nodes with ids C{"1"}... and a heartbeat at C{now}.
@@ -62,15 +72,17 @@ def demoNodes(count: int, now: int = 0, **tags: str) -> list[Node]:
 
 
 def makeScheduler(
-    nodes: int = 3, now: float = 1_000_000_000, policy: Optional[Policy] = None
-) -> tuple[Scheduler, MemoryStore, Clock]:
+    nodes: int = 3, now: float = 1_000_000_000, policy: Optional[Policy] = None,
+    store: Optional[SynchronousStore] = None,
+) -> tuple[Scheduler, SynchronousStore, Clock]:
     """
-    A scheduler over a L{MemoryStore} and a L{Clock}, with C{nodes} demo nodes
-    and no maintenance windows unless a policy says otherwise.
+    A scheduler over a L{MemoryStore} (or the synchronous C{store} given) and
+    a L{Clock}, with C{nodes} demo nodes and no maintenance windows unless a
+    policy says otherwise.
     """
     clock = Clock()
     clock.advance(now)
-    store = MemoryStore()
+    store = store if store is not None else MemoryStore()
     scheduler = Scheduler(store, clock, policy or Policy(maintenance=()))
     for node in demoNodes(nodes, int(now)):
         store.run(lambda txn, n=node: txn.putNode(n))

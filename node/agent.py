@@ -43,6 +43,7 @@ from node.hooks import (
     startStatus,
     stopStatus,
 )
+from node.phases import Step, advance
 from node.state import (
     DEPLOYED,
     DONE,
@@ -109,7 +110,7 @@ class MarvindAgent(Service):
         for task in self._tasks.values():
             if task.phase in (STARTING, RUNNING):
                 # We went down while it ran: it is redone from "deployed".
-                task.phase = DEPLOYED
+                task.phase = advance(task.phase, Step.REBOOTED)
                 task.interrupted = True
         if self._tasks or self._queue:
             _log.info(
@@ -313,6 +314,11 @@ class MarvindAgent(Service):
                     # our state was lost, which is as good as a reboot.
                     interrupted=code in ("started", "restarted"),
                 )
+                serial = info.options.get("run_serial")
+                if isinstance(serial, int):
+                    # Stopped (or started again) before we first saw it.
+                    task.runSerial = serial
+                    task.paused = info.options.get("run_state") == "stopped"
                 _log.info(
                     "New task {id} (experiment {expid}) from {start} to {stop}",
                     id=task.id, expid=task.expid, start=_iso(task.start), stop=_iso(task.stop),
@@ -328,6 +334,35 @@ class MarvindAgent(Service):
                 task.canceled = True
                 self._commit()
                 self._advance(task)
+            elif code not in FINAL and task.phase != DONE and info.options != task.options:
+                self._newOptions(task, info.options)
+
+    def _newOptions(self, task: TaskRecord, options: dict[str, Any]) -> None:
+        """
+        The controller changed a task's options: new login keys are written
+        for the hooks at once; a raised C{run_serial} asks to stop the task
+        (C{run_state} C{stopped}), run it again, or restart it.
+        """
+        task.options = options
+        if task.phase not in (NEW, DONE):
+            self._store.writeTaskConfig(task, self._config.nodeId)
+        serial = options.get("run_serial")
+        if isinstance(serial, int) and serial > task.runSerial:
+            task.runSerial = serial
+            wanted = options.get("run_state", "running")
+            if wanted == "stopped" and not task.paused:
+                _log.info("Task {id}: stop requested", id=task.id)
+                task.paused = True
+                if task.phase in (STARTING, RUNNING):
+                    task.phase, task.stopAs = advance(task.phase, Step.STOP), "paused"
+            elif wanted == "running" and task.paused:
+                _log.info("Task {id}: start requested", id=task.id)
+                task.paused = False
+            elif wanted == "running" and task.phase in (STARTING, RUNNING):
+                _log.info("Task {id}: restart requested", id=task.id)
+                task.phase, task.stopAs = advance(task.phase, Step.STOP), "restart"
+        self._commit()
+        self._advance(task)
 
     def _localWork(self) -> None:
         """
@@ -476,13 +511,19 @@ class MarvindAgent(Service):
             if task.phase in (NEW, DONE):
                 self._forget(task)
             else:
-                task.phase, task.stopAs = STOPPING, "aborted"
+                task.phase, task.stopAs = advance(task.phase, Step.STOP), "aborted"
                 self._step(task, self._stop(task))
+        elif task.paused and task.phase in (NEW, DEPLOYED):
+            # Stopped on request: it waits for a start, or ends at its stop time.
+            if now >= task.stop:
+                self._finish(task, "stopped", Step.GAVE_UP)
+            else:
+                self._arm(task, task.stop)
         elif task.phase == NEW:
             if now >= task.stop:
-                self._finish(task, "failed; the task window closed before it could be deployed")
+                self._finish(task, "failed; the task window closed before it could be deployed", Step.GAVE_UP)
             elif not task.image:
-                self._finish(task, "failed; no container image (deployment option script)")
+                self._finish(task, "failed; no container image (deployment option script)", Step.GAVE_UP)
             elif task.retryAt is not None and now < task.retryAt:
                 self._arm(task, task.retryAt)
             elif self._maintenance:
@@ -496,7 +537,7 @@ class MarvindAgent(Service):
             if now >= task.stop:
                 if task.interrupted:
                     # It ran until we went down; the stop hook says how it ended.
-                    task.phase, task.stopAs = STOPPING, "stopped"
+                    task.phase, task.stopAs = advance(task.phase, Step.STOP), "stopped"
                     self._step(task, self._stop(task))
                 else:
                     self._fail(task, "failed; the stop time passed before the task could start")
@@ -509,7 +550,7 @@ class MarvindAgent(Service):
                 self._arm(task, task.start)
         elif task.phase == RUNNING:
             if now >= task.stop:
-                task.phase, task.stopAs = STOPPING, "stopped"
+                task.phase, task.stopAs = advance(task.phase, Step.STOP), "stopped"
                 self._step(task, self._stop(task))
             else:
                 self._arm(task, task.stop)
@@ -521,17 +562,18 @@ class MarvindAgent(Service):
         Report C{status} now, then let the stop hook clean up.
         """
         self._queueReport(task, status)
-        task.phase, task.stopAs = STOPPING, "failed"
+        task.phase, task.stopAs = advance(task.phase, Step.STOP), "failed"
         self._commit()
         self._step(task, self._stop(task))
 
-    def _finish(self, task: TaskRecord, status: str | None) -> None:
+    def _finish(self, task: TaskRecord, status: str | None, step: Step = Step.STOPPED) -> None:
         """
-        The task is over here: report its final status, drop its files.
+        The task is over here (C{step}: it gave up before deploying, or its
+        stop hook is done): report its final status, drop its files.
         """
         if status is not None:
             self._queueReport(task, status)
-        task.phase, task.retryAt = DONE, None
+        task.phase, task.retryAt = advance(task.phase, step), None
         self._disarm(task)
         self._store.removeTaskFiles(task.id)
         self._commit()
@@ -555,7 +597,7 @@ class MarvindAgent(Service):
         status = deployStatus(result)
         code = statusCode(status)
         if code == "deployed":
-            task.phase, task.retryAt = DEPLOYED, None
+            task.phase, task.retryAt = advance(task.phase, Step.DEPLOYED), None
             if not task.interrupted:
                 self._queueReport(task, status)
             self._commit()
@@ -564,24 +606,24 @@ class MarvindAgent(Service):
             self._queueReport(task, status)
             self._commit()
         else:
-            self._finish(task, status)
+            self._finish(task, status, Step.GAVE_UP)
 
     async def _start(self, task: TaskRecord) -> None:
         """
         Run the start hook (C{restarted} for an interrupted task); on failure, clean up next.
         """
-        status = "restarted" if task.interrupted else "started"
-        task.phase = STARTING
+        status = "restarted" if task.interrupted or task.ran else "started"
+        task.phase = advance(task.phase, Step.START)
         self._commit()
         result = await self._hooks.runHook("start", task, status)
         outcome = startStatus(result, status)
         if outcome == status:
-            task.phase, task.interrupted = RUNNING, False
+            task.phase, task.interrupted, task.ran = advance(task.phase, Step.STARTED), False, True
             self._queueReport(task, status)
             self._commit()
         else:
             self._queueReport(task, outcome)
-            task.phase, task.stopAs = STOPPING, "failed"
+            task.phase, task.stopAs = advance(task.phase, Step.STOP), "failed"
             self._commit()
 
     async def _stop(self, task: TaskRecord) -> None:
@@ -590,7 +632,19 @@ class MarvindAgent(Service):
         """
         reason = task.stopAs or "stopped"
         self._commit()
-        result = await self._hooks.runHook("stop", task, reason)
+        onRequest = reason in ("paused", "restart")
+        result = await self._hooks.runHook("stop", task, "stopped" if onRequest else reason)
+        if onRequest:
+            # Deployed afresh before it runs again (the stop hook may have
+            # removed what deploy made); meanwhile the controller sees it
+            # deployed, not running.
+            if not result.ok and result.exitCode != ENDED:
+                _log.warn("Stop hook for task {id} ({reason}) failed: {outcome}",
+                          id=task.id, reason=reason, outcome=describeResult(result))
+            task.phase, task.stopAs = advance(task.phase, Step.STOPPED_ON_REQUEST), None
+            self._queueReport(task, "deployed; stopped on request")
+            self._commit()
+            return
         if reason == "stopped":
             self._finish(task, stopStatus(result))
             return
@@ -611,7 +665,7 @@ class MarvindAgent(Service):
         result = await self._hooks.runHook("check", task)
         if result.exitCode == ENDED:
             _log.info("Task {id} ended by itself", id=task.id)
-            task.phase, task.stopAs = STOPPING, "finished"
+            task.phase, task.stopAs = advance(task.phase, Step.STOP), "finished"
             self._commit()
         elif not result.ok:
             _log.warn(

@@ -135,7 +135,7 @@ def certificateNames(certificate: x509.Certificate) -> tuple[list[str], list[IPA
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return [], []
-    return names.get_values_for_type(x509.DNSName), names.get_values_for_type(x509.IPAddress)
+    return names.get_values_for_type(x509.DNSName), names.get_values_for_type(x509.IPAddress)  # type: ignore[return-value]
 
 
 def _dnsMatches(pattern: str, hostname: str) -> bool:

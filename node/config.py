@@ -17,7 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
-import yaml
+
+from node import confcheck as check
+from node.confcheck import ConfigError
 
 #: Node and schedule ids end up in URLs and file names.
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -32,12 +34,6 @@ DEFAULT_TIMEOUTS = {
     "check": 30.0,
     "kill_grace": 5.0,
 }
-
-
-class ConfigError(Exception):
-    """
-    The configuration file cannot be used; the message says why.
-    """
 
 
 @attrs.frozen
@@ -98,46 +94,11 @@ class MarvindConfig:
 
 
 def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key, {})
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key}: must be a mapping")
-    return value
+    return check.section(data, key, key)
 
 
 def _string(section: dict[str, Any], key: str, where: str, required: bool = True) -> str | None:
-    value = section.get(key)
-    if value is None or value == "":
-        if required:
-            raise ConfigError(f"{where}: required")
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: must be a string")
-    return value
-
-
-def _number(
-    section: dict[str, Any], key: str, where: str, default: float, low: float, high: float | None = None
-) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}: must be a number, not {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-        raise ConfigError(f"{where}: must be {bound}, not {value!r}")
-    return float(value)
-
-
-def _readableFile(path: str, where: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.read(1)
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot read {path}: {e.strerror}") from None
-    return path
+    return check.required(section, key, where) if required else check.string(section, key, where)
 
 
 def _checkTLSFiles(caFile: str, certFile: str, keyFile: str) -> None:
@@ -183,13 +144,10 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
     """
     if not isinstance(data, dict):
         raise ConfigError("the file must hold a YAML mapping of keys")
-    known = {
+    check.known(data, {
         "controller", "node", "tls", "state_directory", "heartbeat", "maintenance_file",
         "interfaces_file", "hooks", "timeouts", "max_clock_skew", "metrics",
-    }
-    unknown = sorted(set(map(str, data)) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s): {', '.join(unknown)}")
+    }, "")
 
     controller = _section(data, "controller")
     url = _string(controller, "url", "controller.url")
@@ -226,16 +184,14 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
     assert stateDirectory is not None
 
     heartbeat = _section(data, "heartbeat")
-    period = _number(heartbeat, "period", "heartbeat.period", 60, 0.1)
-    jitter = _number(heartbeat, "jitter", "heartbeat.jitter", 0.1, 0, 0.5)
-    limit = _number(heartbeat, "limit", "heartbeat.limit", 10, 1, 1000)
+    period = check.number(heartbeat, "period", "heartbeat.period", 60, 0.1)
+    jitter = check.number(heartbeat, "jitter", "heartbeat.jitter", 0.1, 0, 0.5)
+    limit = check.number(heartbeat, "limit", "heartbeat.limit", 10, 1, 1000)
     if limit != int(limit):
         raise ConfigError("heartbeat.limit: must be a whole number")
 
     hooksSection = _section(data, "hooks")
-    unknownHooks = sorted(set(hooksSection) - set(HOOK_ACTIONS) - {"environment"})
-    if unknownHooks:
-        raise ConfigError(f"hooks: unknown key(s): {', '.join(unknownHooks)}")
+    check.known(hooksSection, set(HOOK_ACTIONS) | {"environment"}, "hooks")
     hooks: dict[str, str] = {}
     for action in HOOK_ACTIONS:
         path = _string(hooksSection, action, f"hooks.{action}", required=action != "check")
@@ -254,11 +210,9 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
         raise ConfigError("hooks.environment: must be a mapping of names to strings")
 
     timeoutsSection = _section(data, "timeouts")
-    unknownTimeouts = sorted(set(timeoutsSection) - set(DEFAULT_TIMEOUTS))
-    if unknownTimeouts:
-        raise ConfigError(f"timeouts: unknown key(s): {', '.join(unknownTimeouts)}")
+    check.known(timeoutsSection, set(DEFAULT_TIMEOUTS), "timeouts")
     values = {
-        key: _number(timeoutsSection, key, f"timeouts.{key}", default, 0.01)
+        key: check.number(timeoutsSection, key, f"timeouts.{key}", default, 0.01)
         for key, default in DEFAULT_TIMEOUTS.items()
     }
     timeouts = Timeouts(
@@ -266,7 +220,7 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
         stop=values["stop"], check=values["check"], killGrace=values["kill_grace"],
     )
 
-    maxSkew = _number(data, "max_clock_skew", "max_clock_skew", 10, 2)
+    maxSkew = check.number(data, "max_clock_skew", "max_clock_skew", 10, 2)
 
     metrics = _section(data, "metrics")
     unknownMetrics = sorted(set(map(str, metrics)) - {"port", "address"})
@@ -285,9 +239,9 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
         raise ConfigError(f"metrics.address: {metricsAddress!r} is not an IP address") from None
 
     if checkFiles:
-        _readableFile(caFile, "controller.ca")
-        _readableFile(certFile, "tls.certificate")
-        _readableFile(keyFile, "tls.key")
+        check.readable(caFile, "controller.ca")
+        check.readable(certFile, "tls.certificate")
+        check.readable(keyFile, "tls.key")
         _checkTLSFiles(caFile, certFile, keyFile)
 
     return MarvindConfig(
@@ -315,16 +269,9 @@ def loadConfig(path: str, checkFiles: bool = True) -> MarvindConfig:
     """
     Read and validate the YAML file at C{path}.
 
-    @raise ConfigError: with a message that starts with the file name.
+    @raise ConfigError: with a message that names the file.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        detail = str(e).replace("\n", " ")
-        raise ConfigError(f"{path}: not valid YAML: {detail}") from None
+    data = check.readYAML(path)
     try:
         return parseConfig(data, checkFiles=checkFiles)
     except ConfigError as e:

@@ -331,6 +331,7 @@ class ProcessHookRunner:
             MARVIN_IMAGE=task.image,
             MARVIN_STATUS=argument if action in ("start", "stop") and argument else "",
             MARVIN_CONFIG=self._store.configPath(task.id),
+            MARVIN_SSH_KEYS=self._store.keysPath(task.id),
             MARVIN_TASK_DIR=self._store.taskDirectory(task.id),
             MARVIN_STATE_DIR=self._store.directory,
             MARVIN_TIMEOUT=f"{self._config.timeouts.forHook(action):g}",

@@ -90,8 +90,14 @@ class TaskRecord:
         (C{restarted}) or failed, per its C{restart} option.
     @ivar retryAt: after C{delayed}, when to try the deploy hook again.
     @ivar stopAs: in L{STOPPING}, why: C{stopped} (stop time), C{finished}
-        (it ended by itself), C{failed} (clean-up after a failure) or
-        C{aborted} (canceled on the controller).
+        (it ended by itself), C{failed} (clean-up after a failure),
+        C{aborted} (canceled on the controller), C{paused} (stopped on
+        request inside its window) or C{restart} (stopped to run again).
+    @ivar runSerial: the last C{run_serial} deployment option acted on: the
+        controller raises it with every requested stop, start and restart.
+    @ivar paused: stopped on request (C{run_state} C{stopped}); it stays
+        (deployed again when started) until C{geni_start} or its stop time.
+    @ivar ran: its start hook succeeded once (a later start is C{restarted}).
     """
 
     id: str
@@ -105,6 +111,9 @@ class TaskRecord:
     interrupted: bool = False
     retryAt: float | None = None
     stopAs: str | None = None
+    runSerial: int = 0
+    paused: bool = False
+    ran: bool = False
 
     @property
     def image(self) -> str:
@@ -144,6 +153,18 @@ class TaskRecord:
         if record.phase not in PHASES or not isinstance(record.options, dict):
             raise ValueError(f"bad task record {data.get('id')!r}")
         return record
+
+
+def sshKeys(options: dict[str, Any]) -> list[str]:
+    """
+    The login keys in a task's options (C{ssh_keys}: GENI C{geni_users}),
+    one line each; anything else (not text, line breaks) is left out.
+    """
+    keys = options.get("ssh_keys")
+    if not isinstance(keys, list):
+        return []
+    return [k.strip() for k in keys if isinstance(k, str) and k.strip() and "\n" not in k.strip()
+            and "\r" not in k]
 
 
 @attrs.frozen
@@ -248,7 +269,14 @@ class StateStore:
         )
         path = self.configPath(task.id)
         atomicWrite(path, json.dumps(config, sort_keys=True).encode("utf-8"))
+        atomicWrite(self.keysPath(task.id), "".join(f"{k}\n" for k in sshKeys(task.options)).encode("utf-8"))
         return path
+
+    def keysPath(self, schedid: str) -> str:
+        """
+        The task's login keys, C{authorized_keys} form (C{MARVIN_SSH_KEYS}).
+        """
+        return os.path.join(self.taskDirectory(schedid), "authorized_keys")
 
     def removeTaskFiles(self, schedid: str) -> None:
         """

@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return PredicateResult.maybe
 
     globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(sys.stdout), [quiet])]
+        [FilteringLogObserver(textFileLogObserver(sys.stdout), [quiet])]  # type: ignore[list-item]
     )
     service = makeService(options, reactor)
     reactor.callWhenRunning(service.startService)  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from am.core.model import User
+from am.core.interfaces import IScheduler
 from am.trust.proxies import TrustedProxies
 from rest_compat import access
 
@@ -150,7 +151,7 @@ class Authenticator:
         fingerprint = normalise(presented) if verified == "SUCCESS" else None
         return fingerprint or "", verified, VIA_PROXY
 
-    def authenticate(self, request: Any, scheduler: Any) -> Deferred:
+    def authenticate(self, request: Any, scheduler: IScheduler) -> Deferred:
         """
         Identify the caller of C{request}.
 

@@ -13,6 +13,7 @@ from typing import Any
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
+from am.core.interfaces import IStoreTransaction
 from rest_compat import render
 from rest_compat.context import Context, HTTPError, Reply
 from rest_compat.experiments import FOREVER
@@ -65,7 +66,7 @@ async def pubkeys(ctx: Context) -> Reply:
     return Reply(200, await ctx.scheduler.read(lambda txn: txn.publicKeys(now)))
 
 
-def _activity(txn: Any, now: int) -> dict[str, Any]:
+def _activity(txn: IStoreTransaction, now: int) -> dict[str, Any]:
     users = Counter("invalid" if u.invalid else u.role for u in txn.listUsers())
     nodes = txn.listNodes()
     resources: dict[str, Any] = dict(Counter(n.status for n in nodes))

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 import attrs
 
 from am.core.model import User
+from am.core.interfaces import IScheduler
 from rest_compat.auth import Caller
 
 
@@ -52,7 +53,7 @@ class Context:
     """
 
     request: Any
-    scheduler: Any
+    scheduler: IScheduler
     caller: Caller
     args: tuple[str, ...] = ()
     params: dict[str, Any] = attrs.field(factory=dict)

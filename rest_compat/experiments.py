@@ -11,6 +11,7 @@ from typing import Any, Optional
 from am.core.errors import BadRequest, Conflict, NotFound
 from am.core.values import lookup
 from am.core.model import Experiment, Schedule, User
+from am.core.interfaces import IStoreTransaction
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
 from rest_compat.params import flag, recordId, text
@@ -20,7 +21,7 @@ from rest_compat.submission import requestFrom
 FOREVER = 2**62
 
 
-def visibleSchedules(txn: Any, user: Optional[User], experiment: Experiment) -> list[Schedule]:
+def visibleSchedules(txn: IStoreTransaction, user: Optional[User], experiment: Experiment) -> list[Schedule]:
     """
     An experiment's schedules, checking the caller may read it; a node sees
     only its own tasks.
@@ -45,7 +46,7 @@ async def listExperiments(ctx: Context) -> Reply:
     status = None if flag("showHidden", ctx.params.get("showHidden")) else "active"
     user = ctx.user
 
-    def query(txn: Any) -> list[dict[str, Any]]:
+    def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
         scope = access.nodeScope(user)
         if access.mayListAll(user):
             experiments = txn.findExperiments(status=status)
@@ -65,7 +66,7 @@ async def listExperiments(ctx: Context) -> Reply:
 async def _readExperiment(ctx: Context, listSchedules: bool, schedid: Optional[str] = None) -> Reply:
     expid, user = recordId(ctx.args[0], "Could not find experiment with this id."), ctx.user
 
-    def query(txn: Any) -> dict[str, Any]:
+    def query(txn: IStoreTransaction) -> dict[str, Any]:
         experiment = lookup(txn.getExperiment, expid, "Could not find experiment with this id.")
         schedules = visibleSchedules(txn, user, experiment)
         if schedid is not None:

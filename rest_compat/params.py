@@ -127,7 +127,8 @@ def _multipart(body: bytes, contentType: bytes) -> dict[str, Any]:
     if not message.is_multipart():
         raise BadRequest("Malformed multipart/form-data body.")
     pairs: dict[bytes, list[bytes]] = {}
-    for part in message.get_payload():
+    parts: Any = message.get_payload()  # a multipart message: its parts
+    for part in parts:
         name = part.get_param("name", header="content-disposition")
         if not name or not isinstance(name, str):
             continue

@@ -25,6 +25,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
 from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
+from am.core.interfaces import IScheduler
 from rest_compat import access, backend, experiments, nodes, render, resources, schedules, users
 from rest_compat.auth import Authenticator, Caller
 from rest_compat.backend import UNAUTHENTICATED
@@ -164,7 +165,7 @@ class RESTApplication:
 
     def __init__(
         self,
-        scheduler: Any,
+        scheduler: IScheduler,
         authenticator: Authenticator,
         cors: Optional[CORSPolicy] = None,
         sync: Optional[Callable[[], Any]] = None,
@@ -332,7 +333,7 @@ def loadDocument() -> bytes:
 
 
 def buildRESTResource(
-    scheduler: Any,
+    scheduler: IScheduler,
     authenticator: Authenticator,
     cors: Union[None, CORSPolicy, Iterable[str]] = None,
     sync: Optional[Callable[[], Any]] = None,

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from am.core.errors import BadRequest, Forbidden, NotFound
 from am.core.model import Node, User
+from am.core.interfaces import IStoreTransaction
 from rest_compat import access, nodes, render
 from rest_compat.context import Context, HTTPError, Reply
 from rest_compat.experiments import visibleSchedules
@@ -18,14 +19,14 @@ from rest_compat.params import text
 from rest_compat.schedules import ownerOf
 
 
-def _node(txn: Any, nodeid: str) -> Node:
+def _node(txn: IStoreTransaction, nodeid: str) -> Node:
     node = txn.getNode(nodeid.strip())
     if node is None:
         raise NotFound("Node id does not exist.")
     return node
 
 
-def _nodeSchedules(txn: Any, user: Optional[User], node: Node, now: int, horizon: int) -> list[dict[str, Any]]:
+def _nodeSchedules(txn: IStoreTransaction, user: Optional[User], node: Node, now: int, horizon: int) -> list[dict[str, Any]]:
     """
     A node's schedules in C{[now, now + horizon)}, options only for those
     who may see them; nodes never see GENI allocations not yet provisioned.
@@ -47,7 +48,7 @@ async def listResources(ctx: Context) -> Reply:
     """
     scope = access.nodeScope(ctx.user)
 
-    def query(txn: Any) -> list[dict[str, Any]]:
+    def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
         found = txn.listNodes()
         if scope is not None:
             found = [n for n in found if n.id == scope]
@@ -65,7 +66,7 @@ async def getResource(ctx: Context) -> Reply:
     nodeid = ctx.args[0]
     access.checkNode(ctx.user, nodeid.strip())
 
-    def query(txn: Any) -> dict[str, Any]:
+    def query(txn: IStoreTransaction) -> dict[str, Any]:
         node = _node(txn, nodeid)
         return render.node(node, render.pairsByNode(txn.listPairs()).get(node.id))
 
@@ -92,7 +93,7 @@ async def resourceAll(ctx: Context) -> Reply:
     access.checkNode(user, nodeid.strip())
     now, horizon = ctx.now(), ctx.scheduler.policy.horizon
 
-    def query(txn: Any) -> dict[str, Any]:
+    def query(txn: IStoreTransaction) -> dict[str, Any]:
         node = _node(txn, nodeid)
         schedules = _nodeSchedules(txn, user, node, now, horizon)
         experiments = []

@@ -11,13 +11,14 @@ from typing import Any
 
 from am.core.errors import BadRequest, NotFound
 from am.core.values import lookup
+from am.core.interfaces import IStoreTransaction
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
 from rest_compat.params import intParam, nodeList, recordId, text
 from rest_compat.submission import interfaceCount
 
 
-def ownerOf(txn: Any, cache: dict[int, int], expid: int) -> int:
+def ownerOf(txn: IStoreTransaction, cache: dict[int, int], expid: int) -> int:
     """
     The owner of an experiment, looked up once per experiment per request.
     """
@@ -50,7 +51,7 @@ async def listSchedules(ctx: Context) -> Reply:
     start, stop = window(ctx)
     scope = access.nodeScope(ctx.user)
 
-    def query(txn: Any) -> list[dict[str, Any]]:
+    def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
         if scope is not None:
             found = [s for s in txn.schedulesOfNode(scope, start, stop) if not access.hiddenFromNodes(s)]
         else:
@@ -86,7 +87,7 @@ async def getSchedule(ctx: Context) -> Reply:
     """
     schedid, user = recordId(ctx.args[0], "Could not find schedule entry with this id."), ctx.user
 
-    def query(txn: Any) -> dict[str, Any]:
+    def query(txn: IStoreTransaction) -> dict[str, Any]:
         schedule = lookup(txn.getSchedule, schedid, "Could not find schedule entry with this id.")
         if access.nodeScope(user) is not None and access.hiddenFromNodes(schedule):
             raise NotFound("Could not find schedule entry with this id.")

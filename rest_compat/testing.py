@@ -274,7 +274,9 @@ class RESTHarness:
         self.agent.transport = transport
         url = "https://marvin.test" + path if transport is not None else "http://marvin.test" + path
         outcome: list[Any] = []
-        d = self.http.request(method, url, headers={k: [v] for k, v in allHeaders.items()}, data=body or None)
+        d = self.http.request(
+            method, url, headers={k: [v] for k, v in allHeaders.items()}, data=body or None  # type: ignore[arg-type]
+        )
         d.addCallback(lambda answer: treq.content(answer).addCallback(lambda data: (answer, data)))
         d.addBoth(outcome.append)
         self.agent.flush()
@@ -282,11 +284,11 @@ class RESTHarness:
         if not isinstance(outcome[0], tuple):
             outcome[0].raiseException()
         answer, data = outcome[0]
-        headers = answer.headers.copy()
+        received = answer.headers.copy()
         if isinstance(answer.length, int):
             # Twisted's client keeps the length apart from the other headers.
-            headers.setRawHeaders(b"content-length", [str(answer.length).encode("ascii")])
-        response = Response(answer.code, headers, data)
+            received.setRawHeaders(b"content-length", [str(answer.length).encode("ascii")])
+        response = Response(answer.code, received, data)
         if self.validate:
             self.check(method, path, response)
         return response

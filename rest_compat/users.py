@@ -15,6 +15,7 @@ from typing import Any
 
 from am.core.errors import BadRequest, NotFound
 from am.core.model import QUOTA_KINDS
+from am.core.interfaces import IStoreTransaction
 from rest_compat import access, render
 from rest_compat.context import Context, Reply
 from rest_compat.params import flag, recordId, text
@@ -27,7 +28,7 @@ def userId(arg: str) -> int:
     return recordId(arg, "Could not find user with this id.")
 
 
-def _record(txn: Any, userid: int) -> Any:
+def _record(txn: IStoreTransaction, userid: int) -> Any:
     found = txn.getUser(userid)
     if found is None:
         raise NotFound("Could not find user with this id.")
@@ -40,7 +41,7 @@ async def listUsers(ctx: Context) -> Reply:
     """
     user = ctx.user
 
-    def query(txn: Any) -> list[dict[str, Any]]:
+    def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
         found = txn.listUsers() if access.mayListAll(user) else [txn.getUser(user.id)]
         return [render.user(u, txn.getQuotas(u.id)) for u in found if u is not None]
 
@@ -59,7 +60,7 @@ async def getUser(ctx: Context) -> Reply:
     """
     userid = _readable(ctx)
 
-    def query(txn: Any) -> list[dict[str, Any]]:
+    def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
         return [render.user(_record(txn, userid), txn.getQuotas(userid))]
 
     return Reply(200, await ctx.scheduler.read(query))
@@ -72,7 +73,7 @@ async def userSchedules(ctx: Context) -> Reply:
     userid = _readable(ctx)
     now, horizon = ctx.now(), ctx.scheduler.policy.horizon
 
-    def query(txn: Any) -> list[dict[str, Any]]:
+    def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
         _record(txn, userid)
         return [
             render.schedule(s, withOptions=True)
@@ -90,7 +91,7 @@ async def userExperiments(ctx: Context) -> Reply:
     userid = _readable(ctx)
     status = None if flag("showHidden", ctx.params.get("showHidden")) else "active"
 
-    def query(txn: Any) -> list[dict[str, Any]]:
+    def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
         _record(txn, userid)
         return [
             render.experiment(e, txn.schedulesOfExperiment(e.id))
@@ -106,7 +107,7 @@ async def userJournals(ctx: Context) -> Reply:
     """
     userid = _readable(ctx)
 
-    def query(txn: Any) -> list[dict[str, Any]]:
+    def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
         _record(txn, userid)
         return [render.journal(entry) for entry in txn.listJournal(userid)]
 

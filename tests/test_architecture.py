@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("am", "rest_compat", "rspec", "node", "schemas")
+PACKAGES = ("am", "cli", "rest_compat", "rspec", "node", "schemas")
 
 
 def _lint(tree: str) -> subprocess.CompletedProcess:

@@ -151,6 +151,7 @@ ERRORS = [
     ("inventory.api", {"url": "https://x/", "fields": {"tags": {"a": {"template": "{}"}}}}, "inventory.api.fields.tags.a.template: name each field"),
     ("inventory.api", {"url": "https://x/", "max_bytes": 10}, "inventory.api.max_bytes: must be a number of bytes"),
     ("housekeeping.expiry_period", -1, "housekeeping.expiry_period: must be at least 1"),
+    ("housekeeping.sweep_period", 0, "housekeeping.sweep_period: must be at least 1"),
     ("scheduling.padding", -5, "scheduling.padding must be a non-negative integer"),
     ("scheduling.paddding", 5, "scheduling: unknown key 'paddding'"),
     ("scheduling.maintenance_windows", [{"start": "25:00", "end": "26:00"}], "scheduling.maintenance_windows must be a list"),
@@ -301,21 +302,37 @@ def test_exampleFileNamesEveryKey():
         "headers": {"verified", "fingerprint", "client_certificate"},
         "metrics": {"access"},
         "inventory": {"file", "api", "period", "retry"},
-        "housekeeping": {"expiry_period"},
+        "housekeeping": {"expiry_period", "sweep_period"},
         "cors": {"origins"},
         "log": {"file", "level", "format"},
         "geni": {"authority", "trust_roots", "default_image", "default_duration", "max_request", "ad_cache"},
     }.items():
         assert set(document[section]) == keys, section
     assert set(document["listen"]["tls"]) == {"address", "port", "certificate", "key", "client_ca"}
-    api = set(document["inventory"]["api"]) | {"token_file"}
-    assert api == {"url", "token_header", "token", "token_file", "timeout", "list_key", "max_bytes", "ca", "fields"}
+    api = set(document["inventory"]["api"]) | {"token_file", "oauth2"}
+    assert api == {"url", "token_header", "token", "token_file", "oauth2", "timeout", "list_key", "max_bytes", "ca", "fields"}
     assert "# token_file:" in text
+    # the commented oauth2 example names every key and parses as it stands
+    block = text[text.index("    # oauth2:\n"):]
+    lines = []
+    for line in block.splitlines():
+        if not line.startswith("    #"):
+            break
+        lines.append(line[len("    # "):])
+    oauth2 = yaml.safe_load("\n".join(lines))["oauth2"]
+    assert set(oauth2) == {"token_url", "client_id", "client_secret_file", "scope", "auth", "refresh_margin",
+                           "timeout", "min_backoff", "max_backoff", "ca"}
+    withOAuth = yaml.safe_load(text)
+    del withOAuth["inventory"]["api"]["token"]
+    withOAuth["inventory"]["api"]["oauth2"] = oauth2
+    parsed = parseConfig(withOAuth, os.path.dirname(EXAMPLE), checkFiles=False).inventory.api.oauth2
+    assert (parsed.tokenURL, parsed.clientId, parsed.margin, parsed.maxBackoff) == (
+        "https://auth.example.org/oauth2/token", "marvin-scheduler", 60.0, 600.0)
     assert set(document["inventory"]["api"]["fields"]) == {"id", "hostname", "status", "tags", "lowercase_tags"}
     from am.core.policy import Policy
 
     assert config.policy == Policy.fromConfig(document["scheduling"])
-    assert len(document["scheduling"]) == 22  # every Policy.fromConfig key
+    assert len(document["scheduling"]) == 23  # every Policy.fromConfig key
 
 
 def test_demoInventoryFileMatchesTheDemo():

@@ -223,7 +223,7 @@ class ControllerTests(SynchronousTestCase):
         started, and stopping stops every child and closes the store.
         """
         controller, clock = memoryController(makeConfig(self.tmp))
-        self.assertEqual([s.name for s in controller], ["https", "http", "expiry", "inventory"])
+        self.assertEqual([s.name for s in controller], ["https", "http", "expiry", "sweep", "inventory"])
         self.assertIsInstance(controller.getServiceNamed("https"), StreamServerEndpointService)
         self.assertIsInstance(controller.getServiceNamed("http"), StreamServerEndpointService)
         self.assertIsInstance(controller.getServiceNamed("expiry"), TimerService)
@@ -296,6 +296,42 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual(status(), "allocated")
         clock.pump([30] * 21)
         self.assertEqual(status(), "canceled")
+        self.successResultOf(controller.stopService())
+
+    def test_realSweep(self):
+        """
+        The sweep loop, on its own period, fails a task no node ever took
+        once its window has ended, and logs a failed run without stopping.
+        """
+        config = makeConfig(self.tmp, housekeeping={"expiry_period": 30, "sweep_period": 20})
+        self.assertEqual(config.sweepPeriod, 20)
+        controller, clock = memoryController(config)
+        controller.startService()
+        self.successResultOf(controller.ready)
+        from am.core.allocation import AllocationRequest
+
+        user = self.successResultOf(controller.scheduler.addUser(name="rest", role="user", fingerprint="d" * 40))
+        booked = self.successResultOf(
+            controller.scheduler.allocate(
+                AllocationRequest(ownerid=user.id, name="s", script="x", nodecount=1, duration=600, start=0,
+                                  nodetypes="", nodes=["1"])
+            )
+        )
+        schedid = booked.schedules[0].id
+        schedule = lambda: controller.store.run(lambda txn: txn.getSchedule(schedid))
+        end = booked.schedules[0].stop
+        clock.pump([20] * int((end - clock.seconds() - 1) // 20))
+        self.assertEqual(schedule().status, "defined")
+        clock.pump([20])
+        self.assertEqual((schedule().status, schedule().reason), ("failed", "node 1 never deployed the task"))
+
+        from twisted.internet.defer import fail
+
+        calls = []
+        controller.scheduler.sweep = lambda: (calls.append(1), fail(RuntimeError("disk full")))[1]
+        clock.pump([20, 20])
+        self.assertEqual(len(calls), 2)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
         self.successResultOf(controller.stopService())
 
     def test_badDatabase(self):

@@ -380,3 +380,40 @@ def test_demoPrintsCurlCommandsThatWork(tmp_path):
         assert process.stop() == 0
     finally:
         process.kill()
+
+
+def test_sweepFailsTaskNoNodeRan(pki, tmp_path):
+    """
+    A REST booking on a node with no agent ends C{failed} with a reason
+    shortly after its window: the controller's own sweep, seen over sockets.
+    """
+    path = writeConfig(
+        str(tmp_path), pki,
+        housekeeping={"expiry_period": 60, "sweep_period": 1},
+        scheduling={"require_heartbeat": False, "maintenance_windows": [], "min_delay": 0,
+                    "min_runtime": 1, "padding": 0},
+    )
+    process, ports = start(path)
+    try:
+        client = Client(ports, pki)
+        alice = "a1" * 20
+        status, body = client.call("POST", "/v1/users", who="admin",
+                                   form={"name": "alice", "ssl": alice, "role": "user"})
+        assert status == 201, body
+        status, body = client.call(
+            "POST", "/v1/experiments", fingerprint=alice,
+            body={"name": "nobody", "script": "docker.io/alice/ping", "nodecount": 1, "nodetypes": "",
+                  "start": 0, "duration": 2, "options": {"nodes": "1"}},
+        )
+        assert status == 201, body
+        expid = body["experiment"]
+        assert list(statuses(client, expid, alice).values()) == ["defined"]
+        process.waitFor(r"sweep: 1 task\(s\) no node deployed")
+        status, body = client.call("GET", f"/v1/experiments/{expid}/schedules", fingerprint=alice)
+        assert status == 200, body
+        [row] = body["schedules"].values()
+        assert row["status"] == "failed; node 1 never deployed the task", row
+        assert row["stop"] <= time.time()
+        assert process.stop() == 0
+    finally:
+        process.kill()

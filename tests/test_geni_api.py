@@ -33,7 +33,7 @@ class GetVersionTests(GeniTestCase):
             value = answer["value"]
             self.assertEqual(value["geni_api"], 3)
             self.assertEqual(value["geni_api_versions"], {"3": "https://am.example.org:8443/xmlrpc/am/3.0"})
-            self.assertEqual(value["geni_single_allocation"], True)
+            self.assertIs(value["geni_single_allocation"], 1)
             self.assertEqual(value["geni_allocate"], "geni_single")
             self.assertIn({"geni_type": "geni_sfa", "geni_version": "3"}, value["geni_credential_types"])
             for key in ("geni_request_rspec_versions", "geni_ad_rspec_versions"):
@@ -96,6 +96,34 @@ class ListResourcesTests(GeniTestCase):
         after = self.ok("ListResources", self.userCred(), V3)
         self.assertNotEqual(before, after)
         self.assertIn("ol:lease ", after)
+
+
+    def test_invalidatedUser(self) -> None:
+        """
+        Users are remembered between calls, but an invalidation made here is
+        seen at once, and one made by another controller on the same
+        database (no notification) within USER_CACHE_SECONDS.
+        """
+        import attrs
+
+        from am.geni.service import USER_CACHE_SECONDS
+
+        creds = self.userCred()
+        self.ok("ListResources", creds, V3)
+
+        def invalidate(txn, active=False) -> None:
+            txn.updateUser(attrs.evolve(txn.findUser(urn=self.p.alice.urn), invalid=not active))
+
+        self.successResultOf(self.store.transact(invalidate))  # as another controller would
+        self.ok("ListResources", creds, V3)
+        self.clock.advance(USER_CACHE_SECONDS)
+        self.assertEqual(self.code("ListResources", creds, V3), 3)
+        self.successResultOf(self.store.transact(invalidate, True))
+        self.clock.advance(USER_CACHE_SECONDS)
+        self.ok("ListResources", creds, V3)
+        alice = self.successResultOf(self.scheduler.read(lambda txn: txn.findUser(urn=self.p.alice.urn)))
+        self.successResultOf(self.scheduler.invalidateUser(alice.id))
+        self.assertEqual(self.code("ListResources", creds, V3), 3)
 
 
 class LifecycleTests(GeniTestCase):
@@ -187,14 +215,17 @@ class LifecycleTests(GeniTestCase):
         for action in ("geni_reboot", "", 7):
             self.assertEqual(self.code("PerformOperationalAction", [self.s1], self.sliceCred(), action, {}), 13)
 
-    def test_stopAborts(self) -> None:
+    def test_stopKeepsTheSliver(self) -> None:
         """
-        geni_stop ends provisioned slivers through the core.
+        geni_stop changes the running state, not the reservation: the sliver
+        stays provisioned (not ready) with its end time.
         """
-        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
+        value = self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
         self.ok("Provision", [self.s1], self.sliceCred(), V3)
-        value = self.ok("PerformOperationalAction", [self.s1], self.sliceCred(), "geni_stop", {})
-        self.assertEqual(value[0]["geni_allocation_status"], "geni_unallocated")
+        stopped = self.ok("PerformOperationalAction", [self.s1], self.sliceCred(), "geni_stop", {})
+        self.assertEqual((stopped[0]["geni_allocation_status"], stopped[0]["geni_operational_status"]),
+                         ("geni_provisioned", "geni_notready"))
+        self.assertEqual(stopped[0]["geni_end_time"], value["geni_slivers"][0]["geni_end_time"])
 
     def test_renewPastCredential(self) -> None:
         """
@@ -261,6 +292,29 @@ class CrossFaceTests(GeniTestCase):
         self.assertIn("ol:lease ", ad)
 
 
+class SweepTests(GeniTestCase):
+    """
+    What the sweep fails shows to GENI as geni_failed with the reason.
+    """
+
+    def test_neverDeployedIsGeniFailed(self) -> None:
+        start, stop = int(NOW) + 600, int(NOW) + 1200
+        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"], start, stop), {})
+        self.ok("Provision", [self.s1], self.sliceCred(), V3)
+        self.clock.advance(stop - self.clock.seconds())
+        self.successResultOf(self.scheduler.sweep())
+        [sliver] = self.ok("Status", [self.s1], self.sliceCred(), {})["geni_slivers"]
+        self.assertEqual(
+            (sliver["geni_allocation_status"], sliver["geni_operational_status"], sliver["geni_error"]),
+            ("geni_provisioned", "geni_failed", "node 1 never deployed the task"),
+        )
+        # Listed so for an hour after its end time, then gone like any expired sliver.
+        from am.core.slices import FAILED_VISIBLE
+
+        self.clock.advance(FAILED_VISIBLE)
+        self.assertEqual(self.code("Status", [self.s1], self.sliceCred(), {}), 12)
+
+
 def _rfc(when: int) -> str:
     from rspec.times import formatTime
 
@@ -301,15 +355,93 @@ class JFedTesterTests(GeniTestCase):
 
     def test_statusOfUnknownSliceIsAnError(self) -> None:
         """
-        Status of a slice never booked here is SEARCHFAILED; after Delete it lists
-        the slivers as unallocated; Describe of an empty slice succeeds.
+        Status of a slice never booked here is SEARCHFAILED; Describe of an
+        empty slice succeeds with no slivers.
         """
         self.assertEqual(self.code("Status", [self.s1], self.sliceCred(), {}), 12)
         self.assertEqual(self.ok("Describe", [self.s1], self.sliceCred(), dict(V3, geni_compressed=True))["geni_slivers"], [])
-        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {})
-        self.ok("Delete", [self.s1], self.sliceCred(), {})
-        slivers = self.ok("Status", [self.s1], self.sliceCred(), {})["geni_slivers"]
-        self.assertEqual([s["geni_allocation_status"] for s in slivers], ["geni_unallocated"])
+
+    def test_deletedSliversAreGone(self) -> None:
+        """
+        After Delete the slivers are gone: Status, a second Delete and every
+        call naming them are SEARCHFAILED; Describe of the slice lists none.
+        """
+        creds = self.sliceCred()
+        value = self.ok("Allocate", self.s1, creds, requestRSpec(["1", "2"]), {})
+        slivers = [s["geni_sliver_urn"] for s in value["geni_slivers"]]
+        self.ok("Provision", [self.s1], creds, V3)
+        deleted = self.ok("Delete", [slivers[0]], creds, {})
+        self.assertEqual([s["geni_allocation_status"] for s in deleted], ["geni_unallocated"])
+        listed = self.ok("Status", [self.s1], creds, {})["geni_slivers"]
+        self.assertEqual([s["geni_sliver_urn"] for s in listed], slivers[1:])
+        for method, args in (("Status", ({},)), ("Describe", (V3,)), ("Delete", ({},)),
+                             ("Provision", (V3,)), ("PerformOperationalAction", ("geni_start", {}))):
+            self.assertEqual(self.code(method, [slivers[0]], creds, *args), 12, method)
+        self.ok("Delete", [self.s1], creds, {})
+        for method, args in (("Status", ({},)), ("Delete", ({},)), ("Renew", (_rfc(int(NOW) + 7200), {}))):
+            self.assertEqual(self.code(method, [self.s1], creds, *args), 12, method)
+        self.assertEqual(self.ok("Describe", [self.s1], creds, V3)["geni_slivers"], [])
+
+    def test_renewOfFinalSliversRefused(self) -> None:
+        """
+        A sliver whose task is over (failed, before its end time) is not
+        renewed in silence: REFUSED with why, or with geni_best_effort an
+        error on that sliver while the others are renewed.
+        """
+        creds = self.sliceCred()
+        value = self.ok("Allocate", self.s1, creds, requestRSpec(["1", "2"]), {})
+        ids = [int(s["geni_sliver_urn"].rsplit("+", 1)[-1]) for s in value["geni_slivers"]]
+        self.ok("Provision", [self.s1], creds, V3)
+
+        def fail(txn) -> None:
+            schedule = txn.getSchedule(ids[0])
+            schedule.status = "failed"
+            txn.updateSchedule(schedule)
+
+        self.successResultOf(self.store.transact(fail))
+        stop = parseTime(value["geni_slivers"][1]["geni_end_time"]) + 600
+        answer = self.call("Renew", [self.s1], creds, _rfc(stop), {})
+        self.assertEqual(answer["code"]["geni_code"], 7)
+        self.assertIn("failed", answer["output"])
+        self.assertIn("cannot be renewed", answer["output"])
+        renewed = self.ok("Renew", [self.s1], creds, _rfc(stop), {"geni_best_effort": True})
+        byId = {int(s["geni_sliver_urn"].rsplit("+", 1)[-1]): s for s in renewed}
+        self.assertIn("cannot be renewed", byId[ids[0]]["geni_error"])
+        self.assertEqual((byId[ids[1]]["geni_error"], parseTime(byId[ids[1]]["geni_end_time"])), ("", stop))
+
+    def test_deletedAfterItsTaskEnded(self) -> None:
+        """
+        Delete of a sliver whose task already failed (its status stays
+        failed) makes it gone all the same.
+        """
+        creds = self.sliceCred()
+        value = self.ok("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sid = int(value["geni_slivers"][0]["geni_sliver_urn"].rsplit("+", 1)[-1])
+        self.ok("Provision", [self.s1], creds, V3)
+
+        def fail(txn) -> None:
+            schedule = txn.getSchedule(sid)
+            schedule.status = "failed"
+            txn.updateSchedule(schedule)
+
+        self.successResultOf(self.store.transact(fail))
+        self.assertEqual(self.ok("Status", [self.s1], creds, {})["geni_slivers"][0]["geni_operational_status"],
+                         "geni_failed")
+        self.ok("Delete", [self.s1], creds, {})
+        self.assertEqual(self.code("Status", [self.s1], creds, {}), 12)
+        self.assertEqual(self.code("Delete", [self.s1], creds, {}), 12)
+
+    def test_expiredSliversAreGone(self) -> None:
+        """
+        A sliver past its end time is gone too, whatever its status says.
+        """
+        creds = self.sliceCred()
+        value = self.ok("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sliver = value["geni_slivers"][0]["geni_sliver_urn"]
+        self.ok("Provision", [self.s1], creds, V3)
+        self.clock.advance(parseTime(value["geni_slivers"][0]["geni_end_time"]) - self.clock.seconds())
+        self.assertEqual(self.code("Status", [self.s1], creds, {}), 12)
+        self.assertEqual(self.code("Status", [sliver], creds, {}), 12)
 
     def test_renewEchoesTheClientsTime(self) -> None:
         """

@@ -47,7 +47,7 @@ class FaceTests(SynchronousTestCase):
         self.addCleanup(self.controller.stopService)
         self.serverOptions = ctl.tlsOptions(self.config.tls, self.config.geni.trustRoots)
 
-    def call(self, identity, path: bytes, method: str, *params) -> bytes:
+    def call(self, identity, path: bytes, method: str, *params, chunked: bool = False) -> bytes:
         with open(pki().certificate("ca"), "rb") as f:
             ca = Certificate.loadPEM(f.read())
         options = CertificateOptions(
@@ -56,8 +56,14 @@ class FaceTests(SynchronousTestCase):
             certificate=crypto.X509.from_cryptography(identity.certificate),
         )
         body = xmlrpc.client.dumps(params, method).encode()
-        raw = (b"POST " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        if chunked:
+            pieces = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+            framed = b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in pieces) + b"0\r\n\r\n"
+            raw = (b"POST " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n" + framed)
+        else:
+            raw = (b"POST " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         client = ClientProtocol(raw)
         clock = Clock()
         server = TLSMemoryBIOFactory(self.serverOptions, False, self.controller.site, clock=clock)
@@ -96,7 +102,8 @@ class FaceTests(SynchronousTestCase):
 
     def test_hugeBodyIsTooBig(self) -> None:
         """
-        A call past the site's body limit is never stored and answers TOOBIG.
+        A call past the site's body limit, announced or chunked, is never
+        stored whole and answers TOOBIG.
         """
         self.controller.stopService()
         tmp = os.path.abspath(self.mktemp())
@@ -105,9 +112,12 @@ class FaceTests(SynchronousTestCase):
         self.controller, self.clock = memoryController(config)
         self.controller.startService()
         self.serverOptions = ctl.tlsOptions(config.tls, config.geni.trustRoots)
-        raw = self.call(trust_helpers.pki().alice, b"/xmlrpc/am/3.0", "GetVersion", {"x": "y" * (3 * 1024 * 1024)})
-        (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
-        self.assertEqual(answer["code"]["geni_code"], 6)
+        for chunked in (False, True):
+            raw = self.call(trust_helpers.pki().alice, b"/xmlrpc/am/3.0", "GetVersion", {"x": "y" * (3 * 1024 * 1024)},
+                            chunked=chunked)
+            (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
+            self.assertEqual(answer["code"]["geni_code"], 6, chunked)
+            self.assertIn(str(2048 * 1024), answer["output"])
         self.controller.stopService()
 
     def test_restClientsUnaffected(self) -> None:
@@ -153,3 +163,76 @@ def test_geniBehindProxy(tmp_path) -> None:
         headers={"client_certificate": "X-Client-Cert"},
     )
     assert config.geni is not None and config.certificateHeader == "X-Client-Cert"
+
+
+def _wildcard(tmp: str, monkeypatch, name: str):
+    from am.ctl import config as configModule
+
+    monkeypatch.setattr(configModule, "_fqdn", lambda: name)
+    listen = {"tls": {"address": "0.0.0.0", "port": 8443, "certificate": pki().certificate("server"),
+                      "key": pki().key("server"), "client_ca": [pki().certificate("ca")]}}
+    return makeConfig(tmp, geni=geniSection(tmp), listen=listen)
+
+
+def test_wildcardWithoutNameRefusesToStart(tmp_path, monkeypatch) -> None:
+    """
+    A wildcard listener, no public_url and a machine called localhost: GetVersion
+    would send jFed to localhost, so the configuration is refused in one line.
+    """
+    for name in ("localhost", "localhost.localdomain", ""):
+        with pytest.raises(ConfigError, match="set public_url") as info:
+            _wildcard(str(tmp_path), monkeypatch, name)
+        assert "\n" not in str(info.value)
+
+
+def test_wildcardAdvertisesMachineName(tmp_path, monkeypatch) -> None:
+    """
+    Otherwise the machine's fully qualified name is advertised, over the wire,
+    and the log says where it came from.
+    """
+    from twisted.logger import globalLogPublisher
+
+    config = _wildcard(str(tmp_path), monkeypatch, "am.example.org")
+    assert config.publicURL == "https://am.example.org:8443/" and config.publicURLDerived
+    events: list = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        controller, clock = memoryController(config)
+        controller.startService()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    try:
+        value = controller.aggregateManager.settings.publicURL
+        assert value == "https://am.example.org:8443/xmlrpc/am/3.0"
+        said = [e for e in events if e.get("url") == value]
+        assert said and "public_url" in said[0]["log_format"]
+    finally:
+        controller.stopService()
+
+
+def test_demoOmniConfigCarriesAKey(tmp_path) -> None:
+    """
+    The demo's omni_config names a real SSH public key (so omni's provision
+    sends geni_users and prints no ERROR line), made once and reused.
+    """
+    import configparser
+
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+
+    from am.devtools.demopki import ensureDemoPKI, prepareGeniDemo
+
+    pkiDirectory = str(tmp_path / "pki")
+    ensureDemoPKI(pkiDirectory)
+    paths = prepareGeniDemo(pkiDirectory, str(tmp_path / "geni"))
+    parser = configparser.ConfigParser()
+    parser.read(paths["omni_config"])
+    keyPath = parser["demo"]["keys"]
+    with open(keyPath, "rb") as f:
+        text = f.read()
+    load_ssh_public_key(text.split(b" marvin-demo")[0])
+    assert os.stat(keyPath.removesuffix(".pub")).st_mode & 0o777 == 0o600
+    again = prepareGeniDemo(pkiDirectory, str(tmp_path / "geni"))
+    with open(again["omni_config"]) as f:
+        assert keyPath in f.read()
+    with open(keyPath, "rb") as f:
+        assert f.read() == text

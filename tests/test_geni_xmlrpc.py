@@ -146,6 +146,150 @@ class WireTests(GeniTestCase):
         (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
         self.assertEqual(answer["code"]["geni_code"], 6)
 
+    def test_singleAllocationIsAnInt(self) -> None:
+        """
+        geni_single_allocation goes on the wire as an XML-RPC int, which
+        geni-tools' GetVersion checker requires (a boolean fails it).
+        """
+        raw = self.exchange(post(xmlrpc.client.dumps(({},), "GetVersion").encode()))
+        payload = raw.partition(b"\r\n\r\n")[2]
+        self.assertRegex(payload, rb"<name>geni_single_allocation</name>\s*<value><int>1</int></value>")
+
+    def test_deeplyNestedArguments(self) -> None:
+        """
+        A struct nested 1,000 levels deep from an authenticated caller is
+        BADARGS, not an internal error; a normal call still works afterwards.
+        """
+        nested = "<value><string>x</string></value>"
+        for _ in range(1000):
+            nested = f"<value><struct><member><name>a</name>{nested}</member></struct></value>"
+        body = (f"<?xml version='1.0'?><methodCall><methodName>ListResources</methodName><params>"
+                f"<param><value><array><data></data></array></value></param><param>{nested}</param>"
+                f"</params></methodCall>").encode()
+        self.assertGreater(len(body), 50_000)
+        (answer,), _ = xmlrpc.client.loads(self.exchange(post(body)).partition(b"\r\n\r\n")[2])
+        self.assertEqual(answer["code"]["geni_code"], 1, answer["output"])
+        self.assertIn("nested deeper", answer["output"])
+        self.assertEqual(self.rpc("ListResources", self.userCred(), V3)["code"]["geni_code"], 0)
+
+    def test_everyCallLogged(self) -> None:
+        """
+        Each call, successful or not, is logged once with method, caller URN,
+        slice URN, number of slivers, geni_code and duration.
+        """
+        import am.geni.xmlrpc as wire
+        from twisted.logger import Logger
+
+        events: list[dict] = []
+        self.patch(wire, "log", Logger(observer=events.append))
+        creds = self.sliceCred()
+        self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        self.rpc("Status", [self.s1], creds, {})
+        self.rpc("Describe", [self.s1], [], V3)
+        self.exchange(post(b"<methodCall"))
+        logged = [(e["method"], e["caller"], e["slice"], e["slivers"], e["code"]) for e in events]
+        alice = self.p.alice.urn
+        self.assertEqual(logged, [
+            ("Allocate", alice, self.s1, 1, 0),
+            ("Status", alice, self.s1, 1, 0),
+            ("Describe", alice, self.s1, 0, 1),
+            ("?", "-", "-", 0, 1),
+        ])
+        self.assertTrue(all(e["duration"] >= 0 for e in events))
+        self.assertIn("geni_code", events[0]["log_format"])
+
+    def test_deletedSliversGoneOverTheWire(self) -> None:
+        """
+        After Delete, Status and a second Delete are SEARCHFAILED; the
+        deleted sliver is never listed again.
+        """
+        creds = self.sliceCred()
+        allocated = self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sliver = allocated["value"]["geni_slivers"][0]["geni_sliver_urn"]
+        self.assertEqual(self.rpc("Delete", [self.s1], creds, {})["code"]["geni_code"], 0)
+        for urns in ([self.s1], [sliver]):
+            self.assertEqual(self.rpc("Status", urns, creds, {})["code"]["geni_code"], 12)
+            self.assertEqual(self.rpc("Delete", urns, creds, {})["code"]["geni_code"], 12)
+        self.assertEqual(self.rpc("Describe", [self.s1], creds, V3)["value"]["geni_slivers"], [])
+
+    def test_stopStartOverTheWire(self) -> None:
+        """
+        geni_stop keeps the sliver provisioned: geni_stopping while its node
+        still runs the task, geni_notready once the node stopped it;
+        geni_start runs it again inside its window; Renew is still possible.
+        """
+        creds = self.sliceCred()
+        allocated = self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sid = int(allocated["value"]["geni_slivers"][0]["geni_sliver_urn"].rsplit("+", 1)[-1])
+        self.rpc("Provision", [self.s1], creds, V3)
+
+        def node(status: str):
+            def report(txn) -> None:
+                schedule = txn.getSchedule(sid)
+                schedule.status = status
+                txn.updateSchedule(schedule)
+            self.successResultOf(self.store.transact(report))
+
+        def states() -> tuple:
+            sliver = self.rpc("Status", [self.s1], creds, {})["value"]["geni_slivers"][0]
+            return sliver["geni_allocation_status"], sliver["geni_operational_status"]
+
+        node("started")
+        self.assertEqual(states(), ("geni_provisioned", "geni_ready"))
+        stopped = self.rpc("PerformOperationalAction", [self.s1], creds, "geni_stop", {})
+        self.assertEqual(stopped["code"]["geni_code"], 0, stopped["output"])
+        self.assertEqual(states(), ("geni_provisioned", "geni_stopping"))
+        node("deployed")  # the node stopped it on request
+        self.assertEqual(states(), ("geni_provisioned", "geni_notready"))
+        options = self.successResultOf(self.store.read(lambda txn: txn.getSchedule(sid))).deploymentOptions
+        self.assertEqual((options["run_state"], options["run_serial"]), ("stopped", 1))
+        self.assertEqual(self.rpc("PerformOperationalAction", [self.s1], creds, "geni_start", {})["code"]["geni_code"], 0)
+        options = self.successResultOf(self.store.read(lambda txn: txn.getSchedule(sid))).deploymentOptions
+        self.assertEqual((options["run_state"], options["run_serial"]), ("running", 2))
+        self.assertEqual(states(), ("geni_provisioned", "geni_configuring"))
+        node("restarted")
+        self.assertEqual(states(), ("geni_provisioned", "geni_ready"))
+        self.assertEqual(self.rpc("PerformOperationalAction", [self.s1], creds, "geni_restart", {})["code"]["geni_code"], 0)
+        node("finished")  # over before its end time: cannot run again
+        refused = self.rpc("PerformOperationalAction", [self.s1], creds, "geni_start", {})
+        self.assertEqual(refused["code"]["geni_code"], 7)
+        self.assertIn("cannot run again", refused["output"])
+
+    def test_loginsAndKeys(self) -> None:
+        """
+        Provision's geni_users keys go to the node with the task (deployment
+        option ssh_keys, which the agent hands its hooks as MARVIN_SSH_KEYS);
+        the manifest has a real login from the node's inventory (host, port,
+        user) and, when the inventory names a jump host, the gateway's login
+        and the jFed proxy extension. geni_update_users replaces the keys.
+        """
+        def tag(txn) -> None:
+            node = txn.getNode("1")
+            node.inventoryTags.update(login_host="node1.example.org", login_port="2222", login_user="monroe",
+                                      ssh_proxy="jump@gw.example.org:22")
+            txn.putNode(node)
+
+        self.successResultOf(self.store.transact(tag))
+        creds = self.sliceCred()
+        allocated = self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sid = int(allocated["value"]["geni_slivers"][0]["geni_sliver_urn"].rsplit("+", 1)[-1])
+        users = [{"urn": self.p.alice.urn, "keys": ["ssh-ed25519 AAAAC3Nza alice@laptop"]}]
+        provisioned = self.rpc("Provision", [self.s1], creds, dict(V3, geni_users=users))
+        self.assertEqual(provisioned["code"]["geni_code"], 0, provisioned["output"])
+        manifest = provisioned["value"]["geni_rspec"]
+        self.assertIn('hostname="node1.example.org"', manifest)
+        self.assertRegex(manifest, r'<login authentication="ssh-keys" hostname="node1.example.org" port="2222" username="monroe"/>')
+        self.assertRegex(manifest, r'hostname="gw.example.org" port="22" username="jump"')
+        self.assertIn('proxy="jump@gw.example.org:22" for="monroe@node1.example.org:2222"', manifest)
+        keys = lambda: self.successResultOf(self.store.read(lambda txn: txn.getSchedule(sid))).deploymentOptions["ssh_keys"]  # noqa: E731
+        self.assertEqual(keys(), ["ssh-ed25519 AAAAC3Nza alice@laptop"])
+        users = [{"urn": self.p.alice.urn, "keys": ["ssh-rsa AAAAB3Nza alice@desk"]}]
+        updated = self.rpc("PerformOperationalAction", [self.s1], creds, "geni_update_users", {"geni_users": users})
+        self.assertEqual(updated["code"]["geni_code"], 0, updated["output"])
+        self.assertEqual(keys(), ["ssh-rsa AAAAB3Nza alice@desk"])
+        described = self.rpc("Describe", [self.s1], creds, V3)["value"]["geni_rspec"]
+        self.assertIn('username="monroe"', described)
+
     def test_binaryCredential(self) -> None:
         """
         A credential sent as base64 (Python 3 clients passing bytes) is accepted.

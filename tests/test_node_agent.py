@@ -321,6 +321,96 @@ class FailureTests(SynchronousTestCase):
         self.assertEqual(h.controller.statuses("10")[-1], "deployed")
 
 
+class OperationalActionTests(SynchronousTestCase):
+    """
+    Stop, start and restart of one schedule inside its window, as the
+    controller asks through C{run_state} and C{run_serial}; login keys.
+    """
+
+    def ask(self, h: AgentHarness, state: str, serial: int) -> None:
+        options = h.controller.tasks["10"]["deployment_options"]
+        h.controller.tasks["10"]["deployment_options"] = dict(options, run_state=state, run_serial=serial)
+
+    def test_stopThenStart(self) -> None:
+        """
+        A stop request stops the running task and reports it deployed (not
+        final); a start deploys and runs it again (C{restarted}); at the stop
+        time it ends as usual.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 1800)
+        h.start()
+        h.advanceTo(NOW + 400)
+        self.ask(h, "stopped", 1)
+        h.advanceTo(NOW + 480)
+        self.assertEqual(h.controller.statuses("10"), ["deployed", "started", "deployed; stopped on request"])
+        self.assertEqual(h.hooks.runs[-1], ("stop", "10", "stopped"))
+        h.advanceTo(NOW + 700)
+        self.assertNotIn("start", h.hooks.actions("10")[-2:])
+        self.ask(h, "running", 2)
+        h.advanceTo(NOW + 780)
+        self.assertEqual(h.controller.statuses("10")[-2:], ["deployed", "restarted"])
+        self.assertEqual([a for a in h.hooks.actions("10") if a != "check"],
+                         ["deploy", "start", "stop", "deploy", "start"])
+        h.advanceTo(NOW + 1800)
+        self.assertEqual(h.controller.statuses("10")[-1], "stopped")
+
+    def test_stoppedUntilItsEnd(self) -> None:
+        """
+        A task stopped on request and never started again ends C{stopped} at
+        its stop time without running any hook again.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 900)
+        h.start()
+        h.advanceTo(NOW + 400)
+        self.ask(h, "stopped", 1)
+        h.advanceTo(NOW + 900)
+        self.assertEqual(h.controller.statuses("10")[-1], "stopped")
+        self.assertEqual([a for a in h.hooks.actions("10") if a != "check"], ["deploy", "start", "stop"])
+
+    def test_stoppedBeforeItsStart(self) -> None:
+        """
+        Stopped before the node first saw it: deployed but never started.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 900, run_state="stopped", run_serial=1)
+        h.start()
+        h.advanceTo(NOW + 600)
+        self.assertEqual([a for a in h.hooks.actions("10") if a != "check"], [])
+
+    def test_restart(self) -> None:
+        """
+        A restart (serial raised, still running) stops and starts the task once.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 1800)
+        h.start()
+        h.advanceTo(NOW + 400)
+        self.ask(h, "running", 1)
+        h.advanceTo(NOW + 600)
+        self.assertEqual([a for a in h.hooks.actions("10") if a != "check"],
+                         ["deploy", "start", "stop", "deploy", "start"])
+        self.assertEqual(h.controller.statuses("10")[-1], "restarted")
+
+    def test_loginKeysForHooks(self) -> None:
+        """
+        The GENI users' keys reach the hooks as an authorized_keys file
+        (C{MARVIN_SSH_KEYS}), rewritten when the controller changes them.
+        """
+        h = AgentHarness(self)
+        h.task("10", 300, 900, ssh_keys=["ssh-ed25519 AAAA alice", "bad\nkey", 7])
+        h.start()
+        path = StateStore(h.directory).keysPath("10")
+        with open(path) as f:
+            self.assertEqual(f.read(), "ssh-ed25519 AAAA alice\n")
+        options = h.controller.tasks["10"]["deployment_options"]
+        h.controller.tasks["10"]["deployment_options"] = dict(options, ssh_keys=["ssh-rsa BBBB bob"])
+        h.advanceTo(NOW + 60)
+        with open(path) as f:
+            self.assertEqual(f.read(), "ssh-rsa BBBB bob\n")
+
+
 class CancelTests(SynchronousTestCase):
     """
     Tasks canceled or aborted on the controller are stopped and forgotten.

@@ -186,4 +186,4 @@ class ConfigTests(SynchronousTestCase):
         self.assertIn("not valid YAML", str(caught.exception))
         with self.assertRaises(ConfigError) as caught:
             loadConfig(path + ".missing")
-        self.assertIn("cannot read: No such file or directory", str(caught.exception))
+        self.assertEqual(str(caught.exception), f"cannot read {path}.missing: No such file or directory")

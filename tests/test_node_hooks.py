@@ -155,11 +155,13 @@ class ProcessHookRunnerTests(TestCase):
         C{runHook} returns at once; the reactor keeps running while the hook
         does.
         """
-        runner = self.runner({"check": "sleep 0.5\n"})
+        release = os.path.join(self.base, "release")
+        # The hook waits for a file that only the reactor, running while
+        # the hook runs, can make.
+        runner = self.runner({"check": f'while [ ! -e "{release}" ]; do sleep 0.01; done\n'})
         d = runner.runHook("check", self.task)
         self.assertNoResult(d)
-        ticked = await deferLater(reactor, 0.05, lambda: d.called)
-        self.assertFalse(ticked)
+        reactor.callLater(0, lambda: open(release, "w").close())
         result = await d
         self.assertEqual(result.exitCode, 0)
 
@@ -179,7 +181,10 @@ class ProcessHookRunnerTests(TestCase):
         self.assertEqual(result.signal, signal.SIGTERM)
         with open(pidFile) as f:
             child = int(f.read())
-        await deferLater(reactor, 0.1, lambda: None)
+        # The SIGTERM was sent to the group; wait (bounded) until it is gone.
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            await deferLater(reactor, 0.01, lambda: None)
         self.assertFalse(_alive(child))
         self.assertRegex(self.log(), r"=== deploy ended: timed out after 0.5 s \([0-9.]+ s\) ===")
 

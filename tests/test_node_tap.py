@@ -120,4 +120,4 @@ class OptionsTests(SynchronousTestCase):
         with self.assertRaises(SystemExit) as caught:
             tap.main(["--config", missing])
         self.assertEqual(caught.exception.code, 2)
-        self.assertEqual(stderr.getvalue(), f"marvind: {missing}: cannot read: No such file or directory\n")
+        self.assertEqual(stderr.getvalue(), f"marvind: cannot read {missing}: No such file or directory\n")

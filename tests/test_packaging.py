@@ -26,7 +26,7 @@ def test_everyPackageListed() -> None:
     """
     listed = set(_setup()["options"]["packages"].split())
     found = set()
-    for top in ("am", "rspec", "rest_compat", "node", "schemas"):
+    for top in ("am", "cli", "rspec", "rest_compat", "node", "schemas"):
         for folder, _, files in os.walk(os.path.join(ROOT, top)):
             if "__init__.py" in files:
                 found.add(os.path.relpath(folder, ROOT).replace(os.sep, "."))

@@ -5,7 +5,6 @@ nodes and booked windows.
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from lxml import etree
@@ -242,14 +241,12 @@ class TestLeases:
             build(leases=[(5, "1", NOW, NOW + 60), (5, "2", NOW, NOW + 120)])
 
 
-def test_speed() -> None:
+def test_large() -> None:
     """
-    A large testbed (500 nodes, 10 000 booked windows) renders quickly.
+    A large testbed (500 nodes, 10 000 booked windows) renders every lease
+    (its speed is printed by bench/bench_hostile_input.py).
     """
     many = demoNodes(500, NOW)
     leases = [(i, str(1 + i % 500), NOW + 3600 * (i // 500), NOW + 3600 * (i // 500) + 1800) for i in range(10_000)]
-    started = time.perf_counter()
     text = advertisement(many, leases, AUTH, NOW, NOW + 600)
-    elapsed = time.perf_counter() - started
     assert text.count("<ol:lease ") == 10_000
-    assert elapsed < 3.0, elapsed

@@ -42,6 +42,8 @@ EXPECTED_ALLOWED = {
     ("delayed", "failed"): {"node", "scheduler"},
     ("delayed", "aborted"): {"owner", "admin", "scheduler"},
     ("started", "restarted"): {"node"},
+    ("started", "deployed"): {"node"},  # stopped on request (geni_stop), may run again
+    ("restarted", "deployed"): {"node"},
     ("started", "stopped"): {"node"},
     ("started", "finished"): {"node"},
     ("started", "failed"): {"node", "scheduler"},

@@ -18,7 +18,7 @@ from am.trust.credential import (
     parseTime,
 )
 from am.trust.errors import BADARGS, TrustError
-from tests.trust_helpers import NOW, pki, sliceCredential, timed
+from tests.trust_helpers import NOW, pki, refusal, sliceCredential
 
 ALICE = "urn:publicid:IDN+geni:marvin+user+alice"
 
@@ -142,8 +142,9 @@ class RefusalTests(SynchronousTestCase):
 
     def test_entityExpansionFastAndSmall(self) -> None:
         """
-        A billion-laughs document is refused in well under 50 ms, without
-        expanding it (memory stays far below what expansion would take).
+        A billion-laughs document is refused without expanding it (memory
+        stays far below what expansion would take; the time it takes is
+        printed by bench/bench_hostile_input.py).
         """
         lol = ['<!DOCTYPE lolz [<!ENTITY lol "lol">']
         for i in range(1, 10):
@@ -152,13 +153,12 @@ class RefusalTests(SynchronousTestCase):
         document = "".join(lol)
         tracemalloc.start()
         try:
-            error, seconds = timed(parseSignedCredential, document)
+            error = refusal(parseSignedCredential, document)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
         self.assertIsInstance(error, TrustError)
         self.assertIn("DTD", error.message)  # type: ignore[union-attr]
-        self.assertLess(seconds, 0.05)
         self.assertLess(peak, 1024 * 1024)
 
     def test_entityDeclarationDisguised(self) -> None:
@@ -181,22 +181,19 @@ class RefusalTests(SynchronousTestCase):
         Documents over the size bound are refused without parsing.
         """
         huge = "<a>" + "x" * MAX_BYTES + "</a>"
-        error, seconds = timed(parseSignedCredential, huge)
+        error = refusal(parseSignedCredential, huge)
         self.assertIsInstance(error, TrustError)
         self.assertIn("larger than", error.message)  # type: ignore[union-attr]
-        self.assertLess(seconds, 0.05)
         self.assertRefused(huge.encode(), "larger than")
 
     def test_tooDeep(self) -> None:
         """
-        Deeply nested documents are refused by the parser's depth bound,
-        fast.
+        Deeply nested documents are refused by the parser's depth bound.
         """
         deep = "<a>" * 5000 + "</a>" * 5000
-        error, seconds = timed(parseSignedCredential, deep)
+        error = refusal(parseSignedCredential, deep)
         self.assertIsInstance(error, TrustError)
         self.assertIn("depth", error.message)  # type: ignore[union-attr]
-        self.assertLess(seconds, 0.05)
 
     def test_wrongRoot(self) -> None:
         """

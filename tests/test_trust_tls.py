@@ -248,3 +248,74 @@ class CallerFromRequestTests(SynchronousTestCase):
         request.transport = Transport(crypto.X509.from_cryptography(pki().alice.certificate))  # type: ignore[assignment]
         caller = callerFromRequest(request)
         self.assertEqual((caller.urn, caller.certificate), (pki().alice.urn, pki().alice.certificate))
+
+
+class ResumptionTests(SynchronousTestCase):
+    """
+    A client coming back with its session ticket resumes without a full
+    handshake, and the server still knows its verified certificate.
+    """
+
+    def setUp(self) -> None:
+        import ssl
+        import tempfile
+
+        p = pki()
+        directory = tempfile.mkdtemp()
+        self.addCleanup(__import__("shutil").rmtree, directory)
+        p.alice.save(directory, "alice")
+        self.clientContext = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.clientContext.check_hostname = False
+        self.clientContext.verify_mode = ssl.CERT_NONE
+        self.clientContext.load_cert_chain(os.path.join(directory, "alice-cert.pem"),
+                                           os.path.join(directory, "alice-key.pem"))
+
+    def handshake(self, context: object, session: object = None):
+        import ssl
+
+        from OpenSSL import SSL
+
+        server = SSL.Connection(context, None)  # type: ignore[arg-type]
+        server.set_accept_state()
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        client = self.clientContext.wrap_bio(incoming, outgoing, session=session)  # type: ignore[arg-type]
+        for _ in range(10):
+            try:
+                client.do_handshake()
+                client.read(1)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+            server.bio_write(outgoing.read()) if outgoing.pending else None
+            try:
+                server.do_handshake()
+                server.recv(1)
+            except (SSL.WantReadError, SSL.ZeroReturnError):
+                pass
+            try:
+                incoming.write(server.bio_read(1 << 20))
+            except SSL.WantReadError:
+                pass
+        return client, server
+
+    def test_resumedSessionKeepsTheCaller(self) -> None:
+        p = pki()
+        context = serverTLSOptions(p.am.chainPEM, p.am.keyPEM, p.ca.certPEM).getContext()
+        client, server = self.handshake(context)
+        self.assertFalse(client.session_reused)
+        again, server2 = self.handshake(context, client.session)
+        self.assertTrue(again.session_reused)
+        peer = server2.get_peer_certificate()
+        assert peer is not None
+        self.assertEqual(peer.to_cryptography(), p.alice.certificate)
+
+    def test_otherServerDoesNotResume(self) -> None:
+        """
+        A ticket is only good at the server (process) that issued it.
+        """
+        p = pki()
+        first = serverTLSOptions(p.am.chainPEM, p.am.keyPEM, p.ca.certPEM).getContext()
+        other = serverTLSOptions(p.am.chainPEM, p.am.keyPEM, p.ca.certPEM).getContext()
+        client, _ = self.handshake(first)
+        again, server = self.handshake(other, client.session)
+        self.assertFalse(again.session_reused)
+        self.assertIsNotNone(server.get_peer_certificate())

@@ -36,7 +36,6 @@ from tests.trust_helpers import (
     pki,
     resign,
     sliceCredential,
-    timed,
     unsign,
 )
 
@@ -455,14 +454,14 @@ class ExpiryAndCacheTests(VerifierTestCase):
     def test_cached(self) -> None:
         """
         A repeated credential is served from the cache, as C{str} or
-        C{bytes}, in far less time than a verification.
+        C{bytes}: the very same verified object comes back (the cached
+        speed is printed by bench/bench_credentials.py).
         """
         cred = sliceCredential()
-        first, cold = timed(self.trust.verifyCredential, cred)
-        second, warm = timed(self.trust.verifyCredential, cred)
+        first = self.trust.verifyCredential(cred)
+        second = self.trust.verifyCredential(cred)
         self.assertIs(first, second)
         self.assertIs(self.trust.verifyCredential(cred.encode()), first)
-        self.assertLess(warm, cold)
 
     def test_changedDocumentNotCached(self) -> None:
         """

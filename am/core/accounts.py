@@ -24,7 +24,7 @@ from am.core.model import (
     Node,
     User,
 )
-from am.core.events import NodeUpdated, emit
+from am.core.events import NodeUpdated, UserChanged, emit
 from am.core.policy import Policy
 from am.core.states import Actor, NODE
 from am.core.transitions import nodeAppeared, transition
@@ -130,6 +130,7 @@ def updateUser(
             raise Conflict("A user with this fingerprint exists already.")
         user.fingerprint = fingerprint
         txn.updateUser(user)
+        emit(txn, UserChanged(time=now, actor="admin", userid=user.id, fields=("fingerprint",)))
     for kind, value in (quota or {}).items():
         if kind not in QUOTA_KINDS:
             raise BadRequest(f"Unknown quota {kind}", parameter=kind)
@@ -137,13 +138,14 @@ def updateUser(
     return user
 
 
-def invalidateUser(txn: IStoreTransaction, userid: Any) -> User:
+def invalidateUser(txn: IStoreTransaction, userid: Any, now: int = 0) -> User:
     """
     Invalidated users are refused everywhere, reads included (a legacy bug let them read).
     """
     user = getUser(txn, userid)
     user.invalid = True
     txn.updateUser(user)
+    emit(txn, UserChanged(time=now, actor="admin", userid=user.id, fields=("invalid",)))
     return user
 
 

@@ -227,6 +227,7 @@ def allocate(
         raise Conflict("Node count must be even for paired nodes.")
     units = nodecount // pairing.size
 
+    offsets: tuple[int, ...]
     queued = start == QUEUE_START
     asap = start == 0
     if queued:
@@ -248,7 +249,7 @@ def allocate(
         _checkRuntime(duration, policy)
         if start > now + policy.horizon:
             raise Conflict(f"Tasks may not be scheduled more than {policy.horizon} seconds in advance.")
-        offsets = expandOffsets(start, duration, request.recurrence, request.period, request.until, now, policy)
+        offsets = tuple(expandOffsets(start, duration, request.recurrence, request.period, request.until, now, policy))
     k = len(offsets)
     # Data is charged per interface (legacy reference §9.1); for nodes named
     # explicitly that depends on which are heads, so it is checked once chosen.
@@ -283,7 +284,9 @@ def allocate(
                 start=QUEUE_START,
                 stop=duration,
             )
-        chosen = (tuple(tuple(n.id for n in unit) for unit in eligible.units[:units]),)
+        chosen: tuple[tuple[tuple[str, ...], ...], ...] = (
+            tuple(tuple(n.id for n in unit) for unit in eligible.units[:units]),
+        )
     else:
         eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy, pairs, pairing)
         start, chosen = _chooseWindow(
@@ -300,7 +303,7 @@ def allocate(
         quotas.check(userQuotas, {"data": amounts["data"]})
 
     options = {k: v for k, v in request.options.items() if k not in ("recurrence", "period", "until")}
-    schedulingOptions = {"shared": request.shared, "storage": storage, "traffic": traffic}
+    schedulingOptions: dict[str, Any] = {"shared": request.shared, "storage": storage, "traffic": traffic}
     if queued:
         schedulingOptions.update(queued=True, until=until)
     elif request.recurrence:

@@ -173,6 +173,19 @@ class NodeHeard(Event):
     previous: int
 
 
+@attrs.frozen(kw_only=True)
+class UserChanged(Event):
+    """
+    A user's account changed: invalidated, or its fingerprint replaced
+    (faces that remember users forget this one).
+    """
+
+    kind: ClassVar[str] = "user.changed"
+
+    userid: int
+    fields: tuple[str, ...]
+
+
 Subscriber = Callable[[Event], Any]
 
 
@@ -198,7 +211,7 @@ class CoreTransaction:
         """
         self.events.append(event)
 
-    def beforeCommit(self, key: Any, work: Callable[[], None]) -> None:
+    def beforeCommit(self, key: Any, work: Callable[[], Any]) -> None:
         """
         Run C{work} once, after the rules and before commit; a second call with
         the same C{key} is a no-op (e.g. one archive check per experiment).
@@ -225,7 +238,7 @@ def emit(txn: Any, event: Event) -> None:
         record(event)
 
 
-def beforeCommit(txn: Any, key: Any, work: Callable[[], None]) -> None:
+def beforeCommit(txn: Any, key: Any, work: Callable[[], Any]) -> None:
     """
     Run C{work} before C{txn} commits, once per C{key}; on a bare store
     transaction, at once.
@@ -283,7 +296,7 @@ class EventStream:
                                  subscriber=subscriber, kind=event.kind)
                     continue
                 if isinstance(result, Deferred):
-                    result.addErrback(
+                    result.addErrback(  # type: ignore[call-overload]
                         lambda f, s=subscriber, k=event.kind: _log.failure(
                             "event subscriber {subscriber!r} failed on {kind}", f, subscriber=s, kind=k
                         )

@@ -157,6 +157,13 @@ class IStoreTransaction(Interface):
     def expiredAllocations(now):
         """Schedules still C{allocated} whose allocation expired before C{now}, in no particular order."""
 
+    def overdueSchedules(before):
+        """
+        Schedules still open on the node side (C{defined}, C{requested},
+        C{deployed}, C{delayed}, C{started}, C{restarted}) whose window ended
+        at or before C{before}, in no particular order; through an index.
+        """
+
     def queuedSchedules(nodeid, limit=None):
         """A node's C{queued} schedules (the low-priority queue), oldest (lowest id) first."""
 
@@ -232,6 +239,9 @@ class IScheduler(Interface):
 
     def expireAllocations():
         """Cancel expired GENI allocations and queued tasks."""
+
+    def sweep():
+        """Fail what nobody ran: tasks no node deployed, tasks of nodes gone silent."""
 
     # GENI slices
     def allocateSlice(request, userid):

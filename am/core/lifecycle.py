@@ -377,6 +377,63 @@ def expireAllocations(txn: IStoreTransaction, now: int, policy: Policy) -> int:
     return count
 
 
+@attrs.define
+class Sweep:
+    """
+    What one sweep failed: schedules no node ever deployed, and schedules
+    whose node went silent before reporting an end.
+    """
+
+    neverDeployed: int = 0
+    silent: int = 0
+
+    @property
+    def total(self) -> int:
+        """
+        Both counts together.
+        """
+        return self.neverDeployed + self.silent
+
+
+def sweep(txn: IStoreTransaction, now: int, policy: Policy) -> Sweep:
+    """
+    Fail what nobody ran (the scheduler's own C{failed} transitions):
+
+      - a C{defined} schedule whose window ended: no node ever fetched it;
+      - a C{requested} one whose window ended C{reportGrace} ago: its node
+        fetched it but never said it deployed it;
+      - a C{deployed}, C{delayed}, C{started} or C{restarted} one whose window
+        ended C{reportGrace} ago while its node has been silent (no heartbeat,
+        no report) for C{reportGrace}: a node that still heartbeats delivers
+        its queued reports itself, so it is left alone.
+
+    The first two never ran: everything charged is refunded. For a silent
+    node the time after its last sign of life (heartbeat or report) in the
+    window is refunded, with data it did not report using.
+    """
+    result = Sweep()
+    nodes: dict[str, Any] = {}
+    for schedule in txn.overdueSchedules(now):
+        if schedule.status == states.DEFINED or (
+            schedule.status == states.REQUESTED and schedule.stop + policy.reportGrace <= now
+        ):
+            transition(txn, schedule, states.FAILED, Actor.SCHEDULER,
+                       f"node {schedule.nodeid} never deployed the task", now, policy)
+            result.neverDeployed += 1
+        elif schedule.status in states.ON_NODE and schedule.stop + policy.reportGrace <= now:
+            if schedule.nodeid not in nodes:
+                nodes[schedule.nodeid] = txn.getNode(schedule.nodeid)
+            node = nodes[schedule.nodeid]
+            lastSign = max(node.heartbeat if node is not None else 0, schedule.updated)
+            if lastSign + policy.reportGrace > now:
+                continue
+            transition(txn, schedule, states.FAILED, Actor.SCHEDULER,
+                       f"node {schedule.nodeid} went silent ({schedule.status} when last heard of)",
+                       now, policy, at=min(lastSign, schedule.stop))
+            result.silent += 1
+    return result
+
+
 def mergeExperiments(
     txn: IStoreTransaction, into: Any, source: Any, user: User, name: Optional[str], now: int = 0
 ) -> tuple[int, int, int]:

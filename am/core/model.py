@@ -66,6 +66,7 @@ class User:
     project: str = ""
     invalid: bool = False
     nodeid: Optional[str] = None
+    version: int = 0  # bumped by every write; a write of an older version is refused
 
     @property
     def active(self) -> bool:
@@ -120,6 +121,7 @@ class Experiment:
     sliceURN: Optional[str] = None
     id: Optional[int] = None
     created: int = 0
+    version: int = 0  # bumped by every write; a write of an older version is refused
 
 
 @attrs.define
@@ -142,6 +144,7 @@ class Schedule:
     expires: int = 0
     id: Optional[int] = None
     updated: int = 0
+    version: int = 0  # bumped by every write; a write of an older version is refused
 
     @property
     def blocking(self) -> bool:

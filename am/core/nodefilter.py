@@ -40,7 +40,8 @@ AND-term that makes the rule refuse instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from attrs import field, frozen
 from attrs.validators import instance_of
@@ -70,7 +71,7 @@ def _isTrimmed(text: str) -> bool:
     return bool(text) and text.strip() == text
 
 
-def _checkTag(instance: object, attribute: object, tag: object) -> None:
+def _checkTag(instance: object, attribute: Any, tag: Any) -> None:
     """
     Refuse tags that would not print and parse back to themselves.
     """
@@ -83,7 +84,7 @@ def _checkTag(instance: object, attribute: object, tag: object) -> None:
         raise ValueError(f"invalid nodetypes tag {tag!r}")
 
 
-def _checkValue(instance: object, attribute: object, value: object) -> None:
+def _checkValue(instance: object, attribute: Any, value: Any) -> None:
     """
     Refuse values that would not print and parse back to themselves.
     """
@@ -93,12 +94,19 @@ def _checkValue(instance: object, attribute: object, value: object) -> None:
         raise ValueError(f"invalid nodetypes value {value!r}")
 
 
+def _tupleOf(items: Iterable[Any]) -> tuple:
+    """
+    The converter of the AST's sequences (typed, unlike C{tuple}, for checkers).
+    """
+    return tuple(items)
+
+
 def _checkAll(kind: type, nonEmpty: bool):
     """
     A validator requiring a tuple of C{kind} instances, so every AST prints.
     """
 
-    def check(instance: object, attribute: object, items: tuple) -> None:
+    def check(instance: object, attribute: Any, items: tuple) -> None:
         if (nonEmpty and not items) or not all(isinstance(i, kind) for i in items):
             raise ValueError(f"invalid nodetypes {attribute.name}: {items!r}")
 
@@ -133,7 +141,7 @@ class Group:
     An OR of atoms; a negated group is true when none of its atoms is.
     """
 
-    atoms: tuple[Atom, ...] = field(converter=tuple, validator=_checkAll(Atom, True))
+    atoms: tuple[Atom, ...] = field(converter=_tupleOf, validator=_checkAll(Atom, True))
     negated: bool = field(default=False, validator=instance_of(bool))
 
     def anyHolds(self, tags: Mapping[str, str]) -> bool:
@@ -156,7 +164,7 @@ class Filter:
     """
 
     groups: tuple[Group, ...] = field(
-        default=(), converter=tuple, validator=_checkAll(Group, False)
+        default=(), converter=_tupleOf, validator=_checkAll(Group, False)
     )
 
     def matches(self, tags: Mapping[str, str]) -> bool:

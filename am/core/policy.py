@@ -78,6 +78,7 @@ class Policy:
     allocationExpiry: int = 600
     maxNodecount: int = 1000
     maxIntervals: int = 3000
+    reportGrace: int = 900
 
     @classmethod
     def fromConfig(cls, config: Mapping[str, Any]) -> "Policy":
@@ -110,6 +111,7 @@ class Policy:
             "allocation_expiry": "allocationExpiry",
             "max_nodecount": "maxNodecount",
             "max_intervals": "maxIntervals",
+            "report_grace": "reportGrace",
         }
         windows = config.pop("maintenance_windows", None)
         for key, value in config.items():

@@ -95,9 +95,10 @@ class Scheduler:
 
     def resolveSlice(self, target: SliceTarget) -> Deferred:
         """
-        The slice and slivers a GENI call names (for Describe and Status).
+        The slice and the slivers a GENI call names that still exist (for
+        Describe and Status).
         """
-        return self.read(slices.resolve, target)
+        return self.read(slices.resolve, target, self.now())
 
     def offer(self, availableOnly: bool) -> Deferred:
         """
@@ -162,6 +163,12 @@ class Scheduler:
         tasks whose queue expiry passed.
         """
         return self._change(lifecycle.expireAllocations, self.now(), self.policy)
+
+    def sweep(self) -> Deferred:
+        """
+        Fail what nobody ran (L{lifecycle.sweep}); fires with a L{lifecycle.Sweep}.
+        """
+        return self._change(lifecycle.sweep, self.now(), self.policy)
 
     # -- GENI slices -----------------------------------------------------------
 
@@ -233,7 +240,7 @@ class Scheduler:
         """
         Invalidate a user.
         """
-        return self._change(accounts.invalidateUser, userid)
+        return self._change(accounts.invalidateUser, userid, self.now())
 
     def userForURN(self, urn: str) -> Deferred:
         """

@@ -14,6 +14,7 @@ so nothing read by an earlier call (a stale status) is ever written back.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Optional
 
 import attrs
@@ -29,6 +30,12 @@ from am.core.requests import AllocationRequest
 # Operational actions (GENI's C{geni_start} etc. without the prefix).
 START, RESTART, STOP, UPDATE_USERS = "start", "restart", "stop", "update_users"
 ACTIONS = (START, RESTART, STOP, UPDATE_USERS)
+
+# Deployment options the node agent follows: whether the task should run
+# (RUNNING) or stay stopped (STOPPED) inside its window, and a counter raised
+# by every start, stop and restart so the node sees each one exactly once.
+RUN_STATE, RUN_SERIAL = "run_state", "run_serial"
+RUNNING, STOPPED = "running", "stopped"
 
 
 @attrs.frozen
@@ -100,14 +107,33 @@ class SliceRequest:
     bestEffort: bool = False
 
 
-def resolve(txn: IStoreTransaction, target: SliceTarget) -> Slice:
+# A failed sliver stays listed this long after its end time, so its owner can
+# read why (geni_failed with the reason), unless deleted.
+FAILED_VISIBLE = 3600
+DELETED = "geni_deleted"  # deployment option: when Delete named a sliver whose task was already over
+
+
+def gone(schedule: Schedule, now: int) -> bool:
     """
-    The slice and schedules a target names. A slice URN resolves to its
-    active experiment, or the last one when none is active (so a slice whose
-    slivers were deleted still answers); slivers must be of one slice made
+    Whether a sliver no longer exists: deleted (canceled or aborted: Delete,
+    Shutdown, an allocation left to expire; or an ended task named by
+    Delete) or past its end time (a failed one L{FAILED_VISIBLE} later). A
+    sliver whose task failed or ended early exists until then.
+    """
+    if schedule.status in (states.CANCELED, states.ABORTED) or schedule.deploymentOptions.get(DELETED):
+        return True
+    return now >= schedule.stop + (FAILED_VISIBLE if schedule.status == states.FAILED else 0)
+
+
+def resolve(txn: IStoreTransaction, target: SliceTarget, now: Optional[int] = None) -> Slice:
+    """
+    The slice and the slivers a target names that still exist at C{now}
+    (see L{gone}; all of them when C{now} is not given). A slice URN resolves
+    to its active experiment, or the last one when none is active; a slice
+    whose slivers are all gone has none. Slivers must be of one slice made
     through the GENI face.
 
-    @raise NotFound: an unknown sliver, or one not made through GENI.
+    @raise NotFound: an unknown or gone sliver, or one not made through GENI.
     @raise BadRequest: both kinds named, several slices, or slivers of several slices.
     """
     if (target.sliceURN is None) == (not target.sliverIds):
@@ -117,12 +143,16 @@ def resolve(txn: IStoreTransaction, target: SliceTarget) -> Slice:
         live = [e for e in found if e.status == "active"] or found[-1:]
         experiment = live[-1] if live else None
         schedules = txn.schedulesOfExperiment(experiment.id) if experiment else []
+        if now is not None:
+            schedules = [s for s in schedules if not gone(s, now)]
         return Slice(target.sliceURN, experiment, schedules, named=False)
     schedules, sliceURN, experiment = [], None, None
     for sid in target.sliverIds:
         schedule = txn.getSchedule(sid)
         if schedule is None:
             raise NotFound(f"no sliver #{sid} at this aggregate")
+        if now is not None and gone(schedule, now):
+            raise NotFound(f"sliver #{sid} is gone (deleted or past its end time)")
         experiment = txn.getExperiment(schedule.expid)
         if experiment is None or experiment.sliceURN is None:
             raise NotFound(f"sliver #{sid} was not made through this API")
@@ -133,11 +163,15 @@ def resolve(txn: IStoreTransaction, target: SliceTarget) -> Slice:
     return Slice(sliceURN, experiment, schedules, named=True)
 
 
-def _slivers(txn: IStoreTransaction, target: SliceTarget) -> Slice:
-    found = resolve(txn, target)
+def _slivers(txn: IStoreTransaction, target: SliceTarget, now: int) -> Slice:
+    found = resolve(txn, target, now)
     if not found.schedules:
         raise NotFound(f"no slivers in {found.urn} at this aggregate")
     return found
+
+
+def _iso(seconds: int) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def window(request: SliceRequest, now: int, policy: Policy) -> tuple[bool, int, int]:
@@ -146,8 +180,14 @@ def window(request: SliceRequest, now: int, policy: Policy) -> tuple[bool, int, 
     missing, past or sooner than the minimum delay means as soon as possible;
     an end time then shrinks the window (it keeps the end asked for).
 
-    @raise Conflict: the window would end after the slice credential expires.
+    @raise Conflict: the window lies in the past, or would end after the
+        slice credential expires.
     """
+    if request.stop is not None and request.stop <= now:
+        raise Conflict(
+            f"the requested window lies in the past: it ends at {_iso(request.stop)}, "
+            f"and it is now {_iso(now)}"
+        )
     earliest = now + policy.minDelay
     asap = request.start is None or request.start <= earliest
     begin = earliest if asap or request.start is None else request.start
@@ -270,7 +310,7 @@ def provision(
     @raise Conflict: a whole slice was named and nothing in it is allocated.
     """
     user = actingUser(txn, userid)
-    found = _slivers(txn, target)
+    found = _slivers(txn, target, now)
     pending = [s for s in found.schedules if s.status == states.ALLOCATED]
     if not pending and not found.named:
         raise Conflict("nothing to provision: no allocated slivers in this slice")
@@ -282,25 +322,39 @@ def performAction(
     updates: dict[str, Any], now: int, policy: Policy,
 ) -> list[Schedule]:
     """
-    An operational action on provisioned slivers: C{stop} ends them, C{restart}
-    and C{update_users} change what their nodes see next, C{start} does
-    nothing (tasks start at their window's start).
+    An operational action on provisioned slivers. It changes whether their
+    tasks run, never the reservation: C{stop} has the node stop the task and
+    keep the sliver until its end time; C{start} runs a stopped task again
+    (a task not stopped starts at its window's start anyway); C{restart}
+    stops and starts a running one; C{update_users} replaces the login keys
+    the node has. Each reaches the node with its next heartbeat.
 
     @return: every schedule of the target, as it is now.
+    @raise Conflict: unprovisioned slivers, or a start or restart of a
+        sliver whose task is over (failed or finished before its end time).
     """
     if action not in ACTIONS:
         raise BadRequest(f"unknown action {action[:64]!r}")
     user = actingUser(txn, userid)
-    found = _slivers(txn, target)
+    found = _slivers(txn, target, now)
     if any(s.status == states.ALLOCATED for s in found.schedules):
         raise Conflict("provision the slivers before acting on them")
     live = [s for s in found.schedules if not states.isFinal(s.status)]
-    if action == STOP:
-        lifecycle.endSchedules(txn, live, user, now, policy, "stopped by geni_stop")
-    elif action == UPDATE_USERS:
+    if action in (START, RESTART):
+        over = [s for s in found.schedules if states.isFinal(s.status)]
+        if over:
+            raise Conflict(f"sliver #{over[0].id} is {over[0].status}: its task is over and cannot run again")
+    if action == UPDATE_USERS:
         lifecycle.updateOptions(txn, live, user, now, updates)
-    elif action == RESTART:
-        lifecycle.updateOptions(txn, live, user, now, {"restart_requested": now})
+        return found.schedules
+    for schedule in live:
+        running = schedule.deploymentOptions.get(RUN_STATE, RUNNING) == RUNNING
+        if (action == STOP and not running) or (action == START and running):
+            continue  # already so
+        serial = schedule.deploymentOptions.get(RUN_SERIAL, 0)
+        wanted = STOPPED if action == STOP else RUNNING
+        change = {RUN_STATE: wanted, RUN_SERIAL: (serial if isinstance(serial, int) else 0) + 1}
+        lifecycle.updateOptions(txn, [schedule], user, now, change)
     return found.schedules
 
 
@@ -317,13 +371,19 @@ def renewSlivers(
     @return: every schedule of the target as it is now, and the refusals by sliver id.
     """
     user = actingUser(txn, userid)
-    found = _slivers(txn, target)
+    found = _slivers(txn, target, now)
     live = [s for s in found.schedules if not states.isFinal(s.status)]
+    errors: dict[int, str] = {}
+    for schedule in found.schedules:
+        if states.isFinal(schedule.status):
+            why = f"sliver #{schedule.id} is {schedule.status}: its task is over, so it cannot be renewed"
+            if not bestEffort:
+                raise Conflict(why)
+            errors[schedule.id or 0] = why
     groups = [g for g in (
         [s for s in live if s.status == states.ALLOCATED],
         [s for s in live if s.status != states.ALLOCATED],
     ) if g]
-    errors: dict[int, str] = {}
     if bestEffort:
         groups = [[s] for group in groups for s in group]
     for group in groups:
@@ -361,8 +421,14 @@ def endSlivers(
     @return: the schedules named.
     """
     user = actingUser(txn, userid)
-    found = _slivers(txn, target)
+    found = _slivers(txn, target, now)
     lifecycle.endSchedules(txn, found.schedules, user, now, policy)
+    for schedule in found.schedules:
+        # A task already over keeps its status; the sliver is gone all the same.
+        fresh = txn.getSchedule(schedule.id)
+        if fresh is not None and not gone(fresh, now):
+            fresh.deploymentOptions[DELETED] = now
+            txn.updateSchedule(fresh)
     return found.schedules
 
 

@@ -74,6 +74,8 @@ _RULES: tuple[tuple[tuple[str, ...], str, frozenset[Actor]], ...] = (
     ((DEFINED, REQUESTED, DEPLOYED, DELAYED), STARTED, frozenset({N})),
     ((DEPLOYED, STARTED), RESTARTED, frozenset({N})),
     ((DEPLOYED, STARTED, RESTARTED), STOPPED, frozenset({N})),
+    # Stopped on request inside its window (GENI geni_stop): ready to run again.
+    ((STARTED, RESTARTED), DEPLOYED, frozenset({N})),
     ((DEPLOYED, DELAYED, STARTED, RESTARTED), FINISHED, frozenset({N})),
     ((DEFINED, REQUESTED, DEPLOYED, DELAYED, STARTED, RESTARTED), FAILED, frozenset({N, S})),
     # Kept for an allocation whose window passed unprovisioned; in practice

@@ -181,7 +181,7 @@ def _node(txn: IStoreTransaction, node: Node, to: str, actor: Actor, reason: str
     return True
 
 
-def nodeAppeared(txn: Any, node: Node, actor: Actor, now: int) -> None:
+def nodeAppeared(txn: IStoreTransaction, node: Node, actor: Actor, now: int) -> None:
     """
     Record a node that did not exist before (from the inventory).
     """

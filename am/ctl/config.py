@@ -10,26 +10,29 @@ configuration file. C{files/etc/marvinctld.conf} explains every key.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
+import socket
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import attrs
-import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from node import confcheck as check
+from node.confcheck import ConfigError, readYAML
 
 from am.ctl.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
+from am.ctl.oauth import OAuth2Settings
+from am.core.accounts import normaliseFingerprint
+from am.core.errors import BadRequest
 from am.core.policy import Policy
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 _NUMERIC_LEVELS = {10: "debug", 20: "info", 30: "warn", 40: "error", 50: "critical"}
-
-
-class ConfigError(Exception):
-    """
-    The configuration cannot be used; the message says which key and why.
-    """
 
 
 @attrs.frozen
@@ -134,9 +137,11 @@ class ControllerConfig:
     inventory: InventoryConfig = attrs.field(factory=InventoryConfig)
     policy: Policy = attrs.field(factory=Policy)
     expiryPeriod: float = 60.0
+    sweepPeriod: float = 60.0
     corsOrigins: Optional[tuple[str, ...]] = None
     log: LogConfig = attrs.field(factory=LogConfig)
     publicURL: Optional[str] = None
+    publicURLDerived: bool = False
     demo: Optional[DemoSetup] = None
     geni: Optional[GeniConfig] = None
 
@@ -155,12 +160,12 @@ def _geni(
     section = data.get("geni")
     if section is None:
         return None
-    section = _section(data, "geni", "geni")
-    _known(section, {"authority", "trust_roots", "default_image", "default_duration", "max_request", "ad_cache"}, "geni")
-    authority = _required(section, "authority", "geni.authority")
+    section = check.section(data, "geni", "geni")
+    check.known(section, {"authority", "trust_roots", "default_image", "default_duration", "max_request", "ad_cache"}, "geni")
+    authority = check.required(section, "authority", "geni.authority")
     if not _AUTHORITY.match(authority):
         raise ConfigError(f"geni.authority: {authority!r} is not a URN authority like marvin.example.org")
-    roots = [_path(base, p) for p in _stringList(section.get("trust_roots"), "geni.trust_roots")]
+    roots = [check.path(base, p) for p in check.stringList(section.get("trust_roots"), "geni.trust_roots")]
     if not roots:
         raise ConfigError("geni.trust_roots: list the GENI clearinghouse root certificates (PEM files or directories)")
     if checkFiles:
@@ -175,56 +180,19 @@ def _geni(
     return GeniConfig(
         authority=authority,
         trustRoots=tuple(roots),
-        defaultImage=_string(section, "default_image", "geni.default_image"),
+        defaultImage=check.string(section, "default_image", "geni.default_image"),
         defaultDuration=int(_number(section, "default_duration", "geni.default_duration", 3600, 60)),
         maxRequest=int(_number(section, "max_request", "geni.max_request", 4 * 1024 * 1024, 1024)),
         adCache=int(_number(section, "ad_cache", "geni.ad_cache", 60, 0)),
     )
 
 
-# -- small validators --------------------------------------------------------
-
-
-def _section(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = data.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: must be a mapping of keys")
-    return value
-
-
-def _known(section: dict[str, Any], keys: set[str], where: str) -> None:
-    unknown = sorted(map(str, set(section) - keys))
-    if unknown:
-        prefix = f"{where}: unknown key(s)" if where else "unknown key(s)"
-        raise ConfigError(f"{prefix}: {', '.join(unknown)} (known: {', '.join(sorted(keys))})")
-
-
-def _string(section: dict[str, Any], key: str, where: str, default: Optional[str] = None) -> Optional[str]:
-    value = section.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ConfigError(f"{where}: must be a string, not {value!r}")
-    value = str(value).strip()
-    return value or None
-
-
-def _required(section: dict[str, Any], key: str, where: str) -> str:
-    value = _string(section, key, where)
-    if value is None:
-        raise ConfigError(f"{where}: required")
-    return value
+# -- small validators (the shared ones are in node.confcheck) ----------------------
 
 
 def _number(section: dict[str, Any], key: str, where: str, default: float, low: float) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}: must be a number of seconds, not {value!r}")
-    if value < low:
-        raise ConfigError(f"{where}: must be at least {low:g}, not {value!r}")
-    return float(value)
+    return check.number(section, key, where, default, low, unit="seconds")
+
 
 
 def _port(section: dict[str, Any], where: str, default: int) -> int:
@@ -235,7 +203,7 @@ def _port(section: dict[str, Any], where: str, default: int) -> int:
 
 
 def _address(section: dict[str, Any], where: str, default: str) -> str:
-    value = _string(section, "address", f"{where}.address", default) or default
+    value = check.string(section, "address", f"{where}.address", default) or default
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -243,37 +211,10 @@ def _address(section: dict[str, Any], where: str, default: str) -> str:
     return value
 
 
-def _path(base: str, value: str) -> str:
-    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
-
-
-def _stringList(value: Any, where: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ConfigError(f"{where}: must be a list of strings")
-    return [v.strip() for v in value]
-
-
-def _readable(path: str, where: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot read {path}: {e.strerror}") from None
-
-
 def fingerprintOf(pem: bytes) -> str:
     """
     The REST face's name for a certificate: SHA-1 of its DER, lowercase hex.
     """
-    import hashlib
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     certificate = x509.load_pem_x509_certificate(pem)
     return hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
@@ -283,16 +224,13 @@ def _checkTLS(tls: TLSListener) -> None:
     Parse the PEM files now, so a wrong path or a key of another certificate
     stops start-up with a message rather than failing the first handshake.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     where = "listen.tls"
     try:
-        chain = x509.load_pem_x509_certificates(_readable(tls.certificate, f"{where}.certificate"))
+        chain = x509.load_pem_x509_certificates(check.readable(tls.certificate, f"{where}.certificate"))
     except ValueError:
         raise ConfigError(f"{where}.certificate: {tls.certificate} holds no PEM certificate") from None
     try:
-        key = serialization.load_pem_private_key(_readable(tls.key, f"{where}.key"), password=None)
+        key = serialization.load_pem_private_key(check.readable(tls.key, f"{where}.key"), password=None)
     except (ValueError, TypeError):
         raise ConfigError(f"{where}.key: {tls.key} holds no unencrypted PEM private key") from None
     raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -300,7 +238,7 @@ def _checkTLS(tls: TLSListener) -> None:
         raise ConfigError(f"{where}.key: {tls.key} does not belong to the certificate {tls.certificate}")
     for path in tls.clientCA:
         try:
-            x509.load_pem_x509_certificates(_readable(path, f"{where}.client_ca"))
+            x509.load_pem_x509_certificates(check.readable(path, f"{where}.client_ca"))
         except ValueError:
             raise ConfigError(f"{where}.client_ca: {path} holds no PEM certificate") from None
 
@@ -309,13 +247,13 @@ def _checkTLS(tls: TLSListener) -> None:
 
 
 def _listeners(data: dict[str, Any], base: str) -> tuple[Optional[TLSListener], Optional[HTTPListener]]:
-    listen = _section(data, "listen", "listen")
-    _known(listen, {"tls", "http"}, "listen")
+    listen = check.section(data, "listen", "listen")
+    check.known(listen, {"tls", "http"}, "listen")
     tls = http = None
     if listen.get("tls") is not None:
-        section = _section(listen, "tls", "listen.tls")
-        _known(section, {"address", "port", "certificate", "key", "client_ca"}, "listen.tls")
-        roots = _stringList(section.get("client_ca"), "listen.tls.client_ca")
+        section = check.section(listen, "tls", "listen.tls")
+        check.known(section, {"address", "port", "certificate", "key", "client_ca"}, "listen.tls")
+        roots = check.stringList(section.get("client_ca"), "listen.tls.client_ca")
         if not roots:
             raise ConfigError(
                 "listen.tls.client_ca: required: the CA file(s) whose client certificates are accepted"
@@ -323,13 +261,13 @@ def _listeners(data: dict[str, Any], base: str) -> tuple[Optional[TLSListener], 
         tls = TLSListener(
             address=_address(section, "listen.tls", "0.0.0.0"),
             port=_port(section, "listen.tls", 8443),
-            certificate=_path(base, _required(section, "certificate", "listen.tls.certificate")),
-            key=_path(base, _required(section, "key", "listen.tls.key")),
-            clientCA=tuple(_path(base, r) for r in roots),
+            certificate=check.path(base, check.required(section, "certificate", "listen.tls.certificate")),
+            key=check.path(base, check.required(section, "key", "listen.tls.key")),
+            clientCA=tuple(check.path(base, r) for r in roots),
         )
     if listen.get("http") is not None:
-        section = _section(listen, "http", "listen.http")
-        _known(section, {"address", "port"}, "listen.http")
+        section = check.section(listen, "http", "listen.http")
+        check.known(section, {"address", "port"}, "listen.http")
         http = HTTPListener(
             address=_address(section, "listen.http", "127.0.0.1"), port=_port(section, "listen.http", 9098)
         )
@@ -339,9 +277,6 @@ def _listeners(data: dict[str, Any], base: str) -> tuple[Optional[TLSListener], 
 
 
 def _admins(data: dict[str, Any], base: str, checkFiles: bool = True) -> list[BootstrapUser]:
-    from am.core.accounts import normaliseFingerprint
-    from am.core.errors import BadRequest
-
     admins = data.get("admins")
     if admins is None:
         return []
@@ -352,19 +287,19 @@ def _admins(data: dict[str, Any], base: str, checkFiles: bool = True) -> list[Bo
         where = f"admins[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: must be a mapping with name and fingerprint (or certificate)")
-        _known(item, {"name", "fingerprint", "certificate", "project"}, where)
-        name = _required(item, "name", f"{where}.name")
-        fingerprint = _string(item, "fingerprint", f"{where}.fingerprint")
-        certificate = _string(item, "certificate", f"{where}.certificate")
+        check.known(item, {"name", "fingerprint", "certificate", "project"}, where)
+        name = check.required(item, "name", f"{where}.name")
+        fingerprint = check.string(item, "fingerprint", f"{where}.fingerprint")
+        certificate = check.string(item, "certificate", f"{where}.certificate")
         if (fingerprint is None) == (certificate is None):
             raise ConfigError(f"{where}: give exactly one of fingerprint or certificate")
         if certificate is not None and not checkFiles:
-            users.append(BootstrapUser(name=name, fingerprint="", project=_string(item, "project", where) or ""))
+            users.append(BootstrapUser(name=name, fingerprint="", project=check.string(item, "project", where) or ""))
             continue
         if certificate is not None:
-            path = _path(base, certificate)
+            path = check.path(base, certificate)
             try:
-                fingerprint = fingerprintOf(_readable(path, f"{where}.certificate"))
+                fingerprint = fingerprintOf(check.readable(path, f"{where}.certificate"))
             except ValueError:
                 raise ConfigError(f"{where}.certificate: {path} holds no PEM certificate") from None
         assert fingerprint is not None
@@ -375,15 +310,15 @@ def _admins(data: dict[str, Any], base: str, checkFiles: bool = True) -> list[Bo
                 f"{where}.fingerprint: must be the SHA-1 fingerprint of the certificate "
                 "(40 hex digits, colons allowed)"
             ) from None
-        users.append(BootstrapUser(name=name, fingerprint=fingerprint, project=_string(item, "project", where) or ""))
+        users.append(BootstrapUser(name=name, fingerprint=fingerprint, project=check.string(item, "project", where) or ""))
     return users
 
 
 def _inventory(data: dict[str, Any], base: str, checkFiles: bool) -> InventoryConfig:
-    section = _section(data, "inventory", "inventory")
-    _known(section, {"file", "api", "period", "retry"}, "inventory")
-    path = _string(section, "file", "inventory.file")
-    staticFile = None if path is None else _path(base, path)
+    section = check.section(data, "inventory", "inventory")
+    check.known(section, {"file", "api", "period", "retry"}, "inventory")
+    path = check.string(section, "file", "inventory.file")
+    staticFile = None if path is None else check.path(base, path)
     if staticFile is not None and checkFiles:
         try:
             loadStaticInventory(staticFile)
@@ -391,7 +326,7 @@ def _inventory(data: dict[str, Any], base: str, checkFiles: bool) -> InventoryCo
             raise ConfigError(f"inventory.file: {e}") from None
     api = None
     if section.get("api") is not None:
-        api = _inventoryAPI(_section(section, "api", "inventory.api"), base, checkFiles)
+        api = _inventoryAPI(check.section(section, "api", "inventory.api"), base, checkFiles)
     return InventoryConfig(
         file=staticFile,
         api=api,
@@ -402,28 +337,34 @@ def _inventory(data: dict[str, Any], base: str, checkFiles: bool) -> InventoryCo
 
 def _inventoryAPI(section: dict[str, Any], base: str, checkFiles: bool) -> InventoryAPI:
     where = "inventory.api"
-    _known(
+    check.known(
         section,
-        {"url", "token_header", "token", "token_file", "timeout", "list_key", "max_bytes", "ca", "fields"},
+        {"url", "token_header", "token", "token_file", "oauth2", "timeout", "list_key", "max_bytes", "ca", "fields"},
         where,
     )
-    url = _required(section, "url", f"{where}.url")
+    url = check.required(section, "url", f"{where}.url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{where}.url: must be an http:// or https:// URL, not {url!r}")
-    token = _string(section, "token", f"{where}.token")
-    tokenFile = _string(section, "token_file", f"{where}.token_file")
+    token = check.string(section, "token", f"{where}.token")
+    tokenFile = check.string(section, "token_file", f"{where}.token_file")
     if token is not None and tokenFile is not None:
         raise ConfigError(f"{where}: give token or token_file, not both")
     if tokenFile is not None:
-        token = _readable(_path(base, tokenFile), f"{where}.token_file").decode("utf-8", "replace").strip()
-    header = _string(section, "token_header", f"{where}.token_header", "Authorization") or "Authorization"
+        tokenFile = check.path(base, tokenFile)
+        token = check.readable(tokenFile, f"{where}.token_file").decode("utf-8", "replace").strip()
+    oauth2 = None
+    if section.get("oauth2") is not None:
+        if token is not None or tokenFile is not None:
+            raise ConfigError(f"{where}: give oauth2 or a static token (token, token_file), not both")
+        oauth2 = _oauth2(check.section(section, "oauth2", f"{where}.oauth2"), base, checkFiles)
+    header = check.string(section, "token_header", f"{where}.token_header", "Authorization") or "Authorization"
     if not all(c.isalnum() or c in "-_" for c in header):
         raise ConfigError(f"{where}.token_header: not a valid header name: {header!r}")
-    ca = _string(section, "ca", f"{where}.ca")
+    ca = check.string(section, "ca", f"{where}.ca")
     if ca is not None:
-        ca = _path(base, ca)
-        if checkFiles and b"-----BEGIN CERTIFICATE-----" not in _readable(ca, f"{where}.ca"):
+        ca = check.path(base, ca)
+        if checkFiles and b"-----BEGIN CERTIFICATE-----" not in check.readable(ca, f"{where}.ca"):
             raise ConfigError(f"{where}.ca: {ca} holds no PEM certificate")
     maxBytes = section.get("max_bytes", 64 * 1024 * 1024)
     if isinstance(maxBytes, bool) or not isinstance(maxBytes, int) or maxBytes < 1024:
@@ -435,19 +376,59 @@ def _inventoryAPI(section: dict[str, Any], base: str, checkFiles: bool) -> Inven
     return InventoryAPI(
         url=url,
         mapping=mapping,
-        listKey=_string(section, "list_key", f"{where}.list_key"),
+        listKey=check.string(section, "list_key", f"{where}.list_key"),
         tokenHeader=header,
         token=token,
+        tokenFile=tokenFile,
+        oauth2=oauth2,
         timeout=_number(section, "timeout", f"{where}.timeout", 60, 1),
         maxBytes=maxBytes,
         caFile=ca,
     )
 
 
+def _oauth2(section: dict[str, Any], base: str, checkFiles: bool) -> OAuth2Settings:
+    where = "inventory.api.oauth2"
+    check.known(
+        section,
+        {"token_url", "client_id", "client_secret_file", "scope", "auth", "refresh_margin", "timeout",
+         "min_backoff", "max_backoff", "ca"},
+        where,
+    )
+    url = check.required(section, "token_url", f"{where}.token_url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}.token_url: must be an http:// or https:// URL, not {url!r}")
+    secretFile = check.path(base, check.required(section, "client_secret_file", f"{where}.client_secret_file"))
+    if checkFiles and not check.readable(secretFile, f"{where}.client_secret_file").strip():
+        raise ConfigError(f"{where}.client_secret_file: {secretFile} is empty")
+    auth = check.string(section, "auth", f"{where}.auth", "basic")
+    if auth not in ("basic", "body"):
+        raise ConfigError(f"{where}.auth: must be basic or body, not {auth!r}")
+    ca = check.string(section, "ca", f"{where}.ca")
+    if ca is not None:
+        ca = check.path(base, ca)
+        if checkFiles and b"-----BEGIN CERTIFICATE-----" not in check.readable(ca, f"{where}.ca"):
+            raise ConfigError(f"{where}.ca: {ca} holds no PEM certificate")
+    minBackoff = _number(section, "min_backoff", f"{where}.min_backoff", 5, 1)
+    return OAuth2Settings(
+        tokenURL=url,
+        clientId=check.required(section, "client_id", f"{where}.client_id"),
+        secretFile=secretFile,
+        scope=check.string(section, "scope", f"{where}.scope"),
+        auth=auth,
+        margin=_number(section, "refresh_margin", f"{where}.refresh_margin", 60, 0),
+        timeout=_number(section, "timeout", f"{where}.timeout", 30, 1),
+        minBackoff=minBackoff,
+        maxBackoff=_number(section, "max_backoff", f"{where}.max_backoff", 600, minBackoff),
+        caFile=ca,
+    )
+
+
 def _log(data: dict[str, Any], base: str, checkFiles: bool = True) -> LogConfig:
-    section = _section(data, "log", "log")
-    _known(section, {"file", "level", "format"}, "log")
-    path = _string(section, "file", "log.file", "-") or "-"
+    section = check.section(data, "log", "log")
+    check.known(section, {"file", "level", "format"}, "log")
+    path = check.string(section, "file", "log.file", "-") or "-"
     level = section.get("level", "info")
     if isinstance(level, int) and not isinstance(level, bool):
         level = _NUMERIC_LEVELS.get(level, level)
@@ -456,17 +437,23 @@ def _log(data: dict[str, Any], base: str, checkFiles: bool = True) -> LogConfig:
         level = "warn" if level == "warning" else level
     if level not in LOG_LEVELS:
         raise ConfigError(f"log.level: must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
-    form = _string(section, "format", "log.format", "text")
+    form = check.string(section, "format", "log.format", "text")
     if form not in ("text", "json"):
         raise ConfigError(f"log.format: must be text or json, not {form!r}")
     if path != "-":
-        path = _path(base, path)
+        path = check.path(base, path)
         if checkFiles and not os.path.isdir(os.path.dirname(path)):
             raise ConfigError(f"log.file: the directory of {path} does not exist")
     return LogConfig(file=path, level=level, format=form)
 
 
-def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optional[DemoSetup] = None) -> ControllerConfig:
+def parseConfig(
+    data: Any,
+    base: str = ".",
+    checkFiles: bool = True,
+    demo: Optional[DemoSetup] = None,
+    hostname: Optional[Callable[[], str]] = None,
+) -> ControllerConfig:
     """
     Validate a parsed YAML document.
 
@@ -477,13 +464,13 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
     """
     if not isinstance(data, dict):
         raise ConfigError("the file must hold a YAML mapping of keys")
-    _known(data, KNOWN_KEYS, "")
+    check.known(data, KNOWN_KEYS, "")
     base = os.path.abspath(base)
 
-    database = _required(data, "database", "database")
+    database = check.required(data, "database", "database")
     # A PostgreSQL URL goes to the store as it is; anything else is a SQLite file.
     inFile = database != ":memory:" and not database.startswith(("postgresql://", "postgres://"))
-    database = _path(base, database) if inFile else database
+    database = check.path(base, database) if inFile else database
     if checkFiles and inFile and not os.path.isdir(os.path.dirname(database)):
         raise ConfigError(f"database: the directory of {database} does not exist")
 
@@ -491,24 +478,24 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
     if tls is not None and checkFiles:
         _checkTLS(tls)
 
-    proxies = _stringList(data.get("trusted_proxies", ["127.0.0.1/32", "::1/128"]), "trusted_proxies")
+    proxies = check.stringList(data.get("trusted_proxies", ["127.0.0.1/32", "::1/128"]), "trusted_proxies")
     for cidr in proxies:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise ConfigError(f"trusted_proxies: not an address or network: {cidr!r}") from None
 
-    headers = _section(data, "headers", "headers")
-    _known(headers, {"verified", "fingerprint", "client_certificate"}, "headers")
-    verified = _string(headers, "verified", "headers.verified", "VERIFIED") or "VERIFIED"
-    fingerprint = _string(headers, "fingerprint", "headers.fingerprint", "SSL_FINGERPRINT") or "SSL_FINGERPRINT"
+    headers = check.section(data, "headers", "headers")
+    check.known(headers, {"verified", "fingerprint", "client_certificate"}, "headers")
+    verified = check.string(headers, "verified", "headers.verified", "VERIFIED") or "VERIFIED"
+    fingerprint = check.string(headers, "fingerprint", "headers.fingerprint", "SSL_FINGERPRINT") or "SSL_FINGERPRINT"
     certificate = (
-        _string(headers, "client_certificate", "headers.client_certificate", "SSL_CLIENT_CERT") or "SSL_CLIENT_CERT"
+        check.string(headers, "client_certificate", "headers.client_certificate", "SSL_CLIENT_CERT") or "SSL_CLIENT_CERT"
     )
 
-    metrics = _section(data, "metrics", "metrics")
-    _known(metrics, {"access"}, "metrics")
-    metricsAccess = _string(metrics, "access", "metrics.access", "proxy")
+    metrics = check.section(data, "metrics", "metrics")
+    check.known(metrics, {"access"}, "metrics")
+    metricsAccess = check.string(metrics, "access", "metrics.access", "proxy")
     if metricsAccess not in ("open", "proxy", "off"):
         raise ConfigError(f"metrics.access: must be open, proxy or off, not {metricsAccess!r}")
 
@@ -526,29 +513,36 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
             BootstrapUser(name="Node 1", fingerprint=pki.fingerprints["node"], role="node"),
         ] + bootstrap
 
-    housekeeping = _section(data, "housekeeping", "housekeeping")
-    _known(housekeeping, {"expiry_period"}, "housekeeping")
+    housekeeping = check.section(data, "housekeeping", "housekeeping")
+    check.known(housekeeping, {"expiry_period", "sweep_period"}, "housekeeping")
 
     try:
-        policy = Policy.fromConfig(_section(data, "scheduling", "scheduling"))
+        policy = Policy.fromConfig(check.section(data, "scheduling", "scheduling"))
     except (ValueError, TypeError) as e:
         message = str(e)
         raise ConfigError(message if message.startswith("scheduling") else f"scheduling: {message}") from None
 
-    cors = _section(data, "cors", "cors")
-    _known(cors, {"origins"}, "cors")
-    origins = _stringList(cors.get("origins"), "cors.origins")
+    cors = check.section(data, "cors", "cors")
+    check.known(cors, {"origins"}, "cors")
+    origins = check.stringList(cors.get("origins"), "cors.origins")
     for origin in origins:
         if origin != "*" and urlsplit(origin).scheme not in ("http", "https"):
             raise ConfigError(f"cors.origins: {origin!r} is not an origin like https://ui.example.org")
 
-    publicURL = _string(data, "public_url", "public_url")
+    publicURL = check.string(data, "public_url", "public_url")
+    derived = False
     if publicURL is not None:
         parts = urlsplit(publicURL)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"public_url: must be an https:// URL, not {publicURL!r}")
     elif tls is not None:
-        host = "localhost" if tls.address in ("0.0.0.0", "::", "127.0.0.1", "::1") else tls.address
+        if tls.address in ("127.0.0.1", "::1"):
+            host = "localhost"  # true: only this machine can call
+        elif tls.address in ("0.0.0.0", "::"):
+            host = _machineName(hostname or _fqdn, data.get("geni") is not None)
+            derived = True
+        else:
+            host = f"[{tls.address}]" if ":" in tls.address else tls.address
         publicURL = f"https://{host}:{tls.port}/"
 
     return ControllerConfig(
@@ -564,31 +558,42 @@ def parseConfig(data: Any, base: str = ".", checkFiles: bool = True, demo: Optio
         inventory=_inventory(data, base, checkFiles),
         policy=policy,
         expiryPeriod=_number(housekeeping, "expiry_period", "housekeeping.expiry_period", 60, 1),
+        sweepPeriod=_number(housekeeping, "sweep_period", "housekeeping.sweep_period", 60, 1),
         corsOrigins=tuple(origins) if origins else None,
         log=_log(data, base, checkFiles),
         publicURL=publicURL,
+        publicURLDerived=derived,
         demo=demo,
         geni=_geni(data, base, tls, checkFiles, http),
     )
 
 
-# -- loading and the demo -----------------------------------------------------------
+_fqdn = socket.getfqdn
 
 
-def readYAML(path: str) -> Any:
+def _machineName(hostname: Callable[[], str], geni: bool) -> str:
     """
-    @raise ConfigError: if the file cannot be read or is not YAML.
+    The host name to advertise for a wildcard listener without C{public_url}:
+    this machine's fully qualified name. GENI clients use the URL GetVersion
+    gives, so with a GENI face a name that only means this machine
+    (C{localhost}, or no name at all) refuses to start instead.
     """
     try:
-        with open(path, "rb") as f:
-            return yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        name = (hostname() or "").strip().rstrip(".")
+    except OSError:
+        name = ""
+    if not name or name.lower() == "localhost" or name.lower().startswith("localhost."):
+        if geni:
+            raise ConfigError(
+                "public_url: the TLS listener is on a wildcard address and this machine has no real host name "
+                f"({name or 'none'!r}), so GetVersion would send GENI clients to localhost; "
+                "set public_url to the https:// URL clients reach"
+            )
+        return "localhost"
+    return name
+
+
+# -- loading and the demo -----------------------------------------------------------
 
 
 def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -634,8 +639,8 @@ def loadConfig(
         raise ConfigError("demo: must be true or false")
     setup = None
     if data.get("demo"):
-        directory = demoDir or _string(data, "demo_dir", "demo_dir") or "marvin-demo"
-        directory = _path(base if demoDir is None else os.getcwd(), directory)
+        directory = demoDir or check.string(data, "demo_dir", "demo_dir") or "marvin-demo"
+        directory = check.path(base if demoDir is None else os.getcwd(), directory)
         if prepareDemo is None:
             raise ConfigError("demo: this program cannot prepare a demo (run marvinctld --demo)")
         try:

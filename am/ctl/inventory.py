@@ -19,11 +19,13 @@ from typing import Any, Callable, Optional
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from am.ctl.httpbody import describeFailure, readBody
+from am.ctl.oauth import OAuth2Settings, TokenSource
+from am.core.interfaces import IScheduler
 from am.ctl.inventorymap import (  # noqa: F401 (re-exported)
     Field,
     FieldMapping,
@@ -43,6 +45,10 @@ class InventoryAPI:
     Where and how to poll an inventory REST API.
 
     @ivar token: the value of the C{tokenHeader} header (e.g. C{"Bearer ..."}), or C{None}.
+    @ivar tokenFile: a file holding that value, read again for each request
+        (so a token rotated on disk is used without a restart); wins over C{token}.
+    @ivar oauth2: get short-lived bearer tokens by OAuth2 client credentials
+        instead (sent as C{tokenHeader: Bearer <token>}).
     @ivar caFile: PEM roots for an inventory with a private CA; C{None} means
         the system's roots.
     """
@@ -52,57 +58,21 @@ class InventoryAPI:
     listKey: Optional[str] = None
     tokenHeader: str = "Authorization"
     token: Optional[str] = None
+    tokenFile: Optional[str] = None
+    oauth2: Optional[OAuth2Settings] = None
     timeout: float = 60.0
     maxBytes: int = 64 * 1024 * 1024
     caFile: Optional[str] = None
 
 
-class _BoundedBody(Protocol):
-    """
-    Collect a response body, giving up past a size limit so a broken
-    inventory cannot fill the controller's memory.
-
-    @ivar finished: fires with the body; cancelling it stops the transfer.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.finished: Deferred = Deferred(lambda _: self._stop())
-        self.chunks: list[bytes] = []
-        self.size = 0
-
-    def _stop(self) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.finished.called:
-            return
-        self.size += len(data)
-        if self.size > self.limit:
-            self.finished.errback(InventoryError(f"answer larger than {self.limit} bytes"))
-            self._stop()
-            return
-        self.chunks.append(data)
-
-    def connectionLost(self, reason: Failure) -> None:
-        if self.finished.called:
-            return
-        from twisted.web.client import ResponseDone
-        from twisted.web.http import PotentialDataLoss
-
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.finished.callback(b"".join(self.chunks))
-        else:
-            self.finished.errback(reason)
-
-
 class HTTPInventoryFetcher:
     """
     Fetch and decode one inventory answer with twisted.web's Agent.
+
+    @ivar tokens: the OAuth2 token source, when the API wants one.
     """
 
-    def __init__(self, reactor: Any, api: InventoryAPI) -> None:
+    def __init__(self, reactor: Any, api: InventoryAPI, tokens: Optional[TokenSource] = None) -> None:
         from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 
         self.reactor = reactor
@@ -116,23 +86,55 @@ class HTTPInventoryFetcher:
             policy = BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(roots))
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.agent = Agent(reactor, contextFactory=policy, connectTimeout=api.timeout, pool=self.pool)
+        if tokens is None and api.oauth2 is not None:
+            tokens = TokenSource(reactor, api.oauth2)
+        self.tokens = tokens
 
     def __call__(self) -> Deferred:
         """
         @return: a Deferred firing with the decoded JSON document, or failing
             with L{InventoryError} (or a connection error).
         """
+        if self.tokens is None:
+            try:
+                value = self._staticToken()
+            except InventoryError:
+                return fail()
+            return self._get(value)
+        tokens = self.tokens
+
+        def withToken(token: str, retry: bool) -> Deferred:
+            def refused() -> Deferred:
+                # The inventory no longer takes this token (revoked, or its
+                # clock runs ahead of ours): one more try with a fresh one.
+                tokens.invalidate(token)
+                return tokens.token().addCallback(withToken, retry=False)
+
+            return self._get(f"Bearer {token}", onUnauthorized=refused if retry else None)
+
+        return tokens.token().addCallback(withToken, retry=True)
+
+    def _staticToken(self) -> Optional[str]:
+        if self.api.tokenFile is None:
+            return self.api.token
+        try:
+            with open(self.api.tokenFile, "rb") as f:
+                return f.read().decode("utf-8", "replace").strip()
+        except OSError as e:
+            raise InventoryError(f"cannot read the token file {self.api.tokenFile}: {e.strerror}") from None
+
+    def _get(self, token: Optional[str], onUnauthorized: Optional[Callable[[], Deferred]] = None) -> Deferred:
         from twisted.web.http_headers import Headers
 
         headers = Headers({b"Accept": [b"application/json"], b"User-Agent": [b"marvinctld"]})
-        if self.api.token is not None:
-            headers.addRawHeader(self.api.tokenHeader.encode("ascii"), self.api.token.encode("utf-8"))
+        if token is not None:
+            headers.addRawHeader(self.api.tokenHeader.encode("ascii"), token.encode("utf-8"))
         d = self.agent.request(b"GET", self.api.url.encode("ascii"), headers)
 
         def gotResponse(response: Any) -> Deferred:
-            body = _BoundedBody(self.api.maxBytes)
-            response.deliverBody(body)
-            finished = body.finished
+            finished = readBody(response, self.api.maxBytes)
+            if response.code == 401 and onUnauthorized is not None:
+                return finished.addBoth(lambda _: onUnauthorized())
             if response.code != 200:
                 return finished.addBoth(
                     lambda _: fail(InventoryError(f"HTTP {response.code} {response.phrase.decode('latin-1')}"))
@@ -168,7 +170,7 @@ class InventorySync:
 
     def __init__(
         self,
-        scheduler: Any,
+        scheduler: IScheduler,
         clock: IReactorTime,
         staticFile: Optional[str] = None,
         fetch: Optional[Callable[[], Deferred]] = None,
@@ -326,16 +328,4 @@ class InventorySync:
         return self._gather().addCallback(combine).addCallbacks(applied, failed)
 
 
-def _describe(failure: Failure) -> str:
-    """
-    A one-line account of a connection error, a timeout or anything else.
-    """
-    from twisted.internet.defer import TimeoutError as DeferredTimeout
-
-    if failure.check(DeferredTimeout):
-        return "no answer in time"
-    text = failure.getErrorMessage() or failure.type.__name__
-    inner = getattr(failure.value, "reasons", None)
-    if inner:
-        text = "; ".join(r.getErrorMessage() or r.type.__name__ for r in inner)
-    return text
+_describe = describeFailure

@@ -23,7 +23,15 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.logger import Logger
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    Logger,
+    globalLogBeginner,
+    jsonFileLogObserver,
+    textFileLogObserver,
+)
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
@@ -124,7 +132,9 @@ def redacted(database: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", database)
 
 
-def defaultRESTFactory(scheduler: Any, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]) -> Resource:
+def defaultRESTFactory(
+    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]
+) -> IResource:
     """
     The MONROE REST resource over C{scheduler}, trusting identity headers only
     from the configured proxies.
@@ -186,7 +196,8 @@ class Controller(MultiService):
     """
     The controller: a L{MultiService} of a L{Listener} per configured port
     (C{https}, C{http}) serving one L{MarvinSite}, a L{TimerService} named
-    C{expiry} for unprovisioned allocations and queued tasks, and an
+    C{expiry} for unprovisioned allocations and queued tasks, one named
+    C{sweep} failing what nobody ran, and an
     L{InventoryService} named C{inventory}; add more children with
     C{addService} (they start after the listeners, in the order added).
 
@@ -212,7 +223,7 @@ class Controller(MultiService):
         self,
         config: ControllerConfig,
         reactor: Any,
-        restFactory: Callable[..., Resource] = defaultRESTFactory,
+        restFactory: Callable[..., IResource] = defaultRESTFactory,
         storeFactory: Callable[[str, Any], Any] = openStore,
         fetcherFactory: Optional[Callable[[Any, Any], Callable[[], Deferred]]] = None,
         faces: Sequence[Callable[["Controller"], None]] = (),
@@ -226,7 +237,7 @@ class Controller(MultiService):
         self.faces = tuple(faces) + ((mountGENI,) if config.geni is not None else ()) + (mountOperations,)
         self.metrics = Metrics()
         self.store: Any = None
-        self.scheduler: Any = None
+        self.scheduler: Optional[IScheduler] = None
         self.root: Optional[IResource] = None
         self.ready: Deferred = Deferred()
         # Bodies past the larger of the faces' limits are never stored; each
@@ -243,11 +254,15 @@ class Controller(MultiService):
             period=inventory.period, retry=inventory.retry,
         )
         for scheme, makeEndpoint in self._endpoints():
-            self.addService(Listener(scheme, makeEndpoint, self.site))
+            self.addService(Listener(scheme, makeEndpoint, self.site))  # type: ignore[arg-type]
         expiry = TimerService(config.expiryPeriod, self.expireOnce)
         expiry.clock = reactor
         expiry.setName("expiry")
         self.addService(expiry)
+        sweep = TimerService(config.sweepPeriod, self.sweepOnce)
+        sweep.clock = reactor
+        sweep.setName("sweep")
+        self.addService(sweep)
         self.addService(InventoryService(self.sync))
 
     def _endpoints(self) -> list[tuple[str, Callable[[], IStreamServerEndpoint]]]:
@@ -289,7 +304,7 @@ class Controller(MultiService):
         """
         for listener in self.listeners():
             if listener.name == scheme and listener.port is not None:
-                return listener.port.getHost().port
+                return listener.port.getHost().port  # type: ignore[attr-defined]
         return None
 
     def privilegedStartService(self) -> None:
@@ -334,7 +349,10 @@ class Controller(MultiService):
             return
         for listener in listeners:
             host = listener.port.getHost()
-            self.log.info("listening for {scheme} on {host}:{port}", scheme=listener.name, host=host.host, port=host.port)
+            self.log.info(
+                "listening for {scheme} on {host}:{port}",
+                scheme=listener.name, host=host.host, port=host.port,  # type: ignore[attr-defined]
+            )
         waiting = []
         for service in self:
             if not isinstance(service, Listener):
@@ -364,6 +382,24 @@ class Controller(MultiService):
             self.log.failure("expiring allocations failed; will retry", failure)
 
         return self.scheduler.expireAllocations().addCallbacks(expired, failed)
+
+    def sweepOnce(self) -> Deferred:
+        """
+        One run of the periodic sweep (the C{sweep} timer's call): fail what
+        nobody ran; a failure is logged and the next run comes on time.
+        """
+
+        def swept(result: Any) -> None:
+            if result.total:
+                self.log.info(
+                    "sweep: {never} task(s) no node deployed, {silent} of silent nodes failed",
+                    never=result.neverDeployed, silent=result.silent,
+                )
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("sweep failed; will retry", failure)
+
+        return self.scheduler.sweep().addCallbacks(swept, failed)
 
     def stopService(self) -> Deferred:
         """
@@ -400,6 +436,7 @@ def makeService(options: Options, reactor: Any = None) -> Controller:
     a failed start-up is logged as critical and stops the reactor.
     """
     if reactor is None:
+        # Not at module level: twistd must install its reactor first.
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor

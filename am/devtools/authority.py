@@ -492,8 +492,8 @@ def _run(args: argparse.Namespace) -> str:
         am = makeAM(directory, ca, args.hostname, urn=args.urn, days=args.days)
         return f"created {am.urn} in {os.path.join(directory, 'am-cert.pem')}\n"
     if command == "user":
-        user = makeUser(directory, ca, args.name, email=args.email, days=args.days)
-        return f"created {user.urn} in {os.path.join(directory, f'user-{args.name}-cert.pem')}\n"
+        made = makeUser(directory, ca, args.name, email=args.email, days=args.days)
+        return f"created {made.urn} in {os.path.join(directory, f'user-{args.name}-cert.pem')}\n"
     if command == "slice":
         made = makeSlice(directory, ca, args.name, project=args.project, days=args.days)
         return f"created {made.urn} in {os.path.join(directory, f'slice-{args.name}-cert.pem')}\n"

@@ -144,12 +144,37 @@ def prepareGeniDemo(pkiDirectory: str, directory: str, hostname: str = "localhos
         "omni_config": DEMO_OMNI.format(
             authority=DEMO_AUTHORITY, cert=os.path.join(pkiDirectory, f"{_stem('user')}-cert.pem"),
             key=os.path.join(pkiDirectory, f"{_stem('user')}-key.pem"), urn=user.urn, url=paths["url"],
+            sshkey=demoSSHKey(directory),
         ),
     }
     for name, text in files.items():
         with open(paths[name], "w") as f:
             f.write(text)
     return paths
+
+
+def demoSSHKey(directory: str) -> str:
+    """
+    The demo user's SSH key pair (Ed25519, made once, reused): omni sends the
+    public half as C{geni_users} with Provision, and complains in an ERROR
+    line when its configuration names no key.
+
+    @return: the path of the public key (C{demo-ssh-key.pub}).
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private, public = os.path.join(directory, "demo-ssh-key"), os.path.join(directory, "demo-ssh-key.pub")
+    if not (os.path.exists(private) and os.path.exists(public)):
+        key = ed25519.Ed25519PrivateKey.generate()
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                      serialization.NoEncryption()))
+        with open(public, "wb") as f:
+            f.write(key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+                    + b" marvin-demo\n")
+    return public
 
 
 DEMO_RSPEC = """<?xml version="1.0" encoding="UTF-8"?>
@@ -181,7 +206,7 @@ key = {key}
 
 [demo]
 urn = {urn}
-keys =
+keys = {sshkey}
 
 [aggregate_nicknames]
 marvin = urn:publicid:IDN+{authority}+authority+am,{url}

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from am.geni.service import AggregateManager, Settings
 from am.geni.xmlrpc import AggregateManagerResource
 from am.trust.gate import Trust
 from am.trust.urn import makeURN
+
+log = Logger()
 
 
 def buildAggregateManager(controller: Any) -> AggregateManager:
@@ -29,6 +32,11 @@ def buildAggregateManager(controller: Any) -> AggregateManager:
     amURN = makeURN(geni.authority, "authority", "am")
     trust = Trust.fromPaths(geni.trustRoots, amURN, clock=controller.reactor)
     publicURL = (controller.config.publicURL or "https://localhost/").rstrip("/") + "/xmlrpc/am/3.0"
+    if getattr(controller.config, "publicURLDerived", False):
+        log.info("GetVersion sends GENI clients to {url} (this machine's name: set public_url to choose another)",
+                 url=publicURL)
+    else:
+        log.info("GetVersion sends GENI clients to {url}", url=publicURL)
     settings = Settings(
         authority=geni.authority,
         publicURL=publicURL,

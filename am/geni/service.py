@@ -19,6 +19,7 @@ from am.core import states
 from am.core.interfaces import IScheduler, IStoreTransaction
 from am.core.model import Schedule, User
 from am.core.slices import Slice, SliceRequest, SliceTarget, SliverName
+from am.geni import calllog
 from am.geni.envelope import BADARGS, BADVERSION, REFUSED, SEARCHFAILED, UNSUPPORTED, GeniError, result
 from am.geni.statemap import UNALLOCATED, geniStates
 from am.trust.certs import Caller
@@ -39,6 +40,7 @@ EXTENSIONS = [
     MARVIN_NS,
     PROXY_NS,
 ]
+USER_CACHE_SECONDS = 10
 ACTIONS = ("geni_start", "geni_restart", "geni_stop", "geni_update_users")
 
 
@@ -104,12 +106,17 @@ class AggregateManager:
         self.settings = settings
         self.amURN = f"urn:publicid:IDN+{settings.authority}+authority+am"
         self._adCache: dict[tuple[bool, bool], tuple[int, str]] = {}
+        # Active users by URN, so a call need not wait for a store read; any
+        # change here clears it, and entries live USER_CACHE_SECONDS at most
+        # (changes made by another controller on the same database).
+        self._userCache: dict[str, tuple[int, Any]] = {}
         scheduler.events.subscribe(lambda event: self._adCache.clear())
+        scheduler.events.subscribe(lambda event: self._userCache.clear())
 
     # -- helpers -------------------------------------------------------------
 
     def _status(self, schedule: Schedule, error: str = "") -> dict[str, Any]:
-        allocationState, operational = geniStates(schedule.status)
+        allocationState, operational = geniStates(schedule.status, schedule.deploymentOptions.get("run_state"))
         expires = schedule.expires if schedule.status == states.ALLOCATED else schedule.stop
         shown = formatTime(expires)
         asked = schedule.deploymentOptions.get("geni_expires_text")
@@ -148,7 +155,6 @@ class AggregateManager:
                     clientId=options.get("geni_client_id"),
                     image=options.get("script"),
                     leaseClientId=options.get("geni_lease_client_id"),
-                    usernames=tuple(options.get("geni_logins", ())),
                     extensions=tuple(options.get("geni_extensions", ())),
                 )
             )
@@ -183,10 +189,17 @@ class AggregateManager:
         self, caller: Caller, method: str, target: Optional[str], credentials: Any, options: dict
     ) -> tuple[Grant, User]:
         grant = self.trust.authorize(caller, method, target=target, credentials=credentials, options=options)
+        now = self.scheduler.now()
+        seen = self._userCache.get(grant.callerURN)
+        if seen is not None and now - seen[0] < USER_CACHE_SECONDS:
+            return grant, seen[1]
         user = await self.scheduler.read(lambda txn: txn.findUser(urn=grant.callerURN))
         if user is None or not user.active:
             # First call of this user (or an invalidated one, refused there).
             user = await self.scheduler.userForURN(grant.callerURN)
+        if len(self._userCache) >= 4096:
+            self._userCache.clear()
+        self._userCache[grant.callerURN] = (now, user)
         return grant, user
 
     async def _sliceFor(
@@ -199,6 +212,7 @@ class AggregateManager:
         """
         target = self._target(_checkURNs(urns))
         found = await self.scheduler.resolveSlice(target)
+        calllog.noteSlice(found.urn)
         grant, user = await self._authorized(caller, method, found.urn, credentials, options)
         return target, found, grant, user
 
@@ -224,7 +238,7 @@ class AggregateManager:
                 {"geni_type": "geni_sfa", "geni_version": "2"},
                 {"geni_type": "geni_abac", "geni_version": "1"},
             ],
-            "geni_single_allocation": True,
+            "geni_single_allocation": 1,  # an int: geni-tools' checker refuses a boolean
             "geni_allocate": "geni_single",
             "geni_am_type": "marvin",
             "geni_am_code": self.settings.codeVersion,
@@ -351,9 +365,9 @@ class AggregateManager:
     async def Status(self, caller: Caller, urns: Any, credentials: Any, options: Any):
         options = _checkOptions(options)
         target, found, grant, user = await self._sliceFor(caller, "Status", urns, credentials, options)
-        if found.experiment is None:
-            # Never booked here (jFed's tester expects an error); a slice whose
-            # slivers were deleted still answers, with them unallocated.
+        if not found.schedules:
+            # Never booked here (jFed's tester expects an error), or every
+            # sliver deleted or past its end time: gone slivers are not listed.
             raise GeniError(SEARCHFAILED, f"no slivers of {found.urn} at this aggregate")
         return result({"geni_urn": found.urn, "geni_slivers": [self._status(s) for s in found.schedules]})
 

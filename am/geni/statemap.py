@@ -5,6 +5,8 @@ The one table mapping schedule statuses to GENI allocation and operational state
 
 from __future__ import annotations
 
+from typing import Optional
+
 from am.core import states
 
 UNALLOCATED = "geni_unallocated"
@@ -14,6 +16,7 @@ PROVISIONED = "geni_provisioned"
 PENDING = "geni_pending_allocation"
 NOTREADY = "geni_notready"
 CONFIGURING = "geni_configuring"
+STOPPING = "geni_stopping"
 READY = "geni_ready"
 FAILED = "geni_failed"
 
@@ -37,8 +40,14 @@ STATUS_MAP: dict[str, tuple[str, str]] = {
 assert set(STATUS_MAP) == set(states.ALL_STATES)
 
 
-def geniStates(status: str) -> tuple[str, str]:
+def geniStates(status: str, runState: Optional[str] = None) -> tuple[str, str]:
     """
-    The GENI allocation and operational state of a schedule status.
+    The GENI allocation and operational state of a schedule status, and of
+    its C{run_state} deployment option (C{stopped} after C{geni_stop}: the
+    task is stopping while its node still reports it running, then not
+    ready until a C{geni_start}).
     """
-    return STATUS_MAP[status]
+    allocation, operational = STATUS_MAP[status]
+    if runState == "stopped" and allocation == PROVISIONED and not states.isFinal(status):
+        return allocation, STOPPING if status in (states.STARTED, states.RESTARTED) else NOTREADY
+    return allocation, operational

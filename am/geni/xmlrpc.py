@@ -5,10 +5,14 @@ The AM API v3 on the wire: XML-RPC over the controller's TLS listener.
 Every answer is a GENI struct, even for an unparsable body, an unknown method,
 the wrong number of arguments or a body over the size limit (TOOBIG), so
 clients never see a Fault or an HTTP error for an API-level problem.
+Arguments nested deeper than L{MAX_DEPTH} are BADARGS (no GENI argument is
+nested more than a few levels). Every call is logged once when answered
+(L{am.geni.calllog}).
 """
 
 from __future__ import annotations
 
+import time
 import xmlrpc.client
 from typing import Any, Callable
 
@@ -16,12 +20,14 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from am.geni import envelope
+from am.geni import calllog, envelope
 from am.geni.envelope import BADARGS, TOOBIG, UNSUPPORTED, GeniError, result
 from am.geni.service import AggregateManager
 from am.trust.tls import callerFromRequest
 
 log = Logger()
+
+MAX_DEPTH = 16
 
 # method name -> number of arguments after the caller
 SIGNATURES = {
@@ -60,6 +66,7 @@ class AggregateManagerResource(resource.Resource):
         self,
         am: AggregateManager,
         maxBody: int = 4 * 1024 * 1024,
+        timer: Callable[[], float] = time.perf_counter,
         identify: Callable[[Any], Any] = callerFromRequest,
     ) -> None:
         """
@@ -72,6 +79,7 @@ class AggregateManagerResource(resource.Resource):
         self.am = am
         self.identify = identify
         self.maxBody = maxBody
+        self.timer = timer
         self._escaped: dict[int, tuple[str, str]] = {}
 
     def render_GET(self, request: server.Request) -> bytes:
@@ -81,41 +89,67 @@ class AggregateManagerResource(resource.Resource):
         return b"GENI AM API v3: POST XML-RPC calls here.\n"
 
     def render_POST(self, request: server.Request) -> Any:
+        started = self.timer()
+        record = calllog.CallRecord("?")
         body = request.content.read(self.maxBody + 1)
         if len(body) > self.maxBody or _announced(request) > self.maxBody:
-            self._send(request, result("", f"request larger than {self.maxBody} bytes", TOOBIG), "?")
+            self._send(result("", f"request larger than {self.maxBody} bytes", TOOBIG), request, record, started)
             return server.NOT_DONE_YET
         try:
             args, method = xmlrpc.client.loads(body, use_builtin_types=False)
         except Exception:
-            self._send(request, result("", "malformed XML-RPC request", BADARGS), "?")
+            self._send(result("", "malformed XML-RPC request", BADARGS), request, record, started)
             return server.NOT_DONE_YET
-        d = Deferred.fromCoroutine(self._call(request, method, args))
-        d.addCallback(self._send_, request, method)
+        record.method = str(method)[:64]
+        d = Deferred.fromCoroutine(self._call(request, method, args, record))
+        d.addCallback(self._send, request, record, started)
         return server.NOT_DONE_YET
 
-    async def _call(self, request: server.Request, method: Any, args: tuple) -> dict[str, Any]:
+    async def _call(
+        self, request: server.Request, method: Any, args: tuple, record: calllog.CallRecord | None = None
+    ) -> dict[str, Any]:
+        record = record or calllog.CallRecord(str(method)[:64])
+        calllog.current().set(record)
         try:
+            try:
+                caller = self.identify(request)
+                record.caller = caller.urn
+            except Exception as e:
+                caller, refusal = None, e  # refused below, after the checks of the call itself
             if method not in SIGNATURES:
                 raise GeniError(UNSUPPORTED, f"no method {str(method)[:64]!r} in GENI AM API v3")
             low, high = SIGNATURES[method]
             if not low <= len(args) <= high:
                 raise GeniError(BADARGS, f"{method} takes {low if low == high else f'{low} to {high}'} arguments, not {len(args)}")
+            if _tooDeep(args, MAX_DEPTH):
+                raise GeniError(BADARGS, f"arguments nested deeper than {MAX_DEPTH} levels")
             args = tuple(_plain(a) for a in args)
-            caller = self.identify(request)
+            if method in ("Allocate", "Shutdown"):
+                calllog.noteSlice(args[0])
+            if caller is None:
+                raise refusal
             return await getattr(self.am, method)(caller, *args)
         except BaseException as e:  # every error becomes a struct
             return envelope.fromException(e, str(method)[:64])
 
-    def _send_(self, answer: dict[str, Any], request: server.Request, method: str) -> None:
-        self._send(request, answer, method)
-
-    def _send(self, request: server.Request, answer: dict[str, Any], method: str) -> None:
+    def _send(
+        self, answer: dict[str, Any], request: server.Request, record: calllog.CallRecord, started: float
+    ) -> None:
+        code = answer.get("code", {}).get("geni_code")
         # For the controller's metrics: the method and the answer's geni_code.
-        code = answer.get("code") if isinstance(answer, dict) else None
-        request.geniCall = (method if method in SIGNATURES else "-", code.get("geni_code") if isinstance(code, dict) else None)
+        request.geniCall = (record.method if record.method in SIGNATURES else "-", code)
+        log.info(
+            "GENI {method} {caller} {slice} {slivers} slivers geni_code {code} {duration:.1f} ms",
+            method=record.method,
+            caller=record.caller,
+            slice=record.sliceURN,
+            slivers=calllog.sliversIn(answer),
+            code=code,
+            duration=(self.timer() - started) * 1000,
+        )
         if request._disconnected:
             return
+        method = record.method
         try:
             payload = self._marshal(answer)
         except Exception:
@@ -152,6 +186,22 @@ class AggregateManagerResource(resource.Resource):
 
 _LARGE = 64 * 1024
 _PLACEHOLDER = "MARVIN-LARGE-VALUE-9f3c2e71"
+
+
+def _tooDeep(value: Any, limit: int) -> bool:
+    """
+    Whether arrays and structs in C{value} nest deeper than C{limit} (checked
+    without recursion, so any depth the parser accepted is safe to ask about).
+    """
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _plain(value: Any) -> Any:

@@ -140,6 +140,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX schedules_queued ON schedules (nodeid, id) WHERE status = 'queued';
     CREATE INDEX schedules_queue_expiry ON schedules (expires) WHERE status = 'queued';
     """,
+    # 4: row versions (SQLite 7): every update compares and sets them.
+    """
+    ALTER TABLE schedules ADD COLUMN version bigint NOT NULL DEFAULT 0;
+    ALTER TABLE experiments ADD COLUMN version bigint NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN version bigint NOT NULL DEFAULT 0;
+    """,
+    # 5: the sweep (SQLite schema 8).
+    """
+    CREATE INDEX schedules_open ON schedules (stop)
+        WHERE status IN ('defined', 'requested', 'deployed', 'delayed', 'started', 'restarted');
+    """,
 )
 
 LATEST = len(MIGRATIONS)

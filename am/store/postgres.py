@@ -112,7 +112,7 @@ class PostgresTransaction(SQLTransaction):
     def setHeartbeat(
         self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
     ) -> None:
-        sets, args = ["heartbeat = %s"], [when]
+        sets, args = ["heartbeat = %s"], [when]  # type: list[str], list[Any]
         if status is not None:
             sets.append("status = %s")
             args.append(status)
@@ -144,13 +144,6 @@ class PostgresTransaction(SQLTransaction):
             *self._userRow(user),
         )[0]
         return user.id
-
-    def updateUser(self, user: User) -> None:
-        self._db.execute(
-            "UPDATE users SET name = %s, role = %s, fingerprint = %s, urn = %s, project = %s, "
-            "invalid = %s, nodeid = %s WHERE id = %s",
-            (*self._userRow(user), recordKey(user.id)),
-        )
 
     # experiments
 
@@ -412,7 +405,7 @@ class PostgresStore:
         waiting happens in a thread of its own, not in the reactor.
         """
         self._closed = True
-        done = Deferred()
+        done: Deferred[None] = Deferred()
 
         def shutdown() -> None:
             try:

@@ -15,13 +15,13 @@ from am.core.model import Experiment, Node, Schedule, User
 
 SCHEDULE_COLUMNS = (
     "id, expid, nodeid, start, stop, status, reason, shared, deployment_options, "
-    "charged_time, charged_data, charged_storage, expires, updated"
+    "charged_time, charged_data, charged_storage, expires, updated, version"
 )
 EXPERIMENT_COLUMNS = (
     "id, name, ownerid, script, nodetypes, start, stop, recurring_until, options, "
-    "status, slice_urn, created"
+    "status, slice_urn, created, version"
 )
-USER_COLUMNS = "id, name, role, fingerprint, urn, project, invalid, nodeid"
+USER_COLUMNS = "id, name, role, fingerprint, urn, project, invalid, nodeid, version"
 
 
 def _json(value: Any) -> Any:
@@ -33,6 +33,7 @@ def scheduleFromRow(row: tuple) -> Schedule:
         id=row[0], expid=row[1], nodeid=row[2], start=row[3], stop=row[4], status=row[5],
         reason=row[6], shared=bool(row[7]), deploymentOptions=_json(row[8]), chargedTime=row[9],
         chargedData=row[10], chargedStorage=row[11], expires=row[12], updated=row[13],
+        version=row[14],
     )
 
 
@@ -40,14 +41,14 @@ def experimentFromRow(row: tuple) -> Experiment:
     return Experiment(
         id=row[0], name=row[1], ownerid=row[2], script=row[3], nodetypes=row[4], start=row[5],
         stop=row[6], recurringUntil=row[7], options=_json(row[8]), status=row[9], sliceURN=row[10],
-        created=row[11],
+        created=row[11], version=row[12],
     )
 
 
 def userFromRow(row: tuple) -> User:
     return User(
         id=row[0], name=row[1], role=row[2], fingerprint=row[3], urn=row[4], project=row[5],
-        invalid=bool(row[6]), nodeid=row[7],
+        invalid=bool(row[6]), nodeid=row[7], version=row[8],
     )
 
 

@@ -134,6 +134,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX schedules_queued ON schedules (nodeid, id) WHERE status = 'queued';
     CREATE INDEX schedules_queue_expiry ON schedules (expires) WHERE status = 'queued';
     """,
+    # 7: row versions: every update compares and sets them, so a write based on
+    # a stale read is refused instead of lost (docs/scheduling.md).
+    """
+    ALTER TABLE schedules ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE experiments ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 8: the sweep: open schedules (no final report yet) by the end of their window.
+    """
+    CREATE INDEX schedules_open ON schedules (stop)
+        WHERE status IN ('defined', 'requested', 'deployed', 'delayed', 'started', 'restarted');
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional
 
+from am.core.errors import StaleWrite
 from am.core.model import Experiment, JournalEntry, Quota, Schedule, User
-from am.core.states import FINAL_STATES
+from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE
 from am.store.rows import (
     EXPERIMENT_COLUMNS,
     SCHEDULE_COLUMNS,
@@ -24,6 +25,7 @@ from am.store.rows import (
 )
 
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
+_OPEN = ", ".join(f"'{s}'" for s in NEVER_DEPLOYED + ON_NODE)
 
 
 class SQLTransaction:
@@ -32,6 +34,18 @@ class SQLTransaction:
     """
 
     _db: Any
+
+    def _scheduleRow(self, schedule: Schedule) -> tuple:
+        """
+        A schedule's columns as this database takes them (each store has its own).
+        """
+        raise NotImplementedError()
+
+    def _userRow(self, user: User) -> tuple:
+        """
+        A user's columns as this database takes them (each store has its own).
+        """
+        raise NotImplementedError()
 
     def _sql(self, text: str) -> str:
         """
@@ -186,6 +200,17 @@ class SQLTransaction:
             )
         ]
 
+    def overdueSchedules(self, before: int) -> list[Schedule]:
+        # The IN list repeats the partial index's (schedules_open) so both databases use it.
+        return [
+            scheduleFromRow(r)
+            for r in self._all(
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE status IN ({_OPEN}) "
+                "AND stop <= ? ORDER BY stop, id",
+                before,
+            )
+        ]
+
     def expiredQueue(self, now: int) -> list[Schedule]:
         return [
             scheduleFromRow(r)
@@ -202,12 +227,26 @@ class SQLTransaction:
     def _all(self, sql: str, *args: Any) -> list[tuple]:
         return self._exec(sql, args).fetchall()
 
+    def _compareAndSet(self, sql: str, args: tuple, record: Any, what: str) -> None:
+        """
+        Run an C{UPDATE ... SET ..., version = version + 1 WHERE id = ? AND
+        version = ?} of C{record}; refuse when the row moved on since it was
+        read (or is gone), else note the new version on the record.
+
+        @raise StaleWrite: nothing was written.
+        """
+        if self._exec(sql, args).rowcount != 1:
+            raise StaleWrite(f"{what} {record.id} changed meanwhile; nothing was written, try again.")
+        record.version += 1
+
     def updateSchedule(self, schedule: Schedule) -> None:
-        self._exec(
+        self._compareAndSet(
             "UPDATE schedules SET expid = ?, nodeid = ?, start = ?, stop = ?, status = ?, "
             "reason = ?, shared = ?, blocking = ?, deployment_options = ?, charged_time = ?, "
-            "charged_data = ?, charged_storage = ?, expires = ?, updated = ? WHERE id = ?",
-            (*self._scheduleRow(schedule), recordKey(schedule.id)),
+            "charged_data = ?, charged_storage = ?, expires = ?, updated = ?, version = version + 1 "
+            "WHERE id = ? AND version = ?",
+            (*self._scheduleRow(schedule), recordKey(schedule.id), schedule.version),
+            schedule, "Schedule",
         )
         self._noteLongest([schedule])
 
@@ -250,8 +289,18 @@ class SQLTransaction:
         )
 
     def updateExperiment(self, experiment: Experiment) -> None:
-        self._exec(
+        self._compareAndSet(
             "UPDATE experiments SET name = ?, script = ?, nodetypes = ?, start = ?, stop = ?, "
-            "recurring_until = ?, options = ?, status = ?, slice_urn = ? WHERE id = ?",
-            (*self._experimentRow(experiment), recordKey(experiment.id)),
+            "recurring_until = ?, options = ?, status = ?, slice_urn = ?, version = version + 1 "
+            "WHERE id = ? AND version = ?",
+            (*self._experimentRow(experiment), recordKey(experiment.id), experiment.version),
+            experiment, "Experiment",
+        )
+
+    def updateUser(self, user: User) -> None:
+        self._compareAndSet(
+            "UPDATE users SET name = ?, role = ?, fingerprint = ?, urn = ?, project = ?, "
+            "invalid = ?, nodeid = ?, version = version + 1 WHERE id = ? AND version = ?",
+            (*self._userRow(user), recordKey(user.id), user.version),
+            user, "User",
         )

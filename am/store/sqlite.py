@@ -126,7 +126,7 @@ class SQLiteTransaction(SQLTransaction):
     def setHeartbeat(
         self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
     ) -> None:
-        sets, args = ["heartbeat = ?"], [when]
+        sets, args = ["heartbeat = ?"], [when]  # type: list[str], list[Any]
         if status is not None:
             sets.append("status = ?")
             args.append(status)
@@ -147,6 +147,9 @@ class SQLiteTransaction(SQLTransaction):
 
     # users and quotas
 
+    def _userRow(self, user: User) -> tuple:
+        return (user.name, user.role, user.fingerprint, user.urn, user.project, int(user.invalid), user.nodeid)
+
     def addUser(self, user: User) -> int:
         cursor = self._db.execute(
             "INSERT INTO users (name, role, fingerprint, urn, project, invalid, nodeid) "
@@ -155,13 +158,6 @@ class SQLiteTransaction(SQLTransaction):
         )
         user.id = cursor.lastrowid
         return user.id
-
-    def updateUser(self, user: User) -> None:
-        self._db.execute(
-            "UPDATE users SET name=?, role=?, fingerprint=?, urn=?, project=?, invalid=?, nodeid=? "
-            "WHERE id = ?",
-            (user.name, user.role, user.fingerprint, user.urn, user.project, int(user.invalid), user.nodeid, user.id),
-        )
 
     # experiments
 

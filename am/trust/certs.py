@@ -126,7 +126,7 @@ def _readURNs(cert: x509.Certificate) -> list[str]:
         return []
     return [
         uri
-        for uri in san.get_values_for_type(x509.UniformResourceIdentifier)
+        for uri in san.get_values_for_type(x509.UniformResourceIdentifier)  # type: ignore[attr-defined]
         if uri[: len(PREFIX)].lower() == PREFIX.lower()
     ]
 
@@ -183,7 +183,7 @@ def keyIdentifiers(cert: x509.Certificate) -> frozenset[str]:
     except Exception:
         pass
     else:
-        ids.add(ext.digest.hex())
+        ids.add(ext.digest.hex())  # type: ignore[attr-defined]
     return frozenset(ids)
 
 

@@ -75,7 +75,7 @@ def signerCertificates(signature: etree._Element) -> list[x509.Certificate]:
     @raise TrustError: (FORBIDDEN) if there is none, (BADARGS) if one does
         not decode.
     """
-    certs = []
+    certs: list[x509.Certificate] = []
     for element in signature.findall(_X509_CERT):
         if len(certs) >= MAX_SIGNATURES:
             raise TrustError(BADARGS, "a signature carries too many certificates")

@@ -90,6 +90,12 @@ def serverTLSOptions(
             [Certificate(crypto.X509.from_cryptography(r)) for r in roots]
         ),
         raiseMinimumTo=TLSVersion.TLSv1_2,
+        # A client that comes back with its session ticket (jFed's Java
+        # client, or any client keeping its TLS session) resumes without a
+        # full handshake; the client certificate verified in the first
+        # handshake travels, sealed, in the ticket. Stateless tickets only:
+        # no server-side session cache (Twisted warns about OpenSSL's).
+        enableSessionTickets=True,
     )
 
 
