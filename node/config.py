@@ -228,7 +228,7 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
         raise ConfigError(f"metrics: unknown key(s): {', '.join(unknownMetrics)}")
     metricsPort = None
     if metrics.get("port") is not None:
-        port = _number(metrics, "port", "metrics.port", 0, 0, 65535)
+        port = check.number(metrics, "port", "metrics.port", 0, 0, 65535)
         if port != int(port):
             raise ConfigError("metrics.port: must be a whole number")
         metricsPort = int(port)
