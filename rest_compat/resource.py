@@ -213,18 +213,23 @@ class RESTApplication:
             self.log.failure("Internal error {requestId} serving {path}", requestId=requestId, path=_path(request))
             reply = Reply(500, render.message(f"Internal error {requestId}"))
             payload = render.encode(reply.body)
+        # For the controller's metrics (a node's heartbeat is counted as such).
+        request.marvinRole = exchange.caller.role
         if not lost:
             try:
                 self._send(request, reply, payload, exchange)
             except Exception:
                 self.log.failure("Could not send the reply to {path}", path=_path(request))
         self.log.info(
-            "{method} {path} {user} {code} {duration:.1f} ms",
+            "{method} {path} {user} {status} {duration:.1f} ms",
+            face="rest",
             method=exchange.method,
             path=_path(request),
+            route=exchange.route,
             user=exchange.caller.name,
-            code=reply.code,
-            duration=(self.timer() - started) * 1000,
+            status=reply.code,
+            duration=round((self.timer() - started) * 1000, 3),
+            requestId=getattr(request, "requestId", None),
         )
 
     async def _process(self, request: Any, segments: list[bytes], exchange: _Exchange) -> Reply:

@@ -300,7 +300,8 @@ def test_exampleFileNamesEveryKey():
     assert set(document) == KNOWN_KEYS
     for section, keys in {
         "listen": {"tls", "http"},
-        "headers": {"verified", "fingerprint"},
+        "headers": {"verified", "fingerprint", "client_certificate"},
+        "metrics": {"access"},
         "inventory": {"file", "api", "period", "retry"},
         "housekeeping": {"expiry_period", "sweep_period"},
         "cors": {"origins"},
