@@ -137,7 +137,7 @@ class AggregateManagerResource(resource.Resource):
     ) -> None:
         code = answer.get("code", {}).get("geni_code")
         # For the controller's metrics: the method and the answer's geni_code.
-        request.geniCall = (record.method if record.method in SIGNATURES else "-", code)
+        request.geniCall = (record.method if record.method in SIGNATURES else "-", code)  # type: ignore[attr-defined]
         log.info(
             "GENI {method} {caller} {slice} {slivers} slivers geni_code {code} {duration:.1f} ms",
             method=record.method,
