@@ -154,6 +154,20 @@ class MarvindAgent(Service):
         """
         return self._queue
 
+    @property
+    def controllerReachable(self) -> bool:
+        """
+        Whether the last exchange with the controller got a usable answer.
+        """
+        return self._reachable
+
+    @property
+    def unansweredHeartbeats(self) -> int:
+        """
+        Heartbeats in a row that got no answer.
+        """
+        return self._silentBeats
+
     # -- heartbeat ---------------------------------------------------------
 
     def _nextDelay(self) -> float:

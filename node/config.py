@@ -10,6 +10,7 @@ agent started without a node id and only noticed later).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from typing import Any
@@ -88,6 +89,8 @@ class MarvindConfig:
     interfacesFile: str | None = None
     timeouts: Timeouts = attrs.field(factory=Timeouts)
     maxClockSkew: float = 10.0
+    metricsPort: int | None = None
+    metricsAddress: str = "127.0.0.1"
 
 
 def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -143,7 +146,7 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
         raise ConfigError("the file must hold a YAML mapping of keys")
     check.known(data, {
         "controller", "node", "tls", "state_directory", "heartbeat", "maintenance_file",
-        "interfaces_file", "hooks", "timeouts", "max_clock_skew",
+        "interfaces_file", "hooks", "timeouts", "max_clock_skew", "metrics",
     }, "")
 
     controller = _section(data, "controller")
@@ -219,6 +222,22 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
 
     maxSkew = check.number(data, "max_clock_skew", "max_clock_skew", 10, 2)
 
+    metrics = _section(data, "metrics")
+    unknownMetrics = sorted(set(map(str, metrics)) - {"port", "address"})
+    if unknownMetrics:
+        raise ConfigError(f"metrics: unknown key(s): {', '.join(unknownMetrics)}")
+    metricsPort = None
+    if metrics.get("port") is not None:
+        port = check.number(metrics, "port", "metrics.port", 0, 0, 65535)
+        if port != int(port):
+            raise ConfigError("metrics.port: must be a whole number")
+        metricsPort = int(port)
+    metricsAddress = _string(metrics, "address", "metrics.address", required=False) or "127.0.0.1"
+    try:
+        ipaddress.ip_address(metricsAddress)
+    except ValueError:
+        raise ConfigError(f"metrics.address: {metricsAddress!r} is not an IP address") from None
+
     if checkFiles:
         check.readable(caFile, "controller.ca")
         check.readable(certFile, "tls.certificate")
@@ -241,6 +260,8 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
         interfacesFile=_string(data, "interfaces_file", "interfaces_file", required=False),
         timeouts=timeouts,
         maxClockSkew=maxSkew,
+        metricsPort=metricsPort,
+        metricsAddress=metricsAddress,
     )
 
 

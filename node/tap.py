@@ -33,6 +33,19 @@ class Options(usage.Options):
         ["config", "c", DEFAULT_CONFIG, "Path of the YAML configuration file."],
     ]
 
+    def opt_version(self) -> None:
+        """
+        Print Marvin's version and exit.
+        """
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("marvin")
+        except PackageNotFoundError:
+            number = "unknown"
+        sys.stdout.write(f"marvind (Marvin) {number}\n")
+        raise SystemExit(0)
+
     def postOptions(self) -> None:
         """
         Load the configuration now, so that a bad file is a usage error with
@@ -62,13 +75,49 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     config: MarvindConfig = options["configuration"]
     store = StateStore(config.stateDirectory)
-    return MarvindAgent(
+    hooks: Any = ProcessHookRunner(reactor, config, store)
+    metrics = None
+    if config.metricsPort is not None:
+        from node.metrics import AgentMetrics, MeasuredHooks
+
+        metrics = AgentMetrics()
+        hooks = MeasuredHooks(hooks, metrics, reactor)
+    agent = MarvindAgent(
         config=config,
         clock=reactor,
         client=HTTPControllerClient.fromConfig(reactor, config),
-        hooks=ProcessHookRunner(reactor, config, store),
+        hooks=hooks,
         store=store,
     )
+    if metrics is None:
+        return agent
+    return withMetrics(agent, metrics, config, reactor)
+
+
+def withMetrics(agent: Any, metrics: Any, config: MarvindConfig, reactor: Any) -> IService:
+    """
+    The agent and, beside it, the metrics listener on C{metrics.address}:C{metrics.port}.
+    """
+    import ipaddress
+
+    from twisted.application.internet import StreamServerEndpointService
+    from twisted.application.service import MultiService
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+    from twisted.web.server import Site
+
+    from node.metrics import AgentMetricsResource
+
+    metrics.agent = agent
+    site = Site(AgentMetricsResource(metrics), reactor=reactor)
+    site.noisy = False
+    site.log = lambda request: None  # type: ignore[method-assign]  # a scrape is not news
+    kind = TCP6ServerEndpoint if ipaddress.ip_address(config.metricsAddress).version == 6 else TCP4ServerEndpoint
+    listener = StreamServerEndpointService(kind(reactor, config.metricsPort, interface=config.metricsAddress), site)
+    listener.setName("metrics")
+    service = MultiService()
+    agent.setServiceParent(service)
+    listener.setServiceParent(service)
+    return service
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,22 +12,20 @@ took a request without a fingerprint for the first user, normally the admin).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Optional
 
 import attrs
 from cryptography.hazmat.primitives.serialization import Encoding
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from am.core.model import User
 from am.core.interfaces import IScheduler
+from am.trust.proxies import TrustedProxies
 from rest_compat import access
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{40}$")
-_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 VIA_TLS = "tls"
 VIA_PROXY = "proxy"
@@ -114,17 +112,9 @@ class Authenticator:
         verifiedHeader: str = "VERIFIED",
         fingerprintHeader: str = "SSL_FINGERPRINT",
     ) -> None:
-        networks: list[_Network] = []
-        self.trustUnix = False
-        for entry in trustedProxies:
-            if str(entry).strip().lower() == "unix":
-                self.trustUnix = True
-                continue
-            try:
-                networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
-            except ValueError:
-                raise ValueError(f"trusted proxy {entry!r} is not a network (CIDR)") from None
-        self.trustedProxies = tuple(networks)
+        self.proxies = TrustedProxies(trustedProxies)
+        self.trustUnix = self.proxies.trustUnix
+        self.trustedProxies = self.proxies.networks
         self.verifiedHeader = verifiedHeader.encode("ascii")
         self.fingerprintHeader = fingerprintHeader.encode("ascii")
 
@@ -132,17 +122,7 @@ class Authenticator:
         """
         Whether the connection comes straight from a trusted proxy.
         """
-        if isinstance(address, UNIXAddress):
-            return self.trustUnix
-        if not isinstance(address, (IPv4Address, IPv6Address)):
-            return False
-        try:
-            ip = ipaddress.ip_address(address.host.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip.version == net.version and ip in net for net in self.trustedProxies)
+        return self.proxies.isTrusted(address)
 
     def credentials(self, request: Any) -> tuple[str, Optional[str], Optional[str]]:
         """

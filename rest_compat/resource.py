@@ -26,7 +26,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from am.core.interfaces import IScheduler
-from rest_compat import access, backend, experiments, nodes, render, resources, schedules, users
+from rest_compat import access, backend, calendar, experiments, nodes, render, resources, schedules, ui, users
 from rest_compat.auth import Authenticator, Caller
 from rest_compat.backend import UNAUTHENTICATED
 from rest_compat.context import Context, HTTPError, Reply
@@ -40,6 +40,17 @@ API_VERSION = "1.0"
 ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("version",), "version"),
     (("openapi.json",), "openapi"),
+    (("ui",), "ui"),
+    (("ui", "changes"), "ui/changes"),
+    (("ui", "*"), "ui/file"),
+    (("schedules.ics",), "calendar"),
+    (("schedules.json",), "calendar"),
+    (("users", "*", "schedules.ics"), "user/calendar"),
+    (("users", "*", "schedules.json"), "user/calendar"),
+    (("experiments", "*", "schedules.ics"), "experiment/calendar"),
+    (("experiments", "*", "schedules.json"), "experiment/calendar"),
+    (("resources", "*", "schedules.ics"), "resource/calendar"),
+    (("resources", "*", "schedules.json"), "resource/calendar"),
     (("resources",), "resources"),
     (("resources", "*"), "resource"),
     (("resources", "*", "schedules"), "resource/schedules"),
@@ -97,6 +108,13 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("experiment/schedules", "GET"): experiments.experimentSchedules,
     ("experiment/schedule", "GET"): experiments.experimentSchedule,
     ("schedules", "GET"): schedules.listSchedules,
+    ("ui", "GET"): ui.page,
+    ("ui/file", "GET"): ui.asset,
+    ("ui/changes", "GET"): ui.changes,
+    ("calendar", "GET"): calendar.allCalendar,
+    ("user/calendar", "GET"): calendar.userCalendar,
+    ("experiment/calendar", "GET"): calendar.experimentCalendar,
+    ("resource/calendar", "GET"): calendar.resourceCalendar,
     ("schedules/find", "GET"): schedules.find,
     ("schedule", "GET"): schedules.getSchedule,
     ("schedule", "PUT"): nodes.report,
@@ -195,18 +213,23 @@ class RESTApplication:
             self.log.failure("Internal error {requestId} serving {path}", requestId=requestId, path=_path(request))
             reply = Reply(500, render.message(f"Internal error {requestId}"))
             payload = render.encode(reply.body)
+        # For the controller's metrics (a node's heartbeat is counted as such).
+        request.marvinRole = exchange.caller.role
         if not lost:
             try:
                 self._send(request, reply, payload, exchange)
             except Exception:
                 self.log.failure("Could not send the reply to {path}", path=_path(request))
         self.log.info(
-            "{method} {path} {user} {code} {duration:.1f} ms",
+            "{method} {path} {user} {status} {duration:.1f} ms",
+            face="rest",
             method=exchange.method,
             path=_path(request),
+            route=exchange.route,
             user=exchange.caller.name,
-            code=reply.code,
-            duration=(self.timer() - started) * 1000,
+            status=reply.code,
+            duration=round((self.timer() - started) * 1000, 3),
+            requestId=getattr(request, "requestId", None),
         )
 
     async def _process(self, request: Any, segments: list[bytes], exchange: _Exchange) -> Reply:
@@ -346,6 +369,7 @@ def buildRESTResource(
     @return: a root resource serving C{/version}, C{/openapi.json}, C{/v1/...}
         and the same paths without C{/v1}; C{putChild} more on it freely.
     """
+    ui.counterFor(scheduler)  # the timeline's live updates follow the core's events from now on
     application = RESTApplication(
         scheduler, authenticator, CORSPolicy.coerce(cors), sync, maxBody, loadDocument()
     )

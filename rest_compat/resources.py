@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from am.core import nodefilter
 from am.core.errors import BadRequest, Forbidden, NotFound
 from am.core.model import Node, User
 from am.core.interfaces import IStoreTransaction
@@ -43,15 +44,23 @@ def _nodeSchedules(txn: IStoreTransaction, user: Optional[User], node: Node, now
 
 async def listResources(ctx: Context) -> Reply:
     """
-    C{GET /resources}: every node (a node sees only itself). Unlike the legacy
-    server, nodes without interfaces are listed too.
+    C{GET /resources[?nodetypes=FILTER]}: every node (a node sees only
+    itself), or those matching the filter grammar. Unlike the legacy server,
+    nodes without interfaces are listed too.
     """
     scope = access.nodeScope(ctx.user)
+    expression = text(ctx.params, "nodetypes", "") or ""
+    try:
+        nodeFilter = nodefilter.parse(expression) if expression.strip() else None
+    except nodefilter.FilterSyntaxError as e:
+        raise BadRequest(str(e), parameter="nodetypes") from None
 
     def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
         found = txn.listNodes()
         if scope is not None:
             found = [n for n in found if n.id == scope]
+        if nodeFilter is not None:
+            found = [n for n in found if nodeFilter.matches(n.tags)]
         pairs = render.pairsByNode(txn.listPairs())
         return [render.node(n, pairs.get(n.id)) for n in found]
 

@@ -9,7 +9,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 # lxml and xmlsec only from wheels: both must carry the same libxml2.
-# editable_mode=compat keeps twisted/plugins visible to twistd's plugin scan.
+# Editable: setup.cfg's package_dir puts the tree on sys.path, so twistd's
+# plugin scan sees twisted/plugins. The tests need every extra.
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=lxml,xmlsec \
-  -e '.[test]' --config-settings editable_mode=compat
+  -e '.[controller,postgres,test]'
 "$VENV/bin/python" -c "import xmlsec, lxml.etree as e; assert xmlsec.get_libxml_version() == e.LIBXML_VERSION, 'lxml/xmlsec libxml2 mismatch'"

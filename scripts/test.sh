@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
 . scripts/_postgres.sh
+. scripts/_chromium.sh
+. scripts/_tools.sh
 "$VENV/bin/lint-imports" --no-cache --no-logo
 # Types, with zope interfaces understood (config: setup.cfg [mypy]).
 "$VENV/bin/mypy" am cli rest_compat rspec node

@@ -252,13 +252,14 @@ def test_demoMadeOnceAndReused(tmp_path):
     assert first.database == str(directory / "marvin.db")
     assert first.tls.certificate == pki.certificate("server") and os.path.exists(pki.key("server"))
     assert first.tls.clientCA == (pki.certificate("ca"),)
-    assert first.policy.requireHeartbeat is False and first.policy.maintenance == ()
+    # the demo's agents heartbeat, so heartbeats stay required
+    assert first.policy.requireHeartbeat is True and first.policy.maintenance == ()
     assert [(u.name, u.role, u.fingerprint) for u in first.bootstrap] == [
         ("Marvin demo admin", "admin", pki.fingerprints["admin"]),
         ("Marvin demo user", "user", pki.fingerprints["user"]),
         ("Node 1", "node", pki.fingerprints["node"]),
-    ]
-    assert len(set(pki.fingerprints.values())) == 3
+    ] + [(f"Node {n}", "node", pki.fingerprints[f"node{n}"]) for n in "2345"]
+    assert len(set(pki.fingerprints.values())) == 7
     assert loadStaticInventory(first.inventory.file) == DEMO_NODES
     assert oct(os.stat(pki.key("user")).st_mode & 0o777) == "0o600"
 
@@ -302,7 +303,8 @@ def test_exampleFileNamesEveryKey():
     for section, keys in {
         "listen": {"tls", "http", "request_timeout", "max_connections_per_peer"},
         "sqlite": {"synchronous"},
-        "headers": {"verified", "fingerprint"},
+        "headers": {"verified", "fingerprint", "client_certificate"},
+        "metrics": {"access"},
         "inventory": {"file", "api", "period", "retry"},
         "housekeeping": {"expiry_period", "sweep_period"},
         "cors": {"origins"},

@@ -358,22 +358,36 @@ def test_demoPrintsCurlCommandsThatWork(tmp_path):
                 commands.append(line.strip())
             if line.startswith("  curl -H 'VERIFIED"):
                 break
-        assert len(commands) == 8, commands
+        assert len(commands) == 11, commands
+        # the demo's node agents heartbeat before bookings can use their nodes
+        end = time.monotonic() + 60
+        while True:
+            listing = json.loads(subprocess.run(commands[1], shell=True, capture_output=True, text=True, timeout=30).stdout)
+            if all(n["heartbeat"] > 0 for n in listing if n["status"] == "active") or time.monotonic() > end:
+                break
+            time.sleep(0.2)
         outputs = []
         for command in commands:
             done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
             assert done.returncode == 0, (command, done.stderr)
+            if ".ics" in command:
+                assert done.stdout.startswith("BEGIN:VCALENDAR"), done.stdout
+                continue
             if "xmlrpc" in command:
                 (version,), _ = xmlrpc.client.loads(done.stdout)
                 assert (version["code"]["geni_code"], version["geni_api"]) == (0, 3)
                 continue
             outputs.append(json.loads(done.stdout))
-        auth, nodes, slots, submitted, users, heartbeat, proxied = outputs[0], outputs[1], outputs[2], outputs[3], outputs[4], outputs[5], outputs[6:]
+        auth, nodes, slots, submitted, task, watched, users, heartbeat, proxied = (
+            outputs[0], outputs[1], outputs[2], outputs[3], outputs[4], outputs[5], outputs[6], outputs[7], outputs[8:]
+        )
+        assert task["message"].startswith("Allocated"), task
+        assert {e["expid"] for e in watched["events"]} == {submitted["experiment"], task["experiment"]}
         assert auth["user"]["name"] == "Marvin demo user"
         assert len(nodes) == len(DEMO_NODES)
         assert slots and slots[0]["nodecount"] == 2
         assert submitted["message"].startswith("Allocated"), submitted
-        assert {u["name"] for u in users} == {"Marvin demo admin", "Marvin demo user", "Node 1"}
+        assert {u["name"] for u in users} == {"Marvin demo admin", "Marvin demo user"} | {f"Node {n}" for n in "12345"}
         assert "tasks" in heartbeat
         assert proxied[-1]["user"]["name"] == "Marvin demo user"
         assert (tmp_path / "demo" / "pki" / "ca-cert.pem").exists()

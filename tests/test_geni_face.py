@@ -153,12 +153,16 @@ def test_badGeniConfig(tmp_path, section: dict, message: str) -> None:
         makeConfig(str(tmp_path), geni=section)
 
 
-def test_geniNeedsTLS(tmp_path) -> None:
+def test_geniBehindProxy(tmp_path) -> None:
     """
-    Without the TLS listener there is no GENI face.
+    With only the plain listener, the GENI face is there for a TLS proxy
+    that passes the client certificate in the configured header.
     """
-    with pytest.raises(ConfigError, match="needs listen.tls"):
-        makeConfig(str(tmp_path), geni=geniSection(str(tmp_path)), listen={"http": {"port": 9098}})
+    config = makeConfig(
+        str(tmp_path), geni=geniSection(str(tmp_path)), listen={"http": {"port": 9098}},
+        headers={"client_certificate": "X-Client-Cert"},
+    )
+    assert config.geni is not None and config.certificateHeader == "X-Client-Cert"
 
 
 def _wildcard(tmp: str, monkeypatch, name: str):

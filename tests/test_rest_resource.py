@@ -266,12 +266,12 @@ class EnvelopeTests(SynchronousTestCase):
         self.assertEqual(len(events), 3)
         first = events[0]
         self.assertEqual(
-            (first["method"], first["path"], first["user"], first["code"]),
+            (first["method"], first["path"], first["user"], first["status"]),
             ("GET", "/v1/resources", f"alice#{self.people.alice.id}", 200),
         )
         self.assertGreaterEqual(first["duration"], 0)
-        self.assertEqual((events[1]["user"], events[1]["code"]), ("-", 401))
-        self.assertEqual(events[2]["code"], 404)
+        self.assertEqual((events[1]["user"], events[1]["status"]), ("-", 401))
+        self.assertEqual(events[2]["status"], 404)
 
     def test_clientGoneAway(self) -> None:
         """

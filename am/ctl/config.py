@@ -133,6 +133,8 @@ class ControllerConfig:
     trustedProxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     verifiedHeader: str = "VERIFIED"
     fingerprintHeader: str = "SSL_FINGERPRINT"
+    certificateHeader: str = "SSL_CLIENT_CERT"
+    metricsAccess: str = "proxy"
     bootstrap: tuple[BootstrapUser, ...] = ()
     inventory: InventoryConfig = attrs.field(factory=InventoryConfig)
     policy: Policy = attrs.field(factory=Policy)
@@ -150,13 +152,15 @@ class ControllerConfig:
 
 KNOWN_KEYS = {
     "demo", "demo_dir", "database", "sqlite", "public_url", "listen", "trusted_proxies", "headers",
-    "admins", "inventory", "housekeeping", "scheduling", "cors", "log", "geni",
+    "admins", "inventory", "housekeeping", "scheduling", "cors", "log", "geni", "metrics",
 }
 
 _AUTHORITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
 
 
-def _geni(data: dict[str, Any], base: str, tls: Optional[TLSListener], checkFiles: bool) -> Optional[GeniConfig]:
+def _geni(
+    data: dict[str, Any], base: str, tls: Optional[TLSListener], checkFiles: bool, http: Optional[HTTPListener] = None
+) -> Optional[GeniConfig]:
     section = data.get("geni")
     if section is None:
         return None
@@ -172,8 +176,11 @@ def _geni(data: dict[str, Any], base: str, tls: Optional[TLSListener], checkFile
         for root in roots:
             if not os.path.exists(root):
                 raise ConfigError(f"geni.trust_roots: {root} does not exist")
-    if tls is None:
-        raise ConfigError("geni: the GENI face needs listen.tls (clients authenticate with certificates)")
+    if tls is None and http is None:
+        raise ConfigError(
+            "geni: the GENI face needs listen.tls, or listen.http behind a TLS proxy that passes "
+            "the client certificate (clients authenticate with certificates)"
+        )
     return GeniConfig(
         authority=authority,
         trustRoots=tuple(roots),
@@ -500,9 +507,18 @@ def parseConfig(
             raise ConfigError(f"trusted_proxies: not an address or network: {cidr!r}") from None
 
     headers = check.section(data, "headers", "headers")
-    check.known(headers, {"verified", "fingerprint"}, "headers")
+    check.known(headers, {"verified", "fingerprint", "client_certificate"}, "headers")
     verified = check.string(headers, "verified", "headers.verified", "VERIFIED") or "VERIFIED"
     fingerprint = check.string(headers, "fingerprint", "headers.fingerprint", "SSL_FINGERPRINT") or "SSL_FINGERPRINT"
+    certificate = (
+        check.string(headers, "client_certificate", "headers.client_certificate", "SSL_CLIENT_CERT") or "SSL_CLIENT_CERT"
+    )
+
+    metrics = check.section(data, "metrics", "metrics")
+    check.known(metrics, {"access"}, "metrics")
+    metricsAccess = check.string(metrics, "access", "metrics.access", "proxy")
+    if metricsAccess not in ("open", "proxy", "off"):
+        raise ConfigError(f"metrics.access: must be open, proxy or off, not {metricsAccess!r}")
 
     bootstrap = _admins(data, base, checkFiles)
     if demo is not None:
@@ -515,7 +531,10 @@ def parseConfig(
                 name="Marvin demo user", fingerprint=pki.fingerprints["user"], role="user",
                 project="demo", urn=pki.urns["user"],
             ),
-            BootstrapUser(name="Node 1", fingerprint=pki.fingerprints["node"], role="node"),
+        ] + [
+            # One node user per demo agent identity: "node" is node 1, "nodeN" node N.
+            BootstrapUser(name=f"Node {name[4:] or '1'}", fingerprint=fp, role="node")
+            for name, fp in pki.fingerprints.items() if name.startswith("node")
         ] + bootstrap
 
     housekeeping = check.section(data, "housekeeping", "housekeeping")
@@ -557,6 +576,8 @@ def parseConfig(
         trustedProxies=tuple(proxies),
         verifiedHeader=verified,
         fingerprintHeader=fingerprint,
+        certificateHeader=certificate,
+        metricsAccess=metricsAccess,
         bootstrap=tuple(bootstrap),
         inventory=_inventory(data, base, checkFiles),
         policy=policy,
@@ -567,7 +588,7 @@ def parseConfig(
         publicURL=publicURL,
         publicURLDerived=derived,
         demo=demo,
-        geni=_geni(data, base, tls, checkFiles),
+        geni=_geni(data, base, tls, checkFiles, http),
         sqliteSynchronous=synchronous,
         clientLimits=limits,
     )

@@ -14,7 +14,8 @@ import os
 from typing import Any
 
 from am.ctl.config import DemoSetup
-from am.devtools.demopki import prepareDemoFiles, prepareGeniDemo
+from am.ctl.demoagents import DemoAgents
+from am.devtools.demopki import DEMO_AGENT_NODES, nodeClient, prepareDemoFiles, prepareGeniDemo
 
 
 def prepareDemo(directory: str) -> tuple[dict[str, Any], DemoSetup]:
@@ -25,6 +26,22 @@ def prepareDemo(directory: str) -> tuple[dict[str, Any], DemoSetup]:
     """
     defaults, pki = prepareDemoFiles(directory)
     return defaults, DemoSetup(directory=directory, pki=pki)
+
+
+def addDemoAgents(controller: Any, runtime: Any = None) -> DemoAgents:
+    """
+    Give a demo controller its node agents (L{DemoAgents}), one per active
+    demo node, each with its own certificate from the demo PKI.
+    """
+    demo = controller.config.demo
+    pki = demo.pki
+    identities = {n: (pki.certificate(nodeClient(n)), pki.key(nodeClient(n))) for n in DEMO_AGENT_NODES}
+    agents = DemoAgents(
+        controller, DEMO_AGENT_NODES, identities, pki.certificate("ca"),
+        os.path.join(demo.directory, "agents"), runtime=runtime,
+    )
+    controller.addService(agents)
+    return agents
 
 
 def demoInstructions(controller: Any) -> str:
@@ -67,6 +84,22 @@ def demoInstructions(controller: Any) -> str:
                 "\"docker.io/library/hello-world\", \"nodecount\": 2, \"nodetypes\": \"type:testing\", "
                 f"\"start\": 0, \"duration\": 300}}' {base}/v1/experiments",
             ),
+            "",
+            "Run a task now (the demo user; a node of type:testing, as soon as possible, for 2 minutes;",
+            "its program works 20 s), then watch it go defined -> deployed -> started -> finished:",
+            curl(
+                "user",
+                "-H 'Content-Type: application/json' -d '{\"name\": \"first-task\", \"script\": "
+                "\"docker.io/library/hello-world\", \"nodecount\": 1, \"nodetypes\": \"type:testing\", "
+                f"\"start\": 0, \"duration\": 120, \"options\": {{\"seconds\": 20}}}}' {base}/v1/experiments",
+            ),
+            "Watch it over REST (statuses of your schedules; repeat it, or put 'watch -n 2' in front):",
+            curl("user", f"'{base}/v1/schedules.json?mine=1'"),
+            f"Watch it on the timeline: open {base}/ui/ in a browser that holds the demo user's certificate",
+            f"  (import {os.path.join(pki.directory, 'user-demo.p12')}, password 'demo').",
+            "Your schedules as a calendar to subscribe to (iCalendar):",
+            curl("user", f"'{base}/v1/schedules.ics?mine=1'"),
+            "",
             "Users (as the demo admin):",
             curl("admin", f"{base}/v1/users"),
             "Heartbeat (as node 1):",
@@ -100,6 +133,13 @@ def demoInstructions(controller: Any) -> str:
             "what nginx would send for the demo user:",
             f"  curl -H '{config.verifiedHeader}: SUCCESS' -H '{config.fingerprintHeader}: "
             f"{pki.fingerprints['user']}' http://{host}:{httpPort}/v1/backend/auth",
+        ]
+    agents = controller.getServiceNamed("demo-agents") if "demo-agents" in controller.namedServices else None
+    if agents is not None and agents.directories:
+        lines += [
+            "",
+            f"Node agents (marvind, {agents.runtime} runtime) run nodes {', '.join(sorted(agents.directories))};",
+            f"  their configuration, state and logs: {agents.directory}/node<id>/ (hook logs in state/logs/)",
         ]
     lines.append("")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import sys
-from typing import Any, Callable, Optional, Sequence, TextIO
+from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
@@ -39,9 +39,12 @@ from twisted.web.resource import IResource, Resource
 from am.core.accounts import Bootstrap
 from am.core.interfaces import IScheduler
 from am.core.scheduler import Scheduler
-from am.ctl.config import BootstrapUser, ConfigError, ControllerConfig, LogConfig, TLSListener, loadConfig
-from am.ctl.demo import demoInstructions, prepareDemo
+from am.ctl.config import BootstrapUser, ConfigError, ControllerConfig, TLSListener, loadConfig
+from am.ctl.demo import addDemoAgents, demoInstructions, prepareDemo
 from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
+from am.ctl.logs import marvinVersion, startLogging
+from am.ctl.metrics import MeasuredStore, Metrics
+from am.ctl.ops import mountOperations
 from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
 from am.ctl.site import MarvinSite, makeSite
 from am.ctl.slowclients import guard
@@ -75,6 +78,13 @@ class Options(usage.Options):
         ["config", "c", None, "Path of the YAML configuration (see files/etc/marvinctld.conf)."],
         ["dir", "d", None, "Directory of the demo's database, certificates and inventory."],
     ]
+
+    def opt_version(self) -> None:
+        """
+        Print Marvin's version and exit.
+        """
+        sys.stdout.write(f"marvinctld (Marvin) {marvinVersion()}\n")
+        raise SystemExit(0)
 
     def postOptions(self) -> None:
         if self["config"] is None and not self["demo"]:
@@ -228,7 +238,9 @@ class Controller(MultiService):
         self.storeFactory = storeFactory or (
             lambda database, reactor: openStore(database, reactor, config.sqliteSynchronous)
         )
-        self.faces = tuple(faces) + ((mountGENI,) if config.geni is not None else ())
+        # The operator's endpoints (/health, /ready, /metrics) mount last.
+        self.faces = tuple(faces) + ((mountGENI,) if config.geni is not None else ()) + (mountOperations,)
+        self.metrics = Metrics()
         self.store: Any = None
         self.scheduler: Optional[IScheduler] = None
         self.root: Optional[IResource] = None
@@ -237,6 +249,7 @@ class Controller(MultiService):
         # face answers in its own form (REST 413, GENI TOOBIG).
         limits = [MAX_BODY] + ([config.geni.maxRequest] if config.geni is not None else [])
         self.site: MarvinSite = makeSite(Resource(), limits, reactor)
+        self.site.observer = self.metrics.observeRequest
         inventory = config.inventory
         fetch = None
         if inventory.api is not None:
@@ -313,7 +326,7 @@ class Controller(MultiService):
         @raise StartupError: if the database cannot be opened.
         """
         try:
-            self.store = self.storeFactory(self.config.database, self.reactor)
+            self.store = MeasuredStore(self.storeFactory(self.config.database, self.reactor), self.metrics)
         except Exception as e:
             raise StartupError(f"database: cannot open {redacted(self.config.database)}: {e}") from None
         Service.startService(self)
@@ -423,7 +436,10 @@ def makeController(options: Options, reactor: Any) -> Controller:
 
     @raise ConfigError: naming the file and the problem.
     """
-    return Controller(options.loadConfig(), reactor)
+    controller = Controller(options.loadConfig(), reactor)
+    if controller.config.demo is not None:
+        addDemoAgents(controller)
+    return controller
 
 
 def makeService(options: Options, reactor: Any = None) -> Controller:
@@ -447,21 +463,6 @@ def makeService(options: Options, reactor: Any = None) -> Controller:
 
     controller.ready.addErrback(failed)
     return controller
-
-
-def startLogging(config: LogConfig, stdout: Optional[TextIO] = None) -> Any:
-    """
-    Send the global log to a file or standard output, filtered by level.
-    (Under twistd, twistd's own log options apply instead.)
-    """
-    stream = stdout or sys.stdout
-    if config.file != "-":
-        stream = open(config.file, "a", encoding="utf-8", buffering=1)
-    observer = jsonFileLogObserver(stream) if config.format == "json" else textFileLogObserver(stream)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(config.level))
-    filtered = FilteringLogObserver(observer, [predicate])
-    globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
-    return filtered
 
 
 def main(argv: Optional[list[str]] = None) -> None:

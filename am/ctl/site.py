@@ -15,7 +15,9 @@ faces: only standard HTTP.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import secrets
+import time
+from typing import Any, Callable, Iterable, Optional
 
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
@@ -23,21 +25,33 @@ from twisted.web.server import Request, Site
 
 class MarvinSite(Site):
     """
-    A L{Site} without its own access log (the REST resource logs one line per
+    A L{Site} without its own access log (each face logs one line per
     request, with the caller's identity) and without tracebacks in answers.
+    Each request gets an id (answered as C{X-Request-Id}, logged by the
+    faces) and, once finished, is counted by C{observer} with its duration
+    (L{am.ctl.metrics.Metrics.observeRequest}).
 
     @ivar maxBody: the largest body stored, in bytes (see L{limitedRequestFactory}).
     """
 
     displayTracebacks = False
     noisy = False
+    observer: Optional[Callable[[Any, float], None]] = None
 
     def __init__(self, resource: IResource, maxBody: int, **kwargs: Any) -> None:
         super().__init__(resource, requestFactory=limitedRequestFactory(maxBody), **kwargs)
         self.maxBody = maxBody
 
+    def getResourceFor(self, request: Any) -> Any:
+        request.requestId = secrets.token_hex(6)
+        request.startedAt = time.perf_counter()
+        request.setHeader(b"x-request-id", request.requestId.encode("ascii"))
+        return super().getResourceFor(request)
+
     def log(self, request: Any) -> None:
-        pass
+        started = getattr(request, "startedAt", None)
+        if self.observer is not None and started is not None:
+            self.observer(request, time.perf_counter() - started)
 
 
 def limitedRequestFactory(maxBody: int) -> type[Request]:

@@ -3,7 +3,8 @@
 The demo's set-up: its directory, static inventory and development PKI,
 the PKI made with the development authority of
 L{am.devtools.authority}: one CA, the controller's server certificate for
-C{localhost}, and client certificates for the demo's admin, user and node.
+C{localhost}, and client certificates for the demo's admin, user and each
+demo node that runs an agent.
 
 For C{marvinctld --demo} and tests only: keys lie unencrypted in one
 directory and nothing can be revoked.
@@ -22,8 +23,21 @@ from cryptography.hazmat.primitives import serialization
 #: The GENI authority the demo's certificates name.
 DEMO_AUTHORITY = "marvin-demo"
 
-#: client role -> GENI user name in its certificate.
-DEMO_CLIENTS = {"admin": "admin", "user": "demo", "node": "node1"}
+#: The demo nodes that run an agent (node 6 is disabled in the inventory).
+DEMO_AGENT_NODES = ("1", "2", "3", "4", "5")
+
+#: client role -> GENI user name in its certificate: the admin, the user, and
+#: one identity per demo agent (C{node} is node 1, C{nodeN} node N).
+DEMO_CLIENTS = {"admin": "admin", "user": "demo", "node": "node1"} | {
+    f"node{n}": f"node{n}" for n in DEMO_AGENT_NODES[1:]
+}
+
+
+def nodeClient(nodeid: str) -> str:
+    """
+    The client name of demo node C{nodeid}'s identity in L{DemoPKI}.
+    """
+    return "node" if nodeid == DEMO_AGENT_NODES[0] else f"node{nodeid}"
 
 
 def fingerprint(certificate: Any) -> str:
@@ -114,6 +128,33 @@ DEMO_NODES = [
     {"id": "6", "hostname": "demo-node-6", "status": "disabled",
      "tags": {"type": "retired", "country": "it", "model": "apu1d", "site": "torino", "project": "demo"}},
 ]
+
+
+def writeBrowserBundle(pki: DemoPKI, name: str, password: str) -> str:
+    """
+    The client C{name}'s certificate and key as a PKCS#12 file (next to its
+    PEM files, protected by C{password}) for importing into a browser to open
+    the timeline page; made once.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, load_pem_private_key
+    from cryptography.hazmat.primitives.serialization.pkcs12 import serialize_key_and_certificates
+
+    path = os.path.join(pki.directory, f"{_stem(name)}.p12")
+    if os.path.exists(path):
+        return path
+    with open(pki.certificate(name), "rb") as f:
+        certificate = x509.load_pem_x509_certificate(f.read())
+    with open(pki.key(name), "rb") as f:
+        key = load_pem_private_key(f.read(), password=None)
+    with open(pki.certificate("ca"), "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    bundle = serialize_key_and_certificates(
+        DEMO_CLIENTS[name].encode(), key, certificate, [ca], BestAvailableEncryption(password.encode())  # type: ignore[arg-type]
+    )
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(bundle)
+    return path
 
 
 def prepareGeniDemo(pkiDirectory: str, directory: str, hostname: str = "localhost", port: int = 8443) -> dict[str, str]:
@@ -227,6 +268,7 @@ def prepareDemoFiles(directory: str) -> tuple[dict[str, Any], DemoPKI]:
         with open(inventory, "w") as f:
             f.write("# The demo's static inventory: edit it and marvinctld picks it up within a minute.\n")
             yaml.safe_dump({"nodes": DEMO_NODES}, f, sort_keys=False)
+    writeBrowserBundle(pki, "user", "demo")
     defaults = {
         "database": os.path.join(directory, "marvin.db"),
         "listen": {
@@ -241,9 +283,9 @@ def prepareDemoFiles(directory: str) -> tuple[dict[str, Any], DemoPKI]:
         },
         "trusted_proxies": ["127.0.0.1/32", "::1/128"],
         "inventory": {"file": inventory, "period": 60, "retry": 10},
-        # Demo nodes never heartbeat, so the demo does not require heartbeats,
-        # and has no maintenance windows to surprise a first experiment.
-        "scheduling": {"require_heartbeat": False, "maintenance_windows": []},
+        # The demo's node agents heartbeat (am.ctl.demoagents), so heartbeats stay
+        # required; no maintenance windows to surprise a first experiment.
+        "scheduling": {"maintenance_windows": []},
         "geni": {"authority": DEMO_AUTHORITY, "trust_roots": [pki.certificate("ca")],
                  "default_image": "docker.io/library/hello-world"},
         "log": {"file": "-", "level": "info"},

@@ -4,7 +4,9 @@ Mount the GENI AM API face on the controller's site.
 
 C{/xmlrpc/am} and C{/xmlrpc/am/3.0} both reach the AM (GetVersion is commonly
 asked at the former); the TLS listener already requires a client certificate
-chained to the configured roots, GENI's included.
+chained to the configured roots, GENI's included. Behind a TLS proxy (on the
+plain listener) the caller's certificate comes in the configured header from
+a trusted proxy only, and is verified against the GENI roots here.
 """
 
 from __future__ import annotations
@@ -49,8 +51,19 @@ def mountGENI(controller: Any) -> None:
     """
     A face for L{am.ctl.service.Controller}: C{/xmlrpc/am[/3.0]} on its root.
     """
+    from am.trust.proxies import TrustedProxies, proxiedCallerFromRequest
+    from am.trust.tls import callerFromRequest
+
     am = buildAggregateManager(controller)
     controller.aggregateManager = am
+    config = controller.config
+    proxies = TrustedProxies(config.trustedProxies)
+
+    def identify(request: Any) -> Any:
+        return proxiedCallerFromRequest(
+            request, proxies, config.certificateHeader, am.trust.callerFromPEM, callerFromRequest
+        )
+
     xmlrpcRoot = Resource()
-    xmlrpcRoot.putChild(b"am", AggregateManagerResource(am, maxBody=controller.config.geni.maxRequest))
+    xmlrpcRoot.putChild(b"am", AggregateManagerResource(am, maxBody=config.geni.maxRequest, identify=identify))
     controller.root.putChild(b"xmlrpc", xmlrpcRoot)

@@ -63,10 +63,21 @@ class AggregateManagerResource(resource.Resource):
     isLeaf = True
 
     def __init__(
-        self, am: AggregateManager, maxBody: int = 4 * 1024 * 1024, timer: Callable[[], float] = time.perf_counter
+        self,
+        am: AggregateManager,
+        maxBody: int = 4 * 1024 * 1024,
+        timer: Callable[[], float] = time.perf_counter,
+        identify: Callable[[Any], Any] = callerFromRequest,
     ) -> None:
+        """
+        @param identify: the caller of a request, or L{TrustError}: the
+            certificate of our own TLS connection by default; the controller
+            adds a trusted proxy's certificate header
+            (L{am.trust.proxies.proxiedCallerFromRequest}).
+        """
         super().__init__()
         self.am = am
+        self.identify = identify
         self.maxBody = maxBody
         self.timer = timer
         self._escaped: dict[int, tuple[str, str]] = {}
@@ -101,7 +112,7 @@ class AggregateManagerResource(resource.Resource):
         calllog.current().set(record)
         try:
             try:
-                caller = callerFromRequest(request)
+                caller = self.identify(request)
                 record.caller = caller.urn
             except Exception as e:
                 caller, refusal = None, e  # refused below, after the checks of the call itself
@@ -125,6 +136,8 @@ class AggregateManagerResource(resource.Resource):
         self, answer: dict[str, Any], request: server.Request, record: calllog.CallRecord, started: float
     ) -> None:
         code = answer.get("code", {}).get("geni_code")
+        # For the controller's metrics: the method and the answer's geni_code.
+        request.geniCall = (record.method if record.method in SIGNATURES else "-", code)  # type: ignore[attr-defined]
         log.info(
             "GENI {method} {caller} {slice} {slivers} slivers geni_code {code} {duration:.1f} ms",
             method=record.method,

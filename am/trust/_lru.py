@@ -27,6 +27,9 @@ class LRU(Generic[K, V]):
         self.size = size
         self._entries: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
+        # Lookups that found an entry and that did not (for the controller's metrics).
+        self.hits = 0
+        self.misses = 0
 
     def get(self, key: K) -> V | None:
         """
@@ -36,6 +39,9 @@ class LRU(Generic[K, V]):
             value = self._entries.get(key)
             if value is not None:
                 self._entries.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
             return value
 
     def put(self, key: K, value: V) -> V:

@@ -1,0 +1,481 @@
+"""
+REST load on real marvinctld processes, against the legacy figures of issue 11 (not a test).
+
+Starts one or two controllers (C{python -m am.ctl.service}) with a configuration of
+its own: the plain listener on loopback, 127.0.0.1 as trusted proxy, so clients
+speak as users and nodes with the C{VERIFIED}/C{SSL_FINGERPRINT} headers (no TLS).
+The store is a fresh SQLite file, or with C{--postgres URL} a database of its own
+created on that server and dropped at the end. N nodes with 2 interfaces each are
+listed in a static inventory file it writes; the same nodes, one node user each,
+a bench user and C{--tasks} tasks are written into the store before the
+controller starts (bulk rows: booking 10k tasks over HTTP would take minutes).
+
+Then closed-loop clients (threads, one persistent C{http.client} connection each,
+in this process) drive it phase by phase for a fixed time:
+
+  - heartbeats: C{--clients} nodes (default 16) C{PUT /v1/resources/<id>};
+  - allocations: C{--query-clients} (default 1) C{POST /v1/experiments}, 1 node, 5 min;
+  - finds: C{GET /v1/schedules/find} (1 node, 5 min, earliest);
+  - lists: C{GET /v1/schedules?start=&stop=} over a C{--window} within the tasks.
+
+For each phase: rate, p50/p99 latency, controller CPU seconds per request (from
+/proc/<pid>/stat, all controllers summed), controller RSS, the ratio to the legacy
+figures (issue 11's table) and whether the issue's goal is met. The client shares
+the machine's cores with the controller(s); its own CPU is printed too.
+
+With C{--controllers 2} (needs C{--postgres}) two controllers share the database
+and client i talks to controller i mod 2.
+
+Run:  .venv/bin/python bench/bench_rest_load.py            # ~2 min, 1,000 nodes, 10k tasks
+      .venv/bin/python bench/bench_rest_load.py --quick    # ~20 s
+      .venv/bin/python bench/bench_rest_load.py --postgres 'postgresql:///postgres?host=/var/run/postgresql' \\
+          --controllers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from typing import Callable, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+TICK = os.sysconf("SC_CLK_TCK")
+USER_FINGERPRINT = "b" * 40
+SCRIPT = "docker.io/bench/x"
+BIG_QUOTA = 10**15
+
+# Issue 11's legacy figures (Python 2.7 marvinctld, same 2-core machine), as (low, high).
+LEGACY = {
+    "heartbeat_rate": (182.0, 200.0),
+    "allocation_p50": (8.1, 9.0),
+    "allocation_p99": (12.8, 13.3),
+    "allocation_rate": (109.0, 121.0),
+    "find_p50": (8.5, 9.4),
+    "find_p99": (9.1, 10.7),
+    "list_p50": (9.5, 10.2),
+}
+
+
+def nodeFingerprint(i: int) -> str:
+    return hashlib.sha1(f"bench-node-{i}".encode()).hexdigest()
+
+
+def interfaces(i: int) -> list[dict]:
+    return [
+        {"iccid": f"89460{i:07d}{k}", "opname": op, "host": 100000 + i * 2 + k, "netns": 200000 + i * 2 + k}
+        for k, op in enumerate(("telia", "tele2"))
+    ]
+
+
+def tags(i: int) -> dict[str, str]:
+    return {"type": "testing", "country": ("se", "no", "es", "it")[i % 4], "model": "apu2d"}
+
+
+# -- set-up -------------------------------------------------------------------------
+
+
+def databaseUrl(base: str, name: str) -> str:
+    """
+    C{base} with its database name replaced by C{name}.
+    """
+    parts = urllib.parse.urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}/{name}" + (f"?{parts.query}" if parts.query else "")
+
+
+def createDatabase(base: str, name: str, drop: bool = False) -> None:
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def openStore(database: str):
+    if database.startswith("postgres"):
+        from am.store.postgres import PostgresDatabase
+
+        return PostgresDatabase(database)
+    from am.store.sqlite import SQLiteDatabase
+
+    return SQLiteDatabase(database)
+
+
+def populate(database: str, nodes: int, tasks: int, now: int) -> tuple[int, int]:
+    """
+    Nodes (as the inventory file lists them, with 2 interfaces and a fresh
+    heartbeat), their node users, the bench user and C{tasks} one-node tasks:
+    task k on node k mod N, 30 min long, the node's tasks 4 h apart from
+    now + 2 h and staggered across nodes, so any window within them holds a
+    share proportional to its length. Returns the first and last task start.
+    """
+    from am.core import quotas
+    from am.core.model import Experiment, Node, Schedule, User
+    from am.core.policy import Policy
+
+    policy = Policy(maintenance=(), requireHeartbeat=False, defaultQuotaTime=BIG_QUOTA,
+                    defaultQuotaData=BIG_QUOTA, defaultQuotaStorage=BIG_QUOTA)
+    db = openStore(database)
+    first, spacing = now + 7200, 14400
+
+    def fill(txn):
+        for i in range(1, nodes + 1):
+            txn.putNode(Node(id=str(i), hostname=f"bench-{i}", heartbeat=now, inventoryTags=tags(i),
+                             interfaces=interfaces(i)))
+            txn.addUser(User(name=f"Node {i}", role="node", fingerprint=nodeFingerprint(i), nodeid=str(i)))
+        owner = txn.addUser(User(name="bench", role="user", fingerprint=USER_FINGERPRINT))
+        quotas.currentQuotas(txn, owner, now, policy)
+        for k in range(tasks):
+            node = k % nodes
+            start = first + (k // nodes) * spacing + node * spacing // nodes
+            expid = txn.addExperiment(Experiment(name=f"t{k}", ownerid=owner, script=SCRIPT,
+                                                 start=start, stop=start + 1800, created=now))
+            txn.addSchedules([Schedule(expid=expid, nodeid=str(node + 1), start=start, stop=start + 1800,
+                                       deploymentOptions={"script": SCRIPT})])
+
+    db.run(fill)
+    db.close()
+    return first, first + ((tasks - 1) // max(1, nodes)) * spacing + spacing
+
+
+def writeConfig(directory: str, name: str, database: str, inventory: str) -> str:
+    import yaml
+
+    path = os.path.join(directory, f"{name}.conf")
+    with open(path, "w") as f:
+        yaml.safe_dump({
+            "database": database,
+            "listen": {"http": {"address": "127.0.0.1", "port": 0}},
+            "trusted_proxies": ["127.0.0.1/32"],
+            "inventory": {"file": inventory, "period": 3600},
+            "scheduling": {"require_heartbeat": False, "maintenance_windows": [],
+                           "default_quota_time": BIG_QUOTA, "default_quota_data": BIG_QUOTA,
+                           "default_quota_storage": BIG_QUOTA},
+            # one line per request to a file, as in production
+            "log": {"file": os.path.join(directory, f"{name}.log"), "level": "info"},
+        }, f)
+    return path
+
+
+def writeInventory(directory: str, nodes: int) -> str:
+    import yaml
+
+    path = os.path.join(directory, "inventory.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump({"nodes": [{"id": str(i), "hostname": f"bench-{i}", "status": "active", "tags": tags(i)}
+                                  for i in range(1, nodes + 1)]}, f)
+    return path
+
+
+class Controller:
+    """
+    One marvinctld child process; its port is read from the log it writes.
+    """
+
+    def __init__(self, config: str, log: str) -> None:
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "am.ctl.service", "--config", config], cwd=ROOT,
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        self.port = 0
+        while not self.port:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"marvinctld exited: {self.proc.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit("marvinctld did not start in 60 s")
+            if os.path.exists(log):
+                with open(log) as f:
+                    match = re.search(r"listening for http on [0-9.]+:(\d+)", f.read())
+                if match:
+                    self.port = int(match.group(1))
+                    break
+            time.sleep(0.05)
+
+    def cpuSeconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def rssMB(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# -- the load ----------------------------------------------------------------------------
+
+
+Request = tuple[str, str, Optional[bytes], dict]
+
+
+class Client:
+    """
+    One persistent HTTP/1.1 connection; reconnects when the server closes it.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connection: Optional[http.client.HTTPConnection] = None
+
+    def call(self, request: Request) -> int:
+        method, path, body, headers = request
+        for attempt in (0, 1):
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            try:
+                self.connection.request(method, path, body=body, headers=headers)
+                response = self.connection.getresponse()
+                response.read()
+                if response.will_close:
+                    self.close()
+                return response.status
+            except (http.client.HTTPException, ConnectionError):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def form(fields: dict, fingerprint: str) -> tuple[bytes, dict]:
+    return urllib.parse.urlencode(fields).encode(), {
+        "Content-Type": "application/x-www-form-urlencoded", "VERIFIED": "SUCCESS", "SSL_FINGERPRINT": fingerprint,
+    }
+
+
+def heartbeat(k: int, nodes: int) -> Request:
+    i = 1 + k % nodes
+    body, headers = form({"maintenance": "0", "limit": "3", "interfaces": json.dumps(interfaces(i))},
+                         nodeFingerprint(i))
+    return "PUT", f"/v1/resources/{i}", body, headers
+
+
+USER = {"VERIFIED": "SUCCESS", "SSL_FINGERPRINT": USER_FINGERPRINT}
+
+
+def allocation(k: int, nodes: int) -> Request:
+    body, headers = form({"name": f"load-{k}", "nodecount": "1", "script": SCRIPT, "duration": "300",
+                          "nodetypes": "type:testing"}, USER_FINGERPRINT)
+    return "POST", "/v1/experiments", body, headers
+
+
+def find(k: int, nodes: int) -> Request:
+    return "GET", "/v1/schedules/find?nodecount=1&duration=300&nodetypes=type:testing", None, USER
+
+
+def run(ports: list[int], clients: int, duration: float, make: Callable[[int], Request],
+        controllers: list[Controller]) -> dict:
+    """
+    C{clients} closed-loop threads for C{duration} s; client i talks to
+    C{ports[i % len(ports)]}. Latencies in ms; CPU of controllers and of this process.
+    """
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    counter = iter(range(10**9))
+    start = threading.Event()
+    end = [0.0]
+
+    def work(n: int) -> None:
+        client = Client(ports[n % len(ports)])
+        mine = latencies[n]
+        start.wait()
+        try:
+            while time.monotonic() < end[0]:
+                with lock:
+                    k = next(counter)
+                request = make(k)
+                t0 = time.perf_counter()
+                status = client.call(request)
+                mine.append((time.perf_counter() - t0) * 1000)
+                if status >= 300:
+                    with lock:
+                        statuses[status] = statuses.get(status, 0) + 1
+        except Exception as e:  # counted, the phase goes on with the other clients
+            with lock:
+                statuses[type(e).__name__] = statuses.get(type(e).__name__, 0) + 1
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(clients)]
+    for t in threads:
+        t.start()
+    cpu0 = sum(c.cpuSeconds() for c in controllers)
+    own0 = sum(os.times()[:2])
+    t0 = time.monotonic()
+    end[0] = t0 + duration
+    start.set()
+    for t in threads:
+        t.join(duration + 120)
+    elapsed = time.monotonic() - t0
+    everything = sorted(x for mine in latencies for x in mine)
+    count = len(everything)
+
+    def pct(q: float) -> float:
+        return everything[min(count - 1, int(q * count))] if count else float("nan")
+
+    return {
+        "count": count, "rate": count / elapsed, "p50": pct(0.5), "p99": pct(0.99),
+        "cpu_ms": 1000 * (sum(c.cpuSeconds() for c in controllers) - cpu0) / max(1, count),
+        "cores": (sum(c.cpuSeconds() for c in controllers) - cpu0) / elapsed,
+        "client_cores": (sum(os.times()[:2]) - own0) / elapsed,
+        "rss": [round(c.rssMB(), 1) for c in controllers], "errors": statuses,
+    }
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def ratio(ours: float, legacy: tuple[float, float], higherBetter: bool) -> str:
+    """
+    How many times better than the legacy range (above 1 is better), as a range.
+    """
+    if ours != ours or ours == 0:
+        return "n/a"
+    values = sorted((ours / v) if higherBetter else (v / ours) for v in legacy)
+    return f"{values[0]:.2f}-{values[1]:.2f}x"
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "NOT met"
+
+
+def report(name: str, result: dict, clients: int) -> None:
+    errors = ", ".join(f"{k}: {v}" for k, v in result["errors"].items()) or "none"
+    print(f"  {name:<11} {clients:>2} client(s)  {result['count']:6d} req  {result['rate']:8.1f} req/s  "
+          f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
+          f"ctl CPU {result['cpu_ms']:.3f} ms/req ({result['cores']:.2f} cores)  "
+          f"client {result['client_cores']:.2f} cores  RSS {'+'.join(map(str, result['rss']))} MB  errors {errors}",
+          flush=True)
+
+
+def goals(results: dict, args: argparse.Namespace) -> None:
+    hb, al, fi, li = (results.get(k) for k in ("heartbeats", "allocations", "finds", "lists"))
+    print("\nagainst the legacy marvinctld (issue 11; above 1x = Marvin better):")
+    if hb:
+        print(f"  heartbeats/s at {args.clients} clients: {ratio(hb['rate'], LEGACY['heartbeat_rate'], True)}")
+    if al:
+        print(f"  allocation p50: {ratio(al['p50'], LEGACY['allocation_p50'], False)}   "
+              f"p99: {ratio(al['p99'], LEGACY['allocation_p99'], False)}   "
+              f"allocations/s ({args.query_clients} client): {ratio(al['rate'], LEGACY['allocation_rate'], True)}")
+    if fi:
+        print(f"  find p50: {ratio(fi['p50'], LEGACY['find_p50'], False)}   "
+              f"p99: {ratio(fi['p99'], LEGACY['find_p99'], False)}")
+    if li:
+        print(f"  list p50 (legacy at 1.5k tasks, whole table): {ratio(li['p50'], LEGACY['list_p50'], False)}")
+    print("\nissue 11 goals:")
+    if al:
+        print(f"  allocation p50 <= 1.6 ms: {verdict(al['p50'] <= 1.6)} ({al['p50']:.2f});  "
+              f"p99 <= 5 ms: {verdict(al['p99'] <= 5)} ({al['p99']:.2f})")
+    if fi:
+        print(f"  find p50 <= 2 ms: {verdict(fi['p50'] <= 2)} ({fi['p50']:.2f})")
+    if li:
+        note = "" if args.tasks >= 10000 else f"  [only {args.tasks} tasks; the goal is at 10k]"
+        print(f"  list p50 <= 2 ms at 10k tasks: {verdict(li['p50'] <= 2 and args.tasks >= 10000)} "
+              f"({li['p50']:.2f}){note}")
+    if hb:
+        note = "" if args.clients == 16 else f"  [at {args.clients} clients; the goal is at 16]"
+        print(f"  heartbeats >= 1,900/s with p99 < 30 ms: {verdict(hb['rate'] >= 1900 and hb['p99'] < 30)} "
+              f"({hb['rate']:.0f}/s, p99 {hb['p99']:.1f} ms){note}")
+    if any(r["errors"] for r in results.values()):
+        print("  (errors above: a phase with errors does not count as met)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--tasks", type=int, default=10000, help="tasks written before the start")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent heartbeat clients")
+    parser.add_argument("--query-clients", type=int, default=1, help="concurrent allocation/find/list clients")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    parser.add_argument("--window", type=int, default=3600, help="seconds of each listed window")
+    parser.add_argument("--phases", default="heartbeats,allocations,finds,lists")
+    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server (a database of our own is made)")
+    parser.add_argument("--controllers", type=int, default=1, choices=(1, 2))
+    parser.add_argument("--quick", action="store_true", help="~20 s: 4 s phases, 2,000 tasks")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.tasks = 4.0, min(args.tasks, 2000)
+    if args.controllers == 2 and not args.postgres:
+        parser.error("--controllers 2 needs --postgres (two controllers cannot share a SQLite file)")
+
+    now = int(time.time())
+    pgName = f"marvin_bench_{os.getpid()}"
+    controllers: list[Controller] = []
+    with tempfile.TemporaryDirectory(prefix="marvin-load-") as directory:
+        try:
+            if args.postgres:
+                createDatabase(args.postgres, pgName)
+                database = databaseUrl(args.postgres, pgName)
+            else:
+                database = os.path.join(directory, "marvin.db")
+            t0 = time.monotonic()
+            first, last = populate(database, args.nodes, args.tasks, now)
+            inventory = writeInventory(directory, args.nodes)
+            store = f"PostgreSQL database {pgName}" if args.postgres else "SQLite"
+            print(f"set-up: {args.nodes} nodes (2 interfaces each), {args.tasks} tasks, {store}, "
+                  f"in {time.monotonic() - t0:.1f} s", flush=True)
+            for n in range(args.controllers):
+                config = writeConfig(directory, f"ctl{n}", database, inventory)
+                controllers.append(Controller(config, os.path.join(directory, f"ctl{n}.log")))
+            ports = [c.port for c in controllers]
+            print(f"{len(controllers)} controller(s), pids {[c.proc.pid for c in controllers]}, "
+                  f"RSS at start {[round(c.rssMB(), 1) for c in controllers]} MB; machine: {os.cpu_count()} cores, "
+                  f"shared with this load client (threads, http.client keep-alive, loopback)\n", flush=True)
+            rng = random.Random(11)
+            width = args.window
+
+            def listing(k: int, nodes: int) -> Request:
+                start = rng.randrange(first, max(first + 1, last - width))
+                return "GET", f"/v1/schedules?start={start}&stop={start + width}", None, USER
+
+            makers = {"heartbeats": heartbeat, "allocations": allocation, "finds": find, "lists": listing}
+            results = {}
+            for name in args.phases.split(","):
+                clients = args.clients if name == "heartbeats" else args.query_clients
+                make = makers[name]
+                results[name] = run(ports, clients, args.duration, lambda k, m=make: m(k, args.nodes), controllers)
+                report(name, results[name], clients)
+            if "lists" in results:
+                rows = args.tasks * width / max(1, last - first)
+                print(f"  (each list window: {width} s, about {rows:.0f} of the {args.tasks} tasks)")
+            goals(results, args)
+            print(f"\ncontroller RSS at the end: {[round(c.rssMB(), 1) for c in controllers]} MB")
+        finally:
+            for c in controllers:
+                c.stop()
+            if args.postgres:
+                createDatabase(args.postgres, pgName, drop=True)
+
+
+if __name__ == "__main__":
+    main()
