@@ -155,3 +155,27 @@ class ExpiryBoundaryTests(CoreTestCase):
         self.clock.advance(1)
         self.assertEqual(self.successResultOf(self.scheduler.expireAllocations()), 1)
         self.assertEqual(self.blocking(), [])
+
+
+class RenewBoundaryTests(CoreTestCase):
+    """
+    A renewal may shorten a window, never below the minimum runtime (found
+    by the core state machine: a Renew to a time before the sliver's start
+    wrote a window that ended before it began, and blocked nothing).
+    """
+
+    def test_shortenToMinimum(self) -> None:
+        from am.core import lifecycle
+
+        booked = self.book(nodes=["1"], start=NOW + 1200, duration=600)
+        sid = booked.schedules[0].id
+        minimum = self.policy.minRuntime
+        schedule = self.inTxn(lambda txn: txn.getSchedule(sid))
+        self.assertRaises(
+            Conflict, self.inTxn, lifecycle.renew, [schedule], NOW + 1200 + minimum - 1, self.alice, NOW, self.policy
+        )
+        self.assertRaises(Conflict, self.inTxn, lifecycle.renew, [schedule], NOW + 300, self.alice, NOW, self.policy)
+        self.assertEqual(self.blocking(), [("1", NOW + 1200, NOW + 1800)])
+        schedule = self.inTxn(lambda txn: txn.getSchedule(sid))
+        self.inTxn(lifecycle.renew, [schedule], NOW + 1200 + minimum, self.alice, NOW, self.policy)
+        self.assertEqual(self.blocking(), [("1", NOW + 1200, NOW + 1200 + minimum)])

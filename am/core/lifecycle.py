@@ -295,6 +295,13 @@ def renew(
             raise Conflict(f"Schedule {schedule.id} is {schedule.status} and cannot be renewed.")
         if stop - schedule.start > policy.maxRuntime:
             raise Conflict(f"Tasks may not run for more than {policy.maxRuntime} seconds.")
+        if stop - schedule.start < policy.minRuntime:
+            # Shortening is allowed, but never to before the start (a window
+            # ending before it starts would block nothing: a double booking).
+            raise Conflict(
+                f"Schedule {schedule.id} starts at {schedule.start}: a renewal must leave it "
+                f"at least {policy.minRuntime} seconds."
+            )
         if stop > schedule.stop:
             if policy.maintenanceConflict(schedule.stop, stop) is not None:
                 raise Conflict("The renewed window would overlap a maintenance window.")
