@@ -117,16 +117,16 @@ async def submit(ctx: Context) -> Reply:
         log.warn(
             "POST /experiments by {user}: {warnings}", user=ctx.caller.name, warnings=" ".join(ignored)
         )
-    extra = {"warnings": ignored} if ignored else {}
+    extra: dict[str, Any] = {"warnings": ignored} if ignored else {}
     try:
         request = requestFrom(ctx.params, ctx.user.id)
         allocation = await ctx.scheduler.allocate(request)
     except Conflict as e:
         raise Conflict(f"Could not allocate. {e.message}", **e.extra) from None
     except BadRequest as e:
-        extra = dict(e.extra)
-        extra.setdefault("code", "sc2")
-        raise BadRequest(e.message, **extra) from None
+        refusal = dict(e.extra)
+        refusal.setdefault("code", "sc2")
+        raise BadRequest(e.message, **refusal) from None
     experiment = allocation.experiment
     if request.dryrun:
         return Reply(

@@ -263,7 +263,7 @@ class Controller(MultiService):
             # cap on connections per peer address (on the plain listener the
             # trusted proxies are exempt: their clients share their address).
             exempt = config.trustedProxies if scheme == "http" else ()
-            self.addService(Listener(scheme, makeEndpoint, guard(self.site, config.clientLimits, exempt)))
+            self.addService(Listener(scheme, makeEndpoint, guard(self.site, config.clientLimits, exempt)))  # type: ignore[arg-type]
         expiry = TimerService(config.expiryPeriod, self.expireOnce)
         expiry.clock = reactor
         expiry.setName("expiry")

@@ -130,9 +130,9 @@ class GuardedChannel(HTTPChannel):
 
     def forceAbortClient(self) -> None:
         self._abortingCall = None
-        self.transport.abortConnection()
+        self.transport.abortConnection()  # type: ignore[attr-defined]  # TCP and TLS transports have it
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Any = None) -> None:
         self._cancelDeadline()
         super().connectionLost(reason)
 
@@ -151,7 +151,7 @@ class _Refused(Protocol):
     """
 
     def connectionMade(self) -> None:
-        self.transport.abortConnection()
+        self.transport.abortConnection()  # type: ignore[attr-defined]  # TCP and TLS transports have it
 
 
 @implementer(IProtocolNegotiationFactory)
@@ -183,7 +183,7 @@ class PeerLimit(WrappingFactory):
             return False
         return any(address in network for network in self.exempt)
 
-    def buildProtocol(self, addr: IAddress) -> Optional[Protocol]:
+    def buildProtocol(self, addr: IAddress) -> Any:  # a wrapper, or the refusal
         host = getattr(addr, "host", None)
         if host is None or self._isExempt(host):
             return super().buildProtocol(addr)
@@ -217,5 +217,5 @@ def guard(site: Site, limits: ClientLimits, exempt: Iterable[str] = ()) -> PeerL
     peer, except from C{exempt} networks (give the trusted proxies for the
     plain listener they connect to; nothing for the TLS listener).
     """
-    site.protocol = guardedChannelFactory(limits.readTimeout)
+    site.protocol = guardedChannelFactory(limits.readTimeout)  # type: ignore[method-assign,assignment]
     return PeerLimit(site, limits.perPeer, exempt)
