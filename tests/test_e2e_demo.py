@@ -15,27 +15,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.test_e2e_ctl import ROOT, Client
+from tests.waiting import waitFor
 
 OUTPUT = os.path.join(ROOT, "tests-output")
 TASK_DEADLINE = 90.0
-
-
-def waitFor(condition: Callable[[], Any], deadline: float, what: str) -> Any:
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {deadline:.0f} s: {what}")
-        time.sleep(0.2)
 
 
 class DemoPKIFiles:

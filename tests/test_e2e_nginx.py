@@ -24,7 +24,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 import urllib.parse
 import xmlrpc.client
 
@@ -35,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from am.devtools.demopki import prepareGeniDemo
 from tests.test_e2e_ctl import Process
+from tests.waiting import waitFor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V3 = {"geni_rspec_version": {"type": "GENI", "version": "3"}}
@@ -52,17 +52,6 @@ def freePort() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def waitUntil(condition, what: str, deadline: float = 30.0):
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not within {deadline}s")
-        time.sleep(0.05)  # polling a condition, not timing anything
 
 
 def siteConfig(pki, upstream: int, port: int) -> str:
@@ -132,7 +121,7 @@ http {{
             except OSError:
                 return False
 
-        waitUntil(listening, "nginx listening")
+        waitFor(listening, 30.0, "nginx listening", interval=0.05)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

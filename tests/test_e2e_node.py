@@ -34,11 +34,11 @@ from am.devtools.authority import makeAM, makeCA, makeUser
 from node.client import ControllerResponse
 from node.wire import SETTLED, classifyReply, parseTask
 from tests.test_e2e_ctl import ROOT, Client, Process
+from tests.waiting import waitFor
 
 #: How far ahead the experiment starts, how long it runs, and how late
 #: (seconds) a hook may run after its due time.
 LEAD, DURATION, LATE = 5, 12, 2.0
-POLL = 0.1
 
 HOOK = """\
 #!/bin/sh
@@ -47,21 +47,6 @@ printf '%s %s %s\\n' "$(date +%s.%N)" "$MARVIN_ACTION" "$*" >> "$MARVIN_CALLS"
 """
 
 REPORT_LINE = re.compile(r"PUT /v1/schedules/(\d+) (Node [^#\s]+)\S* (\d{3}) ")
-
-
-def waitFor(condition: Callable[[], Any], deadline: float, what: str, detail: Callable[[], str] = str) -> Any:
-    """
-    Poll C{condition} until it returns something true, and return that;
-    fail after C{deadline} seconds saying what was awaited.
-    """
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {deadline:.1f} s: {what}\n{detail()}")
-        time.sleep(POLL)
 
 
 class PKI:
