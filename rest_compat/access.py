@@ -50,6 +50,8 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
     "experiment/merge": {"PUT": frozenset({USER})},
     "experiment/schedules": {"GET": AUTHENTICATED},
     "experiment/schedule": {"GET": AUTHENTICATED},
+    "experiment/occurrences": {"GET": AUTHENTICATED, "DELETE": PEOPLE},
+    "experiment/occurrence": {"GET": AUTHENTICATED, "PUT": PEOPLE, "DELETE": PEOPLE},
     "schedules": {"GET": AUTHENTICATED},
     "schedules/find": {"GET": PEOPLE},
     "ui": {"GET": PEOPLE},

@@ -26,7 +26,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from am.core.interfaces import IScheduler
-from rest_compat import access, backend, calendar, experiments, nodes, render, resources, schedules, ui, users
+from rest_compat import access, backend, calendar, experiments, nodes, occurrences, render, resources, schedules, ui, users
 from rest_compat.auth import Authenticator, Caller
 from rest_compat.backend import UNAUTHENTICATED
 from rest_compat.context import Context, HTTPError, Reply
@@ -68,6 +68,8 @@ ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("experiments", "*", "schedule"), "experiment/schedules"),
     (("experiments", "*", "schedules", "*"), "experiment/schedule"),
     (("experiments", "*", "schedule", "*"), "experiment/schedule"),
+    (("experiments", "*", "occurrences"), "experiment/occurrences"),
+    (("experiments", "*", "occurrences", "*"), "experiment/occurrence"),
     (("experiments", "*", "*"), "experiment/merge"),
     (("schedules",), "schedules"),
     (("schedules", "find"), "schedules/find"),
@@ -107,6 +109,11 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("experiment/merge", "PUT"): experiments.merge,
     ("experiment/schedules", "GET"): experiments.experimentSchedules,
     ("experiment/schedule", "GET"): experiments.experimentSchedule,
+    ("experiment/occurrences", "GET"): occurrences.listOccurrences,
+    ("experiment/occurrences", "DELETE"): occurrences.cancelFrom,
+    ("experiment/occurrence", "GET"): occurrences.getOccurrence,
+    ("experiment/occurrence", "PUT"): occurrences.move,
+    ("experiment/occurrence", "DELETE"): occurrences.cancelOne,
     ("schedules", "GET"): schedules.listSchedules,
     ("ui", "GET"): ui.page,
     ("ui/file", "GET"): ui.asset,

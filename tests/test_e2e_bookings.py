@@ -53,3 +53,38 @@ def test_costPreview(pki, tmp_path):  # noqa: F811
         assert process.stop() == 0
     finally:
         process.kill()
+
+
+def test_occurrences(pki, tmp_path):  # noqa: F811
+    """
+    A recurring booking over the wire: listed under its series, one
+    occurrence moved, one canceled, the rest canceled from a date on (the
+    experiment then archived), with the time quota refunded.
+    """
+    process, client = controller(tmp_path, pki)
+    try:
+        now = int(time.time())
+        start = now + 3600
+        status, body = client.call("POST", "/v1/experiments", fingerprint=ALICE, body={
+            "name": "r", "script": IMAGE, "nodecount": 1, "nodetypes": "", "start": start, "duration": 600,
+            "options": {"recurrence": "simple", "period": 3600, "until": start + 2 * 3600 + 10}})
+        assert status == 201, body
+        base = f"/v1/experiments/{body['experiment']}/occurrences"
+        status, body = client.call("GET", base, fingerprint=ALICE)
+        assert status == 200, body
+        assert [(o["occurrence"], o["start"]) for o in body["occurrences"]] == [
+            (k, start + k * 3600) for k in range(3)]
+        status, body = client.call("PUT", f"{base}/1", fingerprint=ALICE,
+                                   body={"start": start + 3600 + 1200, "placement": "filter"})
+        assert (status, body["start"], body["moved"]) == (200, start + 3600 + 1200, True), body
+        status, body = client.call("DELETE", f"{base}/2", fingerprint=ALICE)
+        assert (status, body["occurrences"], body["canceled"]) == (200, [2], 1), body
+        status, users = client.call("GET", "/v1/users", fingerprint=ALICE)
+        left = users[0]["quota_time"]
+        status, body = client.call("DELETE", f"{base}?from=0", fingerprint=ALICE)
+        assert (status, body["occurrences"], body["archived"]) == (200, [0, 1], True), body
+        status, users = client.call("GET", "/v1/users", fingerprint=ALICE)
+        assert users[0]["quota_time"] == left + 1200
+        assert process.stop() == 0
+    finally:
+        process.kill()

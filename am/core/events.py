@@ -89,6 +89,27 @@ class ScheduleWindowChanged(Event):
 
 
 @attrs.frozen(kw_only=True)
+class ScheduleMoved(Event):
+    """
+    A schedule no node had yet was given another window and/or node: its
+    owner moved an occurrence, or self-healing took it off a failing node
+    (actor C{scheduler}).
+    """
+
+    kind: ClassVar[str] = "schedule.moved"
+
+    schedid: int
+    expid: int
+    ownerid: int
+    nodeid: str
+    oldNodeid: str
+    start: int
+    stop: int
+    oldStart: int
+    oldStop: int
+
+
+@attrs.frozen(kw_only=True)
 class BookingMade(Event):
     """
     A request was booked: a new experiment with its schedules.

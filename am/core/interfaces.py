@@ -237,6 +237,12 @@ class IScheduler(Interface):
     def mergeExperiments(into, source, userid, name=None):
         """Move the schedules of experiment C{source} into C{into}."""
 
+    def cancelOccurrences(expid, userid, occurrence=None, since=None):
+        """Cancel one occurrence of a recurring booking, or all from C{since} on."""
+
+    def moveOccurrence(expid, occurrence, userid, start, placement):
+        """Move one occurrence to another free window (same nodes or same filter)."""
+
     def expireAllocations():
         """Cancel expired GENI allocations and queued tasks."""
 
