@@ -261,6 +261,11 @@ def runCommand(txn: Any, function: Callable[..., Any], args: tuple, kwargs: dict
     return result, tuple(core.events)
 
 
+# A command takes ids and plain values and re-reads what it changes: a store
+# may run it again from the start after losing a race (L{am.store.postgres}).
+runCommand.rerunnable = True  # type: ignore[attr-defined]
+
+
 class EventStream:
     """
     In-process subscribers to the core's events.
