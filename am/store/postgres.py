@@ -57,6 +57,7 @@ from am.core.model import Experiment, Interval, Node, Quota, Schedule, User
 from am.core.states import FINAL_STATES, QUEUE_START
 from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
+from am.store.pgleader import PostgresLeadership
 from am.store.sqlcommon import SQLTransaction
 from am.store.rows import (
     SCHEDULE_COLUMNS,
@@ -493,6 +494,12 @@ class PostgresStore:
 
     def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         return self._defer("run", function, args, kwargs)
+
+    def leadership(self) -> PostgresLeadership:
+        """
+        This controller's part in electing who runs the background loops.
+        """
+        return PostgresLeadership(self.url, self._reactor)
 
     def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
