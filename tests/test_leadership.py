@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
 import psycopg
 import pytest
@@ -135,8 +135,17 @@ def test_followerRunsNoBackgroundLoop() -> None:
     controller.startService()
     assert switch.started == 1
     calls: list[str] = []
-    controller.scheduler.expireAllocations = lambda: calls.append("expiry") or succeed(0)
-    controller.scheduler.sweep = lambda: calls.append("sweep") or succeed(Sweep(0, 0))
+
+    def expire() -> Any:
+        calls.append("expiry")
+        return succeed(0)
+
+    def sweep() -> Any:
+        calls.append("sweep")
+        return succeed(Sweep(0, 0))
+
+    controller.scheduler.expireAllocations = expire
+    controller.scheduler.sweep = sweep
     assert controller.sync.lastSync is None  # the first sync was the leader's to run
     clock.pump([10] * 60)
     assert calls == [] and controller.sync.lastSync is None
