@@ -47,10 +47,14 @@ def freePort() -> int:
         return s.getsockname()[1]
 
 
-def cpuSeconds(pid: int) -> float:
+def cpuSeconds(pid: int) -> tuple[float, float]:
+    """
+    The user and system CPU seconds process C{pid} has used.
+    """
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def main() -> None:
@@ -59,6 +63,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--am-key", choices=("ec", "rsa"), default="ec", help="the AM certificate's key type")
     parser.add_argument("--uncompressed", action="store_true", help="ask for the advertisement uncompressed")
+    parser.add_argument("--only", choices=("kept-alive", "new connection", "resumed"),
+                        help="measure this mode only, without the breakdown")
+    parser.add_argument("--profile", metavar="FILE", help="run the server under cProfile (new connections only), "
+                        "write its stats to FILE and print the top functions")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="marvin-bench-geni-")
     ca = authority.makeCA(tmp, "bench")
@@ -82,7 +90,9 @@ def main() -> None:
     with open(os.path.join(tmp, "ctl.yaml"), "w") as f:
         yaml.safe_dump(config, f)
     env = dict(os.environ, PYTHONPATH=ROOT)
-    server = subprocess.Popen([sys.executable, "-m", "am.ctl.service", "--config", os.path.join(tmp, "ctl.yaml")],
+    serve = ([os.path.join(ROOT, "bench", "profiled_server.py"), os.path.abspath(args.profile)] if args.profile
+             else ["-m", "am.ctl.service"])
+    server = subprocess.Popen([sys.executable, *serve, "--config", os.path.join(tmp, "ctl.yaml")],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30
@@ -115,10 +125,16 @@ def main() -> None:
             if parse:
                 (answer,), _ = xmlrpc.client.loads(data)
                 answers.append(answer["value"])
+            if isinstance(connection, Resuming):
+                # TLS 1.3 tickets come after the handshake: keep the session
+                # once the answer has been read, so the ticket is in it.
+                reused.append(connection.sock.session_reused)
+                session[0] = connection.sock.session
 
         sizes: list[int] = []
         answers: list[str] = []
         session: list = [None]
+        reused: list[bool] = []
 
         class Resuming(http.client.HTTPSConnection):
             """
@@ -129,12 +145,14 @@ def main() -> None:
                 raw = socket.create_connection((self.host, self.port))
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.sock = context.wrap_socket(raw, session=session[0])
-                session[0] = self.sock.session
 
         warm = http.client.HTTPSConnection("127.0.0.1", port, context=context)
         call(warm)
         results = {}
         modes = {"kept-alive": None, "new connection": http.client.HTTPSConnection, "resumed": Resuming}
+        if args.only or args.profile:
+            only = args.only or "new connection"
+            modes = {only: modes[only]}
         for mode, fresh in modes.items():
             times = []
             cpu0, wall0 = cpuSeconds(server.pid), time.perf_counter()
@@ -148,14 +166,26 @@ def main() -> None:
                     connection.close()
                 times.append((time.perf_counter() - t0) * 1000)
             wall = time.perf_counter() - wall0
-            results[mode] = (statistics.median(times), args.calls / wall,
-                             (cpuSeconds(server.pid) - cpu0) / args.calls * 1000)
+            cpu1 = cpuSeconds(server.pid)
+            user, system = ((b - a) / args.calls * 1000 for a, b in zip(cpu0, cpu1))
+            results[mode] = (statistics.median(times), args.calls / wall, user + system, user, system)
         kind = "uncompressed" if args.uncompressed else "geni_compressed"
         print(f"ListResources, {args.nodes} nodes, {kind}, one verified user credential, AM key {args.am_key}: "
               f"request {len(body)} bytes, answer {sizes[-1]} bytes")
-        print(f"{'mode':>16} {'median ms':>10} {'calls/s':>9} {'server CPU ms/call':>19}")
-        for mode, (median, rate, cpu) in results.items():
-            print(f"{mode:>16} {median:>10.2f} {rate:>9.1f} {cpu:>19.2f}")
+        print(f"{'mode':>16} {'median ms':>10} {'calls/s':>9} {'server CPU ms/call':>19} {'(user + system)':>16}")
+        for mode, (median, rate, cpu, user, system) in results.items():
+            print(f"{mode:>16} {median:>10.2f} {rate:>9.1f} {cpu:>19.2f} {user:>8.2f} + {system:<5.2f}")
+        if reused:
+            print(f"{'':>16} resumed: {sum(reused)} of {len(reused)} handshakes reused the session")
+        if args.only and not args.profile:
+            return
+        if args.profile:
+            server.terminate()
+            server.wait(timeout=30)
+            import pstats
+
+            pstats.Stats(args.profile).sort_stats("tottime").print_stats(40)
+            return
         print("\nWhere the server's time goes (in process, median server CPU ms):")
         rows = breakdown(ca, alice, credential, body, answers[-1], f"urn:publicid:IDN+bench+authority+am")
         for name, ms in rows:

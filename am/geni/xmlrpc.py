@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 import xmlrpc.client
-from typing import Any, Callable
+from typing import Any, Callable, Optional
+from xml.parsers import expat
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -96,7 +97,7 @@ class AggregateManagerResource(resource.Resource):
             self._send(result("", f"request larger than {self.maxBody} bytes", TOOBIG), request, record, started)
             return server.NOT_DONE_YET
         try:
-            args, method = xmlrpc.client.loads(body, use_builtin_types=False)
+            args, method = loads(body)
         except Exception:
             self._send(result("", "malformed XML-RPC request", BADARGS), request, record, started)
             return server.NOT_DONE_YET
@@ -186,6 +187,25 @@ class AggregateManagerResource(resource.Resource):
 
 _LARGE = 64 * 1024
 _PLACEHOLDER = "MARVIN-LARGE-VALUE-9f3c2e71"
+
+
+def loads(body: bytes) -> tuple[tuple, Optional[str]]:
+    """
+    C{xmlrpc.client.loads(body)}, with expat buffering character data. A
+    credential travels XML-escaped inside a string, and unbuffered expat hands
+    the unmarshaller each run of text between two entities on its own: some
+    450 Python calls for one credential, most of the cost of decoding a call.
+    """
+    target = xmlrpc.client.Unmarshaller()
+    parser = expat.ParserCreate(None, None)
+    parser.buffer_text = True
+    parser.buffer_size = 64 * 1024
+    parser.StartElementHandler = target.start
+    parser.EndElementHandler = target.end
+    parser.CharacterDataHandler = target.data
+    target.xml(None, None)
+    parser.Parse(body, True)
+    return target.close(), target.getmethodname()
 
 
 def _tooDeep(value: Any, limit: int) -> bool:
