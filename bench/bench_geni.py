@@ -57,6 +57,19 @@ def cpuSeconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def instructions(pid: int, calls: int) -> int:
+    """
+    The instructions callgrind counted in process C{pid} since it was last
+    zeroed, per call; counting stops until turned on again.
+    """
+    out = subprocess.run(["callgrind_control", "-e", "Ir", str(pid)], check=True, capture_output=True, text=True).stdout
+    subprocess.run(["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True)
+    threads = re.findall(r"Th \d+\s+([\d,]+)", out)
+    if not threads:
+        raise SystemExit(f"cannot read callgrind's totals: {out}")
+    return sum(int(t.replace(",", "")) for t in threads) // calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--calls", type=int, default=300)
@@ -65,6 +78,9 @@ def main() -> None:
     parser.add_argument("--uncompressed", action="store_true", help="ask for the advertisement uncompressed")
     parser.add_argument("--only", choices=("kept-alive", "new connection", "resumed"),
                         help="measure this mode only, without the breakdown")
+    parser.add_argument("--callgrind", metavar="DIR", help="run the server under valgrind's callgrind and print "
+                        "the instructions it executes per call in each mode (steady: the machine's load does not "
+                        "move them); its output goes to DIR")
     parser.add_argument("--profile", metavar="FILE", help="run the server under cProfile (new connections only), "
                         "write its stats to FILE and print the top functions")
     args = parser.parse_args()
@@ -84,7 +100,10 @@ def main() -> None:
         "database": database,
         "listen": {"tls": {"address": "127.0.0.1", "port": port, "certificate": f"{tmp}/am-cert.pem",
                            "key": f"{tmp}/am-key.pem", "client_ca": [f"{tmp}/ca-cert.pem"]}},
-        "geni": {"authority": "bench", "trust_roots": [f"{tmp}/ca-cert.pem"]},
+        # Under callgrind the run is slow enough for the advertisement cache
+        # (60 s) to expire in the middle of a mode: rebuilding it is no
+        # per-call cost, so it is kept for the whole run there.
+        "geni": {"authority": "bench", "trust_roots": [f"{tmp}/ca-cert.pem"], "ad_cache": 3600 if args.callgrind else 60},
         "log": {"level": "warn"},
     }
     with open(os.path.join(tmp, "ctl.yaml"), "w") as f:
@@ -92,10 +111,15 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=ROOT)
     serve = ([os.path.join(ROOT, "bench", "profiled_server.py"), os.path.abspath(args.profile)] if args.profile
              else ["-m", "am.ctl.service"])
-    server = subprocess.Popen([sys.executable, *serve, "--config", os.path.join(tmp, "ctl.yaml")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    valgrind = []
+    if args.callgrind:
+        os.makedirs(args.callgrind, exist_ok=True)
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    f"--callgrind-out-file={os.path.abspath(args.callgrind)}/callgrind.out"]
+    server = subprocess.Popen([*valgrind, sys.executable, *serve, "--config", os.path.join(tmp, "ctl.yaml")],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 30
+        deadline = time.time() + (600 if args.callgrind else 30)
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -153,7 +177,16 @@ def main() -> None:
         if args.only or args.profile:
             only = args.only or "new connection"
             modes = {only: modes[only]}
+        counted: dict[str, int] = {}
         for mode, fresh in modes.items():
+            if args.callgrind:
+                for _ in range(5):  # warm: caches filled, the first ticket issued
+                    connection = warm if fresh is None else fresh("127.0.0.1", port, context=context)
+                    call(connection)
+                    if fresh is not None:
+                        connection.close()
+                subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True, capture_output=True)
+                subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True, capture_output=True)
             times = []
             cpu0, wall0 = cpuSeconds(server.pid), time.perf_counter()
             connection = warm
@@ -167,6 +200,8 @@ def main() -> None:
                 times.append((time.perf_counter() - t0) * 1000)
             wall = time.perf_counter() - wall0
             cpu1 = cpuSeconds(server.pid)
+            if args.callgrind:
+                counted[mode] = instructions(server.pid, args.calls)
             user, system = ((b - a) / args.calls * 1000 for a, b in zip(cpu0, cpu1))
             results[mode] = (statistics.median(times), args.calls / wall, user + system, user, system)
         kind = "uncompressed" if args.uncompressed else "geni_compressed"
@@ -177,7 +212,9 @@ def main() -> None:
             print(f"{mode:>16} {median:>10.2f} {rate:>9.1f} {cpu:>19.2f} {user:>8.2f} + {system:<5.2f}")
         if reused:
             print(f"{'':>16} resumed: {sum(reused)} of {len(reused)} handshakes reused the session")
-        if args.only and not args.profile:
+        for mode, count in counted.items():
+            print(f"{mode:>16} {count:>12,} instructions per call on the server (callgrind)")
+        if (args.only or args.callgrind) and not args.profile:
             return
         if args.profile:
             server.terminate()

@@ -352,10 +352,12 @@ def test_largeValuesMarshalledAsStdlib() -> None:
     from am.geni.xmlrpc import AggregateManagerResource
 
     resource = AggregateManagerResource(am=None)  # type: ignore[arg-type]
-    text = "<rspec a=\"1\">&amp; <x/></rspec>\n" * 5000
-    answer = {"code": {"geni_code": 0}, "value": text, "output": ""}
-    expected = xmlrpc.client.dumps((answer,), methodresponse=True)
-    assert resource._marshal(answer) == expected
-    assert resource._marshal(answer) == expected
-    other = dict(answer, value=text + "MARVIN")
-    assert resource._marshal(other) == xmlrpc.client.dumps((other,), methodresponse=True)
+    # an advertisement, and a compressed one (base64, 10 kB)
+    for text in ("<rspec a=\"1\">&amp; <x/></rspec>\n" * 5000, "eJzLSM3JyVcozy/KSQEAGgQEXQ==\n" * 360):
+        answer = {"code": {"geni_code": 0}, "value": text, "output": ""}
+        expected = xmlrpc.client.dumps((answer,), methodresponse=True)
+        assert resource._marshal(answer) == expected
+        assert resource._marshal(answer) == expected
+        other = dict(answer, value=text + "MARVIN")
+        assert resource._marshal(other) == xmlrpc.client.dumps((other,), methodresponse=True)
+    assert len(resource._escaped) == 4
