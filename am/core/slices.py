@@ -105,6 +105,7 @@ class SliceRequest:
     names: dict[str, SliverName] = attrs.field(factory=dict)
     unbound: tuple[SliverName, ...] = ()
     bestEffort: bool = False
+    notify: Optional[str] = None
 
 
 # A failed sliver stays listed this long after its end time, so its owner can
@@ -239,6 +240,7 @@ def allocateSlice(
         options=dict(request.options),
         sliceURN=request.sliceURN,
         allocateOnly=True,
+        notify=request.notify,
     )
     missing = ""
     try:
