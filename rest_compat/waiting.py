@@ -90,7 +90,11 @@ async def held(
     while True:
         woken = waiters.wait(keys, deadline - clock.seconds())
         pending[:] = [woken]
-        body, met = await read()
+        try:
+            body, met = await read()
+        except BaseException:
+            woken.cancel()
+            raise
         if met or gone or clock.seconds() >= deadline:
             woken.cancel()
             return Reply(200, body, headers={HEADER: "met" if met else "timeout"})
