@@ -76,17 +76,16 @@ async def _readExperiment(ctx: Context, listSchedules: bool, schedid: Optional[s
     expid, user = recordId(ctx.args[0], "Could not find experiment with this id."), ctx.user
     wait = waiting.condition(ctx)
 
-    def query(txn: IStoreTransaction) -> tuple[dict[str, Any], bool]:
+    def query(txn: IStoreTransaction) -> waiting.Seen:
         experiment = lookup(txn.getExperiment, expid, "Could not find experiment with this id.")
         schedules = visibleSchedules(txn, user, experiment)
         if schedid is not None:
             schedules = [s for s in schedules if str(s.id) == schedid.strip()]
             if not schedules:
                 raise NotFound("Could not find schedule entry with this id.")
-        met = wait is not None and wait.holds(
-            [s.status for s in schedules], schedid is None and experiment.status == states.EXPERIMENT_ARCHIVED
-        )
-        return render.experiment(experiment, schedules, listSchedules), met
+        archived = schedid is None and experiment.status == states.EXPERIMENT_ARCHIVED
+        pairs = [(s.id, s.status) for s in schedules]
+        return render.experiment(experiment, schedules, listSchedules), pairs, archived
 
     return await waiting.held(ctx, [("experiment", expid)], lambda: ctx.scheduler.read(query), wait)
 

@@ -88,7 +88,7 @@ async def getSchedule(ctx: Context) -> Reply:
     schedid, user = recordId(ctx.args[0], "Could not find schedule entry with this id."), ctx.user
     wait = waiting.condition(ctx)
 
-    def query(txn: IStoreTransaction) -> tuple[dict[str, Any], bool]:
+    def query(txn: IStoreTransaction) -> waiting.Seen:
         schedule = lookup(txn.getSchedule, schedid, "Could not find schedule entry with this id.")
         if access.nodeScope(user) is not None and access.hiddenFromNodes(schedule):
             raise NotFound("Could not find schedule entry with this id.")
@@ -96,6 +96,6 @@ async def getSchedule(ctx: Context) -> Reply:
         access.checkSchedule(user, experiment.ownerid, schedule.nodeid)
         row = render.schedule(schedule, withOptions=True)
         row["report"] = txn.trafficOf(schedule.id)
-        return row, wait is not None and wait.holds([schedule.status])
+        return row, [(schedule.id, schedule.status)], False
 
     return await waiting.held(ctx, [("schedule", schedid)], lambda: ctx.scheduler.read(query), wait)

@@ -57,6 +57,27 @@ class WaitTests(SynchronousTestCase):
         response = self.h.finish("GET", path, outcome)
         self.assertEqual((response.header("X-Marvin-Wait"), response.json["status"]), ("met", "started"))
 
+    def test_change(self) -> None:
+        """
+        Every answer names its state; C{wait=change&from=<state>} answers at
+        once if the state moved on since, else at the next status change.
+        """
+        path = f"/v1/experiments/{self.expid}/schedules"
+        first = self.h.request("GET", path, self.people.alice).header("X-Marvin-State")
+        self.assertEqual(len(first), 16)
+        held = f"{path}?wait=change&from={first}&timeout=60"
+        outcome = self.h.begin("GET", held, self.people.alice)
+        self.assertEqual(outcome, [])
+        self.h.request("PUT", f"/v1/schedules/{self.schedid}", self.people.node1, json_={"status": "deployed"})
+        response = self.h.finish("GET", held, outcome)
+        self.assertEqual(response.header("X-Marvin-Wait"), "met")
+        self.assertNotEqual(response.header("X-Marvin-State"), first)
+        self.assertEqual(response.json["schedules"][str(self.schedid)]["status"], "deployed")
+        # A client behind by a change gets the news at once.
+        stale = self.h.request("GET", f"{path}?wait=change&from={first}", self.people.alice)
+        self.assertEqual(stale.header("X-Marvin-Wait"), "met")
+        self.assertEqual(self.pendingCount(), 0)
+
     def test_timeout(self) -> None:
         """
         At the timeout the answer is the current state, marked C{timeout};
@@ -93,7 +114,7 @@ class WaitTests(SynchronousTestCase):
     def test_badValues(self) -> None:
         for query, parameter in (
             ("wait=sleeping", "wait"), ("wait=final&timeout=-1", "timeout"), ("wait=final&timeout=x", "timeout"),
-            ("timeout=5", "timeout"),
+            ("timeout=5", "timeout"), ("wait=change", "from"), ("from=abc", "from"),
         ):
             response = self.h.request("GET", f"/v1/experiments/{self.expid}?{query}", self.people.alice)
             self.assertEqual(response.code, 400, query)

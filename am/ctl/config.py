@@ -547,7 +547,10 @@ def parseConfig(
     except (ValueError, TypeError) as e:
         message = str(e)
         raise ConfigError(message if message.startswith("scheduling") else f"scheduling: {message}") from None
-    notifier, policy = parseNotifications(data, policy)
+    try:
+        notifier, policy = parseNotifications(check.section(data, "notifications", "notifications"), policy)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
     cors = check.section(data, "cors", "cors")
     check.known(cors, {"origins"}, "cors")

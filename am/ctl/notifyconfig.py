@@ -14,7 +14,6 @@ from typing import Any
 import attrs
 
 from am.core.policy import Policy
-from node import confcheck as check
 
 KEYS = {
     "allow_private", "retry_for", "backoff", "backoff_max", "wait_max", "timeout", "batch", "poll", "deliver",
@@ -52,34 +51,40 @@ class NotifierSettings:
 def _flag(section: dict[str, Any], key: str, default: bool) -> bool:
     value = section.get(key, default)
     if not isinstance(value, bool):
-        raise check.ConfigError(f"notifications.{key}: must be true or false, not {value!r}")
+        raise ValueError(f"notifications.{key}: must be true or false, not {value!r}")
     return value
 
 
-def parseNotifications(data: dict[str, Any], policy: Policy) -> tuple[NotifierSettings, Policy]:
+def _number(section: dict[str, Any], key: str, default: float, low: float, high: float = float("inf")) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        bound = f"between {low:g} and {high:g}" if high != float("inf") else f"at least {low:g}"
+        raise ValueError(f"notifications.{key}: must be a number {bound}, not {value!r}")
+    return float(value)
+
+
+def parseNotifications(section: dict[str, Any], policy: Policy) -> tuple[NotifierSettings, Policy]:
     """
-    The deliverer's settings and the policy with the section's rules in it.
+    The deliverer's settings and the policy with the section's rules in it
+    (seconds for every duration).
 
-    @raise node.confcheck.ConfigError: naming the bad key.
+    @raise ValueError: naming the bad key (L{am.ctl.config} makes it a
+        C{ConfigError}).
     """
-    section = check.section(data, "notifications", "notifications")
-    check.known(section, KEYS, "notifications")
-
-    def seconds(key: str, default: float, low: float) -> float:
-        return check.number(section, key, f"notifications.{key}", default, low, unit="seconds")
-
+    unknown = sorted(set(section) - KEYS)
+    if unknown:
+        raise ValueError(f"notifications: unknown key {unknown[0]!r} (known: {', '.join(sorted(KEYS))})")
     allow = _flag(section, "allow_private", policy.notifyPrivate)
     policy = attrs.evolve(
         policy,
         notifyPrivate=allow,
-        notifyRetryFor=int(seconds("retry_for", policy.notifyRetryFor, 0)),
-        notifyBackoff=int(seconds("backoff", policy.notifyBackoff, 1)),
-        notifyBackoffMax=int(seconds("backoff_max", policy.notifyBackoffMax, 1)),
-        waitMax=int(seconds("wait_max", policy.waitMax, 1)),
+        notifyRetryFor=int(_number(section, "retry_for", policy.notifyRetryFor, 0)),
+        notifyBackoff=int(_number(section, "backoff", policy.notifyBackoff, 1)),
+        notifyBackoffMax=int(_number(section, "backoff_max", policy.notifyBackoffMax, 1)),
+        waitMax=int(_number(section, "wait_max", policy.waitMax, 1)),
     )
-    batch = check.number(section, "batch", "notifications.batch", 50, 1, 1000)
     settings = NotifierSettings(
-        timeout=seconds("timeout", 10.0, 0.1), batch=int(batch), poll=seconds("poll", 15.0, 0.1),
-        deliver=_flag(section, "deliver", True), allowPrivate=allow,
+        timeout=_number(section, "timeout", 10.0, 0.1), batch=int(_number(section, "batch", 50, 1, 1000)),
+        poll=_number(section, "poll", 15.0, 0.1), deliver=_flag(section, "deliver", True), allowPrivate=allow,
     )
     return settings, policy
