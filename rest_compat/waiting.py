@@ -127,6 +127,8 @@ async def held(
         if met or gone or clock.seconds() >= deadline:
             woken.cancel()
             return Reply(200, body, headers={**headers, HEADER: "met" if met else "timeout"})
+        # Hold nothing of this read while waiting: the next one replaces it.
+        body = pairs = None
         await woken
         if gone:
-            return Reply(200, body, headers={**headers, HEADER: "timeout"})
+            return Reply(200, None, headers={**headers, HEADER: "timeout"})
