@@ -195,6 +195,32 @@ def test_lockTimeout() -> None:
     db.close()
 
 
+def test_claimsOfTwoControllersAreDisjoint() -> None:
+    """
+    Two controllers claiming due notifications at once never take the same
+    row: the second skips what the first holds, and sees it leased after.
+    """
+    from am.core import outbox
+    from am.core.model import Notification
+
+    url = fresh()
+    db = PostgresDatabase(url)
+    _setup(db)
+    db.run(lambda txn: [
+        txn.addNotification(Notification(expid=1, ownerid=1, url="https://x", kind="k", body={}, created=NOW,
+                                         eventid=f"e{i}", due=NOW))
+        for i in range(4)
+    ] + [outbox.ensureSecret(txn, 1, NOW)])
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        first = [d.notification.id for d in outbox.claim(PostgresTransaction(connection, writing=True), "a", NOW, 2, 60)]
+        second = [d.notification.id for d in db.run(outbox.claim, "b", NOW, 10, 60)]
+        assert len(first) == 2 and len(second) == 2 and not set(first) & set(second)
+        connection.execute("COMMIT")
+    assert db.run(outbox.claim, "c", NOW, 10, 60) == []
+    db.close()
+
+
 def test_readOnlySnapshot() -> None:
     url = fresh()
     db = PostgresDatabase(url)

@@ -294,6 +294,13 @@ class PostgresTransaction(SQLTransaction):
             args.append(recordKey(ownerid))
         return [scheduleFromRow(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
 
+    def _forUpdate(self, skipLocked: bool = False) -> str:
+        # Two controllers claiming due notifications at once each take rows
+        # the other has not locked (no two send one row); a settle locks its row.
+        if not self._writing:
+            return ""
+        return " FOR UPDATE SKIP LOCKED" if skipLocked else " FOR UPDATE"
+
     def getQuotas(self, userid: int) -> dict[str, Quota]:
         # A writer reads quotas to charge or refund them: the user's row lock
         # serialises that per user (missing quotas being created included).
