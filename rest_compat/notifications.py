@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from am.core.interfaces import IStoreTransaction
-from am.core.outbox import listed
+from am.core.outbox import listed, notifyURL
 from am.core.values import lookup
 from rest_compat import access
 from rest_compat.context import Context, Reply
@@ -31,7 +31,7 @@ async def experimentEvents(ctx: Context) -> Reply:
         access.checkExperiment(user, experiment.ownerid, set())
         return {
             "experiment": experiment.id,
-            "notify": experiment.options.get("notify"),
+            "notify": notifyURL(experiment),
             "events": [listed(n) for n in txn.notificationsOf(experiment.id)],
         }
 

@@ -6,6 +6,8 @@ C{marvin_notify} option.
 
 from __future__ import annotations
 
+import json
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from rest_compat.testing import RESTHarness, book, populate
@@ -41,6 +43,10 @@ class RESTTests(SynchronousTestCase):
             self.assertEqual(self.h.request("GET", f"/v1/experiments/{expid}/events", who).code, 403)
         options = self.h.run(lambda txn: txn.schedulesOfExperiment(expid)[0].deploymentOptions)
         self.assertNotIn("notify", options)
+        # Nor in any rendering of the experiment (a webhook URL may carry a token).
+        shown = self.h.request("GET", f"/v1/experiments/{expid}", self.people.node1).json
+        self.assertNotIn(HOOK, json.dumps(shown))
+        self.assertNotIn(HOOK, self.h.request("GET", f"/v1/experiments/{expid}", self.people.alice).body.decode())
 
     def test_privateTargetRefused(self) -> None:
         response = self.h.request(
@@ -79,7 +85,7 @@ class GeniTests(GeniTestCase):
             self.assertIn(words, answer["output"])
         self.ok("Allocate", self.s1, self.sliceCred(), rspec, {"marvin_notify": HOOK})
         [experiment] = self.store.run(lambda txn: txn.findExperiments())
-        self.assertEqual(experiment.options["notify"], HOOK)
+        self.assertEqual(experiment.options["_notify"], HOOK)
         self.assertEqual(
             [n.kind for n in self.store.run(lambda txn: txn.notificationsOf(experiment.id))], ["booking.made"]
         )

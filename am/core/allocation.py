@@ -17,7 +17,7 @@ from am.core.events import BookingMade, emit
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.core.interfaces import IStoreTransaction
 from am.core.model import Experiment, Schedule
-from am.core.notifyurl import checkURL
+from am.core.notifyurl import STORED as NOTIFY_STORED, checkURL
 from am.core.nodefilter import Atom, Filter, FilterSyntaxError, Group, parse
 from am.core.policy import Policy
 from am.core.recurrence import expandOffsets
@@ -318,7 +318,7 @@ def allocate(
     if pairing.paired:
         schedulingOptions["paired"] = True
     if notify is not None:
-        schedulingOptions["notify"] = notify
+        schedulingOptions[NOTIFY_STORED] = notify
     experiment = Experiment(
         name=request.name,
         ownerid=owner.id,

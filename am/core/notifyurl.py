@@ -17,8 +17,12 @@ from urllib.parse import urlsplit
 from am.core.errors import BadRequest
 from am.core.policy import Policy
 
-#: The experiment option that names the receiver.
+#: The booking option that names the receiver.
 OPTION = "notify"
+#: Where an experiment keeps it: hidden from every rendering of its options
+#: (a webhook URL often carries a token, and nodes read experiments they
+#: run), shown to the owner with the outbox (C{GET /experiments/<id>/events}).
+STORED = "_notify"
 MAX_URL = 2000
 
 

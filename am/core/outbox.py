@@ -29,7 +29,7 @@ from am.core.errors import BadRequest, Forbidden
 from am.core.events import Event
 from am.core.interfaces import IStoreTransaction
 from am.core.model import Experiment, Notification
-from am.core.notifyurl import OPTION
+from am.core.notifyurl import STORED
 from am.core.policy import Policy
 from am.core.values import identifier
 
@@ -93,8 +93,8 @@ def record(txn: IStoreTransaction, events: Iterable[Event]) -> list[Notification
         if expid not in experiments:
             experiments[expid] = txn.getExperiment(expid)
         experiment = experiments[expid]
-        url = experiment.options.get(OPTION) if experiment is not None else None
-        if experiment is None or not isinstance(url, str) or not url:
+        url = notifyURL(experiment) if experiment is not None else None
+        if experiment is None or url is None:
             continue
         ensureSecret(txn, experiment.ownerid, event.time)
         entry = Notification(
@@ -183,6 +183,14 @@ def readSecret(txn: IStoreTransaction, userid: Any, actorid: int) -> Optional[st
     if actor.id != identifier(userid):
         raise Forbidden("Only the user may read a notification secret.")
     return txn.getNotifySecret(actor.id)
+
+
+def notifyURL(experiment: Experiment) -> Optional[str]:
+    """
+    The receiver an experiment names, if any.
+    """
+    url = experiment.options.get(STORED)
+    return url if isinstance(url, str) and url else None
 
 
 def listed(entry: Notification) -> dict[str, Any]:
