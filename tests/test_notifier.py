@@ -83,6 +83,20 @@ class DelivererTests(SynchronousTestCase):
         [(host, port, *_)] = self.reactor.tcpClients
         self.assertEqual((host, port), ("10.0.0.7", 8080))
 
+    def test_stopReleasesClaims(self) -> None:
+        """
+        Stopping while a POST is under way gives the row back (due now, no
+        lease), so a restarted controller sends it without waiting.
+        """
+        notifier = self.notifier(allowPrivate=True, answer=["10.0.0.7"])
+        expid = self.book("http://hooks.internal:8080/x")
+        self.reactor.advance(0)
+        [row] = self.rows(expid)
+        self.assertEqual(row.leaseOwner, notifier.worker)
+        self.successResultOf(notifier.stopService())
+        [row] = self.rows(expid)
+        self.assertEqual((row.state, row.leaseOwner, row.leaseUntil, row.attempts), ("pending", "", 0, 0))
+
     def test_idleLooksFollowTheOutbox(self) -> None:
         """
         With nothing due the deliverer looks again after C{poll} seconds; an

@@ -143,6 +143,18 @@ class DeliveryStateTests(CoreTestCase):
         self.assertEqual(final.lastError, "HTTP 503")
         self.assertLessEqual(self.scheduler.now(), final.created + 100)
 
+    def test_releaseGivesBackClaims(self) -> None:
+        """
+        A stopping deliverer's unsettled claims are due again at once, for
+        anyone; what it settled stays settled.
+        """
+        self.book(notify=HOOK)
+        first, second = self.claim("w1")
+        self.successResultOf(self.scheduler.settleNotification(first.notification.id, "w1", True))
+        self.assertEqual(self.successResultOf(self.scheduler.releaseNotifications("w1")), 1)
+        [again] = self.claim("w2")
+        self.assertEqual(again.notification.id, second.notification.id)
+
     def test_permanentFailure(self) -> None:
         """
         A refused target is given up at once.

@@ -457,6 +457,8 @@ def test_outboxAndSecrets(store: Backend) -> None:
     leased = made[1]
     leased.leaseOwner, leased.leaseUntil, leased.attempts = "w", NOW + 30, 1
     store.run(lambda txn: txn.updateNotification(leased))
+    assert [n.eventid for n in store.run(lambda txn: txn.leasedNotifications("w"))] == ["b"]
+    assert store.run(lambda txn: txn.leasedNotifications("other")) == []
     assert [n.eventid for n in store.run(lambda txn: txn.dueNotifications(NOW, 10))] == ["a"]
     assert [n.eventid for n in store.run(lambda txn: txn.dueNotifications(NOW + 60, 1))] == ["b"]
     again = store.run(lambda txn: txn.getNotification(leased.id))

@@ -207,6 +207,9 @@ class IStoreTransaction(Interface):
     def nextNotificationDue():
         """The earliest due time of a pending notification, or C{None}."""
 
+    def leasedNotifications(worker):
+        """The pending notifications C{worker} holds a lease on."""
+
     def notificationsOf(expid):
         """An experiment's notifications, by sequence number."""
 
@@ -333,3 +336,6 @@ class IScheduler(Interface):
 
     def nextNotificationDue():
         """When the earliest pending notification is due, or None."""
+
+    def releaseNotifications(worker):
+        """Give back a stopping deliverer's unsettled claims."""

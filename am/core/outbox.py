@@ -151,6 +151,21 @@ def settle(
     return entry
 
 
+def release(txn: IStoreTransaction, worker: str) -> int:
+    """
+    A deliverer that stops gives back what it claimed and did not settle:
+    due again at once, for any controller (an attempt cut short may have
+    arrived: receivers de-duplicate).
+
+    @return: how many.
+    """
+    leased = txn.leasedNotifications(worker)
+    for entry in leased:
+        entry.leaseOwner, entry.leaseUntil = "", 0
+        txn.updateNotification(entry)
+    return len(leased)
+
+
 def nextDue(txn: IStoreTransaction) -> Optional[int]:
     """
     When the earliest pending notification is due (for the deliverer's timer).

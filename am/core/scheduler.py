@@ -360,6 +360,12 @@ class Scheduler:
         """
         return self._change(outbox.settle, outid, worker, ok, error, self.now(), self.policy, permanent)
 
+    def releaseNotifications(self, worker: str) -> Deferred:
+        """
+        Give back C{worker}'s unsettled claims (a deliverer stopping).
+        """
+        return self._change(outbox.release, worker)
+
     def nextNotificationDue(self) -> Deferred:
         """
         When the earliest pending notification is due, or C{None}.

@@ -171,9 +171,12 @@ class Notifier(Service):
         self._timer = None
         running = self._running
         if running is not None:
-            # Unsettled rows keep their lease and are sent again once it runs out.
             running.cancel()
-        return None
+        # What was claimed and not settled is due again at once, for anyone
+        # (a controller killed instead keeps its claims until the lease ends).
+        d = self.scheduler.releaseNotifications(self.worker)
+        d.addErrback(lambda f: self.log.failure("notifications: could not release claims", f))
+        return d
 
     def _observe(self, event: Event) -> None:
         if isinstance(getattr(event, "expid", None), int):
@@ -249,6 +252,8 @@ class Notifier(Service):
             raise
         except Exception as e:
             error = f"{type(e).__name__}: {e}"[:300]
+        if not self.running:
+            return False  # cut short by stopping: released, not counted as an attempt
         if not ok:
             self.log.info(
                 "notification {id} of experiment {expid} to {url}: {error}",

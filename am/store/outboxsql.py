@@ -83,6 +83,14 @@ class OutboxSQL:
             )
         ]
 
+    def leasedNotifications(self, worker: str) -> list[Notification]:
+        return [
+            _notification(r)
+            for r in self._all(
+                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND lease_owner = ? ORDER BY id", worker
+            )
+        ]
+
     def nextNotificationDue(self) -> Optional[int]:
         row = self._one("SELECT min(due) FROM outbox WHERE state = 'pending'")
         return row[0] if row else None
