@@ -41,6 +41,7 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
     "user/schedules": {"GET": AUTHENTICATED},
     "user/experiments": {"GET": AUTHENTICATED},
     "user/journals": {"GET": AUTHENTICATED},
+    "user/notify-secret": {"GET": PEOPLE, "POST": PEOPLE},
     "experiments": {"GET": AUTHENTICATED, "POST": frozenset({USER})},
     "experiment": {
         "GET": AUTHENTICATED,
@@ -52,6 +53,7 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
     "experiment/schedule": {"GET": AUTHENTICATED},
     "experiment/occurrences": {"GET": AUTHENTICATED, "DELETE": PEOPLE},
     "experiment/occurrence": {"GET": AUTHENTICATED, "PUT": PEOPLE, "DELETE": PEOPLE},
+    "experiment/events": {"GET": PEOPLE},
     "schedules": {"GET": AUTHENTICATED},
     "schedules/find": {"GET": PEOPLE},
     "ui": {"GET": PEOPLE},
