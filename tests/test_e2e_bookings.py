@@ -17,7 +17,8 @@ FAST = {"require_heartbeat": False, "maintenance_windows": [], "min_delay": 0, "
 
 
 def controller(tmp_path, pki, **overrides):  # noqa: F811
-    process, ports = start(writeConfig(str(tmp_path), pki, scheduling=FAST, **overrides))
+    overrides.setdefault("scheduling", FAST)
+    process, ports = start(writeConfig(str(tmp_path), pki, **overrides))
     client = Client(ports, pki)
     status, body = client.call("POST", "/v1/users", who="admin", form={"name": "alice", "ssl": ALICE, "role": "user"})
     assert status == 201, body
@@ -85,6 +86,36 @@ def test_occurrences(pki, tmp_path):  # noqa: F811
         assert (status, body["occurrences"], body["archived"]) == (200, [0, 1], True), body
         status, users = client.call("GET", "/v1/users", fingerprint=ALICE)
         assert users[0]["quota_time"] == left + 1200
+        assert process.stop() == 0
+    finally:
+        process.kill()
+
+
+def test_selfHealing(pki, tmp_path):  # noqa: F811
+    """
+    A self-healing booking whose node an admin puts in maintenance is moved
+    to another node by the controller's own heal loop, the status text
+    saying why.
+    """
+    scheduling = dict(FAST, heal_silence=10**10)
+    process, client = controller(tmp_path, pki, scheduling=scheduling,
+                                 housekeeping={"expiry_period": 60, "sweep_period": 60, "heal_period": 1})
+    try:
+        status, body = client.call("POST", "/v1/experiments", fingerprint=ALICE, body={
+            "name": "h", "script": IMAGE, "nodecount": 1, "nodetypes": "", "start": int(time.time()) + 3600,
+            "duration": 600, "options": {"heal": True}})
+        assert status == 201, body
+        path = f"/v1/experiments/{body['experiment']}/schedules"
+        status, body = client.call("GET", path, fingerprint=ALICE)
+        [(schedid, row)] = body["schedules"].items()
+        first = str(row["nodeid"])
+        status, body = client.call("PUT", f"/v1/resources/{first}", who="admin", form={"status": "maintenance"})
+        assert status == 200, body
+        process.waitFor(r"heal: 1 window\(s\) moved off failing nodes")
+        status, body = client.call("GET", path, fingerprint=ALICE)
+        row = body["schedules"][schedid]
+        assert str(row["nodeid"]) != first, row
+        assert row["status"] == f"defined; moved from node {first} (in status maintenance)", row
         assert process.stop() == 0
     finally:
         process.kill()

@@ -110,6 +110,24 @@ class ScheduleMoved(Event):
 
 
 @attrs.frozen(kw_only=True)
+class HealFailed(Event):
+    """
+    A window of a self-healing booking sits on a node that is down or
+    failing and no healthy node matching its filter is free: it was not
+    moved (its owner is told once per node; C{reason} says why).
+    """
+
+    kind: ClassVar[str] = "schedule.heal_failed"
+
+    schedid: int
+    expid: int
+    ownerid: int
+    nodeid: str
+    start: int
+    stop: int
+
+
+@attrs.frozen(kw_only=True)
 class BookingMade(Event):
     """
     A request was booked: a new experiment with its schedules.

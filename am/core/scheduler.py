@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from am.core import accounts, allocation, commands, lifecycle, occurrences, outbox, slices
+from am.core import accounts, allocation, commands, healing, lifecycle, occurrences, outbox, slices
 from am.core.errors import Conflict
 from am.core.events import BookingRefused, Event, EventStream, runCommand
 from am.core.interfaces import IScheduler, IStore
@@ -225,6 +225,12 @@ class Scheduler:
         Fail what nobody ran (L{lifecycle.sweep}); fires with a L{lifecycle.Sweep}.
         """
         return self._change(lifecycle.sweep, self.now(), self.policy)
+
+    def heal(self) -> Deferred:
+        """
+        One self-healing pass (L{healing.heal}); fires with a L{healing.Healing}.
+        """
+        return self._change(healing.heal, self.now(), self.policy)
 
     # -- GENI slices -----------------------------------------------------------
 
