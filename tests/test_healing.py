@@ -16,6 +16,7 @@ from am.core.model import NODE_MAINTENANCE
 from am.core.policy import Policy
 from rest_compat.testing import RESTHarness, book, populate
 from tests.core_helpers import NOW, CoreTestCase, assertNoOverlap
+from tests.geni_helpers import GeniTestCase, requestRSpec
 
 START = NOW + 3600
 
@@ -242,3 +243,19 @@ class RESTHealTests(SynchronousTestCase):
         self.assertIs(body["options"]["heal"], True)
         [schedule] = h.run(lambda txn: txn.schedulesOfExperiment(expid))
         self.assertNotIn("heal", schedule.deploymentOptions)
+
+
+class GeniHealTests(GeniTestCase):
+    """
+    The GENI Allocate option C{marvin_heal}.
+    """
+
+    def test_option(self) -> None:
+        """
+        An unbound Allocate with C{marvin_heal} is a self-healing booking;
+        a bound one is refused.
+        """
+        self.assertEqual(self.code("Allocate", self.s1, self.sliceCred(), requestRSpec(["1"]), {"marvin_heal": True}), 7)
+        self.ok("Allocate", self.s1, self.sliceCred(), requestRSpec(unbound=""), {"marvin_heal": True})
+        [experiment] = self.successResultOf(self.scheduler.read(lambda txn: txn.findExperiments(sliceURN=self.s1)))
+        self.assertIs(experiment.options["heal"], True)

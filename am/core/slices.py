@@ -107,6 +107,7 @@ class SliceRequest:
     bestEffort: bool = False
     notify: Optional[str] = None
     dryrun: bool = False
+    heal: bool = False
 
 
 # A failed sliver stays listed this long after its end time, so its owner can
@@ -267,6 +268,7 @@ def _book(
         allocateOnly=True,
         notify=request.notify,
         dryrun=request.dryrun,
+        heal=request.heal,
     )
     missing = ""
     try:

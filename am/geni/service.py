@@ -382,6 +382,7 @@ class AggregateManager:
             unbound=tuple(unboundNames),
             notify=notify,
             bestEffort=bool(options.get("geni_best_effort")),
+            heal=_truthy(options.get("marvin_heal")),
         )
 
     async def Describe(self, caller: Caller, urns: Any, credentials: Any, options: Any):
