@@ -27,7 +27,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import attrs
 
 from am.core.interfaces import IStoreTransaction
-from am.core.model import NODE_ACTIVE, Interval, Node
+from am.core.model import NODE_ACTIVE, Node
 from am.core.nodefilter import Filter
 from am.core.nodeview import NodeView
 from am.core.policy import Policy
@@ -289,32 +289,26 @@ def _freeAt(
     low, high = start - padding, stop + padding
     most = _CHUNK // len(head)
     size = most if need is None else min(most, 2 * need)
-    chunk = list(itertools.islice(candidates, size))
-    ends: dict[str, int] = {}
-
-    def note(conflicts: Iterable[Interval]) -> None:
-        for c in conflicts:
+    # Short lists of ids only, never a scan of the window: a store may lock
+    # what it is asked about (PostgreSQL locks those nodes).
+    while need is None or len(free) < need:
+        chunk = list(itertools.islice(candidates, size))
+        if not chunk:
+            break
+        ends: dict[str, int] = {}
+        for c in txn.blockingIntervals(low, high, [n.id for unit in chunk for n in unit]):
             end = c.stop + padding
             if end < ends.get(c.nodeid, end + 1):
                 ends[c.nodeid] = end
-
-    note(txn.blockingIntervals(low, high, [n.id for unit in chunk for n in unit]))
-    units: Iterable[Unit] = chunk
-    if len(chunk) == size and (need is None or len(chunk) - len(ends) < need):
-        # More candidates than one short query names, and not enough free
-        # among them: the rest against one scan of the window.
-        note(txn.blockingIntervals(low, high))
-        units = itertools.chain(chunk, candidates)
-    for unit in units:
-        busy = [ends[n.id] for n in unit if n.id in ends]
-        if busy:
-            end = min(busy)
-            if nextEnd is None or end < nextEnd:
-                nextEnd = end
-        else:
-            free.append(tuple(n.id for n in unit))
-            if need is not None and len(free) >= need:
-                break
+        for unit in chunk:
+            busy = [ends[n.id] for n in unit if n.id in ends]
+            if busy:
+                end = min(busy)
+                if nextEnd is None or end < nextEnd:
+                    nextEnd = end
+            elif need is None or len(free) < need:
+                free.append(tuple(n.id for n in unit))
+        size = most
     return free, nextEnd
 
 
