@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import attrs
 
-from am.core import quotas, slots, sshkeys, states
+from am.core import health, quotas, slots, sshkeys, states
 from am.core.events import BookingMade, emit
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.core.interfaces import IStoreTransaction
@@ -227,6 +227,9 @@ def allocate(
     pairing = slots.Pairing.choose(interfaceCount, len(scripts), request.nodes is not None)
     if pairing.paired and nodecount % 2:
         raise Conflict("Node count must be even for paired nodes.")
+    if request.heal and (request.nodes is not None or pairing.paired):
+        raise Conflict("options.heal needs unbound single nodes (a nodetypes filter): "
+                       "a booking that names its nodes or books pairs cannot move elsewhere.")
     units = nodecount // pairing.size
 
     offsets: tuple[int, ...]
@@ -290,7 +293,8 @@ def allocate(
             tuple(tuple(n.id for n in unit) for unit in eligible.first(units)),
         )
     else:
-        eligible = slots.eligibleNodes(view, nodeFilter, request.nodes, now, policy, pairing)
+        ranking = health.penalties(txn.listHealth(), now, policy)
+        eligible = slots.eligibleNodes(view, nodeFilter, request.nodes, now, policy, pairing, ranking)
         start, chosen = _chooseWindow(
             txn, request, eligible, pairing, units, duration, start, asap, offsets, now, policy
         )
@@ -316,6 +320,8 @@ def allocate(
         schedulingOptions["interfaceCount"] = interfaceCount
     if pairing.paired:
         schedulingOptions["paired"] = True
+    if request.heal:
+        schedulingOptions["heal"] = True
     if notify is not None:
         schedulingOptions[NOTIFY_STORED] = notify
     experiment = Experiment(
@@ -423,7 +429,9 @@ def find(
         raise Conflict(
             f"Provided start time is outside the allowed scheduling range ({now + policy.minDelay}, {latest})"
         )
-    eligible = slots.eligibleNodes(txn.nodeView(), nodeFilter, nodes, now, policy, pairing)
+    eligible = slots.eligibleNodes(
+        txn.nodeView(), nodeFilter, nodes, now, policy, pairing, health.penalties(txn.listHealth(), now, policy)
+    )
     found, _ = slots.search(
         txn, eligible, nodecount // pairing.size, duration, earliest, latest, (0,), results
     )

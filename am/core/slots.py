@@ -22,7 +22,7 @@ a pair being free when both its nodes are (legacy reference §5.3).
 from __future__ import annotations
 
 import itertools
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 
@@ -163,8 +163,7 @@ class Eligible:
     def candidates(self, start: int) -> Iterator[Unit]:
         """
         The units usable for a window starting at C{start}, best first: an
-        imminent start takes only those heard within C{imminentHeartbeatAge}
-        (a prefix of the order, which is by heartbeat).
+        imminent start takes only those heard within C{imminentHeartbeatAge}.
         """
         limit = self.now - self.policy.imminentHeartbeatAge if self.restricted(start) else None
         index = 0
@@ -174,10 +173,9 @@ class Eligible:
                 if index >= len(self._units):
                     return
             unit = self._units[index]
-            if limit is not None and min(n.heartbeat for n in unit) < limit:
-                return
-            yield unit
             index += 1
+            if limit is None or min(n.heartbeat for n in unit) >= limit:
+                yield unit
 
 
 # How many node ids one interval query of the free check names (the stores
@@ -213,11 +211,6 @@ def _matching(view: NodeView, nodeFilter: Filter) -> frozenset[str]:
     return found
 
 
-def _byHeartbeat(units: list[Unit]) -> list[Unit]:
-    units.sort(key=lambda u: (-min(n.heartbeat for n in u), u[0].id))
-    return units
-
-
 def eligibleNodes(
     view: NodeView,
     nodeFilter: Filter,
@@ -225,17 +218,24 @@ def eligibleNodes(
     now: int,
     policy: Policy,
     pairing: Pairing = SINGLE,
+    penalties: Optional[Mapping[str, int]] = None,
 ) -> Eligible:
     """
     Filter and order the candidate units: active nodes matching the filter (or
-    named explicitly), with a heartbeat recent enough, the most recently heard
-    first; heads or tails left out as C{pairing} says (the view's pairs map
-    heads to tails), or, in pair mode, heads whose tail is eligible too.
+    named explicitly), with a heartbeat recent enough; heads or tails left
+    out as C{pairing} says (the view's pairs map heads to tails), or, in pair
+    mode, heads whose tail is eligible too. The ranking, deterministic: the
+    healthiest first (the fewest recent failures and heartbeat gaps,
+    C{penalties} by node id, summed over a pair's nodes), then the most
+    recently heard, then by id. Nodes without a penalty come lazily from the
+    view's heartbeat order; the few with one are sorted after them.
     """
     pairs = view.pairs
     tails = set(pairs.values())
+    penalty = {k: v for k, v in (penalties or {}).items() if v}
     wanted = set(str(n) for n in explicit) if explicit is not None else None
     since = now - policy.heartbeatAge if wanted is None and policy.requireHeartbeat else None
+    lazy = False
     chosen: Iterable[Node]
     if wanted is not None:
         chosen = [
@@ -246,22 +246,34 @@ def eligibleNodes(
         matching = _matching(view, nodeFilter)
         if pairing.paired or len(matching) * 8 < len(view):
             # Few candidates (or pairs): sorting them beats walking every node.
-            chosen = [
-                n for n in (view.byId[i] for i in matching) if since is None or n.heartbeat >= since
-            ]
+            chosen = [n for n in (view.byId[i] for i in matching) if since is None or n.heartbeat >= since]
         else:
-            chosen = (n for n in view.byRecency(since) if n.id in matching)
+            lazy = True
+            chosen = (n for n in view.byRecency(since) if n.id in matching and n.id not in penalty)
+
+    def rank(units: Iterable[Unit]) -> list[Unit]:
+        return sorted(units, key=lambda u: (
+            sum(penalty.get(n.id, 0) for n in u), -min(n.heartbeat for n in u), u[0].id
+        ))
+
+    def single(nodes: Iterable[Node]) -> Iterator[Unit]:
+        return (
+            (n,) for n in nodes
+            if (pairing.heads or n.id not in pairs) and (pairing.tails or n.id not in tails)
+        )
+
     units: Iterable[Unit]
     if pairing.paired:
         byId = {n.id: n for n in chosen}
-        units = _byHeartbeat([(n, byId[pairs[n.id]]) for n in byId.values() if pairs.get(n.id) in byId])
+        units = rank((n, byId[pairs[n.id]]) for n in byId.values() if pairs.get(n.id) in byId)
+    elif lazy:
+        penalised = [
+            view.byId[i] for i in penalty
+            if i in matching and (since is None or view.byId[i].heartbeat >= since)
+        ]
+        units = itertools.chain(single(chosen), rank(single(penalised)))
     else:
-        units = (
-            (n,) for n in chosen
-            if (pairing.heads or n.id not in pairs) and (pairing.tails or n.id not in tails)
-        )
-        if not isinstance(chosen, Iterator):
-            units = _byHeartbeat(list(units))
+        units = rank(single(chosen))
     return Eligible(units, now, policy, wanted is not None)
 
 

@@ -199,7 +199,17 @@ MIGRATIONS: tuple[str, ...] = (
     END
     $$;
     """,
-    # 8: the version of the nodes' static facts (SQLite has it from schema 1):
+    # 8: node health records (SQLite schema 10).
+    """
+    CREATE TABLE node_health (
+        nodeid text COLLATE "C" PRIMARY KEY,
+        gaps bigint NOT NULL DEFAULT 0,
+        last_gap bigint NOT NULL DEFAULT 0,
+        failures bigint NOT NULL DEFAULT 0,
+        last_failure bigint NOT NULL DEFAULT 0
+    );
+    """,
+    # 9: the version of the nodes' static facts (SQLite has it from schema 1):
     # every write of a node's tags, status, hostname or pairing bumps it, so
     # each controller's node view sees another's changes (am/store/viewkeeper.py).
     """
