@@ -14,7 +14,8 @@ from am.core.errors import BadRequest, NotFound
 
 T = TypeVar("T")
 
-_INTEGER = re.compile(r"-?\d{1,18}")
+# ASCII digits (\d would take any script's), as the OpenAPI document says.
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 # SQLite stores signed 64-bit integers; stay well inside.
 LIMIT = 2**62
 
