@@ -23,7 +23,7 @@ from am.core import accounts, allocation
 from am.core.allocation import AllocationRequest
 from am.core.errors import Conflict
 from am.core.interfaces import IStoreTransaction
-from am.core.model import Experiment, JournalEntry, Node, Quota, Schedule, User
+from am.core.model import Experiment, JournalEntry, Node, Notification, Quota, Schedule, User
 from am.core.policy import Policy
 from am.store.postgres import PostgresDatabase
 from am.store.sqlite import SQLiteDatabase
@@ -346,7 +346,8 @@ def test_addAndGetSchedules(store: Backend) -> None:
     assert [store.run(lambda txn: txn.getSchedule(i)) for i in ids] == rows
     assert store.run(lambda txn: txn.getSchedule(ids[-1] + 1)) is None
     assert store.run(lambda txn: txn.countSchedules()) == 7
-    one = store.run(lambda txn: txn.addSchedules([Schedule(expid=rows[0].expid, nodeid="3", start=9, stop=10)]))
+    # Shared: node 3 is booked then (PostgreSQL's constraint refuses an overlap).
+    one = store.run(lambda txn: txn.addSchedules([Schedule(expid=rows[0].expid, nodeid="3", start=9, stop=10, shared=True)]))
     assert one[0] > ids[-1] and store.run(lambda txn: txn.addSchedules([])) == []
     expa = rows[0].expid
     assert [s.id for s in store.run(lambda txn: txn.schedulesOfExperiment(expa))] == [
@@ -408,9 +409,9 @@ def test_blockingIntervals(store: Backend) -> None:
     store.run(lambda txn: txn.updateSchedule(rows[0]))
     assert intervals(1000, 1001, ["2"]) == [("2", 1000, 2000)]
     # a window made longer than any before is still found from its far end
-    rows[0].stop = 10**6
+    rows[0].start, rows[0].stop = 4000, 10**6  # clear of node 2's other window
     store.run(lambda txn: txn.updateSchedule(rows[0]))
-    assert intervals(999999, 10**7) == intervals(999999, 10**7, ["2"]) == [("2", 1000, 10**6)]
+    assert intervals(999999, 10**7) == intervals(999999, 10**7, ["2"]) == [("2", 4000, 10**6)]
     assert [s.id for s in store.run(lambda txn: txn.schedulesOverlapping(999999, 10**7))] == [rows[0].id]
 
 
@@ -431,6 +432,42 @@ def test_trafficAndPublicKeys(store: Backend) -> None:
     store.run(lambda txn: txn.addPublicKey(rows[4].id, "ssh-ed25519 old", NOW))
     assert store.run(lambda txn: txn.publicKeys(NOW)) == [f"ssh-ed25519 K{first}", f"ssh-ed25519 K{rows[3].id}"]
     assert store.run(lambda txn: txn.publicKeys(NOW + 10)) == []
+
+
+def test_outboxAndSecrets(store: Backend) -> None:
+    """
+    Notifications are numbered per experiment, round-trip (body as JSON),
+    come back due in order without leased rows, and update; secrets replace.
+    """
+    owner = store.run(lambda txn: _owner(txn))
+    first = store.run(lambda txn: _experiment(txn, owner))
+    second = store.run(lambda txn: _experiment(txn, owner))
+
+    def note(expid: int, eventid: str, due: int) -> Notification:
+        return Notification(expid=expid, ownerid=owner, url="https://h.example/x", kind="schedule.status",
+                            body={"kind": "schedule.status", "new": "deployed", "ids": [1, 2]},
+                            created=NOW, eventid=eventid, due=due)
+
+    made = [note(first, "a", NOW), note(second, "b", NOW - 5), note(first, "c", NOW + 50)]
+    store.run(lambda txn: [txn.addNotification(n) for n in made])
+    assert [(n.expid, n.seq) for n in made] == [(first, 1), (second, 1), (first, 2)]
+    assert all(n.id is not None for n in made)
+    assert [n.eventid for n in store.run(lambda txn: txn.dueNotifications(NOW, 10))] == ["b", "a"]
+    assert store.run(lambda txn: txn.nextNotificationDue()) == NOW - 5
+    leased = made[1]
+    leased.leaseOwner, leased.leaseUntil, leased.attempts = "w", NOW + 30, 1
+    store.run(lambda txn: txn.updateNotification(leased))
+    assert [n.eventid for n in store.run(lambda txn: txn.leasedNotifications("w"))] == ["b"]
+    assert store.run(lambda txn: txn.leasedNotifications("other")) == []
+    assert [n.eventid for n in store.run(lambda txn: txn.dueNotifications(NOW, 10))] == ["a"]
+    assert [n.eventid for n in store.run(lambda txn: txn.dueNotifications(NOW + 60, 1))] == ["b"]
+    again = store.run(lambda txn: txn.getNotification(leased.id))
+    assert again == leased
+    assert [n.eventid for n in store.run(lambda txn: txn.notificationsOf(first))] == ["a", "c"]
+    assert store.run(lambda txn: txn.getNotifySecret(owner)) is None
+    store.run(lambda txn: txn.putNotifySecret(owner, "one", NOW))
+    store.run(lambda txn: txn.putNotifySecret(owner, "two", NOW + 1))
+    assert store.run(lambda txn: txn.getNotifySecret(owner)) == "two"
 
 
 # -- transactions ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import (
@@ -45,10 +45,12 @@ from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
 from am.ctl.logs import marvinVersion, startLogging
 from am.ctl.metrics import MeasuredStore, Metrics
 from am.ctl.ops import mountOperations
+from am.ctl.notifier import Notifier
 from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
 from am.ctl.site import MarvinSite, makeSite
 from am.ctl.slowclients import guard
 from am.geni.face import mountGENI
+from am.store.leadership import AlwaysLeader, ILeadership, leadershipOf
 from am.store.sqlite import SQLiteStore
 from am.trust.certs import certificatePEM, loadRoots
 from am.trust.tls import serverTLSOptions
@@ -201,7 +203,8 @@ class Controller(MultiService):
     (C{https}, C{http}) serving one L{MarvinSite}, a L{TimerService} named
     C{expiry} for unprovisioned allocations and queued tasks, one named
     C{sweep} failing what nobody ran, and an
-    L{InventoryService} named C{inventory}; add more children with
+    L{InventoryService} named C{inventory} (these three run only while this
+    controller leads, L{am.store.leadership}); add more children with
     C{addService} (they start after the listeners, in the order added).
 
     Starting opens the store, builds the scheduler and the site's resources
@@ -242,6 +245,7 @@ class Controller(MultiService):
         self.faces = tuple(faces) + ((mountGENI,) if config.geni is not None else ()) + (mountOperations,)
         self.metrics = Metrics()
         self.store: Any = None
+        self.leadership: ILeadership = AlwaysLeader()
         self.scheduler: Optional[IScheduler] = None
         self.root: Optional[IResource] = None
         self.ready: Deferred = Deferred()
@@ -273,6 +277,8 @@ class Controller(MultiService):
         sweep.setName("sweep")
         self.addService(sweep)
         self.addService(InventoryService(self.sync))
+        if config.notifier.deliver:
+            self.addService(Notifier(lambda: self.scheduler, reactor, config.notifier))
 
     def _endpoints(self) -> list[tuple[str, Callable[[], IStreamServerEndpoint]]]:
         endpoints: list[tuple[str, Callable[[], IStreamServerEndpoint]]] = []
@@ -326,9 +332,14 @@ class Controller(MultiService):
         @raise StartupError: if the database cannot be opened.
         """
         try:
-            self.store = MeasuredStore(self.storeFactory(self.config.database, self.reactor), self.metrics)
+            store = self.storeFactory(self.config.database, self.reactor)
+            self.store = MeasuredStore(store, self.metrics)
         except Exception as e:
             raise StartupError(f"database: cannot open {redacted(self.config.database)}: {e}") from None
+        # Several controllers on one database run the background loops on one.
+        self.leadership = leadershipOf(store)
+        self.leadership.start()
+        self.sync.leading = lambda: self.leadership.leading
         Service.startService(self)
         self.scheduler = Scheduler(self.store, self.reactor, self.config.policy)
         self.sync.scheduler = self.scheduler
@@ -383,6 +394,9 @@ class Controller(MultiService):
         is logged and the next run comes on time.
         """
 
+        if not self.leadership.leading:
+            return succeed(None)
+
         def expired(count: Any) -> None:
             if count:
                 self.log.info("{count} unprovisioned allocation(s) or queued task(s) expired", count=count)
@@ -397,6 +411,9 @@ class Controller(MultiService):
         One run of the periodic sweep (the C{sweep} timer's call): fail what
         nobody ran; a failure is logged and the next run comes on time.
         """
+
+        if not self.leadership.leading:
+            return succeed(None)
 
         def swept(result: Any) -> None:
             if result.total:
@@ -419,6 +436,7 @@ class Controller(MultiService):
         d = DeferredList([maybeDeferred(s.stopService) for s in started], consumeErrors=True)
 
         def close(_: Any) -> Any:
+            self.leadership.stop()
             if self.store is not None:
                 store, self.store = self.store, None
                 return store.close()
