@@ -42,6 +42,9 @@ CROSS_FIELD = (
     # admins change nodes with type, status or pair; nodes heartbeat with none of them
     re.compile(r"^Parameters missing \(any of: type, status, pair\)\.$"),
     re.compile(r"^A node cannot be paired with itself\.$"),
+    # waiting: timeout and from only with wait, wait=change only with from
+    re.compile(r"^(timeout|from) needs wait=<status\|final\|change>$"),
+    re.compile(r"^wait=change needs from="),
     # JSON held in a text parameter (options as a string): JSON Schema can
     # say it starts with "{", not that the rest parses
     re.compile(r"^options string could not be parsed\. (Malformed JSON in options|Numbers in options must fit)"),
