@@ -306,7 +306,7 @@ def test_exampleFileNamesEveryKey():
         "headers": {"verified", "fingerprint", "client_certificate"},
         "metrics": {"access"},
         "inventory": {"file", "api", "period", "retry"},
-        "housekeeping": {"expiry_period", "sweep_period"},
+        "housekeeping": {"expiry_period", "sweep_period", "heal_period"},
         "notifications": {
             "allow_private", "retry_for", "backoff", "backoff_max", "timeout", "batch", "poll", "deliver", "wait_max",
         },
@@ -339,7 +339,7 @@ def test_exampleFileNamesEveryKey():
     from am.core.policy import Policy
 
     assert config.policy == Policy.fromConfig(document["scheduling"])
-    assert len(document["scheduling"]) == 23  # every Policy.fromConfig key
+    assert len(document["scheduling"]) == 27  # every Policy.fromConfig key
 
 
 def test_demoInventoryFileMatchesTheDemo():

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import attrs
 
-from am.core import quotas, slots, sshkeys, states
+from am.core import health, quotas, slots, sshkeys, states
 from am.core.events import BookingMade, emit
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.core.interfaces import IStoreTransaction
@@ -227,6 +227,9 @@ def allocate(
     pairing = slots.Pairing.choose(interfaceCount, len(scripts), request.nodes is not None)
     if pairing.paired and nodecount % 2:
         raise Conflict("Node count must be even for paired nodes.")
+    if request.heal and (request.nodes is not None or pairing.paired):
+        raise Conflict("options.heal needs unbound single nodes (a nodetypes filter): "
+                       "a booking that names its nodes or books pairs cannot move elsewhere.")
     units = nodecount // pairing.size
 
     offsets: tuple[int, ...]
@@ -291,7 +294,8 @@ def allocate(
             tuple(tuple(n.id for n in unit) for unit in eligible.units[:units]),
         )
     else:
-        eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy, pairs, pairing)
+        ranking = health.penalties(txn.listHealth(), now, policy)
+        eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy, pairs, pairing, ranking)
         start, chosen = _chooseWindow(
             txn, request, eligible, pairing, units, duration, start, asap, offsets, now, policy
         )
@@ -317,6 +321,8 @@ def allocate(
         schedulingOptions["interfaceCount"] = interfaceCount
     if pairing.paired:
         schedulingOptions["paired"] = True
+    if request.heal:
+        schedulingOptions["heal"] = True
     if notify is not None:
         schedulingOptions[NOTIFY_STORED] = notify
     experiment = Experiment(
@@ -425,7 +431,8 @@ def find(
             f"Provided start time is outside the allowed scheduling range ({now + policy.minDelay}, {latest})"
         )
     eligible = slots.eligibleNodes(
-        txn.listNodes(), nodeFilter, nodes, now, policy, dict(txn.listPairs()), pairing
+        txn.listNodes(), nodeFilter, nodes, now, policy, dict(txn.listPairs()), pairing,
+        health.penalties(txn.listHealth(), now, policy),
     )
     found, _ = slots.search(
         txn, eligible, nodecount // pairing.size, duration, earliest, latest, (0,), results

@@ -145,12 +145,16 @@ def eligibleNodes(
     policy: Policy,
     pairs: Optional[Mapping[str, str]] = None,
     pairing: Pairing = SINGLE,
+    penalties: Optional[Mapping[str, int]] = None,
 ) -> Eligible:
     """
     Filter and order the candidate units: active nodes matching the filter (or
-    named explicitly), with a heartbeat recent enough, the most recently heard
-    first; heads or tails left out as C{pairing} says (C{pairs} maps heads to
-    tails), or, in pair mode, heads whose tail is eligible too.
+    named explicitly), with a heartbeat recent enough; heads or tails left
+    out as C{pairing} says (C{pairs} maps heads to tails), or, in pair mode,
+    heads whose tail is eligible too. The ranking, deterministic: the
+    healthiest first (the fewest recent failures and heartbeat gaps,
+    C{penalties} by node id, summed over a pair's nodes), then the most
+    recently heard, then by id.
     """
     pairs = pairs or {}
     tails = {tail: head for head, tail in pairs.items()}
@@ -176,7 +180,8 @@ def eligibleNodes(
             (n,) for n in chosen
             if (pairing.heads or n.id not in pairs) and (pairing.tails or n.id not in tails)
         ]
-    units.sort(key=lambda u: (-min(n.heartbeat for n in u), u[0].id))
+    penalty = penalties or {}
+    units.sort(key=lambda u: (sum(penalty.get(n.id, 0) for n in u), -min(n.heartbeat for n in u), u[0].id))
     limit = now - policy.imminentHeartbeatAge
     fresh = [u for u in units if all(n.heartbeat >= limit for n in u)]
     return Eligible(units, fresh, now, policy, wanted is not None)

@@ -199,6 +199,16 @@ MIGRATIONS: tuple[str, ...] = (
     END
     $$;
     """,
+    # 8: node health records (SQLite schema 10).
+    """
+    CREATE TABLE node_health (
+        nodeid text COLLATE "C" PRIMARY KEY,
+        gaps bigint NOT NULL DEFAULT 0,
+        last_gap bigint NOT NULL DEFAULT 0,
+        failures bigint NOT NULL DEFAULT 0,
+        last_failure bigint NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

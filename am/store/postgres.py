@@ -188,6 +188,7 @@ class PostgresTransaction(SQLTransaction):
         return self._one("SELECT 1 FROM schedules WHERE nodeid = %s LIMIT 1", str(nodeid)) is not None
 
     def deleteNode(self, nodeid: str) -> None:
+        self._db.execute("DELETE FROM node_health WHERE nodeid = %s", (str(nodeid),))
         self._db.execute("DELETE FROM nodes WHERE id = %s", (str(nodeid),))
 
     # node pairs

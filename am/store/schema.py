@@ -175,6 +175,16 @@ MIGRATIONS: tuple[str, ...] = (
         created INTEGER NOT NULL
     );
     """,
+    # 10: node health records (self-healing bookings, issue 16).
+    """
+    CREATE TABLE node_health (
+        nodeid TEXT PRIMARY KEY,
+        gaps INTEGER NOT NULL DEFAULT 0,
+        last_gap INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0,
+        last_failure INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -12,7 +12,7 @@ import json
 from typing import Any, Iterable, Optional
 
 from am.core.errors import StaleWrite
-from am.core.model import Experiment, JournalEntry, Quota, Schedule, User
+from am.core.model import Experiment, JournalEntry, NodeHealth, Quota, Schedule, User
 from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE
 from am.store.outboxsql import OutboxSQL
 from am.store.rows import (
@@ -70,6 +70,24 @@ class SQLTransaction(OutboxSQL):
 
     def listPairs(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._all("SELECT head, tail FROM node_pairs ORDER BY head")]
+
+    def getHealth(self, nodeid: str) -> NodeHealth:
+        row = self._one(
+            "SELECT gaps, last_gap, failures, last_failure FROM node_health WHERE nodeid = ?", str(nodeid)
+        )
+        return NodeHealth(str(nodeid), *row) if row else NodeHealth(str(nodeid))
+
+    def putHealth(self, health: NodeHealth) -> None:
+        self._exec(
+            "INSERT INTO node_health (nodeid, gaps, last_gap, failures, last_failure) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (nodeid) DO UPDATE SET gaps = EXCLUDED.gaps, last_gap = EXCLUDED.last_gap, "
+            "failures = EXCLUDED.failures, last_failure = EXCLUDED.last_failure",
+            (str(health.nodeid), health.gaps, health.lastGap, health.failures, health.lastFailure),
+        )
+
+    def listHealth(self) -> dict[str, NodeHealth]:
+        rows = self._all("SELECT nodeid, gaps, last_gap, failures, last_failure FROM node_health")
+        return {r[0]: NodeHealth(*r) for r in rows}
 
     def listUsers(self) -> list[User]:
         return [userFromRow(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]

@@ -140,6 +140,7 @@ class SQLiteTransaction(SQLTransaction):
 
     def deleteNode(self, nodeid: str) -> None:
         self._db.execute("DELETE FROM node_tags WHERE nodeid = ?", (nodeid,))
+        self._db.execute("DELETE FROM node_health WHERE nodeid = ?", (nodeid,))
         self._db.execute("DELETE FROM nodes WHERE id = ?", (nodeid,))
         self._bumpNodes()
 
