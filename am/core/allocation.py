@@ -269,18 +269,17 @@ def allocate(
     userQuotas = (quotas.preview if request.dryrun else quotas.currentQuotas)(txn, owner.id, now, policy)
     quotas.check(userQuotas, amounts)
 
-    nodes = txn.listNodes()
+    view = txn.nodeView()
     if request.nodes is not None:
-        known = {n.id for n in nodes}
-        unknown = [str(n) for n in request.nodes if str(n) not in known]
+        unknown = [str(n) for n in request.nodes if view.get(str(n)) is None]
         if unknown:
             raise Conflict(f"Unknown node(s): {', '.join(unknown)}", nodes=unknown)
-    pairs = dict(txn.listPairs())
+    pairs = view.pairs
     if queued:
         # Queued requests wait for their nodes: no window, so no heartbeat age.
         anyAge = attrs.evolve(policy, requireHeartbeat=False)
-        eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, anyAge, pairs, pairing)
-        if len(eligible.units) < units:
+        eligible = slots.eligibleNodes(view, nodeFilter, request.nodes, now, anyAge, pairing)
+        if not eligible.atLeast(units):
             raise Conflict(
                 f"Only {len(eligible.units)}/{units} nodes are available for scheduling this task.",
                 code="sc1",
@@ -291,11 +290,11 @@ def allocate(
                 stop=duration,
             )
         chosen: tuple[tuple[tuple[str, ...], ...], ...] = (
-            tuple(tuple(n.id for n in unit) for unit in eligible.units[:units]),
+            tuple(tuple(n.id for n in unit) for unit in eligible.first(units)),
         )
     else:
         ranking = health.penalties(txn.listHealth(), now, policy)
-        eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy, pairs, pairing, ranking)
+        eligible = slots.eligibleNodes(view, nodeFilter, request.nodes, now, policy, pairing, ranking)
         start, chosen = _chooseWindow(
             txn, request, eligible, pairing, units, duration, start, asap, offsets, now, policy
         )
@@ -431,8 +430,7 @@ def find(
             f"Provided start time is outside the allowed scheduling range ({now + policy.minDelay}, {latest})"
         )
     eligible = slots.eligibleNodes(
-        txn.listNodes(), nodeFilter, nodes, now, policy, dict(txn.listPairs()), pairing,
-        health.penalties(txn.listHealth(), now, policy),
+        txn.nodeView(), nodeFilter, nodes, now, policy, pairing, health.penalties(txn.listHealth(), now, policy)
     )
     found, _ = slots.search(
         txn, eligible, nodecount // pairing.size, duration, earliest, latest, (0,), results

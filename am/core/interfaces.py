@@ -59,6 +59,13 @@ class IStoreTransaction(Interface):
     def listNodes():
         """Every node, ordered by id."""
 
+    def nodeView():
+        """
+        The L{am.core.nodeview.NodeView} of the nodes as this transaction sees
+        them (tags, status, pairs; heartbeats of other controllers may be up to
+        a second old). Kept between transactions: read it, never change it.
+        """
+
     def setHeartbeat(nodeid, when, status, interfaces):
         """Record a heartbeat; C{status} and C{interfaces} may be C{None} to leave them."""
 

@@ -183,7 +183,7 @@ def candidates(txn: IStoreTransaction, experiment: Experiment, now: int, policy:
         raise Conflict(f"Experiment {experiment.id} has a node filter this version cannot read.") from None
     interfaces = integer("interfaceCount", options.get("interfaceCount", 1))
     pairing = slots.Pairing.choose(interfaces, 1, False)
-    eligible = slots.eligibleNodes(txn.listNodes(), nodeFilter, None, now, policy, dict(txn.listPairs()), pairing)
+    eligible = slots.eligibleNodes(txn.nodeView(), nodeFilter, None, now, policy, pairing)
     return [unit[0].id for unit in eligible.units]
 
 

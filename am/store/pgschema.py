@@ -209,6 +209,12 @@ MIGRATIONS: tuple[str, ...] = (
         last_failure bigint NOT NULL DEFAULT 0
     );
     """,
+    # 9: the version of the nodes' static facts (SQLite has it from schema 1):
+    # every write of a node's tags, status, hostname or pairing bumps it, so
+    # each controller's node view sees another's changes (am/store/viewkeeper.py).
+    """
+    INSERT INTO meta (key, value) VALUES ('nodes_version', 0) ON CONFLICT (key) DO NOTHING;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -57,16 +57,27 @@ class SQLTransaction(OutboxSQL):
     def _exec(self, sql: str, args: Any = ()) -> Any:
         return self._db.execute(self._sql(sql), args)
 
+    def _bumpNodes(self) -> None:
+        """
+        Note that a node's static facts (tags, status, hostname, pairing)
+        changed: node views of this version are out of date (L{am.store.viewkeeper}).
+        """
+        self._exec("UPDATE meta SET value = value + 1 WHERE key = 'nodes_version'")
+
     def setPair(self, headid: str, tailid: str) -> None:
         head, tail = str(headid), str(tailid)
         self._exec(
             "DELETE FROM node_pairs WHERE head IN (?, ?) OR tail IN (?, ?)", (head, tail, head, tail)
         )
         self._exec("INSERT INTO node_pairs (head, tail) VALUES (?, ?)", (head, tail))
+        self._bumpNodes()
 
     def deletePairs(self, nodeid: str) -> int:
         node = str(nodeid)
-        return self._exec("DELETE FROM node_pairs WHERE head = ? OR tail = ?", (node, node)).rowcount
+        removed = self._exec("DELETE FROM node_pairs WHERE head = ? OR tail = ?", (node, node)).rowcount
+        if removed:
+            self._bumpNodes()
+        return removed
 
     def listPairs(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._all("SELECT head, tail FROM node_pairs ORDER BY head")]
