@@ -188,6 +188,8 @@ def test_lockTimeout() -> None:
             db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60, ["2", "1"]))
         with pytest.raises(psycopg.errors.LockNotAvailable):
             db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60))  # every node
+        with pytest.raises(psycopg.errors.LockNotAvailable):  # too many nodes: the testbed lock
+            db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60, [str(i) for i in range(2, 300)]))
         assert db.read(lambda txn: txn.blockingIntervals(NOW, NOW + 60, ["1"])) == []
         connection.execute("COMMIT")
     assert db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60)) == []
