@@ -79,6 +79,8 @@ class Policy:
     maxNodecount: int = 1000
     maxIntervals: int = 3000
     reportGrace: int = 900
+    resultsGrace: int = 3600
+    resultsRetention: int = 30 * DAY
 
     @classmethod
     def fromConfig(cls, config: Mapping[str, Any]) -> "Policy":
@@ -112,6 +114,8 @@ class Policy:
             "max_nodecount": "maxNodecount",
             "max_intervals": "maxIntervals",
             "report_grace": "reportGrace",
+            "results_grace": "resultsGrace",
+            "results_retention": "resultsRetention",
         }
         windows = config.pop("maintenance_windows", None)
         for key, value in config.items():

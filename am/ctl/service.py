@@ -46,9 +46,11 @@ from am.ctl.logs import marvinVersion, startLogging
 from am.ctl.metrics import MeasuredStore, Metrics
 from am.ctl.ops import mountOperations
 from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
+from am.ctl.resultsconfig import makeHub
 from am.ctl.site import MarvinSite, makeSite
 from am.ctl.slowclients import guard
 from am.geni.face import mountGENI
+from am.results.hub import resultKey
 from am.store.sqlite import SQLiteStore
 from am.trust.certs import certificatePEM, loadRoots
 from am.trust.tls import serverTLSOptions
@@ -134,7 +136,7 @@ def redacted(database: str) -> str:
 
 
 def defaultRESTFactory(
-    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]
+    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]], results: Any = None
 ) -> IResource:
     """
     The MONROE REST resource over C{scheduler}, trusting identity headers only
@@ -146,7 +148,8 @@ def defaultRESTFactory(
         fingerprintHeader=config.fingerprintHeader,
     )
     return buildRESTResource(
-        scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync
+        scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync,
+        results=results,
     )
 
 
@@ -273,6 +276,14 @@ class Controller(MultiService):
         sweep.setName("sweep")
         self.addService(sweep)
         self.addService(InventoryService(self.sync))
+        # Results (docs/results.md): the spool and store, and the pass that
+        # closes upload windows (refunding unused storage) and applies retention.
+        self.results = makeHub(config.results, reactor)
+        if self.results is not None:
+            housekeeping = TimerService(config.results.period, self.resultsOnce)
+            housekeeping.clock = reactor
+            housekeeping.setName("results")
+            self.addService(housekeeping)
 
     def _endpoints(self) -> list[tuple[str, Callable[[], IStreamServerEndpoint]]]:
         endpoints: list[tuple[str, Callable[[], IStreamServerEndpoint]]] = []
@@ -334,7 +345,9 @@ class Controller(MultiService):
         self.sync.scheduler = self.scheduler
         if not self.sync.configured:
             self.log.warn("no inventory configured: nodes come only from the database")
-        self.root = self.restFactory(self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None)
+        self.root = self.restFactory(
+            self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None, self.results
+        )
         for face in self.faces:
             face(self)
         self.site.resource = self.root
@@ -409,6 +422,27 @@ class Controller(MultiService):
             self.log.failure("sweep failed; will retry", failure)
 
         return self.scheduler.sweep().addCallbacks(swept, failed)
+
+    async def _resultsPass(self) -> None:
+        settled = await self.scheduler.settleResults()
+        if settled:
+            self.log.info("results: {count} upload window(s) closed, unused storage refunded", count=settled)
+        expired = await self.scheduler.expireResults()
+        for result in expired:
+            await self.results.delete(resultKey(result.schedid, result.path))
+        if expired:
+            self.log.info("results: {count} file(s) past their retention deleted", count=len(expired))
+
+    def resultsOnce(self) -> Deferred:
+        """
+        One run of the results housekeeping (the C{results} timer's call); a
+        failure is logged and the next run comes on time.
+        """
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("results housekeeping failed; will retry", failure)
+
+        return Deferred.fromCoroutine(self._resultsPass()).addErrback(failed)
 
     def stopService(self) -> Deferred:
         """
