@@ -141,6 +141,8 @@ async def submit(ctx: Context) -> Reply:
                 start=experiment.start,
                 stop=experiment.stop,
                 charged=dict(allocation.charged),
+                remaining=dict(allocation.remaining),
+                resets=dict(allocation.resets),
                 schedules=[render.plannedSchedule(s) for s in allocation.schedules],
                 **extra,
             ),

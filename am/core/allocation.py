@@ -260,7 +260,8 @@ def allocate(
         "data": traffic * units * k * perUnit if byRequest else 0,
         "storage": storage * nodecount * k,
     }
-    userQuotas = quotas.currentQuotas(txn, owner.id, now, policy)
+    # A dry run reads only (its transaction may be read-only): no reset is written.
+    userQuotas = (quotas.preview if request.dryrun else quotas.currentQuotas)(txn, owner.id, now, policy)
     quotas.check(userQuotas, amounts)
 
     nodes = txn.listNodes()
@@ -352,7 +353,11 @@ def allocate(
         )
         for offset, position, nodeid in booked
     ]
-    result = Allocation(experiment, schedules, k, units, amounts, pairing.paired)
+    result = Allocation(
+        experiment, schedules, k, units, amounts, pairing.paired,
+        remaining=quotas.remaining(userQuotas, amounts),
+        resets={kind: q.resetDate for kind, q in userQuotas.items()},
+    )
     if request.dryrun:
         return result
     txn.addExperiment(experiment)

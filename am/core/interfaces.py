@@ -282,7 +282,7 @@ class IScheduler(Interface):
 
     # GENI slices
     def allocateSlice(request, userid):
-        """GENI Allocate of an L{am.core.slices.SliceRequest}."""
+        """GENI Allocate of an L{am.core.slices.SliceRequest} (a dry run only reads: the cost preview)."""
 
     def provision(target, userid, updates):
         """GENI Provision of a target's allocated slivers."""

@@ -81,19 +81,44 @@ def effective(quotas: Mapping[str, Quota], now: int) -> dict[str, Quota]:
     return shown
 
 
+def preview(txn: IStoreTransaction, userid: int, now: int, policy: Policy) -> dict[str, Quota]:
+    """
+    The user's quotas as the next change would see them (due resets applied,
+    missing ones at their defaults), without writing anything: a dry run
+    runs in a read-only transaction.
+    """
+    quotas = effective(txn.getQuotas(userid), now)
+    for kind, value in defaults(policy).items():
+        quotas.setdefault(kind, Quota(kind, value, value, firstOfNextMonth(now), now))
+    return quotas
+
+
+def remaining(quotas: Mapping[str, Quota], amounts: Mapping[str, int]) -> dict[str, int]:
+    """
+    What each quota would hold after charging C{amounts} (a cost preview).
+    """
+    return {kind: quotas[kind].current - amounts.get(kind, 0) for kind in QUOTA_KINDS}
+
+
 def _journal(txn, userid, kind, delta, newValue, reason, now) -> None:
     txn.addJournal(JournalEntry(now, userid, kind, delta, newValue, reason))
 
 
 def check(quotas: Mapping[str, Quota], amounts: Mapping[str, int]) -> None:
     """
-    Refuse when any amount exceeds what is left, naming the quota (legacy §9.1 order).
+    Refuse when any amount exceeds what is left (legacy §9.1 order), saying
+    which quota (C{quota}), how much is missing (C{missing}, in the quota's
+    unit) and when it resets (C{resets}, UNIX seconds): the legacy keys
+    C{quota_<kind>} and C{required} stay.
     """
     for kind in ("data", "time", "storage"):
         need = amounts.get(kind, 0)
-        if need > quotas[kind].current:
+        left = quotas[kind].current
+        if need > left:
             raise Conflict(
-                _MESSAGES[kind], **{f"quota_{kind}": quotas[kind].current, "required": need}
+                _MESSAGES[kind],
+                **{f"quota_{kind}": left, "required": need},
+                quota=kind, missing=need - max(left, 0), resets=quotas[kind].resetDate,
             )
 
 

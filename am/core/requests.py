@@ -48,6 +48,9 @@ class Allocation:
 
     @ivar nodecount: the nodes booked per interval, or the node pairs when
         C{paired} (the legacy reply counts pairs).
+    @ivar charged: what the booking charges per quota (C{time}, C{data}, C{storage}).
+    @ivar remaining: what each quota holds after the charge (the cost preview).
+    @ivar resets: when each quota is next reset (UNIX seconds).
     """
 
     experiment: Experiment
@@ -56,3 +59,5 @@ class Allocation:
     nodecount: int
     charged: dict[str, int]
     paired: bool = False
+    remaining: dict[str, int] = attrs.field(factory=dict)
+    resets: dict[str, int] = attrs.field(factory=dict)

@@ -232,8 +232,12 @@ class Scheduler:
     def allocateSlice(self, request: SliceRequest, userid: int) -> Deferred:
         """
         GENI Allocate; fires with C{(schedules, what best effort left out)}.
+        A dry run (C{request.dryrun}) only reads and fires with
+        C{(L{am.core.requests.Allocation}, what best effort left out)}.
         """
         now = self.now()
+        if request.dryrun:
+            return self.read(slices.previewSlice, request, userid, now, self.policy)
         return self._command(
             slices.allocateSlice, (request, userid, now, self.policy), {},
             refused=lambda e: refusal(userid, request.sliceURN, request.sliceURN, e, now),

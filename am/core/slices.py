@@ -105,6 +105,7 @@ class SliceRequest:
     names: dict[str, SliverName] = attrs.field(factory=dict)
     unbound: tuple[SliverName, ...] = ()
     bestEffort: bool = False
+    dryrun: bool = False
 
 
 # A failed sliver stays listed this long after its end time, so its owner can
@@ -211,6 +212,30 @@ def allocateSlice(
     @return: the schedules booked and a note of what was left out ("" if nothing).
     @raise AlreadyExists: the slice has live slivers here.
     """
+    booked, missing = _book(txn, request, userid, now, policy)
+    _name(txn, booked.schedules, request)
+    return booked.schedules, missing
+
+
+def previewSlice(
+    txn: IStoreTransaction, request: SliceRequest, userid: int, now: int, policy: Policy
+) -> tuple[allocation.Allocation, str]:
+    """
+    A GENI Allocate's dry run (the C{marvin_dryrun} option): what it would
+    book and charge per quota, and what would remain; nothing is written.
+    Refused exactly as the Allocate would be (a quota refusal says which
+    quota, how much is missing and when it resets).
+    """
+    return _book(txn, attrs.evolve(request, dryrun=True), userid, now, policy)
+
+
+def _book(
+    txn: IStoreTransaction, request: SliceRequest, userid: int, now: int, policy: Policy
+) -> tuple[allocation.Allocation, str]:
+    """
+    The rules of Allocate and of its dry run: single allocation, the
+    window, best effort.
+    """
     user = actingUser(txn, userid)
     live = [
         s
@@ -239,6 +264,7 @@ def allocateSlice(
         options=dict(request.options),
         sliceURN=request.sliceURN,
         allocateOnly=True,
+        dryrun=request.dryrun,
     )
     missing = ""
     try:
@@ -248,8 +274,7 @@ def allocateSlice(
             raise
         booking, missing = _bestEffort(txn, booking, e, now, policy)
         booked = allocation.allocate(txn, booking, now, policy)
-    _name(txn, booked.schedules, request)
-    return booked.schedules, missing
+    return booked, missing
 
 
 def _name(txn: IStoreTransaction, schedules: list[Schedule], request: SliceRequest) -> None:

@@ -102,7 +102,15 @@ def fromException(error: BaseException, method: str) -> dict[str, Any]:
                     for s in error.extra["suggestions"]
                 ]
             }
-        return result(value, error.message, _coreCode(error))
+        message = error.message
+        if isinstance(error, Conflict) and "quota" in error.extra:
+            # A refusal for quota says which, how much is missing and when it resets.
+            extra = error.extra
+            value = {"marvin_quota": extra["quota"], "marvin_missing": extra["missing"],
+                     "marvin_resets": formatTime(extra["resets"])}
+            message = (f"{message} {extra['missing']} more {extra['quota']} needed; "
+                       f"the quota resets at {formatTime(extra['resets'])}.")
+        return result(value, message, _coreCode(error))
     reference = uuid.uuid4().hex[:12]
     log.failure("Unexpected error in {method} ({reference})", method=method, reference=reference)
     return result("", f"Internal error (reference {reference})", SERVERERROR)

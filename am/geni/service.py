@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from am.core import states
 from am.core.interfaces import IScheduler, IStoreTransaction
 from am.core.model import Schedule, User
+from am.core.requests import Allocation
 from am.core.slices import Slice, SliceRequest, SliceTarget, SliverName
 from am.geni import calllog
 from am.geni.envelope import BADARGS, BADVERSION, REFUSED, SEARCHFAILED, UNSUPPORTED, GeniError, result
@@ -29,7 +30,7 @@ from rspec.advertisement import advertisement
 from rspec.manifest import SliverView, manifest
 from rspec.request import RequestSpec, parseRequest
 from rspec.times import formatTime, parseTime
-from rspec.xml import GENI_NS, MARVIN_NS, PROXY_NS, sliverIdFromURN
+from rspec.xml import GENI_NS, MARVIN_NS, PROXY_NS, nodeURN, sliverIdFromURN
 
 log = Logger()
 
@@ -79,6 +80,15 @@ def _time(value: Any, what: str) -> int:
         return parseTime(value, what)
     except ValueError as e:
         raise GeniError(BADARGS, str(e)[:200]) from None
+
+
+def _truthy(value: Any) -> bool:
+    """
+    A Marvin flag option: XML-RPC booleans, numbers, or strings such as "1" and "true".
+    """
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def _checkOptions(options: Any) -> dict[str, Any]:
@@ -285,10 +295,29 @@ class AggregateManager:
         grant, user = await self._authorized(caller, "Allocate", sliceURN, credentials, options)
         spec = parseRequest(rspec, self.settings.authority, ignoreForeign=True)
         request = self._request(spec, sliceURN, options, grant)
+        if _truthy(options.get("marvin_dryrun")):
+            return self._preview(*await self.scheduler.allocateSlice(attrs.evolve(request, dryrun=True), user.id))
         schedules, missing = await self.scheduler.allocateSlice(request, user.id)
         text = await self.scheduler.read(self._manifest, schedules)
         output = f"best effort: not allocated: {missing}" if missing else ""
         return result({"geni_rspec": text, "geni_slivers": [self._status(s) for s in schedules]}, output)
+
+    def _preview(self, booking: Allocation, missing: str) -> dict[str, Any]:
+        """
+        The answer to an Allocate dry run (C{marvin_dryrun}): the cost per
+        quota, what would remain and when each quota resets; nothing booked.
+        """
+        return result({
+            "marvin_dryrun": True,
+            "marvin_charged": dict(booking.charged),
+            "marvin_remaining": dict(booking.remaining),
+            "marvin_resets": {kind: formatTime(when) for kind, when in booking.resets.items()},
+            "marvin_slivers": [
+                {"marvin_component_id": nodeURN(self.settings.authority, s.nodeid),
+                 "geni_start_time": formatTime(s.start), "geni_end_time": formatTime(s.stop)}
+                for s in booking.schedules
+            ],
+        }, f"dry run: nothing was allocated{'; best effort would leave out ' + missing if missing else ''}")
 
     def _request(self, spec: RequestSpec, sliceURN: str, options: dict, grant: Grant) -> SliceRequest:
         """
