@@ -85,6 +85,18 @@ class Client:
         @raise APIError: for an HTTP error status.
         @raise Unreachable: when no answer came.
         """
+        return self.exchange(method, path, query, body)[0]
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        query: Optional[Mapping[str, Any]] = None,
+        body: Optional[Mapping[str, Any]] = None,
+    ) -> tuple[Any, dict[str, str]]:
+        """
+        Like L{call}, with the answer's headers (lower-case names).
+        """
         url = self.base + "/" + path.lstrip("/")
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -96,7 +108,8 @@ class Client:
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with self.opener.open(request, timeout=self.settings.timeout) as response:
-                return _decode(response.read())
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return _decode(response.read()), headers
         except urllib.error.HTTPError as e:
             decoded = _decode(e.read())
             if not isinstance(decoded, dict):

@@ -15,7 +15,10 @@ from typing import Any, Optional
 from cli.filters import matches
 from cli.times import formatDuration, formatSize, formatTime, parseDuration, parseWhen
 from cli.tables import renderTable
-from cli.watch import follow
+from cli.watch import HeldFetch, follow
+
+#: Seconds one held read of C{watch} may wait for a change.
+WAIT = 50
 
 __all__ = ["register"]
 
@@ -60,6 +63,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     watch = add("watch", watchExperiment, "Follow an experiment until every schedule is final.")
     watch.add_argument("expid", type=int)
     watch.add_argument("--interval", type=float, default=10.0, help="seconds between polls at first (default 10, at least 2)")
+    watch.add_argument("--poll", action="store_true", help="poll instead of the server's held wait (for older servers)")
 
     cancel = add("cancel", cancelExperiment, "Cancel what has not run and abort what runs; archive the experiment.")
     cancel.add_argument("expid", type=int)
@@ -293,7 +297,11 @@ def watchExperiment(run: Any, args: argparse.Namespace) -> int:
     interval = max(2.0, args.interval)
     previous: dict[str, str] = {}
     last = None
-    for snapshot in follow(lambda: run.client.get(f"experiments/{args.expid}/schedules"), interval, sleep=run.sleep):
+    # Held reads end before the client's own timeout does.
+    reads = HeldFetch(run.client.exchange, f"experiments/{args.expid}/schedules",
+                      max(1, min(WAIT, int(run.client.settings.timeout) - 10)))
+    held = None if args.poll else reads.held
+    for snapshot in follow(reads.fetch, interval, sleep=run.sleep, held=held):
         stamp = run.now().strftime("%H:%M:%S")
         changes = {sid: status for sid, status in snapshot.statuses().items() if previous.get(sid) != status}
         if run.json:

@@ -41,6 +41,7 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
     "user/schedules": {"GET": AUTHENTICATED},
     "user/experiments": {"GET": AUTHENTICATED},
     "user/journals": {"GET": AUTHENTICATED},
+    "user/notify-secret": {"GET": PEOPLE, "POST": PEOPLE},
     "experiments": {"GET": AUTHENTICATED, "POST": frozenset({USER})},
     "experiment": {
         "GET": AUTHENTICATED,
@@ -50,6 +51,7 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
     "experiment/merge": {"PUT": frozenset({USER})},
     "experiment/schedules": {"GET": AUTHENTICATED},
     "experiment/schedule": {"GET": AUTHENTICATED},
+    "experiment/events": {"GET": PEOPLE},
     "schedules": {"GET": AUTHENTICATED},
     "schedules/find": {"GET": PEOPLE},
     "ui": {"GET": PEOPLE},

@@ -14,7 +14,8 @@ from am.core.errors import BadRequest, Conflict, NotFound
 from am.core.values import lookup
 from am.core.model import Experiment, Schedule, User
 from am.core.interfaces import IStoreTransaction
-from rest_compat import access, render
+from am.core import states
+from rest_compat import access, render, waiting
 from rest_compat.context import Context, Reply
 from rest_compat.params import flag, recordId, text
 from rest_compat.submission import requestFrom, warnings
@@ -68,18 +69,25 @@ async def listExperiments(ctx: Context) -> Reply:
 
 
 async def _readExperiment(ctx: Context, listSchedules: bool, schedid: Optional[str] = None) -> Reply:
+    """
+    One experiment (with its schedules, or one of them), held open while a
+    C{wait} condition does not hold yet (L{rest_compat.waiting}).
+    """
     expid, user = recordId(ctx.args[0], "Could not find experiment with this id."), ctx.user
+    wait = waiting.condition(ctx)
 
-    def query(txn: IStoreTransaction) -> dict[str, Any]:
+    def query(txn: IStoreTransaction) -> waiting.Seen:
         experiment = lookup(txn.getExperiment, expid, "Could not find experiment with this id.")
         schedules = visibleSchedules(txn, user, experiment)
         if schedid is not None:
             schedules = [s for s in schedules if str(s.id) == schedid.strip()]
             if not schedules:
                 raise NotFound("Could not find schedule entry with this id.")
-        return render.experiment(experiment, schedules, listSchedules)
+        archived = schedid is None and experiment.status == states.EXPERIMENT_ARCHIVED
+        pairs = [(s.id, s.status) for s in schedules]
+        return render.experiment(experiment, schedules, listSchedules), pairs, archived
 
-    return Reply(200, await ctx.scheduler.read(query))
+    return await waiting.held(ctx, [("experiment", expid)], lambda: ctx.scheduler.read(query), wait)
 
 
 async def getExperiment(ctx: Context) -> Reply:

@@ -27,7 +27,8 @@ from twisted.web.server import NOT_DONE_YET
 from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from am.core.interfaces import IScheduler
 from rest_compat import (
-    access, backend, calendar, experiments, nodes, render, resources, results, schedules, ui, users,
+    access, backend, calendar, experiments, nodes, notifications, render, resources, results, schedules, ui,
+    users,
 )
 from rest_compat.auth import Authenticator, Caller
 from rest_compat.backend import UNAUTHENTICATED
@@ -64,12 +65,14 @@ ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("users", "*", "schedules"), "user/schedules"),
     (("users", "*", "experiments"), "user/experiments"),
     (("users", "*", "journals"), "user/journals"),
+    (("users", "*", "notify-secret"), "user/notify-secret"),
     (("experiments",), "experiments"),
     (("experiments", "*"), "experiment"),
     (("experiments", "*", "schedules"), "experiment/schedules"),
     (("experiments", "*", "schedule"), "experiment/schedules"),
     (("experiments", "*", "schedules", "*"), "experiment/schedule"),
     (("experiments", "*", "schedule", "*"), "experiment/schedule"),
+    (("experiments", "*", "events"), "experiment/events"),
     (("experiments", "*", "results.tar"), "experiment/results"),
     (("experiments", "*", "*"), "experiment/merge"),
     (("schedules",), "schedules"),
@@ -105,6 +108,8 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("user/schedules", "GET"): users.userSchedules,
     ("user/experiments", "GET"): users.userExperiments,
     ("user/journals", "GET"): users.userJournals,
+    ("user/notify-secret", "GET"): notifications.readSecret,
+    ("user/notify-secret", "POST"): notifications.rotateSecret,
     ("experiments", "GET"): experiments.listExperiments,
     ("experiments", "POST"): experiments.submit,
     ("experiment", "GET"): experiments.getExperiment,
@@ -113,6 +118,7 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("experiment/merge", "PUT"): experiments.merge,
     ("experiment/schedules", "GET"): experiments.experimentSchedules,
     ("experiment/schedule", "GET"): experiments.experimentSchedule,
+    ("experiment/events", "GET"): notifications.experimentEvents,
     ("schedules", "GET"): schedules.listSchedules,
     ("ui", "GET"): ui.page,
     ("ui/file", "GET"): ui.asset,

@@ -12,7 +12,7 @@ from typing import Any
 from am.core.errors import BadRequest, NotFound
 from am.core.values import lookup
 from am.core.interfaces import IStoreTransaction
-from rest_compat import access, render
+from rest_compat import access, render, waiting
 from rest_compat.context import Context, Reply
 from rest_compat.params import intParam, nodeList, recordId, text
 from rest_compat.submission import interfaceCount
@@ -86,8 +86,9 @@ async def getSchedule(ctx: Context) -> Reply:
     meter the node reported). Unknown ids are 404 (legacy: 200 C{[]}).
     """
     schedid, user = recordId(ctx.args[0], "Could not find schedule entry with this id."), ctx.user
+    wait = waiting.condition(ctx)
 
-    def query(txn: IStoreTransaction) -> dict[str, Any]:
+    def query(txn: IStoreTransaction) -> waiting.Seen:
         schedule = lookup(txn.getSchedule, schedid, "Could not find schedule entry with this id.")
         if access.nodeScope(user) is not None and access.hiddenFromNodes(schedule):
             raise NotFound("Could not find schedule entry with this id.")
@@ -95,6 +96,6 @@ async def getSchedule(ctx: Context) -> Reply:
         access.checkSchedule(user, experiment.ownerid, schedule.nodeid)
         row = render.schedule(schedule, withOptions=True)
         row["report"] = txn.trafficOf(schedule.id)
-        return row
+        return row, [(schedule.id, schedule.status)], False
 
-    return Reply(200, await ctx.scheduler.read(query))
+    return await waiting.held(ctx, [("schedule", schedid)], lambda: ctx.scheduler.read(query), wait)

@@ -245,7 +245,16 @@ class RESTHarness:
             result[0].raiseException()
         return result[0]
 
-    def request(
+    def request(self, method: str, path: str, user: Optional[User] = None, **kwargs: Any) -> Response:
+        """
+        Serve one request through the site, as a client would send it.
+        C{user} authenticates through the trusted-proxy headers (from
+        127.0.0.1 unless C{client} says otherwise); a C{transport} with a
+        C{getPeerCertificate} makes it a TLS connection presenting that.
+        """
+        return self.finish(method, path, self.begin(method, path, user, **kwargs))
+
+    def begin(
         self,
         method: str,
         path: str,
@@ -256,12 +265,10 @@ class RESTHarness:
         headers: Optional[dict[str, str]] = None,
         client: Any = None,
         transport: Any = None,
-    ) -> Response:
+    ) -> list[Any]:
         """
-        Serve one request through the site, as a client would send it.
-        C{user} authenticates through the trusted-proxy headers (from
-        127.0.0.1 unless C{client} says otherwise); a C{transport} with a
-        C{getPeerCertificate} makes it a TLS connection presenting that.
+        Send a request and move what can move now; the list receives the
+        outcome when it comes (L{finish} reads it): for requests held open.
         """
         allHeaders = dict(headers or {})
         if user is not None:
@@ -283,6 +290,13 @@ class RESTHarness:
         d.addCallback(lambda answer: treq.content(answer).addCallback(lambda data: (answer, data)))
         d.addBoth(outcome.append)
         self.agent.flush()
+        return outcome
+
+    def finish(self, method: str, path: str, outcome: list[Any]) -> Response:
+        """
+        The response of a request L{begin} sent, once it has come.
+        """
+        self.agent.flush()
         assert outcome, f"{method} {path} did not finish"
         if not isinstance(outcome[0], tuple):
             outcome[0].raiseException()
@@ -295,6 +309,14 @@ class RESTHarness:
         if self.validate:
             self.check(method, path, response)
         return response
+
+    def disconnect(self) -> None:
+        """
+        Every client connection still open goes away (a client that gave up).
+        """
+        for pump in self.agent._pumps:
+            pump.clientIO.loseConnection()
+        self.agent.flush()
 
     def check(self, method: str, path: str, response: Response) -> None:
         """

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 
@@ -246,7 +247,7 @@ def test_watchFollowsTheNode(marvin):
     marvin.onSleep = lambda: next(plays)()
     marvin.sleeps.clear()
     try:
-        code, out, err = marvin("watch", str(expid))
+        code, out, err = marvin("watch", "--poll", str(expid))
     finally:
         marvin.onSleep = None
     assert code == 0, err
@@ -263,6 +264,37 @@ def test_watchFollowsTheNode(marvin):
     assert code == 0 and marvin.sleeps == []
     [line] = out.splitlines()
     assert json.loads(line)["final"] == 1 and json.loads(line)["changed"] == {steps[0]: "finished"}
+
+
+def test_watchHeldByTheServer(marvin):
+    """
+    Without C{--poll}, watch holds one request at a time on the server
+    (C{wait=change}): it never sleeps, and sees the node's reports, made
+    meanwhile from another thread, as they commit.
+    """
+    http = marvin.http
+    code, out, err = marvin("book", "--nodes", "1", "--duration", "10m", "--script", "docker.io/alice/held")
+    assert code == 0, (out, err)
+    expid = int(out.split()[1])
+    status, body = http.call("PUT", "/v1/resources/1", who="node", form={"maintenance": "0"})
+    [task] = [t for t in body["tasks"] if t["expid"] == expid]
+
+    def node():
+        for status in ("deployed", "started", "finished"):
+            code, body = http.call("PUT", f"/v1/schedules/{task['id']}", who="node", body={"status": status})
+            assert code == 200, body
+
+    worker = threading.Thread(target=node)
+    marvin.sleeps.clear()
+    worker.start()
+    try:
+        code, out, err = marvin("watch", str(expid))
+    finally:
+        worker.join(30)
+    assert code == 0, err
+    assert marvin.sleeps == []
+    assert "[####################] 1/1 final  finished 1" in out
+    assert out.splitlines()[-1].strip().endswith("-> finished")
 
 
 def test_errorsAndExitCodes(marvin, tmp_path):

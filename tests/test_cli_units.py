@@ -17,7 +17,7 @@ from cli.tables import renderTable
 from cli.times import (
     TimeError, formatDuration, formatSize, formatTime, parseDuration, parseSize, parseWhen,
 )
-from cli.watch import Snapshot, follow
+from cli.watch import HeldFetch, Snapshot, follow
 
 ZONE = tz.gettz("Europe/Stockholm")
 NOW = datetime(2026, 12, 5, 16, 10, 0, tzinfo=ZONE)  # 15:10 UTC
@@ -190,3 +190,37 @@ def test_followEmptyAndDone():
     assert [s.final for s in follow(lambda: experiment("canceled", "aborted"), sleep=sleeps.append)] == [2]
     assert sleeps == []
     assert Snapshot(experiment("stopped")).progress(width=2) == "[##] 1/1 final  stopped 1"
+
+
+def test_followHeld():
+    """
+    With a server-side wait, no sleep: each held answer is compared; a held
+    read the server does not support (C{None}) falls back to polling.
+    """
+    held = iter([experiment("defined"), experiment("deployed"), experiment("finished")])
+    sleeps = []
+    seen = [s.progress(width=2) for s in follow(lambda: experiment("defined"), sleep=sleeps.append, held=lambda: next(held))]
+    assert sleeps == []
+    assert seen == ["[--] 0/1 final  defined 1", "[--] 0/1 final  deployed 1", "[##] 1/1 final  finished 1"]
+    polled = iter([experiment("defined"), experiment("finished")])
+    seen = [s.final for s in follow(lambda: next(polled), interval=5, sleep=sleeps.append, held=lambda: None)]
+    assert (seen, sleeps) == ([0, 1], [5])
+
+
+def test_heldFetchFollowsTheState():
+    calls = []
+
+    def exchange(method, path, query=None):
+        calls.append(query)
+        if query is None:
+            return {"schedules": {}}, {"x-marvin-state": "s1"}
+        return {"schedules": {}}, {"x-marvin-state": "s2", "x-marvin-wait": "met"}
+
+    reads = HeldFetch(exchange, "experiments/4/schedules", 50)
+    reads.fetch()
+    reads.held()
+    reads.held()
+    assert calls == [None, {"wait": "change", "from": "s1", "timeout": 50}, {"wait": "change", "from": "s2", "timeout": 50}]
+    old = HeldFetch(lambda method, path, query=None: ({}, {}), "x", 50)
+    old.fetch()
+    assert old.held() is None

@@ -307,6 +307,9 @@ def test_exampleFileNamesEveryKey():
         "metrics": {"access"},
         "inventory": {"file", "api", "period", "retry"},
         "housekeeping": {"expiry_period", "sweep_period"},
+        "notifications": {
+            "allow_private", "retry_for", "backoff", "backoff_max", "timeout", "batch", "poll", "deliver", "wait_max",
+        },
         "cors": {"origins"},
         "log": {"file", "level", "format"},
         "geni": {"authority", "trust_roots", "default_image", "default_duration", "max_request", "ad_cache"},

@@ -220,12 +220,13 @@ class ControllerTests(SynchronousTestCase):
     def test_servicesInOrder(self):
         """
         The controller is a L{MultiService} of endpoint services for its
-        listeners, a L{TimerService} for expiry and the inventory service;
+        listeners, a L{TimerService} for expiry and the sweep, the inventory
+        service and the notification deliverer;
         nothing binds in C{privilegedStartService}, everything runs once
         started, and stopping stops every child and closes the store.
         """
         controller, clock = memoryController(makeConfig(self.tmp))
-        self.assertEqual([s.name for s in controller], ["https", "http", "expiry", "sweep", "inventory"])
+        self.assertEqual([s.name for s in controller], ["https", "http", "expiry", "sweep", "inventory", "notifier"])
         self.assertIsInstance(controller.getServiceNamed("https"), StreamServerEndpointService)
         self.assertIsInstance(controller.getServiceNamed("http"), StreamServerEndpointService)
         self.assertIsInstance(controller.getServiceNamed("expiry"), TimerService)

@@ -120,6 +120,29 @@ class FaceTests(SynchronousTestCase):
             self.assertIn(str(2048 * 1024), answer["output"])
         self.controller.stopService()
 
+    def test_wildcardGetVersionOverTheWire(self) -> None:
+        """
+        With a wildcard listener and no public_url, GetVersion over TLS names
+        this machine, never localhost.
+        """
+        from am.ctl import config as configModule
+
+        self.controller.stopService()
+        tmp = os.path.abspath(self.mktemp())
+        os.makedirs(tmp)
+        self.patch(configModule, "_fqdn", lambda: "am.example.org")
+        listen = {"tls": {"address": "0.0.0.0", "port": 8443, "certificate": pki().certificate("server"),
+                          "key": pki().key("server"), "client_ca": [pki().certificate("ca")]}}
+        config = makeConfig(tmp, geni=geniSection(tmp), listen=listen)
+        self.controller, self.clock = memoryController(config)
+        self.controller.startService()
+        self.serverOptions = ctl.tlsOptions(config.tls, config.geni.trustRoots)
+        raw = self.call(trust_helpers.pki().alice, b"/xmlrpc/am", "GetVersion", {})
+        (answer,), _ = xmlrpc.client.loads(raw.partition(b"\r\n\r\n")[2])
+        self.assertEqual(answer["value"]["geni_api_versions"], {"3": "https://am.example.org:8443/xmlrpc/am/3.0"})
+        self.assertNotIn(b"localhost", raw)
+        self.controller.stopService()
+
     def test_restClientsUnaffected(self) -> None:
         """
         The REST face still answers its own clients on the same listener.

@@ -18,6 +18,7 @@ from twisted.web.server import Site
 from am.geni.statemap import STATUS_MAP
 from am.geni.xmlrpc import AggregateManagerResource
 from am.trust.tls import serverTLSOptions
+from rspec.times import formatTime, parseTime
 from tests.geni_helpers import V3, GeniTestCase, requestRSpec
 
 
@@ -250,10 +251,44 @@ class WireTests(GeniTestCase):
         node("restarted")
         self.assertEqual(states(), ("geni_provisioned", "geni_ready"))
         self.assertEqual(self.rpc("PerformOperationalAction", [self.s1], creds, "geni_restart", {})["code"]["geni_code"], 0)
+        self.rpc("PerformOperationalAction", [self.s1], creds, "geni_stop", {})
+        node("deployed")
+        end = parseTime(allocated["value"]["geni_slivers"][0]["geni_end_time"])
+        renewed = self.rpc("Renew", [self.s1], creds, formatTime(end + 600), {})
+        self.assertEqual(renewed["code"]["geni_code"], 0, renewed["output"])  # a stopped sliver is still reserved
+        self.assertEqual(parseTime(renewed["value"][0]["geni_expires"]), end + 600)
+        self.assertEqual(self.rpc("PerformOperationalAction", [self.s1], creds, "geni_start", {})["code"]["geni_code"], 0)
         node("finished")  # over before its end time: cannot run again
         refused = self.rpc("PerformOperationalAction", [self.s1], creds, "geni_start", {})
         self.assertEqual(refused["code"]["geni_code"], 7)
         self.assertIn("cannot run again", refused["output"])
+
+    def test_renewOfFinalSliverRefusedOverTheWire(self) -> None:
+        """
+        Renew of a sliver whose task is over is REFUSED with why (not code 0
+        with the expiry unchanged), and its end time stays; after Delete,
+        Renew is SEARCHFAILED.
+        """
+        creds = self.sliceCred()
+        allocated = self.rpc("Allocate", self.s1, creds, requestRSpec(["1"]), {})
+        sliver = allocated["value"]["geni_slivers"][0]
+        sid = int(sliver["geni_sliver_urn"].rsplit("+", 1)[-1])
+        self.rpc("Provision", [self.s1], creds, V3)
+
+        def finish(txn) -> None:
+            schedule = txn.getSchedule(sid)
+            schedule.status = "finished"
+            txn.updateSchedule(schedule)
+
+        self.successResultOf(self.store.transact(finish))
+        end = parseTime(sliver["geni_end_time"])
+        refused = self.rpc("Renew", [self.s1], creds, formatTime(end + 600), {})
+        self.assertEqual(refused["code"]["geni_code"], 7)
+        self.assertIn("cannot be renewed", refused["output"])
+        status = self.rpc("Status", [self.s1], creds, {})["value"]["geni_slivers"][0]
+        self.assertEqual(parseTime(status["geni_expires"]), end)
+        self.assertEqual(self.rpc("Delete", [self.s1], creds, {})["code"]["geni_code"], 0)
+        self.assertEqual(self.rpc("Renew", [self.s1], creds, formatTime(end + 600), {})["code"]["geni_code"], 12)
 
     def test_loginsAndKeys(self) -> None:
         """
@@ -317,10 +352,12 @@ def test_largeValuesMarshalledAsStdlib() -> None:
     from am.geni.xmlrpc import AggregateManagerResource
 
     resource = AggregateManagerResource(am=None)  # type: ignore[arg-type]
-    text = "<rspec a=\"1\">&amp; <x/></rspec>\n" * 5000
-    answer = {"code": {"geni_code": 0}, "value": text, "output": ""}
-    expected = xmlrpc.client.dumps((answer,), methodresponse=True)
-    assert resource._marshal(answer) == expected
-    assert resource._marshal(answer) == expected
-    other = dict(answer, value=text + "MARVIN")
-    assert resource._marshal(other) == xmlrpc.client.dumps((other,), methodresponse=True)
+    # an advertisement, and a compressed one (base64, 10 kB)
+    for text in ("<rspec a=\"1\">&amp; <x/></rspec>\n" * 5000, "eJzLSM3JyVcozy/KSQEAGgQEXQ==\n" * 360):
+        answer = {"code": {"geni_code": 0}, "value": text, "output": ""}
+        expected = xmlrpc.client.dumps((answer,), methodresponse=True)
+        assert resource._marshal(answer) == expected
+        assert resource._marshal(answer) == expected
+        other = dict(answer, value=text + "MARVIN")
+        assert resource._marshal(other) == xmlrpc.client.dumps((other,), methodresponse=True)
+    assert len(resource._escaped) == 4

@@ -23,7 +23,7 @@ from am.core import accounts, allocation
 from am.core.allocation import AllocationRequest
 from am.core.errors import Conflict
 from am.core.interfaces import IStoreTransaction
-from am.core.model import Experiment, JournalEntry, Node, Quota, ResultFile, Schedule, User
+from am.core.model import Experiment, JournalEntry, Node, Notification, Quota, ResultFile, Schedule, User
 from am.core.policy import Policy
 from am.store.postgres import PostgresDatabase
 from am.store.sqlite import SQLiteDatabase
@@ -431,6 +431,42 @@ def test_trafficAndPublicKeys(store: Backend) -> None:
     store.run(lambda txn: txn.addPublicKey(rows[4].id, "ssh-ed25519 old", NOW))
     assert store.run(lambda txn: txn.publicKeys(NOW)) == [f"ssh-ed25519 K{first}", f"ssh-ed25519 K{rows[3].id}"]
     assert store.run(lambda txn: txn.publicKeys(NOW + 10)) == []
+
+
+def test_outboxAndSecrets(store: Backend) -> None:
+    """
+    Notifications are numbered per experiment, round-trip (body as JSON),
+    come back due in order without leased rows, and update; secrets replace.
+    """
+    owner = store.run(lambda txn: _owner(txn))
+    first = store.run(lambda txn: _experiment(txn, owner))
+    second = store.run(lambda txn: _experiment(txn, owner))
+
+    def note(expid: int, eventid: str, due: int) -> Notification:
+        return Notification(expid=expid, ownerid=owner, url="https://h.example/x", kind="schedule.status",
+                            body={"kind": "schedule.status", "new": "deployed", "ids": [1, 2]},
+                            created=NOW, eventid=eventid, due=due)
+
+    made = [note(first, "a", NOW), note(second, "b", NOW - 5), note(first, "c", NOW + 50)]
+    store.run(lambda txn: [txn.addNotification(n) for n in made])
+    assert [(n.expid, n.seq) for n in made] == [(first, 1), (second, 1), (first, 2)]
+    assert all(n.id is not None for n in made)
+    assert [n.eventid for n in store.run(lambda txn: txn.dueNotifications(NOW, 10))] == ["b", "a"]
+    assert store.run(lambda txn: txn.nextNotificationDue()) == NOW - 5
+    leased = made[1]
+    leased.leaseOwner, leased.leaseUntil, leased.attempts = "w", NOW + 30, 1
+    store.run(lambda txn: txn.updateNotification(leased))
+    assert [n.eventid for n in store.run(lambda txn: txn.leasedNotifications("w"))] == ["b"]
+    assert store.run(lambda txn: txn.leasedNotifications("other")) == []
+    assert [n.eventid for n in store.run(lambda txn: txn.dueNotifications(NOW, 10))] == ["a"]
+    assert [n.eventid for n in store.run(lambda txn: txn.dueNotifications(NOW + 60, 1))] == ["b"]
+    again = store.run(lambda txn: txn.getNotification(leased.id))
+    assert again == leased
+    assert [n.eventid for n in store.run(lambda txn: txn.notificationsOf(first))] == ["a", "c"]
+    assert store.run(lambda txn: txn.getNotifySecret(owner)) is None
+    store.run(lambda txn: txn.putNotifySecret(owner, "one", NOW))
+    store.run(lambda txn: txn.putNotifySecret(owner, "two", NOW + 1))
+    assert store.run(lambda txn: txn.getNotifySecret(owner)) == "two"
 
 
 def test_resultFilesAndWindows(store: Backend) -> None:

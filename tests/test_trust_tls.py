@@ -55,12 +55,14 @@ class Client(Protocol):
     def __init__(self) -> None:
         self.received = b""
         self.lost: Failure | None = None
+        self.cipher: str | None = None
 
     def connectionMade(self) -> None:
         self.transport.write(b"GET / HTTP/1.1\r\nHost: am.example.org\r\nConnection: close\r\n\r\n")  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
+        self.cipher = self.transport.getHandle().get_cipher_name()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.lost = reason
@@ -93,12 +95,12 @@ class HandshakeTests(SynchronousTestCase):
         self.resource = WhoAmI()
         self.serverOptions = serverTLSOptions(self.p.am.chainPEM, self.p.am.keyPEM, self.p.ca.certPEM)
 
-    def connect(self, identity: Identity | None) -> Client:
+    def connect(self, identity: Identity | None, options: CertificateOptions | None = None) -> Client:
         site = Site(self.resource, reactor=self.clock)
         server = TLSMemoryBIOFactory(self.serverOptions, False, site, clock=self.clock)
         client = Client()
         clientFactory = TLSMemoryBIOFactory(
-            clientOptions(identity), True, Factory.forProtocol(lambda: client), clock=self.clock
+            options or clientOptions(identity), True, Factory.forProtocol(lambda: client), clock=self.clock
         )
         _, _, pump = connectedServerAndClient(
             lambda: server.buildProtocol(None),
@@ -122,6 +124,21 @@ class HandshakeTests(SynchronousTestCase):
         client = self.connect(self.p.alice)
         self.assertIn(b"200 OK", client.received)
         self.assertTrue(client.received.endswith(self.p.alice.urn.encode()))
+
+    def test_cheaperSuiteFirst(self) -> None:
+        """
+        TLS 1.3: the server's order picks AES-128-GCM/SHA-256 (the cheaper key
+        schedule per full handshake) over the AES-256 suite a client lists
+        first; a client offering only AES-256 still gets through.
+        """
+        client = self.connect(self.p.alice)
+        self.assertIn(b"200 OK", client.received)
+        self.assertEqual(client.cipher, "TLS_AES_128_GCM_SHA256")
+        options = clientOptions(self.p.alice)
+        options.getContext().set_tls13_ciphersuites(b"TLS_AES_256_GCM_SHA384")
+        client = self.connect(self.p.alice, options)
+        self.assertIn(b"200 OK", client.received)
+        self.assertEqual(client.cipher, "TLS_AES_256_GCM_SHA384")
 
     def test_validWithIntermediate(self) -> None:
         """

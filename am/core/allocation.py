@@ -17,6 +17,7 @@ from am.core.events import BookingMade, emit
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.core.interfaces import IStoreTransaction
 from am.core.model import Experiment, Schedule
+from am.core.notifyurl import STORED as NOTIFY_STORED, checkURL
 from am.core.nodefilter import Atom, Filter, FilterSyntaxError, Group, parse
 from am.core.policy import Policy
 from am.core.recurrence import expandOffsets
@@ -217,6 +218,7 @@ def allocate(
     if nodecount > policy.maxNodecount:
         raise Conflict(f"At most {policy.maxNodecount} nodes per request.")
     scripts = checkScripts(request.script)
+    notify = None if request.notify is None else checkURL(request.notify, policy)
     if storage > policy.maxStorage:
         raise Conflict("Too much storage requested.", max_storage=policy.maxStorage, requested=storage)
     if traffic > policy.maxTraffic:
@@ -315,6 +317,8 @@ def allocate(
         schedulingOptions["interfaceCount"] = interfaceCount
     if pairing.paired:
         schedulingOptions["paired"] = True
+    if notify is not None:
+        schedulingOptions[NOTIFY_STORED] = notify
     experiment = Experiment(
         name=request.name,
         ownerid=owner.id,

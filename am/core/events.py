@@ -187,6 +187,9 @@ class UserChanged(Event):
 
 
 Subscriber = Callable[[Event], Any]
+#: Called with the transaction and its events just before commit, on the
+#: store's thread (L{EventStream.subscribeInTransaction}).
+Recorder = Callable[[Any, tuple[Event, ...]], Any]
 
 
 class CoreTransaction:
@@ -250,15 +253,22 @@ def beforeCommit(txn: Any, key: Any, work: Callable[[], Any]) -> None:
         later(key, work)
 
 
-def runCommand(txn: Any, function: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[Any, tuple[Event, ...]]:
+def runCommand(
+    txn: Any, function: Callable[..., Any], args: tuple, kwargs: dict, recorders: tuple[Recorder, ...] = (),
+) -> tuple[Any, tuple[Event, ...]]:
     """
     Run one command's rules in C{txn} (inside the store's transaction) and
-    return its result with the events it recorded.
+    return its result with the events it recorded; the C{recorders} see the
+    events before commit, in the same transaction (a persistent outbox).
     """
     core = CoreTransaction(txn)
     result = function(core, *args, **kwargs)
     core.finish()
-    return result, tuple(core.events)
+    events = tuple(core.events)
+    if events:
+        for recorder in recorders:
+            recorder(txn, events)
+    return result, events
 
 
 class EventStream:
@@ -268,6 +278,16 @@ class EventStream:
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
+        self.recorders: tuple[Recorder, ...] = ()
+
+    def subscribeInTransaction(self, recorder: Recorder) -> None:
+        """
+        Call C{recorder(txn, events)} inside every command's transaction, after
+        its rules and before commit, on the store's thread: for what must be
+        durable with the change (the notification outbox). It must only
+        write through C{txn}; an exception rolls the command back.
+        """
+        self.recorders = self.recorders + (recorder,)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """

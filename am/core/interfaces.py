@@ -210,6 +210,40 @@ class IStoreTransaction(Interface):
     def publicKeys(now):
         """The public SSH keys of tasks that have not expired or become final."""
 
+    # the notification outbox (am.core.outbox)
+    def addNotification(entry):
+        """
+        Insert an L{am.core.model.Notification}, numbering it after the
+        experiment's last one (C{seq}); set and return its id.
+        """
+
+    def updateNotification(entry):
+        """Write back a notification's delivery state, attempts, due time and lease."""
+
+    def getNotification(outid):
+        """The L{am.core.model.Notification} or C{None}."""
+
+    def dueNotifications(now, limit):
+        """
+        Pending notifications due at C{now} whose lease (if any) ran out,
+        earliest due first, at most C{limit}; through an index.
+        """
+
+    def nextNotificationDue():
+        """The earliest due time of a pending notification, or C{None}."""
+
+    def leasedNotifications(worker):
+        """The pending notifications C{worker} holds a lease on."""
+
+    def notificationsOf(expid):
+        """An experiment's notifications, by sequence number."""
+
+    def getNotifySecret(userid):
+        """The user's notification signing secret, or C{None}."""
+
+    def putNotifySecret(userid, secret, now):
+        """Set (or replace) the user's notification signing secret."""
+
 
 class IScheduler(Interface):
     """
@@ -226,6 +260,9 @@ class IScheduler(Interface):
         "The core's event stream (L{am.core.events.EventStream}): every committed change, "
         "as typed events, delivered to subscribers after commit."
     )
+
+    waiters = Attribute("Requests waiting for a change (L{am.core.waiters.Waiters}), woken by the events.")
+    clock = Attribute("The injected clock (C{IReactorTime}).")
 
     def now():
         """Whole UNIX seconds from the injected clock."""
@@ -320,3 +357,22 @@ class IScheduler(Interface):
 
     def applyInventory(entries, complete=True):
         """Apply an inventory snapshot."""
+
+    # notifications (am.core.outbox)
+    def rotateNotifySecret(userid, actorid):
+        """Replace a user's notification signing secret; fires with the new one."""
+
+    def notifySecret(userid, actorid):
+        """The user's current notification secret, for that user only."""
+
+    def claimNotifications(worker, limit=50, lease=60):
+        """Lease due notifications to a deliverer."""
+
+    def settleNotification(outid, worker, ok, error="", permanent=False):
+        """Record one delivery attempt: delivered, retried later or given up."""
+
+    def nextNotificationDue():
+        """When the earliest pending notification is due, or None."""
+
+    def releaseNotifications(worker):
+        """Give back a stopping deliverer's unsettled claims."""

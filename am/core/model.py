@@ -186,3 +186,36 @@ class Interval:
     nodeid: str
     start: int
     stop: int
+
+
+@attrs.define
+class Notification:
+    """
+    One event of an experiment in the notification outbox: written in the
+    transaction of the change it reports, then POSTed to the experiment's
+    C{notify} URL until delivered or given up (L{am.core.outbox}).
+
+    @ivar eventid: unique, random: what receivers de-duplicate on.
+    @ivar seq: 1, 2, ... per experiment, in commit order.
+    @ivar body: the core event (L{am.core.events.Event.asDict}).
+    @ivar state: C{pending}, C{delivered} or C{failed} (given up or refused).
+    @ivar due: when the next attempt may start.
+    @ivar leaseOwner: the controller delivering it now, until C{leaseUntil}.
+    """
+
+    expid: int
+    ownerid: int
+    url: str
+    kind: str
+    body: dict[str, Any]
+    created: int
+    eventid: str = ""
+    seq: int = 0
+    state: str = "pending"
+    attempts: int = 0
+    due: int = 0
+    delivered: int = 0
+    lastError: str = ""
+    leaseOwner: str = ""
+    leaseUntil: int = 0
+    id: Optional[int] = None

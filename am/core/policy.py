@@ -79,6 +79,14 @@ class Policy:
     maxNodecount: int = 1000
     maxIntervals: int = 3000
     reportGrace: int = 900
+    # Notifications and waits (the controller's C{notifications} section,
+    # docs/notifications.md): private targets allowed, how long and how
+    # often to retry, and the longest wait a request may hold.
+    notifyPrivate: bool = False
+    notifyRetryFor: int = DAY
+    notifyBackoff: int = 10
+    notifyBackoffMax: int = 3600
+    waitMax: int = 300
     resultsGrace: int = 3600
     resultsRetention: int = 30 * DAY
 

@@ -39,6 +39,7 @@ class AllocationRequest:
     allocateOnly: bool = False
     dryrun: bool = False
     interfaceCount: Any = 1
+    notify: Optional[str] = None
 
 
 @attrs.define

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from am.core import accounts, allocation, commands, lifecycle, results, slices
+from am.core import accounts, allocation, commands, lifecycle, outbox, results, slices
 from am.core.errors import Conflict
 from am.core.events import BookingRefused, Event, EventStream, runCommand
 from am.core.interfaces import IScheduler, IStore
@@ -24,6 +24,7 @@ from am.core.policy import Policy
 from am.core.requests import AllocationRequest
 from am.core.slices import SliceRequest, SliceTarget
 from am.core.values import requireStorable
+from am.core.waiters import Waiters
 
 
 def checkArguments(function: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> None:
@@ -52,6 +53,7 @@ class Scheduler:
 
     @ivar events: the core's event stream: every change a command commits is
         delivered to its subscribers after commit (L{am.core.events}).
+    @ivar waiters: requests waiting for a change (L{am.core.waiters}).
     """
 
     def __init__(self, store: IStore, clock: IReactorTime, policy: Optional[Policy] = None) -> None:
@@ -59,6 +61,8 @@ class Scheduler:
         self.clock = clock
         self.policy = policy or Policy()
         self.events = EventStream()
+        self.events.subscribeInTransaction(outbox.record)
+        self.waiters = Waiters(self.events, clock)
 
     def now(self) -> int:
         """
@@ -101,7 +105,7 @@ class Scheduler:
             checkArguments(function, args, kwargs)
         except Exception:
             return fail()
-        d = self._store.transact(runCommand, function, args, kwargs)
+        d = self._store.transact(runCommand, function, args, kwargs, self.events.recorders)
 
         def committed(outcome: tuple[Any, tuple[Event, ...]]) -> Any:
             result, events = outcome
@@ -354,6 +358,46 @@ class Scheduler:
         Apply an inventory snapshot.
         """
         return self._change(accounts.applyInventory, entries, complete, self.now())
+
+    # -- notifications (am.core.outbox) ---------------------------------------
+
+    def rotateNotifySecret(self, userid: Any, actorid: int) -> Deferred:
+        """
+        Replace a user's notification signing secret; fires with the new one.
+        """
+        return self._change(outbox.rotateSecret, userid, actorid, self.now())
+
+    def notifySecret(self, userid: Any, actorid: int) -> Deferred:
+        """
+        The user's current signing secret (C{None}: none made yet).
+        """
+        return self.read(outbox.readSecret, userid, actorid)
+
+    def claimNotifications(self, worker: str, limit: int = 50, lease: int = 60) -> Deferred:
+        """
+        Lease due notifications to C{worker}; fires with L{outbox.Delivery}s.
+        """
+        return self._change(outbox.claim, worker, self.now(), limit, lease)
+
+    def settleNotification(
+        self, outid: int, worker: str, ok: bool, error: str = "", permanent: bool = False
+    ) -> Deferred:
+        """
+        Record one delivery attempt (L{outbox.settle}).
+        """
+        return self._change(outbox.settle, outid, worker, ok, error, self.now(), self.policy, permanent)
+
+    def releaseNotifications(self, worker: str) -> Deferred:
+        """
+        Give back C{worker}'s unsettled claims (a deliverer stopping).
+        """
+        return self._change(outbox.release, worker)
+
+    def nextNotificationDue(self) -> Deferred:
+        """
+        When the earliest pending notification is due, or C{None}.
+        """
+        return self.read(outbox.nextDue)
 
 
 def refusal(

@@ -105,6 +105,7 @@ class SliceRequest:
     names: dict[str, SliverName] = attrs.field(factory=dict)
     unbound: tuple[SliverName, ...] = ()
     bestEffort: bool = False
+    notify: Optional[str] = None
     dryrun: bool = False
 
 
@@ -264,6 +265,7 @@ def _book(
         options=dict(request.options),
         sliceURN=request.sliceURN,
         allocateOnly=True,
+        notify=request.notify,
         dryrun=request.dryrun,
     )
     missing = ""

@@ -30,6 +30,7 @@ from am.ctl.oauth import OAuth2Settings
 from am.core.accounts import normaliseFingerprint
 from am.core.errors import BadRequest
 from am.core.policy import Policy
+from am.ctl.notifyconfig import NotifierSettings, parseNotifications
 from am.ctl.slowclients import DEFAULT_PER_PEER, DEFAULT_READ_TIMEOUT, ClientLimits
 from am.store.sqlite import SYNCHRONOUS_LEVELS
 
@@ -174,12 +175,14 @@ class ControllerConfig:
     geni: Optional[GeniConfig] = None
     sqliteSynchronous: str = "full"
     clientLimits: ClientLimits = attrs.field(factory=ClientLimits)
+    notifier: NotifierSettings = attrs.field(factory=NotifierSettings)
     results: ResultsConfig = attrs.field(factory=ResultsConfig)
 
 
 KNOWN_KEYS = {
     "demo", "demo_dir", "database", "sqlite", "public_url", "listen", "trusted_proxies", "headers",
-    "admins", "inventory", "housekeeping", "scheduling", "cors", "log", "geni", "metrics", "results",
+    "admins", "inventory", "housekeeping", "scheduling", "cors", "log", "geni", "metrics", "notifications",
+    "results",
 }
 
 _AUTHORITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
@@ -614,6 +617,10 @@ def parseConfig(
     except (ValueError, TypeError) as e:
         message = str(e)
         raise ConfigError(message if message.startswith("scheduling") else f"scheduling: {message}") from None
+    try:
+        notifier, policy = parseNotifications(check.section(data, "notifications", "notifications"), policy)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
     cors = check.section(data, "cors", "cors")
     check.known(cors, {"origins"}, "cors")
@@ -660,6 +667,7 @@ def parseConfig(
         geni=_geni(data, base, tls, checkFiles, http),
         sqliteSynchronous=synchronous,
         clientLimits=limits,
+        notifier=notifier,
         results=parseResults(data, base, database),
     )
 

@@ -45,6 +45,7 @@ from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
 from am.ctl.logs import marvinVersion, startLogging
 from am.ctl.metrics import MeasuredStore, Metrics
 from am.ctl.ops import mountOperations
+from am.ctl.notifier import Notifier
 from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
 from am.ctl.resultsconfig import makeHub
 from am.ctl.site import MarvinSite, makeSite
@@ -276,6 +277,8 @@ class Controller(MultiService):
         sweep.setName("sweep")
         self.addService(sweep)
         self.addService(InventoryService(self.sync))
+        if config.notifier.deliver:
+            self.addService(Notifier(lambda: self.scheduler, reactor, config.notifier))
         # Results (docs/results.md): the spool and store, and the pass that
         # closes upload windows (refunding unused storage) and applies retention.
         self.results = makeHub(config.results, reactor)

@@ -177,6 +177,8 @@ class PeerLimit(WrappingFactory):
         self._saturated: set[str] = set()
 
     def _isExempt(self, host: str) -> bool:
+        if not self.exempt:  # the TLS listener: no address to parse per connection
+            return False
         try:
             address = ipaddress.ip_address(host)
         except ValueError:

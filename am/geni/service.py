@@ -356,6 +356,9 @@ class AggregateManager:
                 for k in range(n.count)
             ]
         recurrence = spec.recurrence
+        notify = options.get("marvin_notify")
+        if notify is not None and not isinstance(notify, str):
+            raise GeniError(BADARGS, "options.marvin_notify must be an http(s) URL string")
         return SliceRequest(
             sliceURN=sliceURN,
             name=parseURN(sliceURN).name,
@@ -377,6 +380,7 @@ class AggregateManager:
             options=dict(spec.options),
             names=names,
             unbound=tuple(unboundNames),
+            notify=notify,
             bestEffort=bool(options.get("geni_best_effort")),
         )
 

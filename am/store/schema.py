@@ -146,7 +146,36 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX schedules_open ON schedules (stop)
         WHERE status IN ('defined', 'requested', 'deployed', 'delayed', 'started', 'restarted');
     """,
-    # 9: results (docs/results.md): the files each schedule's node uploaded,
+    # 9: the notification outbox (rows written in the transaction of the change
+    # they report) and each user's signing secret (docs/notifications.md).
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        eventid TEXT NOT NULL UNIQUE,
+        expid INTEGER NOT NULL,
+        ownerid INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due INTEGER NOT NULL,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        lease_owner TEXT NOT NULL DEFAULT '',
+        lease_until INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (expid, seq)
+    );
+    CREATE INDEX outbox_due ON outbox (due, id) WHERE state = 'pending';
+    CREATE TABLE notify_secrets (
+        userid INTEGER PRIMARY KEY REFERENCES users(id),
+        secret TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    """,
+    # 10: results (docs/results.md): the files each schedule's node uploaded,
     # and the upload window of ended schedules (closes: when its storage settles).
     """
     CREATE TABLE result_files (

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Optional
 from am.core.errors import StaleWrite
 from am.core.model import Experiment, JournalEntry, Quota, ResultFile, Schedule, User
 from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE
+from am.store.outboxsql import OutboxSQL
 from am.store.rows import (
     EXPERIMENT_COLUMNS,
     SCHEDULE_COLUMNS,
@@ -28,7 +29,7 @@ _FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
 _OPEN = ", ".join(f"'{s}'" for s in NEVER_DEPLOYED + ON_NODE)
 
 
-class SQLTransaction:
+class SQLTransaction(OutboxSQL):
     """
     Shared queries over a DB-API connection C{_db} (sqlite3 or psycopg 3).
     """
