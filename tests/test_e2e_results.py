@@ -27,6 +27,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 
+from cli.main import main as cli
 from tests.s3server import ACCESS, REGION, SECRET, S3Server
 from tests.test_e2e_node import PKI, Agent, Controller, schedules
 from tests.waiting import waitFor
@@ -229,6 +230,21 @@ def _run(base: str, pki: PKI, controller: Controller, agents: list[Agent], progr
     for node, files in expected.items():
         for name, data in files.items():
             assert members[f"{sid[node]}-{node}/{name}"] == data
+    # The command line fetches and verifies them too; a second run keeps what is there.
+    out = os.path.join(base, "fetched")
+    environ = {
+        "MARVIN_URL": f"https://localhost:{client.ports['https']}", "MARVIN_CERT": pki.certificate("alice"),
+        "MARVIN_KEY": pki.key("alice"), "MARVIN_CA": pki.certificate("ca"), "XDG_CONFIG_HOME": "/nonexistent",
+    }
+    printed, errors = io.StringIO(), io.StringIO()
+    assert cli(["results", str(expid), "-o", out], out=printed, err=errors, environ=environ) == 0, errors.getvalue()
+    for node, files in expected.items():
+        for name, data in files.items():
+            with open(os.path.join(out, f"{sid[node]}-{node}", name), "rb") as f:
+                assert f.read() == data
+    printed = io.StringIO()
+    assert cli(["results", str(expid), "-o", out], out=printed, err=errors, environ=environ) == 0
+    assert printed.getvalue().startswith("0 file(s) downloaded")
     # The nodes remove what they shipped.
     for agent in agents:
         directory = os.path.join(os.path.dirname(agent.state), "tasks", sid[agent.nodeid], "results")
