@@ -346,7 +346,8 @@ def test_addAndGetSchedules(store: Backend) -> None:
     assert [store.run(lambda txn: txn.getSchedule(i)) for i in ids] == rows
     assert store.run(lambda txn: txn.getSchedule(ids[-1] + 1)) is None
     assert store.run(lambda txn: txn.countSchedules()) == 7
-    one = store.run(lambda txn: txn.addSchedules([Schedule(expid=rows[0].expid, nodeid="3", start=9, stop=10)]))
+    # Shared: node 3 is booked then (PostgreSQL's constraint refuses an overlap).
+    one = store.run(lambda txn: txn.addSchedules([Schedule(expid=rows[0].expid, nodeid="3", start=9, stop=10, shared=True)]))
     assert one[0] > ids[-1] and store.run(lambda txn: txn.addSchedules([])) == []
     expa = rows[0].expid
     assert [s.id for s in store.run(lambda txn: txn.schedulesOfExperiment(expa))] == [
@@ -408,9 +409,9 @@ def test_blockingIntervals(store: Backend) -> None:
     store.run(lambda txn: txn.updateSchedule(rows[0]))
     assert intervals(1000, 1001, ["2"]) == [("2", 1000, 2000)]
     # a window made longer than any before is still found from its far end
-    rows[0].stop = 10**6
+    rows[0].start, rows[0].stop = 4000, 10**6  # clear of node 2's other window
     store.run(lambda txn: txn.updateSchedule(rows[0]))
-    assert intervals(999999, 10**7) == intervals(999999, 10**7, ["2"]) == [("2", 1000, 10**6)]
+    assert intervals(999999, 10**7) == intervals(999999, 10**7, ["2"]) == [("2", 4000, 10**6)]
     assert [s.id for s in store.run(lambda txn: txn.schedulesOverlapping(999999, 10**7))] == [rows[0].id]
 
 

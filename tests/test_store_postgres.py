@@ -172,20 +172,52 @@ def test_emptyDatabaseMigratesInOneTransaction() -> None:
 
 def test_lockTimeout() -> None:
     """
-    A transaction waits for another controller's; past the lock timeout it fails
-    on its own, and the store works once the other one ends.
+    A writer waits for another controller's only on a node both examine (other
+    writes go on meanwhile); past the lock timeout it fails on its own, and the
+    store works once the other one ends.
     """
     url = fresh()
     db = PostgresDatabase(url, lockTimeout=0.2)
-    with psycopg.connect(url, autocommit=True) as other:
-        other.execute("BEGIN")
-        other.execute("SELECT pg_advisory_xact_lock(%s)", (pgschema.LOCK_KEY,))
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        other = PostgresTransaction(connection, writing=True)
+        assert other.blockingIntervals(NOW, NOW + 60, ["1"]) == []
+        db.run(lambda txn: txn.putNode(Node(id="1")))
+        assert db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60, ["2"])) == []
         with pytest.raises(psycopg.errors.LockNotAvailable):
-            db.run(lambda txn: txn.putNode(Node(id="1")))
-        assert db.read(lambda txn: txn.listNodes()) == []
-        other.execute("COMMIT")
-    db.run(lambda txn: txn.putNode(Node(id="1")))
+            db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60, ["2", "1"]))
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60))  # every node
+        assert db.read(lambda txn: txn.blockingIntervals(NOW, NOW + 60, ["1"])) == []
+        connection.execute("COMMIT")
+    assert db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60)) == []
     assert [n.id for n in db.read(lambda txn: txn.listNodes())] == ["1"]
+    db.close()
+
+
+def test_claimsOfTwoControllersAreDisjoint() -> None:
+    """
+    Two controllers claiming due notifications at once never take the same
+    row: the second skips what the first holds, and sees it leased after.
+    """
+    from am.core import outbox
+    from am.core.model import Notification
+
+    url = fresh()
+    db = PostgresDatabase(url)
+    _setup(db)
+    db.run(lambda txn: [
+        txn.addNotification(Notification(expid=1, ownerid=1, url="https://x", kind="k", body={}, created=NOW,
+                                         eventid=f"e{i}", due=NOW))
+        for i in range(4)
+    ] + [outbox.ensureSecret(txn, 1, NOW)])
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        first = [d.notification.id for d in outbox.claim(PostgresTransaction(connection, writing=True), "a", NOW, 2, 60)]
+        second = [d.notification.id for d in db.run(outbox.claim, "b", NOW, 10, 60)]
+        assert len(first) == 2 and len(second) == 2 and not set(first) & set(second)
+        connection.execute("COMMIT")
+    assert db.run(outbox.claim, "c", NOW, 10, 60) == []
     db.close()
 
 

@@ -271,6 +271,11 @@ def runCommand(
     return result, events
 
 
+# A command takes ids and plain values and re-reads what it changes: a store
+# may run it again from the start after losing a race (L{am.store.postgres}).
+runCommand.rerunnable = True  # type: ignore[attr-defined]
+
+
 class EventStream:
     """
     In-process subscribers to the core's events.

@@ -164,6 +164,8 @@ class InventorySync:
 
     @ivar lastResult: the counts of the last applied snapshot.
     @ivar lastProblems: what went wrong in the last run (empty when all was well).
+    @ivar leading: whether this controller runs the periodic sync now (only
+        one of several sharing a database does; an admin's sync runs anywhere).
     """
 
     log = Logger()
@@ -191,6 +193,7 @@ class InventorySync:
         self._waiters: Optional[list[Deferred]] = None
         self._partial = False
         self._loop: Optional[LoopingCall] = None
+        self.leading: Callable[[], bool] = lambda: True
 
     @property
     def configured(self) -> bool:
@@ -219,6 +222,10 @@ class InventorySync:
         self._loop = None
 
     def _tick(self) -> Deferred:
+        if not self.leading():
+            # Another controller on the database runs the periodic sync.
+            return succeed(None)
+
         def reschedule(ok: bool) -> None:
             if self._loop is not None:
                 self._loop.interval = self.period if ok else self.retry

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import (
@@ -52,6 +52,7 @@ from am.ctl.site import MarvinSite, makeSite
 from am.ctl.slowclients import guard
 from am.geni.face import mountGENI
 from am.results.hub import resultKey
+from am.store.leadership import AlwaysLeader, ILeadership, leadershipOf
 from am.store.sqlite import SQLiteStore
 from am.trust.certs import certificatePEM, loadRoots
 from am.trust.tls import serverTLSOptions
@@ -205,7 +206,8 @@ class Controller(MultiService):
     (C{https}, C{http}) serving one L{MarvinSite}, a L{TimerService} named
     C{expiry} for unprovisioned allocations and queued tasks, one named
     C{sweep} failing what nobody ran, and an
-    L{InventoryService} named C{inventory}; add more children with
+    L{InventoryService} named C{inventory} (these three run only while this
+    controller leads, L{am.store.leadership}); add more children with
     C{addService} (they start after the listeners, in the order added).
 
     Starting opens the store, builds the scheduler and the site's resources
@@ -246,6 +248,7 @@ class Controller(MultiService):
         self.faces = tuple(faces) + ((mountGENI,) if config.geni is not None else ()) + (mountOperations,)
         self.metrics = Metrics()
         self.store: Any = None
+        self.leadership: ILeadership = AlwaysLeader()
         self.scheduler: Optional[IScheduler] = None
         self.root: Optional[IResource] = None
         self.ready: Deferred = Deferred()
@@ -340,9 +343,14 @@ class Controller(MultiService):
         @raise StartupError: if the database cannot be opened.
         """
         try:
-            self.store = MeasuredStore(self.storeFactory(self.config.database, self.reactor), self.metrics)
+            store = self.storeFactory(self.config.database, self.reactor)
+            self.store = MeasuredStore(store, self.metrics)
         except Exception as e:
             raise StartupError(f"database: cannot open {redacted(self.config.database)}: {e}") from None
+        # Several controllers on one database run the background loops on one.
+        self.leadership = leadershipOf(store)
+        self.leadership.start()
+        self.sync.leading = lambda: self.leadership.leading
         Service.startService(self)
         self.scheduler = Scheduler(self.store, self.reactor, self.config.policy)
         self.sync.scheduler = self.scheduler
@@ -399,6 +407,9 @@ class Controller(MultiService):
         is logged and the next run comes on time.
         """
 
+        if not self.leadership.leading:
+            return succeed(None)
+
         def expired(count: Any) -> None:
             if count:
                 self.log.info("{count} unprovisioned allocation(s) or queued task(s) expired", count=count)
@@ -413,6 +424,9 @@ class Controller(MultiService):
         One run of the periodic sweep (the C{sweep} timer's call): fail what
         nobody ran; a failure is logged and the next run comes on time.
         """
+
+        if not self.leadership.leading:
+            return succeed(None)
 
         def swept(result: Any) -> None:
             if result.total:
@@ -438,9 +452,12 @@ class Controller(MultiService):
 
     def resultsOnce(self) -> Deferred:
         """
-        One run of the results housekeeping (the C{results} timer's call); a
-        failure is logged and the next run comes on time.
+        One run of the results housekeeping (the C{results} timer's call), on
+        the leading controller only; a failure is logged and the next run
+        comes on time.
         """
+        if not self.leadership.leading:
+            return succeed(None)
 
         def failed(failure: Failure) -> None:
             self.log.failure("results housekeeping failed; will retry", failure)
@@ -456,6 +473,7 @@ class Controller(MultiService):
         d = DeferredList([maybeDeferred(s.stopService) for s in started], consumeErrors=True)
 
         def close(_: Any) -> Any:
+            self.leadership.stop()
             if self.store is not None:
                 store, self.store = self.store, None
                 return store.close()

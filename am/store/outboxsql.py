@@ -40,6 +40,13 @@ class OutboxSQL:
     def _exec(self, sql: str, args: Any = ()) -> Any:
         raise NotImplementedError()
 
+    def _forUpdate(self, skipLocked: bool = False) -> str:
+        """
+        The row-lock clause a writer's read of outbox rows takes: none where
+        writers are serialised anyway (SQLite); PostgreSQL's says its own.
+        """
+        return ""
+
     def addNotification(self, entry: Notification) -> int:
         row = self._one("SELECT coalesce(max(seq), 0) FROM outbox WHERE expid = ?", entry.expid)
         entry.seq = (row[0] if row else 0) + 1
@@ -63,7 +70,7 @@ class OutboxSQL:
         )
 
     def getNotification(self, outid: int) -> Optional[Notification]:
-        row = self._one(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", recordKey(outid))
+        row = self._one(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?{self._forUpdate()}", recordKey(outid))
         return _notification(row) if row else None
 
     def dueNotifications(self, now: int, limit: int) -> list[Notification]:
@@ -71,7 +78,7 @@ class OutboxSQL:
             _notification(r)
             for r in self._all(
                 f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND due <= ? "
-                "AND lease_until <= ? ORDER BY due, id LIMIT ?",
+                f"AND lease_until <= ? ORDER BY due, id LIMIT ?{self._forUpdate(skipLocked=True)}",
                 now, now, limit,
             )
         ]

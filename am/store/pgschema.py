@@ -20,8 +20,10 @@ from am.store.schema import SchemaTooNew
 
 __all__ = ["MIGRATIONS", "LATEST", "LOCK_KEY", "SchemaTooNew", "migrate", "currentVersion"]
 
-#: The key of the transaction-level advisory lock every writing transaction
-#: takes first ("Marvin" in ASCII). Advisory locks are per database.
+#: The key of the testbed's transaction-level advisory lock ("Marvin" in
+#: ASCII): exclusive for migrations and for a writer that examines every node,
+#: shared before any node lock (L{am.store.postgres}). Advisory locks are per
+#: database.
 LOCK_KEY = 0x4D617276696E
 
 MIGRATIONS: tuple[str, ...] = (
@@ -179,7 +181,25 @@ MIGRATIONS: tuple[str, ...] = (
         created bigint NOT NULL
     );
     """,
-    # 7: results (SQLite schema 10): uploaded files and the upload windows of ended schedules.
+    # 7: no global lock (docs/postgresql.md): the proof that two blocking
+    # windows of one node never overlap, whoever writes them. btree_gist gives
+    # GiST its text equality; its operator class is named with the schema the
+    # extension lives in, which need not be on the search path.
+    """
+    CREATE EXTENSION IF NOT EXISTS btree_gist;
+    DO $$
+    DECLARE
+        home text := (SELECT quote_ident(n.nspname) FROM pg_extension e
+                      JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'btree_gist');
+    BEGIN
+        EXECUTE format(
+            'ALTER TABLE schedules ADD CONSTRAINT schedules_no_overlap EXCLUDE USING gist '
+            '(nodeid %s.gist_text_ops WITH =, int8range(start, greatest(start, stop)) WITH &&) '
+            'WHERE (blocking)', home);
+    END
+    $$;
+    """,
+    # 8: results (SQLite schema 10): uploaded files and the upload windows of ended schedules.
     """
     CREATE TABLE result_files (
         schedid bigint NOT NULL REFERENCES schedules(id),

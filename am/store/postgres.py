@@ -2,24 +2,33 @@
 """
 The PostgreSQL store, for operators who run several controllers on one database.
 
-Atomicity across controllers: every transaction run by L{PostgresDatabase.run}
-(and so every L{IStore.transact}) starts with C{SELECT pg_advisory_xact_lock(K)},
-one transaction-level advisory lock per database, released by COMMIT or ROLLBACK.
-Writers are therefore serialised exactly as SQLite's C{BEGIN IMMEDIATE}
-serialises them, whichever controller they run in, and an allocation's check and
-insert cannot interleave with another's. This was chosen over SERIALIZABLE with
-retries because a retry re-runs the core's function, which may have changed the
-model objects it was given, and because a conflict-heavy load (many requests for
-the same few nodes, the usual case here) would mostly retry; a single lock costs
-one round trip and never deadlocks, since no transaction waits for a second lock.
+No database-wide lock: writers run concurrently under READ COMMITTED and wait
+for each other only where they touch the same thing (docs/postgresql.md):
 
-The lock only works under READ COMMITTED, where each statement sees what was
-committed before it: so every C{BEGIN} names that level rather than leave it to
-the server's C{default_transaction_isolation} (under REPEATABLE READ the snapshot
-would be taken before the lock is granted and miss the previous holder's rows).
-C{BEGIN} and the lock go in one round trip. Reads that go through
-L{PostgresStore.read} instead run in a READ ONLY REPEATABLE READ snapshot
-without the lock.
+ - A writing transaction that reads a node's blocking intervals (to decide a
+   booking, a renewal, a queued task's placement) first takes a
+   transaction-level advisory lock on that node, all of a call's nodes in one
+   statement in key order, with a shared lock on the testbed before them. The
+   interval query that follows is a new statement, so it sees whatever the
+   previous holder committed. A query over every node (a long candidate list)
+   takes the testbed lock exclusively instead. So two bookings conflict, and
+   one waits, only when they examine a common node.
+ - An exclusion constraint (btree_gist: node C{=}, window C{&&}, blocking rows
+   only) is the proof that no two blocking windows of a node ever overlap,
+   whatever a transaction did or did not lock.
+ - A writing transaction that reads a user's quotas first locks the user's row,
+   so charges and refunds of one user are serialised; schedules, experiments
+   and users keep their version compare-and-set.
+ - A transaction that loses a race (deadlock, serialisation failure, exclusion
+   or unique violation, a foreign key gone, a stale version) is rolled back and
+   run again from the start, a few times; commands take ids and plain values,
+   so a new run re-reads everything. A booking still refused by the constraint
+   after the last run is the core's refusal, a L{Conflict}.
+
+Every C{BEGIN} names its isolation level rather than leave it to the server's
+C{default_transaction_isolation}: under REPEATABLE READ a statement after a lock
+wait would not see the previous holder's rows. Reads that go through
+L{PostgresStore.read} run in a READ ONLY REPEATABLE READ snapshot, locking nothing.
 
 Threading: each transaction runs on a small dedicated L{ThreadPool} through
 C{deferToThreadPool}, with one psycopg connection per concurrent worker, taken
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zlib
 from typing import Any, Callable, Iterable, Optional
 
 try:
@@ -41,12 +51,13 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from am.core.errors import BadRequest
+from am.core.errors import BadRequest, Conflict, StaleWrite
 from am.core.interfaces import IStore, IStoreTransaction
-from am.core.model import Experiment, Interval, Node, Schedule, User
+from am.core.model import Experiment, Interval, Node, Quota, Schedule, User
 from am.core.states import FINAL_STATES, QUEUE_START
 from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
+from am.store.pgleader import PostgresLeadership
 from am.store.sqlcommon import SQLTransaction
 from am.store.rows import (
     SCHEDULE_COLUMNS,
@@ -55,7 +66,7 @@ from am.store.rows import (
     recordKey,
 )
 
-_BEGIN_WRITE = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({LOCK_KEY})"
+_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
 # The earliest start of a window that can reach a span starting at the parameter:
@@ -64,6 +75,24 @@ _LOW = "%s::bigint - (SELECT value FROM meta WHERE key = 'longest_window')"
 # As many node ids as SQLite's store looks up through its per-node index; past
 # that its rows come in start order, and so do ours.
 _PER_NODE = 64
+#: The class of the per-node advisory locks (the two-key form: a space of its
+#: own, apart from the one-key testbed lock L{LOCK_KEY}).
+NODE_LOCK_CLASS = 0x4D61
+# Lost races a writing transaction is run again for: serialization failure,
+# deadlock, unique, foreign key and exclusion violations.
+_RETRY = frozenset({"40001", "40P01", "23505", "23503", "23P01"})
+_EXCLUSION = "23P01"
+#: How many times a writing transaction runs at most.
+ATTEMPTS = 8
+
+
+def nodeKey(nodeid: str) -> int:
+    """
+    The advisory lock key of a node: a signed 32-bit hash of its id (two nodes
+    sharing one only ever wait for each other needlessly).
+    """
+    key = zlib.crc32(str(nodeid).encode("utf-8"))
+    return key - (1 << 32) if key >= 1 << 31 else key
 
 
 @implementer(IStoreTransaction)
@@ -72,8 +101,42 @@ class PostgresTransaction(SQLTransaction):
     L{IStoreTransaction} over one open PostgreSQL transaction.
     """
 
-    def __init__(self, connection: psycopg.Connection) -> None:
+    def __init__(self, connection: psycopg.Connection, writing: bool = False) -> None:
         self._db = connection
+        self._writing = writing
+        # The node keys locked so far, and the testbed lock held ("shared",
+        # "exclusive" or None): each lock is taken once per transaction.
+        self._locked: set[int] = set()
+        self._testbed: Optional[str] = None
+
+    def lockNodes(self, nodeids: Optional[Iterable[str]]) -> None:
+        """
+        In a writing transaction, lock the given nodes (C{None}: all of them)
+        until it ends; the caller's next statement sees what the previous
+        holders committed. Nothing in a read-only one.
+        """
+        if not self._writing or self._testbed == "exclusive":
+            return
+        if nodeids is None:
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            self._testbed = "exclusive"
+            return
+        keys = sorted({nodeKey(n) for n in nodeids} - self._locked)
+        if not keys:
+            return
+        # The shared testbed lock first, then the nodes in key order: an
+        # Append runs its branches in order, and a function scan keeps the
+        # array's order, so every transaction locks in the same order.
+        testbed = (
+            "" if self._testbed else f"SELECT pg_advisory_xact_lock_shared({LOCK_KEY}) UNION ALL "
+        )
+        self._db.execute(
+            f"SELECT count(*) FROM ({testbed}SELECT pg_advisory_xact_lock({NODE_LOCK_CLASS}, k) "
+            "FROM unnest(%s::int[]) AS k) AS locks",
+            (keys,),
+        )
+        self._testbed = "shared"
+        self._locked.update(keys)
 
     def _sql(self, text: str) -> str:
         # The shared queries use "?"; psycopg wants "%s" (and none of ours has a literal "?").
@@ -181,8 +244,8 @@ class PostgresTransaction(SQLTransaction):
                 *self._scheduleRow(schedule),
             )[0]
         elif schedules:
-            # Take the ids first (the lock makes them consecutive in practice,
-            # increasing in any case), then insert in one pipelined batch.
+            # Take the ids first (increasing, if not always consecutive), then
+            # insert in one pipelined batch.
             ids = sorted(
                 r[0]
                 for r in self._all(
@@ -193,10 +256,14 @@ class PostgresTransaction(SQLTransaction):
             )
             for schedule, newid in zip(schedules, ids):
                 schedule.id = newid
+            # Inserted in node then start order: two bookings whose windows
+            # collide wait on the exclusion constraint in one order, never
+            # each for the other.
+            ordered = sorted(schedules, key=lambda s: (str(s.nodeid), s.start, s.id))
             with self._db.cursor() as cursor:
                 cursor.executemany(
                     f"INSERT INTO schedules (id, {columns}) VALUES (%s, {marks})",
-                    [(s.id, *self._scheduleRow(s)) for s in schedules],
+                    [(s.id, *self._scheduleRow(s)) for s in ordered],
                 )
         self._noteLongest(schedules)
         return [s.id for s in schedules]
@@ -227,6 +294,21 @@ class PostgresTransaction(SQLTransaction):
             args.append(recordKey(ownerid))
         return [scheduleFromRow(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
 
+    def _forUpdate(self, skipLocked: bool = False) -> str:
+        # Two controllers claiming due notifications at once each take rows
+        # the other has not locked (no two send one row); a settle locks its row.
+        if not self._writing:
+            return ""
+        return " FOR UPDATE SKIP LOCKED" if skipLocked else " FOR UPDATE"
+
+    def getQuotas(self, userid: int) -> dict[str, Quota]:
+        # A writer reads quotas to charge or refund them: the user's row lock
+        # serialises that per user (missing quotas being created included).
+        # Its own statement, so the quotas read next are the latest committed.
+        if self._writing:
+            self._db.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (recordKey(userid),))
+        return super().getQuotas(userid)
+
     def blockingIntervals(
         self, start: int, stop: int, nodeids: Optional[Iterable[str]] = None
     ) -> list[Interval]:
@@ -234,6 +316,7 @@ class PostgresTransaction(SQLTransaction):
             ids = [str(n) for n in nodeids]
             if not ids:
                 return []
+            self.lockNodes(ids)
             # Per node (index schedules_node), in node then start order, as SQLite
             # returns them for a short list; in start order for a long one.
             order = "nodeid, start, id" if len(ids) <= _PER_NODE else "start, id"
@@ -246,6 +329,7 @@ class PostgresTransaction(SQLTransaction):
                 start,
             )
         else:
+            self.lockNodes(None)
             rows = self._all(
                 "SELECT nodeid, start, stop FROM schedules "
                 f"WHERE blocking AND start >= {_LOW} AND start < %s AND stop > %s ORDER BY start, id",
@@ -269,6 +353,8 @@ class PostgresDatabase:
     def __init__(self, url: str, migrate: bool = True, lockTimeout: float = 30.0) -> None:
         self.url = url
         self._lockTimeout = lockTimeout
+        #: How many writing transactions lost a race and ran again.
+        self.retries = 0
         self._connection = self._connect()
         try:
             self.schemaVersion = migrateSchema(self._connection) if migrate else None
@@ -278,8 +364,8 @@ class PostgresDatabase:
 
     def _connect(self) -> psycopg.Connection:
         connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        # A controller stuck inside a transaction must not hold the lock forever;
-        # one waiting too long fails its request rather than piling up.
+        # A controller stuck inside a transaction must not hold its locks
+        # forever; one waiting too long fails its request rather than piling up.
         milliseconds = max(1, int(self._lockTimeout * 1000))
         connection.execute(f"SET lock_timeout = {milliseconds}")
         connection.execute(f"SET idle_in_transaction_session_timeout = {2 * milliseconds}")
@@ -287,12 +373,12 @@ class PostgresDatabase:
 
     def _begin(self, readOnly: bool) -> psycopg.Connection:
         """
-        Open a transaction (and take the lock) in one round trip. A connection
+        Open a transaction. A connection
         found broken here (the server restarted, the session was killed) is
         replaced once: nothing has run in it yet, so nothing is lost.
         """
         # The isolation level is explicit, whatever the server's default: the
-        # lock relies on READ COMMITTED.
+        # node locks rely on READ COMMITTED.
         begin = _BEGIN_READ if readOnly else _BEGIN_WRITE
         for attempt in (1, 2):
             if self._connection.closed or self._connection.broken:
@@ -315,9 +401,31 @@ class PostgresDatabase:
                 pass
 
     def _transaction(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        if readOnly:
+            return self._once(True, function, args, kwargs)
+        # Only a function marked as safe to run again is (a core command, which
+        # takes plain values): another may have changed the objects it was given.
+        attempts = ATTEMPTS if getattr(function, "rerunnable", False) else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._once(False, function, args, kwargs)
+            except StaleWrite:
+                if attempt == attempts:
+                    raise
+            except psycopg.Error as e:
+                if e.sqlstate not in _RETRY or attempt == attempts:
+                    if e.sqlstate == _EXCLUSION:
+                        raise Conflict(
+                            "The window was booked meanwhile by another request; try again."
+                        ) from None
+                    raise
+            self.retries += 1
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         connection = self._begin(readOnly)
         try:
-            result = function(PostgresTransaction(connection), *args, **kwargs)
+            result = function(PostgresTransaction(connection, not readOnly), *args, **kwargs)
             if connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 # The function swallowed a database error: COMMIT would quietly roll back.
                 raise psycopg.errors.InFailedSqlTransaction("the transaction failed and was rolled back")
@@ -334,14 +442,16 @@ class PostgresDatabase:
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
-        Run C{function(transaction, ...)} in one transaction under the write lock.
+        Run C{function(transaction, ...)} in one writing transaction; again
+        from the start when it lost a race (up to L{ATTEMPTS} times in all)
+        if it is marked C{rerunnable}, as core commands are.
         """
         return self._transaction(False, function, args, kwargs)
 
     def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
         Run C{function(transaction, ...)} in a read-only snapshot, without the
-        lock: for queries, which then never wait for writers.
+        locks: for queries, which then never wait for writers.
         """
         return self._transaction(True, function, args, kwargs)
 
@@ -392,9 +502,15 @@ class PostgresStore:
     def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         return self._defer("run", function, args, kwargs)
 
+    def leadership(self) -> PostgresLeadership:
+        """
+        This controller's part in electing who runs the background loops.
+        """
+        return PostgresLeadership(self.url, self._reactor)
+
     def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
-        Like L{transact} for read-only functions, in a snapshot without the lock
+        Like L{transact} for read-only functions, in a snapshot without locks
         (not part of L{IStore}: a writing function fails here).
         """
         return self._defer("read", function, args, kwargs)

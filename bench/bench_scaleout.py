@@ -1,0 +1,213 @@
+"""
+PostgreSQL scale-out over HTTP (issue 11; not a test): real marvinctld processes,
+driven by the closed-loop clients of L{bench_rest_load} (whose set-up, clients and
+report it reuses), printing the three PostgreSQL goals:
+
+  1. one controller on PostgreSQL against one on SQLite (goal >= 80 %);
+  2. two controllers on one PostgreSQL database against one (goal >= 1.5x) on
+     heartbeats (16 clients) and on allocations;
+  3. disjoint bookings per second against concurrent connections (1 to 16),
+     with the CPU the controllers and the whole machine used: it should grow
+     until the CPU is the limit.
+
+Allocations come in two kinds: "any node" (C{nodecount=1}, C{nodetypes=type:testing},
+the legacy bench's request, which examines every node and so takes the testbed
+lock) and "disjoint" (one named node each, request k on node k mod N at its own
+window, by one of 32 users in turn: what many experimenters booking different
+nodes look like; they lock only their node and their user).
+
+Each deployment is a fresh store: a SQLite file, or a PostgreSQL database named
+C{pg11_bench_<pid>_<n>} made on the C{--postgres} server and dropped at the end.
+
+Run (the bench lock keeps benches from overlapping on a shared machine):
+  flock /tmp/marvin-bench.lock .venv/bin/python bench/bench_scaleout.py \\
+      --postgres 'postgresql:///postgres?host=/var/run/postgresql'     # ~3 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Callable, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_rest_load as load  # noqa: E402 (the path above first)
+
+USERS = 32
+
+
+def userFingerprint(n: int) -> str:
+    return f"{n + 1:040x}"
+
+
+def addUsers(database: str, now: int) -> None:
+    """
+    L{USERS} experimenters with the bench's large quotas.
+    """
+    from am.core import quotas
+    from am.core.model import User
+    from am.core.policy import Policy
+
+    policy = Policy(maintenance=(), defaultQuotaTime=load.BIG_QUOTA, defaultQuotaData=load.BIG_QUOTA,
+                    defaultQuotaStorage=load.BIG_QUOTA)
+    db = load.openStore(database)
+
+    def fill(txn):
+        for n in range(USERS):
+            userid = txn.addUser(User(name=f"user{n}", role="user", fingerprint=userFingerprint(n)))
+            quotas.currentQuotas(txn, userid, now, policy)
+
+    db.run(fill)
+    db.close()
+
+
+class Deployment:
+    """
+    A fresh store with nodes, tasks and users, and C{count} controllers on it.
+    """
+
+    serial = itertools.count()
+
+    def __init__(self, directory: str, postgres: Optional[str], count: int, nodes: int, tasks: int) -> None:
+        self.postgres = postgres
+        self.name = f"pg11_bench_{os.getpid()}_{next(self.serial)}"
+        self.controllers: list[load.Controller] = []
+        here = os.path.join(directory, self.name)
+        os.makedirs(here)
+        if postgres:
+            load.createDatabase(postgres, self.name)
+            database = load.databaseUrl(postgres, self.name)
+        else:
+            database = os.path.join(here, "marvin.db")
+        now = int(time.time())
+        self.first, self.last = load.populate(database, nodes, tasks, now)
+        addUsers(database, now)
+        inventory = load.writeInventory(here, nodes)
+        try:
+            for n in range(count):
+                config = load.writeConfig(here, f"ctl{n}", database, inventory)
+                self.controllers.append(load.Controller(config, os.path.join(here, f"ctl{n}.log")))
+        except BaseException:
+            self.close()
+            raise
+        self.ports = [c.port for c in self.controllers]
+        # Disjoint windows start past every preloaded task.
+        self.base = self.last + 86400
+
+    def close(self) -> None:
+        for c in self.controllers:
+            c.stop()
+        if self.postgres:
+            load.createDatabase(self.postgres, self.name, drop=True)
+
+
+def machineBusy() -> tuple[float, float]:
+    """
+    Busy and total jiffies of the whole machine (/proc/stat), for cores busy.
+    """
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def phase(deployment: Deployment, name: str, clients: int, duration: float, nodes: int,
+          counter: Callable[[], int]) -> dict:
+    """
+    One closed-loop phase (heartbeats, any-node or disjoint allocations) with
+    the machine's busy cores added to the result.
+    """
+
+    def disjoint(k: int) -> load.Request:
+        n = counter()
+        start = deployment.base + n * 600
+        body, headers = load.form({
+            "name": f"d{n}", "script": load.SCRIPT, "nodecount": "1", "start": str(start), "duration": "300",
+            "options": json.dumps({"nodes": str(1 + n % nodes)}),
+        }, userFingerprint(n % USERS))
+        return "POST", "/v1/experiments", body, headers
+
+    make = {
+        "heartbeats": lambda k: load.heartbeat(k, nodes),
+        "any-node": lambda k: load.allocation(k, nodes),
+        "disjoint": disjoint,
+    }[name]
+    busy0, total0 = machineBusy()
+    result = load.run(deployment.ports, clients, duration, make, deployment.controllers)
+    busy1, total1 = machineBusy()
+    result["machine_cores"] = (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+    load.report(name, result, clients)
+    return result
+
+
+def versus(label: str, ours: dict, base: dict, goal: float) -> None:
+    clean = not ours["errors"] and not base["errors"]
+    value = ours["rate"] / base["rate"] if base["rate"] else float("nan")
+    print(f"  {label}: {ours['rate']:.1f} / {base['rate']:.1f} req/s = {value:.2f}x  "
+          f"(goal >= {goal:g}x: {load.verdict(value >= goal and clean)})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--postgres", metavar="URL", help="a PostgreSQL server (databases of our own are made)",
+        default=os.environ.get("MARVIN_TEST_POSTGRES") or "postgresql:///postgres?host=/var/run/postgresql",
+    )
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks written before the start")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per phase")
+    parser.add_argument("--clients", type=int, default=16, help="heartbeat clients")
+    parser.add_argument("--booking-clients", type=int, default=8, help="disjoint booking clients (goals 1 and 2)")
+    parser.add_argument("--series", default="1,2,4,8,16", help="connections for the disjoint booking series")
+    parser.add_argument("--quick", action="store_true", help="3 s phases, series 1,4,16")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.series = 3.0, "1,4,16"
+    counter = itertools.count().__next__
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start; "
+          f"{args.nodes} nodes, {args.tasks} tasks, {args.duration:g} s phases; the load client "
+          "and PostgreSQL share the cores with the controllers\n", flush=True)
+    results: dict[str, dict[str, dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="marvin-scaleout-") as directory:
+        for label, postgres, count in (("sqlite x1", None, 1), ("postgres x1", args.postgres, 1),
+                                       ("postgres x2", args.postgres, 2)):
+            print(f"{label}:", flush=True)
+            deployment = Deployment(directory, postgres, count, args.nodes, args.tasks)
+            try:
+                results[label] = {
+                    "heartbeats": phase(deployment, "heartbeats", args.clients, args.duration, args.nodes, counter),
+                    "any-node": phase(deployment, "any-node", count, args.duration, args.nodes, counter),
+                    "disjoint": phase(deployment, "disjoint", args.booking_clients, args.duration, args.nodes,
+                                      counter),
+                }
+                if count == 2:
+                    print("  disjoint bookings against connections:", flush=True)
+                    series = [
+                        (n, phase(deployment, "disjoint", n, args.duration, args.nodes, counter))
+                        for n in (int(x) for x in args.series.split(","))
+                    ]
+            finally:
+                deployment.close()
+            print(flush=True)
+    sqlite, one, two = results["sqlite x1"], results["postgres x1"], results["postgres x2"]
+    print("issue 11, PostgreSQL goals:")
+    print(" one controller, PostgreSQL against SQLite (goal >= 0.8x):")
+    for kind in ("heartbeats", "any-node", "disjoint"):
+        versus(kind, one[kind], sqlite[kind], 0.8)
+    print(" two controllers against one, on PostgreSQL (goal >= 1.5x):")
+    for kind in ("heartbeats", "any-node", "disjoint"):
+        versus(kind, two[kind], one[kind], 1.5)
+    print(" disjoint bookings against connections (two controllers): connections, bookings/s, "
+          "controllers' cores, machine's cores busy")
+    for n, r in series:
+        print(f"  {n:3d}  {r['rate']:8.1f}/s  {r['cores']:.2f}  {r['machine_cores']:.2f} of {os.cpu_count()}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
