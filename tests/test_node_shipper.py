@@ -157,3 +157,35 @@ class TokenBucketTests(SynchronousTestCase):
         clock.advance(0.1)
         self.assertTrue(waiting.called)
         self.assertTrue(TokenBucket(clock, 0).take(10**9).called)
+
+
+class AgentTests(SynchronousTestCase):
+    """
+    The agent and its shipper: a deployed task's results directory is
+    tracked with its storage option, and a running task whose results
+    outgrow it is stopped as failed.
+    """
+
+    def test_overTheAllowanceFails(self) -> None:
+        from node.agent import MarvindAgent
+        from node.client import HTTPControllerClient
+        from node.state import StateStore
+        from tests.test_node_agent import NOW, AgentHarness
+        from treq.testing import StubTreq
+
+        h = AgentHarness(self)
+        h.task("10", 300, 900, image="registry.example/ping:2", storage=100)
+        client = HTTPControllerClient(StubTreq(h.controller.root()), h.clock, h.config.controllerURL, 10.0)
+        store = StateStore(h.directory)
+        shipper = ResultShipper(h.clock, FakeResultsController(), h.directory, period=30, hasher=syncHash)
+        agent = MarvindAgent(h.config, h.clock, client, h.hooks, store, randomFloat=lambda: 0.5, shipper=shipper)
+        agent.startService()
+        self.addCleanup(agent.stopService)
+        h.clock.advance(0)
+        results = store.resultsDirectory("10")
+        self.assertEqual((shipper.tasks["10"].directory, shipper.tasks["10"].allowance), (results, 100))
+        h.advanceTo(NOW + 300)
+        with open(os.path.join(results, "big"), "wb") as f:
+            f.write(b"x" * 101)
+        h.advanceTo(NOW + 330)
+        self.assertEqual(h.controller.statuses("10")[-1], "failed; storage quota exceeded")
