@@ -212,6 +212,11 @@ def _run(base: str, pki: PKI, controller: Controller, agents: list[Agent], progr
         return all(set(have[n]) >= set(FILES) for n in sid)
 
     waitFor(lambda: final() and complete(), start + DURATION + 30 - time.time(), "every result home", detail)
+    # The nodes remove what they shipped, once everything is home (the
+    # local runtime's task.log and exit-code too).
+    for agent in agents:
+        directory = os.path.join(os.path.dirname(agent.state), "tasks", sid[agent.nodeid], "results")
+        waitFor(lambda d=directory: not os.path.exists(d), 20, f"node {agent.nodeid} cleaned up", detail)
     have = listed()
     for node, files in expected.items():
         # the local runtime adds task.log and exit-code beside what the task wrote
@@ -245,7 +250,3 @@ def _run(base: str, pki: PKI, controller: Controller, agents: list[Agent], progr
     printed = io.StringIO()
     assert cli(["results", str(expid), "-o", out], out=printed, err=errors, environ=environ) == 0
     assert printed.getvalue().startswith("0 file(s) downloaded")
-    # The nodes remove what they shipped.
-    for agent in agents:
-        directory = os.path.join(os.path.dirname(agent.state), "tasks", sid[agent.nodeid], "results")
-        waitFor(lambda d=directory: not os.path.exists(d), 10, f"node {agent.nodeid} cleaned up", detail)
