@@ -12,8 +12,8 @@ report it reuses), printing the three PostgreSQL goals:
 
 Allocations come in two kinds: "any node" (C{nodecount=1}, C{nodetypes=type:testing},
 the legacy bench's request, which examines every node and so takes the testbed
-lock) and "disjoint" (one named node each, request k on node k mod N at its own
-window, by one of 32 users in turn: what many experimenters booking different
+lock) and "disjoint" (one named node each, request k on node k mod N at that
+node's next window, by one of 32 users in turn: what many experimenters booking different
 nodes look like; they lock only their node and their user).
 
 Each deployment is a fresh store: a SQLite file, or a PostgreSQL database named
@@ -125,7 +125,8 @@ def phase(deployment: Deployment, name: str, clients: int, duration: float, node
 
     def disjoint(k: int) -> load.Request:
         n = counter()
-        start = deployment.base + n * 600
+        # Booking n: node n mod N, its (n div N)-th window (all within the horizon).
+        start = deployment.base + (n // nodes) * 600
         body, headers = load.form({
             "name": f"d{n}", "script": load.SCRIPT, "nodecount": "1", "start": str(start), "duration": "300",
             "options": json.dumps({"nodes": str(1 + n % nodes)}),
