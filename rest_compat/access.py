@@ -51,6 +51,8 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
     "experiment/merge": {"PUT": frozenset({USER})},
     "experiment/schedules": {"GET": AUTHENTICATED},
     "experiment/schedule": {"GET": AUTHENTICATED},
+    "experiment/occurrences": {"GET": AUTHENTICATED, "DELETE": PEOPLE},
+    "experiment/occurrence": {"GET": AUTHENTICATED, "PUT": PEOPLE, "DELETE": PEOPLE},
     "experiment/events": {"GET": PEOPLE},
     "schedules": {"GET": AUTHENTICATED},
     "schedules/find": {"GET": PEOPLE},

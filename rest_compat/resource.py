@@ -27,8 +27,8 @@ from twisted.web.server import NOT_DONE_YET
 from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from am.core.interfaces import IScheduler
 from rest_compat import (
-    access, backend, calendar, experiments, nodes, notifications, render, resources, results, schedules, ui,
-    users,
+    access, backend, calendar, experiments, nodes, notifications, occurrences, render, resources, results,
+    schedules, ui, users,
 )
 from rest_compat.auth import Authenticator, Caller
 from rest_compat.backend import UNAUTHENTICATED
@@ -72,6 +72,8 @@ ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("experiments", "*", "schedule"), "experiment/schedules"),
     (("experiments", "*", "schedules", "*"), "experiment/schedule"),
     (("experiments", "*", "schedule", "*"), "experiment/schedule"),
+    (("experiments", "*", "occurrences"), "experiment/occurrences"),
+    (("experiments", "*", "occurrences", "*"), "experiment/occurrence"),
     (("experiments", "*", "events"), "experiment/events"),
     (("experiments", "*", "results.tar"), "experiment/results"),
     (("experiments", "*", "*"), "experiment/merge"),
@@ -118,6 +120,11 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("experiment/merge", "PUT"): experiments.merge,
     ("experiment/schedules", "GET"): experiments.experimentSchedules,
     ("experiment/schedule", "GET"): experiments.experimentSchedule,
+    ("experiment/occurrences", "GET"): occurrences.listOccurrences,
+    ("experiment/occurrences", "DELETE"): occurrences.cancelFrom,
+    ("experiment/occurrence", "GET"): occurrences.getOccurrence,
+    ("experiment/occurrence", "PUT"): occurrences.move,
+    ("experiment/occurrence", "DELETE"): occurrences.cancelOne,
     ("experiment/events", "GET"): notifications.experimentEvents,
     ("schedules", "GET"): schedules.listSchedules,
     ("ui", "GET"): ui.page,

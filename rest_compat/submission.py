@@ -24,7 +24,7 @@ KNOWN = frozenset(REQUIRED + OPTIONAL + ("taskname",))
 
 # Options the scheduler consumes; storage and traffic also reach the node,
 # whose deploy hook sizes the results disk and accounts traffic with them.
-_SCHEDULING_ONLY = ("shared", "nodes", "recurrence", "period", "until", "dryrun", "notify")
+_SCHEDULING_ONLY = ("shared", "nodes", "recurrence", "period", "until", "dryrun", "notify", "heal")
 # Legacy let one hard-coded certificate change node-side directories.
 _REFUSED = ("internal", "basedir")
 
@@ -117,5 +117,6 @@ def requestFrom(params: Mapping[str, Any], ownerid: int) -> AllocationRequest:
         options=deployment,
         dryrun=flag("dryrun", dryrun),
         interfaceCount=interfaceCount(params),
+        heal=flag("heal", options.get("heal")),
         notify=options.get("notify"),
     )

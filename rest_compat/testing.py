@@ -26,7 +26,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
-from twisted.web.client import Agent
+from twisted.web.client import URI, Agent
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer
 from twisted.web.test.requesthelper import DummyRequest
@@ -307,6 +307,10 @@ class RESTHarness:
             received.setRawHeaders(b"content-length", [str(answer.length).encode("ascii")])
         response = Response(answer.code, received, data)
         if self.validate:
+            # Checked against the path as sent: Twisted's client drops an
+            # empty ";" parameter part (C{/experiments/;} goes out as C{/experiments/}).
+            if path.endswith(";"):
+                path = URI.fromBytes(b"http://marvin.test" + path.encode("utf-8")).originForm.decode("utf-8")
             self.check(method, path, response)
         return response
 

@@ -306,7 +306,7 @@ def test_exampleFileNamesEveryKey():
         "headers": {"verified", "fingerprint", "client_certificate"},
         "metrics": {"access"},
         "inventory": {"file", "api", "period", "retry"},
-        "housekeeping": {"expiry_period", "sweep_period"},
+        "housekeeping": {"expiry_period", "sweep_period", "heal_period"},
         "notifications": {
             "allow_private", "retry_for", "backoff", "backoff_max", "timeout", "batch", "poll", "deliver", "wait_max",
         },
@@ -340,7 +340,7 @@ def test_exampleFileNamesEveryKey():
     from am.core.policy import Policy
 
     assert config.policy == Policy.fromConfig(document["scheduling"])
-    assert len(document["scheduling"]) == 25  # every Policy.fromConfig key
+    assert len(document["scheduling"]) == 29  # every Policy.fromConfig key
 
 
 def test_demoInventoryFileMatchesTheDemo():

@@ -226,7 +226,7 @@ class ControllerTests(SynchronousTestCase):
         started, and stopping stops every child and closes the store.
         """
         controller, clock = memoryController(makeConfig(self.tmp))
-        self.assertEqual([s.name for s in controller], ["https", "http", "expiry", "sweep", "inventory", "notifier"])
+        self.assertEqual([s.name for s in controller], ["https", "http", "expiry", "sweep", "heal", "inventory", "notifier"])
         self.assertIsInstance(controller.getServiceNamed("https"), StreamServerEndpointService)
         self.assertIsInstance(controller.getServiceNamed("http"), StreamServerEndpointService)
         self.assertIsInstance(controller.getServiceNamed("expiry"), TimerService)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import attrs
 
-from am.core import quotas, slots, sshkeys, states
+from am.core import health, quotas, slots, sshkeys, states
 from am.core.events import BookingMade, emit
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.core.interfaces import IStoreTransaction
@@ -227,6 +227,9 @@ def allocate(
     pairing = slots.Pairing.choose(interfaceCount, len(scripts), request.nodes is not None)
     if pairing.paired and nodecount % 2:
         raise Conflict("Node count must be even for paired nodes.")
+    if request.heal and (request.nodes is not None or pairing.paired):
+        raise Conflict("options.heal needs unbound single nodes (a nodetypes filter): "
+                       "a booking that names its nodes or books pairs cannot move elsewhere.")
     units = nodecount // pairing.size
 
     offsets: tuple[int, ...]
@@ -266,18 +269,17 @@ def allocate(
     userQuotas = (quotas.preview if request.dryrun else quotas.currentQuotas)(txn, owner.id, now, policy)
     quotas.check(userQuotas, amounts)
 
-    nodes = txn.listNodes()
+    view = txn.nodeView()
     if request.nodes is not None:
-        known = {n.id for n in nodes}
-        unknown = [str(n) for n in request.nodes if str(n) not in known]
+        unknown = [str(n) for n in request.nodes if view.get(str(n)) is None]
         if unknown:
             raise Conflict(f"Unknown node(s): {', '.join(unknown)}", nodes=unknown)
-    pairs = dict(txn.listPairs())
+    pairs = view.pairs
     if queued:
         # Queued requests wait for their nodes: no window, so no heartbeat age.
         anyAge = attrs.evolve(policy, requireHeartbeat=False)
-        eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, anyAge, pairs, pairing)
-        if len(eligible.units) < units:
+        eligible = slots.eligibleNodes(view, nodeFilter, request.nodes, now, anyAge, pairing)
+        if not eligible.atLeast(units):
             raise Conflict(
                 f"Only {len(eligible.units)}/{units} nodes are available for scheduling this task.",
                 code="sc1",
@@ -288,10 +290,11 @@ def allocate(
                 stop=duration,
             )
         chosen: tuple[tuple[tuple[str, ...], ...], ...] = (
-            tuple(tuple(n.id for n in unit) for unit in eligible.units[:units]),
+            tuple(tuple(n.id for n in unit) for unit in eligible.first(units)),
         )
     else:
-        eligible = slots.eligibleNodes(nodes, nodeFilter, request.nodes, now, policy, pairs, pairing)
+        ranking = health.penalties(txn.listHealth(), now, policy)
+        eligible = slots.eligibleNodes(view, nodeFilter, request.nodes, now, policy, pairing, ranking)
         start, chosen = _chooseWindow(
             txn, request, eligible, pairing, units, duration, start, asap, offsets, now, policy
         )
@@ -317,6 +320,8 @@ def allocate(
         schedulingOptions["interfaceCount"] = interfaceCount
     if pairing.paired:
         schedulingOptions["paired"] = True
+    if request.heal:
+        schedulingOptions["heal"] = True
     if notify is not None:
         schedulingOptions[NOTIFY_STORED] = notify
     experiment = Experiment(
@@ -425,7 +430,7 @@ def find(
             f"Provided start time is outside the allowed scheduling range ({now + policy.minDelay}, {latest})"
         )
     eligible = slots.eligibleNodes(
-        txn.listNodes(), nodeFilter, nodes, now, policy, dict(txn.listPairs()), pairing
+        txn.nodeView(), nodeFilter, nodes, now, policy, pairing, health.penalties(txn.listHealth(), now, policy)
     )
     found, _ = slots.search(
         txn, eligible, nodecount // pairing.size, duration, earliest, latest, (0,), results

@@ -89,6 +89,45 @@ class ScheduleWindowChanged(Event):
 
 
 @attrs.frozen(kw_only=True)
+class ScheduleMoved(Event):
+    """
+    A schedule no node had yet was given another window and/or node: its
+    owner moved an occurrence, or self-healing took it off a failing node
+    (actor C{scheduler}).
+    """
+
+    kind: ClassVar[str] = "schedule.moved"
+
+    schedid: int
+    expid: int
+    ownerid: int
+    nodeid: str
+    oldNodeid: str
+    start: int
+    stop: int
+    oldStart: int
+    oldStop: int
+
+
+@attrs.frozen(kw_only=True)
+class HealFailed(Event):
+    """
+    A window of a self-healing booking sits on a node that is down or
+    failing and no healthy node matching its filter is free: it was not
+    moved (its owner is told once per node; C{reason} says why).
+    """
+
+    kind: ClassVar[str] = "schedule.heal_failed"
+
+    schedid: int
+    expid: int
+    ownerid: int
+    nodeid: str
+    start: int
+    stop: int
+
+
+@attrs.frozen(kw_only=True)
 class BookingMade(Event):
     """
     A request was booked: a new experiment with its schedules.

@@ -59,6 +59,13 @@ class IStoreTransaction(Interface):
     def listNodes():
         """Every node, ordered by id."""
 
+    def nodeView():
+        """
+        The L{am.core.nodeview.NodeView} of the nodes as this transaction sees
+        them (tags, status, pairs; heartbeats of other controllers may be up to
+        a second old). Kept between transactions: read it, never change it.
+        """
+
     def setHeartbeat(nodeid, when, status, interfaces):
         """Record a heartbeat; C{status} and C{interfaces} may be C{None} to leave them."""
 
@@ -67,6 +74,16 @@ class IStoreTransaction(Interface):
 
     def deleteNode(nodeid):
         """Remove a node with no schedules (and the pair it is in)."""
+
+    # node health (issue 16: self-healing)
+    def getHealth(nodeid):
+        """The L{am.core.model.NodeHealth} of a node (zeros when it has none)."""
+
+    def putHealth(health):
+        """Insert or update a node's health record."""
+
+    def listHealth():
+        """Every health record, as a dict node id -> L{am.core.model.NodeHealth}."""
 
     # node pairs (legacy head/tail nodes)
     def setPair(headid, tailid):
@@ -311,11 +328,20 @@ class IScheduler(Interface):
     def mergeExperiments(into, source, userid, name=None):
         """Move the schedules of experiment C{source} into C{into}."""
 
+    def cancelOccurrences(expid, userid, occurrence=None, since=None):
+        """Cancel one occurrence of a recurring booking, or all from C{since} on."""
+
+    def moveOccurrence(expid, occurrence, userid, start, placement):
+        """Move one occurrence to another free window (same nodes or same filter)."""
+
     def expireAllocations():
         """Cancel expired GENI allocations and queued tasks."""
 
     def sweep():
         """Fail what nobody ran: tasks no node deployed, tasks of nodes gone silent."""
+
+    def heal():
+        """Move the future windows of self-healing bookings off nodes that are down or failing."""
 
     # GENI slices
     def allocateSlice(request, userid):

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import attrs
 
-from am.core import quotas, states
+from am.core import health, quotas, states
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.core.events import NodeHeard, ScheduleWindowChanged, emit
 from am.core.interfaces import IStoreTransaction
@@ -114,6 +114,8 @@ def heartbeat(
     txn.setHeartbeat(node.id, now, None, interfaces)
     if previous < now - policy.imminentHeartbeatAge:
         emit(txn, NodeHeard(time=now, actor=Actor.NODE.value, reason="heartbeat", nodeid=node.id, previous=previous))
+        if previous:
+            health.noteGap(txn, node.id, now, policy)
     placed = placeQueued(txn, node.id, now, policy) if node.status == NODE_ACTIVE else None
     limit = max(1, min(limit, 100))
     tasks = [
@@ -427,6 +429,7 @@ def sweep(txn: IStoreTransaction, now: int, policy: Policy) -> Sweep:
             transition(txn, schedule, states.FAILED, Actor.SCHEDULER,
                        f"node {schedule.nodeid} never deployed the task", now, policy)
             result.neverDeployed += 1
+            health.noteFailure(txn, schedule.nodeid, now, policy)
         elif schedule.status in states.ON_NODE and schedule.stop + policy.reportGrace <= now:
             if schedule.nodeid not in nodes:
                 nodes[schedule.nodeid] = txn.getNode(schedule.nodeid)
@@ -438,6 +441,7 @@ def sweep(txn: IStoreTransaction, now: int, policy: Policy) -> Sweep:
                        f"node {schedule.nodeid} went silent ({schedule.status} when last heard of)",
                        now, policy, at=min(lastSign, schedule.stop))
             result.silent += 1
+            health.noteFailure(txn, schedule.nodeid, now, policy)
     return result
 
 

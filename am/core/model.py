@@ -52,6 +52,20 @@ class Node:
 
 
 @attrs.define
+class NodeHealth:
+    """
+    A node's health record (L{am.core.health}): heartbeat gaps and tasks
+    failed for node reasons, each with when the last one happened.
+    """
+
+    nodeid: str
+    gaps: int = 0
+    lastGap: int = 0
+    failures: int = 0
+    lastFailure: int = 0
+
+
+@attrs.define
 class User:
     """
     An experimenter, an admin or a node. Nodes are users with role C{node} whose

@@ -79,6 +79,10 @@ class Policy:
     maxNodecount: int = 1000
     maxIntervals: int = 3000
     reportGrace: int = 900
+    healSilence: int = 900
+    healFailures: int = 2
+    healWindow: int = 7 * DAY
+    healAhead: int = DAY
     # Notifications and waits (the controller's C{notifications} section,
     # docs/notifications.md): private targets allowed, how long and how
     # often to retry, and the longest wait a request may hold.
@@ -122,6 +126,10 @@ class Policy:
             "max_nodecount": "maxNodecount",
             "max_intervals": "maxIntervals",
             "report_grace": "reportGrace",
+            "heal_silence": "healSilence",
+            "heal_failures": "healFailures",
+            "heal_window": "healWindow",
+            "heal_ahead": "healAhead",
             "results_grace": "resultsGrace",
             "results_retention": "resultsRetention",
         }

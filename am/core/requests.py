@@ -39,6 +39,7 @@ class AllocationRequest:
     allocateOnly: bool = False
     dryrun: bool = False
     interfaceCount: Any = 1
+    heal: bool = False
     notify: Optional[str] = None
 
 

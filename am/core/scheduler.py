@@ -16,7 +16,9 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from am.core import accounts, allocation, commands, lifecycle, outbox, results, slices
+from am.core import (
+    accounts, allocation, commands, healing, lifecycle, occurrences, outbox, results, slices,
+)
 from am.core.errors import Conflict
 from am.core.events import BookingRefused, Event, EventStream, runCommand
 from am.core.interfaces import IScheduler, IStore
@@ -218,6 +220,28 @@ class Scheduler:
         """
         return self._change(commands.mergeExperiments, into, source, userid, name, self.now())
 
+    def cancelOccurrences(
+        self, expid: Any, userid: int, occurrence: Any = None, since: Any = None
+    ) -> Deferred:
+        """
+        Cancel one occurrence of a recurring booking, or every occurrence
+        from C{since} on; fires with an L{occurrences.Cancellation}.
+        """
+        return self._change(
+            occurrences.cancelOccurrences, expid, userid, self.now(), self.policy,
+            occurrence=occurrence, since=since,
+        )
+
+    def moveOccurrence(self, expid: Any, occurrence: Any, userid: int, start: Any, placement: Any) -> Deferred:
+        """
+        Move one occurrence of a recurring booking to the window at C{start},
+        on the same nodes or the same filter; fires with the
+        L{am.core.series.Occurrence} as it is now.
+        """
+        return self._change(
+            occurrences.moveOccurrence, expid, occurrence, userid, start, placement, self.now(), self.policy
+        )
+
     def expireAllocations(self) -> Deferred:
         """
         Cancel unprovisioned GENI allocations whose time is up, and queued
@@ -230,6 +254,12 @@ class Scheduler:
         Fail what nobody ran (L{lifecycle.sweep}); fires with a L{lifecycle.Sweep}.
         """
         return self._change(lifecycle.sweep, self.now(), self.policy)
+
+    def heal(self) -> Deferred:
+        """
+        One self-healing pass (L{healing.heal}); fires with a L{healing.Healing}.
+        """
+        return self._change(healing.heal, self.now(), self.policy)
 
     # -- GENI slices -----------------------------------------------------------
 

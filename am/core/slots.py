@@ -21,13 +21,15 @@ a pair being free when both its nodes are (legacy reference §5.3).
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional, Sequence
+import itertools
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 
 from am.core.interfaces import IStoreTransaction
 from am.core.model import NODE_ACTIVE, Node
 from am.core.nodefilter import Filter
+from am.core.nodeview import NodeView
 from am.core.policy import Policy
 
 
@@ -97,29 +99,88 @@ SINGLE = Pairing()
 Unit = tuple[Node, ...]
 
 
-@attrs.define
 class Eligible:
     """
-    The units (nodes, or head/tail pairs) a request may use, best first, and
-    those whose heartbeat is fresh enough for an imminent start.
+    The units (nodes, or head/tail pairs) a request may use, best first (the
+    most recently heard first), drawn lazily: a booking that needs two free
+    nodes looks at a few candidates, not at the whole testbed.
     """
 
-    units: list[Unit]
-    fresh: list[Unit]
-    now: int
-    policy: Policy
-    explicit: bool
+    def __init__(self, source: Iterable[Unit], now: int, policy: Policy, explicit: bool) -> None:
+        self._source: Optional[Iterator[Unit]] = iter(source)
+        self._units: list[Unit] = []
+        self.now = now
+        self.policy = policy
+        self.explicit = explicit
 
-    def at(self, start: int) -> list[Unit]:
+    def _fill(self, count: Optional[int]) -> None:
         """
-        The units usable for a window starting at C{start}: an imminent start needs
-        a recent heartbeat (legacy §5.1), unless nodes were named explicitly.
+        Draw units until there are C{count} (all of them for C{None}).
         """
-        if self.explicit or not self.policy.requireHeartbeat:
-            return self.units
-        if start - self.now < self.policy.imminentWindow:
-            return self.fresh
-        return self.units
+        source, units = self._source, self._units
+        if source is None:
+            return
+        while count is None or len(units) < count:
+            unit = next(source, None)
+            if unit is None:
+                self._source = None
+                return
+            units.append(unit)
+
+    @property
+    def units(self) -> list[Unit]:
+        """
+        Every eligible unit, best first (draws them all).
+        """
+        self._fill(None)
+        return self._units
+
+    def atLeast(self, count: int) -> bool:
+        """
+        Whether there are C{count} eligible units (draws no more than that).
+        """
+        self._fill(count)
+        return len(self._units) >= count
+
+    def first(self, count: int) -> list[Unit]:
+        """
+        The best C{count} units (fewer if there are not as many).
+        """
+        self._fill(count)
+        return self._units[:count]
+
+    def restricted(self, start: int) -> bool:
+        """
+        Whether a window starting at C{start} is imminent, so that only units
+        with a recent heartbeat may take it (legacy §5.1), unless nodes were
+        named explicitly.
+        """
+        return (
+            not self.explicit and self.policy.requireHeartbeat
+            and start - self.now < self.policy.imminentWindow
+        )
+
+    def candidates(self, start: int) -> Iterator[Unit]:
+        """
+        The units usable for a window starting at C{start}, best first: an
+        imminent start takes only those heard within C{imminentHeartbeatAge}.
+        """
+        limit = self.now - self.policy.imminentHeartbeatAge if self.restricted(start) else None
+        index = 0
+        while True:
+            if index >= len(self._units):
+                self._fill(index + _CHUNK)
+                if index >= len(self._units):
+                    return
+            unit = self._units[index]
+            index += 1
+            if limit is None or min(n.heartbeat for n in unit) >= limit:
+                yield unit
+
+
+# How many node ids one interval query of the free check names (the stores
+# look such short lists up node by node through their index).
+_CHUNK = 64
 
 
 def heardRecently(node: Node, now: int, policy: Policy) -> bool:
@@ -137,74 +198,130 @@ def usable(node: Node, now: int, policy: Policy) -> bool:
     return node.status == NODE_ACTIVE and heardRecently(node, now, policy)
 
 
+def _matching(view: NodeView, nodeFilter: Filter) -> frozenset[str]:
+    """
+    The active nodes matching C{nodeFilter}, worked out once per view version.
+    """
+    key = ("matching", nodeFilter)
+    found = view.memo.get(key)
+    if found is None:
+        found = view.remember(key, frozenset(
+            n.id for n in view.byId.values() if n.status == NODE_ACTIVE and nodeFilter.matches(n.tags)
+        ))
+    return found
+
+
 def eligibleNodes(
-    nodes: Iterable[Node],
+    view: NodeView,
     nodeFilter: Filter,
     explicit: Optional[Sequence[str]],
     now: int,
     policy: Policy,
-    pairs: Optional[Mapping[str, str]] = None,
     pairing: Pairing = SINGLE,
+    penalties: Optional[Mapping[str, int]] = None,
 ) -> Eligible:
     """
     Filter and order the candidate units: active nodes matching the filter (or
-    named explicitly), with a heartbeat recent enough, the most recently heard
-    first; heads or tails left out as C{pairing} says (C{pairs} maps heads to
-    tails), or, in pair mode, heads whose tail is eligible too.
+    named explicitly), with a heartbeat recent enough; heads or tails left
+    out as C{pairing} says (the view's pairs map heads to tails), or, in pair
+    mode, heads whose tail is eligible too. The ranking, deterministic: the
+    healthiest first (the fewest recent failures and heartbeat gaps,
+    C{penalties} by node id, summed over a pair's nodes), then the most
+    recently heard, then by id. Nodes without a penalty come lazily from the
+    view's heartbeat order; the few with one are sorted after them.
     """
-    pairs = pairs or {}
-    tails = {tail: head for head, tail in pairs.items()}
+    pairs = view.pairs
+    tails = set(pairs.values())
+    penalty = {k: v for k, v in (penalties or {}).items() if v}
     wanted = set(str(n) for n in explicit) if explicit is not None else None
-    chosen = []
-    for node in nodes:
-        if node.status != NODE_ACTIVE:
-            continue
-        if wanted is not None:
-            if node.id not in wanted:
-                continue
-        if not nodeFilter.matches(node.tags):
-            continue
-        chosen.append(node)
-    if wanted is None and policy.requireHeartbeat:
-        chosen = [n for n in chosen if heardRecently(n, now, policy)]
-    units: list[Unit]
+    since = now - policy.heartbeatAge if wanted is None and policy.requireHeartbeat else None
+    lazy = False
+    chosen: Iterable[Node]
+    if wanted is not None:
+        chosen = [
+            n for n in (view.get(i) for i in wanted)
+            if n is not None and n.status == NODE_ACTIVE and nodeFilter.matches(n.tags)
+        ]
+    else:
+        matching = _matching(view, nodeFilter)
+        if pairing.paired or len(matching) * 8 < len(view):
+            # Few candidates (or pairs): sorting them beats walking every node.
+            chosen = [n for n in (view.byId[i] for i in matching) if since is None or n.heartbeat >= since]
+        else:
+            lazy = True
+            chosen = (n for n in view.byRecency(since) if n.id in matching and n.id not in penalty)
+
+    def rank(units: Iterable[Unit]) -> list[Unit]:
+        return sorted(units, key=lambda u: (
+            sum(penalty.get(n.id, 0) for n in u), -min(n.heartbeat for n in u), u[0].id
+        ))
+
+    def single(nodes: Iterable[Node]) -> Iterator[Unit]:
+        return (
+            (n,) for n in nodes
+            if (pairing.heads or n.id not in pairs) and (pairing.tails or n.id not in tails)
+        )
+
+    units: Iterable[Unit]
     if pairing.paired:
         byId = {n.id: n for n in chosen}
-        units = [(n, byId[pairs[n.id]]) for n in chosen if pairs.get(n.id) in byId]
-    else:
-        units = [
-            (n,) for n in chosen
-            if (pairing.heads or n.id not in pairs) and (pairing.tails or n.id not in tails)
+        units = rank((n, byId[pairs[n.id]]) for n in byId.values() if pairs.get(n.id) in byId)
+    elif lazy:
+        penalised = [
+            view.byId[i] for i in penalty
+            if i in matching and (since is None or view.byId[i].heartbeat >= since)
         ]
-    units.sort(key=lambda u: (-min(n.heartbeat for n in u), u[0].id))
-    limit = now - policy.imminentHeartbeatAge
-    fresh = [u for u in units if all(n.heartbeat >= limit for n in u)]
-    return Eligible(units, fresh, now, policy, wanted is not None)
+        units = itertools.chain(single(chosen), rank(single(penalised)))
+    else:
+        units = rank(single(chosen))
+    return Eligible(units, now, policy, wanted is not None)
 
 
 def _freeAt(
-    txn: IStoreTransaction, candidates: list[Unit], start: int, stop: int, padding: int
+    txn: IStoreTransaction,
+    eligible: Eligible,
+    start: int,
+    stop: int,
+    padding: int,
+    need: Optional[int] = None,
 ) -> tuple[list[tuple[str, ...]], Optional[int]]:
     """
     The free candidate units (as ids) for C{[start, stop)}, a unit being free
     when all its nodes are, and the earliest padded end of a conflict among
-    the candidates (when some are busy).
+    the candidates looked at. With C{need}, it stops once that many are free
+    (else, and when there are not as many, it has looked at every candidate).
     """
-    ids = [n.id for unit in candidates for n in unit]
-    conflicts = txn.blockingIntervals(
-        start - padding, stop + padding, ids if len(ids) <= 64 else None
-    )
-    wanted = set(ids)
-    busy: set[str] = set()
+    free: list[tuple[str, ...]] = []
     nextEnd = None
-    for c in conflicts:
-        if c.nodeid in wanted:
-            busy.add(c.nodeid)
+    candidates = eligible.candidates(start)
+    head = next(candidates, None)
+    if head is None:
+        return free, nextEnd
+    candidates = itertools.chain((head,), candidates)
+    low, high = start - padding, stop + padding
+    most = _CHUNK // len(head)
+    size = most if need is None else min(most, 2 * need)
+    # Short lists of ids only, never a scan of the window: a store may lock
+    # what it is asked about (PostgreSQL locks those nodes).
+    while need is None or len(free) < need:
+        chunk = list(itertools.islice(candidates, size))
+        if not chunk:
+            break
+        ends: dict[str, int] = {}
+        for c in txn.blockingIntervals(low, high, [n.id for unit in chunk for n in unit]):
             end = c.stop + padding
-            if nextEnd is None or end < nextEnd:
-                nextEnd = end
-    free = [tuple(n.id for n in unit) for unit in candidates]
-    return [u for u in free if not busy.intersection(u)], nextEnd
+            if end < ends.get(c.nodeid, end + 1):
+                ends[c.nodeid] = end
+        for unit in chunk:
+            busy = [ends[n.id] for n in unit if n.id in ends]
+            if busy:
+                end = min(busy)
+                if nextEnd is None or end < nextEnd:
+                    nextEnd = end
+            elif need is None or len(free) < need:
+                free.append(tuple(n.id for n in unit))
+        size = most
+    return free, nextEnd
 
 
 def tryWindow(
@@ -231,7 +348,7 @@ def tryWindow(
         bump = policy.maintenanceConflict(s, e)
         if bump is not None:
             return None, Shortage(index, s, e, 0, count), bump - offset
-        free, nextEnd = _freeAt(txn, eligible.at(s), s, e, policy.padding)
+        free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count)
         if len(free) < count:
             nextStart = None if nextEnd is None else nextEnd - offset
             return None, Shortage(index, s, e, len(free), count), nextStart
@@ -273,14 +390,14 @@ def search(
     """
     slots: list[Slot] = []
     first: Optional[Shortage] = None
-    if len(eligible.units) < count:
+    if not eligible.atLeast(count):
         return slots, Shortage(0, earliest, earliest + duration, len(eligible.units), count)
     t = earliest
     while t <= latest and len(slots) < results:
         nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets)
         if nodes is not None:
             if extent:
-                free, _ = _freeAt(txn, eligible.at(t), t, t + duration, eligible.policy.padding)
+                free, _ = _freeAt(txn, eligible, t, t + duration, eligible.policy.padding)
                 chosenIds = [nodeid for unit in nodes[0] for nodeid in unit]
                 maxStop = _maxStop(txn, chosenIds, t, duration, eligible.policy)
             else:
@@ -293,7 +410,7 @@ def search(
         if nextStart is None:
             # Too few nodes even with nothing booked: waiting cannot help, except
             # that imminent starts see fewer (freshly heard) nodes than later ones.
-            if eligible.at(t) is not eligible.units and len(eligible.units) >= count:
+            if eligible.restricted(t) and eligible.atLeast(count):
                 nextStart = eligible.now + eligible.policy.imminentWindow
             else:
                 break

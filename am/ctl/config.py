@@ -167,6 +167,7 @@ class ControllerConfig:
     policy: Policy = attrs.field(factory=Policy)
     expiryPeriod: float = 60.0
     sweepPeriod: float = 60.0
+    healPeriod: float = 60.0
     corsOrigins: Optional[tuple[str, ...]] = None
     log: LogConfig = attrs.field(factory=LogConfig)
     publicURL: Optional[str] = None
@@ -610,7 +611,7 @@ def parseConfig(
         ] + bootstrap
 
     housekeeping = check.section(data, "housekeeping", "housekeeping")
-    check.known(housekeeping, {"expiry_period", "sweep_period"}, "housekeeping")
+    check.known(housekeeping, {"expiry_period", "sweep_period", "heal_period"}, "housekeeping")
 
     try:
         policy = Policy.fromConfig(check.section(data, "scheduling", "scheduling"))
@@ -659,6 +660,7 @@ def parseConfig(
         policy=policy,
         expiryPeriod=_number(housekeeping, "expiry_period", "housekeeping.expiry_period", 60, 1),
         sweepPeriod=_number(housekeeping, "sweep_period", "housekeeping.sweep_period", 60, 1),
+        healPeriod=_number(housekeeping, "heal_period", "housekeeping.heal_period", 60, 1),
         corsOrigins=tuple(origins) if origins else None,
         log=_log(data, base, checkFiles),
         publicURL=publicURL,

@@ -279,6 +279,10 @@ class Controller(MultiService):
         sweep.clock = reactor
         sweep.setName("sweep")
         self.addService(sweep)
+        heal = TimerService(config.healPeriod, self.healOnce)
+        heal.clock = reactor
+        heal.setName("heal")
+        self.addService(heal)
         self.addService(InventoryService(self.sync))
         if config.notifier.deliver:
             self.addService(Notifier(lambda: self.scheduler, reactor, config.notifier))
@@ -439,6 +443,28 @@ class Controller(MultiService):
             self.log.failure("sweep failed; will retry", failure)
 
         return self.scheduler.sweep().addCallbacks(swept, failed)
+
+    def healOnce(self) -> Deferred:
+        """
+        One self-healing pass (the C{heal} timer's call): move windows of
+        self-healing bookings off nodes that are down or failing; a failure
+        is logged and the next run comes on time. Only the leader runs it.
+        """
+
+        if not self.leadership.leading:
+            return succeed(None)
+
+        def healed(result: Any) -> None:
+            if result.moved or result.stranded:
+                self.log.info(
+                    "heal: {moved} window(s) moved off failing nodes, {stranded} with no healthy node free",
+                    moved=result.moved, stranded=result.stranded,
+                )
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("heal failed; will retry", failure)
+
+        return self.scheduler.heal().addCallbacks(healed, failed)
 
     async def _resultsPass(self) -> None:
         settled = await self.scheduler.settleResults()

@@ -199,7 +199,23 @@ MIGRATIONS: tuple[str, ...] = (
     END
     $$;
     """,
-    # 8: results (SQLite schema 10): uploaded files and the upload windows of ended schedules.
+    # 8: node health records (SQLite schema 10).
+    """
+    CREATE TABLE node_health (
+        nodeid text COLLATE "C" PRIMARY KEY,
+        gaps bigint NOT NULL DEFAULT 0,
+        last_gap bigint NOT NULL DEFAULT 0,
+        failures bigint NOT NULL DEFAULT 0,
+        last_failure bigint NOT NULL DEFAULT 0
+    );
+    """,
+    # 9: the version of the nodes' static facts (SQLite has it from schema 1):
+    # every write of a node's tags, status, hostname or pairing bumps it, so
+    # each controller's node view sees another's changes (am/store/viewkeeper.py).
+    """
+    INSERT INTO meta (key, value) VALUES ('nodes_version', 0) ON CONFLICT (key) DO NOTHING;
+    """,
+    # 10: results (SQLite schema 11): uploaded files and the upload windows of ended schedules.
     """
     CREATE TABLE result_files (
         schedid bigint NOT NULL REFERENCES schedules(id),

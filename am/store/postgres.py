@@ -54,11 +54,13 @@ from zope.interface import implementer
 from am.core.errors import BadRequest, Conflict, StaleWrite
 from am.core.interfaces import IStore, IStoreTransaction
 from am.core.model import Experiment, Interval, Node, Quota, Schedule, User
+from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES, QUEUE_START
 from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
 from am.store.pgleader import PostgresLeadership
 from am.store.sqlcommon import SQLTransaction
+from am.store.viewkeeper import HeartbeatHub, ViewKeeper
 from am.store.rows import (
     SCHEDULE_COLUMNS,
     nodeFromRow,
@@ -101,9 +103,13 @@ class PostgresTransaction(SQLTransaction):
     L{IStoreTransaction} over one open PostgreSQL transaction.
     """
 
-    def __init__(self, connection: psycopg.Connection, writing: bool = False) -> None:
+    def __init__(
+        self, connection: psycopg.Connection, writing: bool = False, keeper: Optional[ViewKeeper] = None,
+    ) -> None:
         self._db = connection
         self._writing = writing
+        self._keeper = keeper if keeper is not None else ViewKeeper(HeartbeatHub())
+        self.heard: list[tuple[str, int, Optional[list]]] = []
         # The node keys locked so far, and the testbed lock held ("shared",
         # "exclusive" or None): each lock is taken once per transaction.
         self._locked: set[int] = set()
@@ -159,6 +165,7 @@ class PostgresTransaction(SQLTransaction):
                 json.dumps(node.adminTags), json.dumps(node.inventoryTags),
             ),
         )
+        self._bumpNodes()
 
     def getNode(self, nodeid: str) -> Optional[Node]:
         row = self._one(f"SELECT {NODE_COLUMNS} FROM nodes WHERE id = %s", str(nodeid))
@@ -172,6 +179,13 @@ class PostgresTransaction(SQLTransaction):
         )[0]
         return [nodeFromRow(r) for r in json.loads(document)] if document else []
 
+    def nodeView(self) -> NodeView:
+        return self._keeper.view(
+            self._one("SELECT value FROM meta WHERE key = 'nodes_version'")[0],
+            lambda: (self.listNodes(), self.listPairs()),
+            lambda: self._all("SELECT id, heartbeat FROM nodes"),
+        )
+
     def setHeartbeat(
         self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
     ) -> None:
@@ -183,12 +197,15 @@ class PostgresTransaction(SQLTransaction):
             sets.append("interfaces = %s")
             args.append(json.dumps(interfaces))
         self._db.execute(f"UPDATE nodes SET {', '.join(sets)} WHERE id = %s", (*args, str(nodeid)))
+        self.heard.append((str(nodeid), when, interfaces))
 
     def nodeHasSchedules(self, nodeid: str) -> bool:
         return self._one("SELECT 1 FROM schedules WHERE nodeid = %s LIMIT 1", str(nodeid)) is not None
 
     def deleteNode(self, nodeid: str) -> None:
+        self._db.execute("DELETE FROM node_health WHERE nodeid = %s", (str(nodeid),))
         self._db.execute("DELETE FROM nodes WHERE id = %s", (str(nodeid),))
+        self._bumpNodes()
 
     # node pairs
 
@@ -350,9 +367,15 @@ class PostgresDatabase:
     @ivar schemaVersion: the schema version found or made at open.
     """
 
-    def __init__(self, url: str, migrate: bool = True, lockTimeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, migrate: bool = True, lockTimeout: float = 30.0,
+        hub: Optional[HeartbeatHub] = None,
+    ) -> None:
         self.url = url
         self._lockTimeout = lockTimeout
+        # Each connection keeps its own node view (no locking between
+        # threads); the store's connections share one hub of heartbeats.
+        self.keeper = ViewKeeper(hub if hub is not None else HeartbeatHub())
         #: How many writing transactions lost a race and ran again.
         self.retries = 0
         self._connection = self._connect()
@@ -424,19 +447,23 @@ class PostgresDatabase:
 
     def _once(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         connection = self._begin(readOnly)
+        txn = PostgresTransaction(connection, not readOnly, self.keeper)
         try:
-            result = function(PostgresTransaction(connection, not readOnly), *args, **kwargs)
+            result = function(txn, *args, **kwargs)
             if connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 # The function swallowed a database error: COMMIT would quietly roll back.
                 raise psycopg.errors.InFailedSqlTransaction("the transaction failed and was rolled back")
             connection.execute("COMMIT")
+            self.keeper.committed(txn.heard)
             return result
         except psycopg.DataError as e:
+            self.keeper.forget()
             self._rollback()
             # Values PostgreSQL cannot hold (a NUL character in a text, a number
             # out of range) are the caller's error, not the server's.
             raise BadRequest(f"Value cannot be stored: {str(e).splitlines()[0]}") from None
         except BaseException:
+            self.keeper.forget()
             self._rollback()
             raise
 
@@ -475,7 +502,8 @@ class PostgresStore:
     def __init__(self, url: str, reactor: Any, threads: int = 4) -> None:
         self.url = url
         self._reactor = reactor
-        first = PostgresDatabase(url)
+        self._hub = HeartbeatHub()
+        first = PostgresDatabase(url, hub=self._hub)
         self.schemaVersion = first.schemaVersion
         self._idle: list[PostgresDatabase] = [first]
         self._lock = threading.Lock()
@@ -487,7 +515,7 @@ class PostgresStore:
         with self._lock:
             database = self._idle.pop() if self._idle else None
         if database is None:
-            database = PostgresDatabase(self.url, migrate=False)
+            database = PostgresDatabase(self.url, migrate=False, hub=self._hub)
         try:
             return getattr(database, method)(function, *args, **kwargs)
         finally:

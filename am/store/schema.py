@@ -175,7 +175,17 @@ MIGRATIONS: tuple[str, ...] = (
         created INTEGER NOT NULL
     );
     """,
-    # 10: results (docs/results.md): the files each schedule's node uploaded,
+    # 10: node health records (self-healing bookings, issue 16).
+    """
+    CREATE TABLE node_health (
+        nodeid TEXT PRIMARY KEY,
+        gaps INTEGER NOT NULL DEFAULT 0,
+        last_gap INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0,
+        last_failure INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+    # 11: results (docs/results.md): the files each schedule's node uploaded,
     # and the upload window of ended schedules (closes: when its storage settles).
     """
     CREATE TABLE result_files (

@@ -12,7 +12,7 @@ import json
 from typing import Any, Iterable, Optional
 
 from am.core.errors import StaleWrite
-from am.core.model import Experiment, JournalEntry, Quota, ResultFile, Schedule, User
+from am.core.model import Experiment, JournalEntry, NodeHealth, Quota, ResultFile, Schedule, User
 from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE
 from am.store.outboxsql import OutboxSQL
 from am.store.rows import (
@@ -57,19 +57,48 @@ class SQLTransaction(OutboxSQL):
     def _exec(self, sql: str, args: Any = ()) -> Any:
         return self._db.execute(self._sql(sql), args)
 
+    def _bumpNodes(self) -> None:
+        """
+        Note that a node's static facts (tags, status, hostname, pairing)
+        changed: node views of this version are out of date (L{am.store.viewkeeper}).
+        """
+        self._exec("UPDATE meta SET value = value + 1 WHERE key = 'nodes_version'")
+
     def setPair(self, headid: str, tailid: str) -> None:
         head, tail = str(headid), str(tailid)
         self._exec(
             "DELETE FROM node_pairs WHERE head IN (?, ?) OR tail IN (?, ?)", (head, tail, head, tail)
         )
         self._exec("INSERT INTO node_pairs (head, tail) VALUES (?, ?)", (head, tail))
+        self._bumpNodes()
 
     def deletePairs(self, nodeid: str) -> int:
         node = str(nodeid)
-        return self._exec("DELETE FROM node_pairs WHERE head = ? OR tail = ?", (node, node)).rowcount
+        removed = self._exec("DELETE FROM node_pairs WHERE head = ? OR tail = ?", (node, node)).rowcount
+        if removed:
+            self._bumpNodes()
+        return removed
 
     def listPairs(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self._all("SELECT head, tail FROM node_pairs ORDER BY head")]
+
+    def getHealth(self, nodeid: str) -> NodeHealth:
+        row = self._one(
+            "SELECT gaps, last_gap, failures, last_failure FROM node_health WHERE nodeid = ?", str(nodeid)
+        )
+        return NodeHealth(str(nodeid), *row) if row else NodeHealth(str(nodeid))
+
+    def putHealth(self, health: NodeHealth) -> None:
+        self._exec(
+            "INSERT INTO node_health (nodeid, gaps, last_gap, failures, last_failure) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (nodeid) DO UPDATE SET gaps = EXCLUDED.gaps, last_gap = EXCLUDED.last_gap, "
+            "failures = EXCLUDED.failures, last_failure = EXCLUDED.last_failure",
+            (str(health.nodeid), health.gaps, health.lastGap, health.failures, health.lastFailure),
+        )
+
+    def listHealth(self) -> dict[str, NodeHealth]:
+        rows = self._all("SELECT nodeid, gaps, last_gap, failures, last_failure FROM node_health")
+        return {r[0]: NodeHealth(*r) for r in rows}
 
     def listUsers(self) -> list[User]:
         return [userFromRow(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]

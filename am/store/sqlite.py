@@ -29,6 +29,7 @@ from am.core.model import (
     Schedule,
     User,
 )
+from am.core.nodeview import NodeView
 from am.core.states import QUEUE_START
 from am.store.rows import (
     SCHEDULE_COLUMNS,
@@ -36,6 +37,7 @@ from am.store.rows import (
 )
 from am.store.schema import migrate
 from am.store.sqlcommon import SQLTransaction
+from am.store.viewkeeper import HeartbeatHub, ViewKeeper
 
 @implementer(IStoreTransaction)
 class SQLiteTransaction(SQLTransaction):
@@ -43,9 +45,14 @@ class SQLiteTransaction(SQLTransaction):
     L{IStoreTransaction} over one open SQLite transaction.
     """
 
-    def __init__(self, connection: sqlite3.Connection, cache: Optional[dict] = None) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, cache: Optional[dict] = None,
+        keeper: Optional[ViewKeeper] = None,
+    ) -> None:
         self._db = connection
         self._cache = cache if cache is not None else {}
+        self._keeper = keeper if keeper is not None else ViewKeeper(HeartbeatHub())
+        self.heard: list[tuple[str, int, Optional[list]]] = []
 
     @property
     def schemaVersion(self) -> int:
@@ -98,9 +105,6 @@ class SQLiteTransaction(SQLTransaction):
             )
         return nodes
 
-    def _bumpNodes(self) -> None:
-        self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'nodes_version'")
-
     def putNode(self, node: Node) -> None:
         self._db.execute(
             "INSERT INTO nodes (id, hostname, status, heartbeat, interfaces) VALUES (?, ?, ?, ?, ?) "
@@ -123,6 +127,13 @@ class SQLiteTransaction(SQLTransaction):
     def listNodes(self) -> list[Node]:
         return self._nodes()
 
+    def nodeView(self) -> NodeView:
+        return self._keeper.view(
+            self._one("SELECT value FROM meta WHERE key = 'nodes_version'")[0],
+            lambda: (self._nodes(), self.listPairs()),
+            lambda: self._all("SELECT id, heartbeat FROM nodes"),
+        )
+
     def setHeartbeat(
         self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
     ) -> None:
@@ -134,12 +145,14 @@ class SQLiteTransaction(SQLTransaction):
             sets.append("interfaces = ?")
             args.append(json.dumps(interfaces))
         self._db.execute(f"UPDATE nodes SET {', '.join(sets)} WHERE id = ?", (*args, nodeid))
+        self.heard.append((str(nodeid), when, interfaces))
 
     def nodeHasSchedules(self, nodeid: str) -> bool:
         return self._one("SELECT 1 FROM schedules WHERE nodeid = ? LIMIT 1", nodeid) is not None
 
     def deleteNode(self, nodeid: str) -> None:
         self._db.execute("DELETE FROM node_tags WHERE nodeid = ?", (nodeid,))
+        self._db.execute("DELETE FROM node_health WHERE nodeid = ?", (nodeid,))
         self._db.execute("DELETE FROM nodes WHERE id = ?", (nodeid,))
         self._bumpNodes()
 
@@ -303,19 +316,23 @@ class SQLiteDatabase:
             self._connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         self.schemaVersion = migrate(self._connection)
         self._cache: dict = {}
+        self.keeper = ViewKeeper(HeartbeatHub())
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
         Run C{function(transaction, ...)} in one immediate transaction.
         """
         self._connection.execute("BEGIN IMMEDIATE")
+        txn = SQLiteTransaction(self._connection, self._cache, self.keeper)
         try:
-            result = function(SQLiteTransaction(self._connection, self._cache), *args, **kwargs)
+            result = function(txn, *args, **kwargs)
         except BaseException:
             self._connection.execute("ROLLBACK")
             self._cache.clear()
+            self.keeper.forget()
             raise
         self._connection.execute("COMMIT")
+        self.keeper.committed(txn.heard)
         return result
 
     def close(self) -> None:
