@@ -27,6 +27,7 @@ With C{--controllers 2} (needs C{--postgres}) two controllers share the database
 and client i talks to controller i mod 2.
 
 Run:  .venv/bin/python bench/bench_rest_load.py            # ~2 min, 1,000 nodes, 10k tasks
+      .venv/bin/python bench/bench_rest_load.py --scale    # and the flatness and memory goals (+~5 min)
       .venv/bin/python bench/bench_rest_load.py --quick    # ~20 s
       .venv/bin/python bench/bench_rest_load.py --postgres 'postgresql:///postgres?host=/var/run/postgresql' \\
           --controllers 2
@@ -422,12 +423,26 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server (a database of our own is made)")
     parser.add_argument("--controllers", type=int, default=1, choices=(1, 2))
     parser.add_argument("--quick", action="store_true", help="~20 s: 4 s phases, 2,000 tasks")
+    parser.add_argument("--scale", action="store_true",
+                        help="then the flatness and memory runs (1k/1k, 1k/100k, 10k nodes/100k schedules)")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.tasks = 4.0, min(args.tasks, 2000)
     if args.controllers == 2 and not args.postgres:
         parser.error("--controllers 2 needs --postgres (two controllers cannot share a SQLite file)")
 
+    results, _ = session(args, args.nodes, args.tasks, args.phases.split(","), args.duration)
+    goals(results, args)
+    if args.scale:
+        scale(args)
+
+
+def session(args: argparse.Namespace, nodeCount: int, tasks: int, phases: list[str], duration: float,
+            ) -> tuple[dict, list[float]]:
+    """
+    One controller set-up (C{nodeCount} nodes, C{tasks} tasks) driven through
+    C{phases}; returns the results by phase and the controllers' RSS at the end.
+    """
     now = int(time.time())
     pgName = f"marvin_bench_{os.getpid()}"
     controllers: list[Controller] = []
@@ -439,15 +454,19 @@ def main() -> None:
             else:
                 database = os.path.join(directory, "marvin.db")
             t0 = time.monotonic()
-            first, last = populate(database, args.nodes, args.tasks, now)
-            inventory = writeInventory(directory, args.nodes)
+            first, last = populate(database, nodeCount, tasks, now)
+            inventory = writeInventory(directory, nodeCount)
             store = f"PostgreSQL database {pgName}" if args.postgres else "SQLite"
-            print(f"set-up: {args.nodes} nodes (2 interfaces each), {args.tasks} tasks, {store}, "
+            print(f"set-up: {nodeCount} nodes (2 interfaces each), {tasks} tasks, {store}, "
                   f"in {time.monotonic() - t0:.1f} s", flush=True)
             for n in range(args.controllers):
                 config = writeConfig(directory, f"ctl{n}", database, inventory)
                 controllers.append(Controller(config, os.path.join(directory, f"ctl{n}.log")))
             ports = [c.port for c in controllers]
+            # Wait for the start-up work (the inventory sync, the first node
+            # view) to be done: one search on each controller, not measured.
+            for port in ports:
+                Client(port).call(find(0, nodeCount))
             print(f"{len(controllers)} controller(s), pids {[c.proc.pid for c in controllers]}, "
                   f"RSS at start {[round(c.rssMB(), 1) for c in controllers]} MB; machine: {os.cpu_count()} cores, "
                   f"shared with this load client (threads, http.client keep-alive, loopback)\n", flush=True)
@@ -460,21 +479,50 @@ def main() -> None:
 
             makers = {"heartbeats": heartbeat, "allocations": allocation, "finds": find, "lists": listing}
             results = {}
-            for name in args.phases.split(","):
+            for name in phases:
                 clients = args.clients if name == "heartbeats" else args.query_clients
                 make = makers[name]
-                results[name] = run(ports, clients, args.duration, lambda k, m=make: m(k, args.nodes), controllers)
+                results[name] = run(ports, clients, duration, lambda k, m=make: m(k, nodeCount), controllers)
                 report(name, results[name], clients)
             if "lists" in results:
-                rows = args.tasks * width / max(1, last - first)
-                print(f"  (each list window: {width} s, about {rows:.0f} of the {args.tasks} tasks)")
-            goals(results, args)
-            print(f"\ncontroller RSS at the end: {[round(c.rssMB(), 1) for c in controllers]} MB")
+                rows = tasks * width / max(1, last - first)
+                print(f"  (each list window: {width} s, about {rows:.0f} of the {tasks} tasks)")
+            rss = [round(c.rssMB(), 1) for c in controllers]
+            print(f"controller RSS at the end: {rss} MB", flush=True)
+            return results, rss
         finally:
             for c in controllers:
                 c.stop()
             if args.postgres:
                 createDatabase(args.postgres, pgName, drop=True)
+
+
+# The flatness checks: a p50 within this factor of the small set-up's is flat.
+FLAT = 1.5
+
+
+def scale(args: argparse.Namespace) -> None:
+    """
+    Allocation and find at 1k nodes with 1k and with 100k schedules, and at
+    10k nodes with 100k schedules (also the memory goal: RSS < 200 MB).
+    """
+    phases, duration = ["allocations", "finds"], max(2.0, args.duration / 2)
+    runs = {}
+    for nodeCount, tasks in ((1000, 1000), (1000, 100000), (10000, 100000)):
+        print(f"\n-- scale: {nodeCount} nodes, {tasks} schedules --", flush=True)
+        runs[nodeCount, tasks] = session(args, nodeCount, tasks, phases, duration)
+    small, many, wide = runs[1000, 1000][0], runs[1000, 100000][0], runs[10000, 100000][0]
+    print("\nscale goals (flat: p50 within {:.1f}x; finds count every free node, so only shown):".format(FLAT))
+    for phase in phases:
+        for label, base, other in (("1k -> 100k schedules", small, many), ("1k -> 10k nodes", many, wide)):
+            if phase != "allocations":
+                label += " [not a goal]"
+            factor = other[phase]["p50"] / base[phase]["p50"]
+            errors = base[phase]["errors"] or other[phase]["errors"]
+            print(f"  {phase} p50 flat from {label}: {verdict(factor <= FLAT and not errors)} "
+                  f"({base[phase]['p50']:.2f} -> {other[phase]['p50']:.2f} ms, x{factor:.2f})")
+    rss = max(runs[10000, 100000][1])
+    print(f"  memory, 10k nodes + 100k schedules, RSS < 200 MB: {verdict(rss < 200)} ({rss:.1f} MB)")
 
 
 if __name__ == "__main__":

@@ -214,10 +214,12 @@ def text(params: Mapping[str, Any], name: str, default: Optional[str] = None) ->
 
 def intParam(params: Mapping[str, Any], name: str, default: Any = None, minimum: Optional[int] = None) -> Any:
     """
-    An integer parameter; C{default} (returned unchecked) when absent or empty.
+    An integer parameter; C{default} (returned unchecked) when absent (or JSON
+    C{null}). An empty string is not an integer: 400 naming the parameter (as
+    the legacy server refused it, and as the OpenAPI document says).
     """
     value = params.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None:
         return default
     return integer(name, value, minimum)
 

@@ -6,7 +6,7 @@ tests can hold real responses against it without a new dependency.
 Supported: C{$ref} (local), C{type} (one or a list), C{properties},
 C{required}, C{additionalProperties} (boolean or schema), C{items}, C{enum},
 C{const}, C{anyOf}, C{oneOf}, C{allOf}, C{minimum}, C{maximum}, C{minItems},
-C{maxItems}, C{minLength}, C{pattern}. Annotations are ignored; any other
+C{maxItems}, C{minLength}, C{pattern}, C{propertyNames}. Annotations are ignored; any other
 keyword is an error, so the document cannot silently rely on something this
 checker does not enforce.
 """
@@ -23,6 +23,7 @@ _KEYWORDS = frozenset(
     {
         "$ref", "type", "properties", "required", "additionalProperties", "items", "enum", "const",
         "anyOf", "oneOf", "allOf", "minimum", "maximum", "minItems", "maxItems", "minLength", "pattern",
+        "propertyNames",
     }
 )
 
@@ -126,6 +127,8 @@ def errors(instance: Any, schema: Any, root: Optional[Mapping[str, Any]] = None,
                 found.append(f"{where}: missing required {name!r}")
         extra = schema.get("additionalProperties", True)
         for name, value in instance.items():
+            if "propertyNames" in schema:
+                found += errors(name, schema["propertyNames"], root, f"{where} (a name in it)")
             if name in properties:
                 found += errors(value, properties[name], root, f"{where}.{name}")
             else:

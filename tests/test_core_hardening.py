@@ -20,6 +20,10 @@ class UnstorableTextTests(CoreTestCase):
         self.assertEqual(unstorable({"a": ["ok", "x\ud800"]}, "options"), "options.a[1]")
         self.assertEqual(unstorable({"\udfff": 1}, "options"), "options (a key in it)")
         self.assertEqual(unstorable("a\x00b", "name"), "name")
+        # an empty parameter name is still a name: what it holds is checked
+        self.assertEqual(unstorable({"\x00": 1}, ""), " (a key in it)")
+        self.assertEqual(unstorable({"k": {"\x00": 1}}, ""), ".k (a key in it)")
+        self.assertEqual(unstorable("\x00", ""), "")
 
     def test_allocationNamesTheField(self) -> None:
         for field, value in (("name", "exp\ud800"), ("script", "img\x00"), ("nodetypes", "type:\udc80")):

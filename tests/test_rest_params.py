@@ -182,10 +182,13 @@ class ValueTests(SynchronousTestCase):
 
     def test_intParam(self) -> None:
         """
-        Integers from numbers or strings; empty means the default.
+        Integers from numbers or strings (ASCII digits); absent or null means
+        the default, an empty string is not an integer.
         """
         self.assertEqual(params.intParam({"a": " 12 "}, "a"), 12)
-        self.assertEqual(params.intParam({"a": ""}, "a", 3), 3)
+        self.assertEqual(params.intParam({"a": None}, "a", 3), 3)
+        for bad in ("", " ", "\u0663", "1e3"):
+            self.assertRaises(BadRequest, params.intParam, {"a": bad}, "a", 3)
         self.assertEqual(params.intParam({}, "a", 3), 3)
         self.assertRaises(BadRequest, params.intParam, {"a": "1.5"}, "a")
         self.assertRaises(BadRequest, params.intParam, {"a": "0"}, "a", 1, 1)

@@ -1,13 +1,16 @@
 """
 Issue 13 over real sockets, against a real marvinctld on SQLite: text no store
 can hold, the last admin, the legacy nodetypes rule, stop against duration,
-unknown parameters, and the GENI face's strings.
+unknown parameters, the GENI face's strings, slow and greedy clients, and
+what the fuzzer found where the OpenAPI document and the server disagreed
+(the fuzzing itself is tests/test_rest_fuzz.py).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import tempfile
 import xmlrpc.client
@@ -15,6 +18,8 @@ import xmlrpc.client
 import pytest
 
 from am.devtools.demopki import ensureDemoPKI
+from rest_compat import schemacheck
+from schemas import __file__ as _schemas
 from tests.live_ctl import USER, LiveController
 
 IMAGE = "docker.io/monroe/ping"
@@ -274,3 +279,51 @@ def test_connectionsPerPeerCappedOnTLS(strict):
             s.close()
     # the plain listener's peer is a trusted proxy: not capped
     assert all(strict.call("GET", "/version")[0] == 200 for _ in range(5))
+
+
+# 6. the document and the server agree on what the fuzzer found
+
+
+def _document():
+    with open(os.path.join(os.path.dirname(_schemas), "openapi.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _parameterSchema(path: str, name: str):
+    document = _document()
+    (found,) = [p["schema"] for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
+    return document, found
+
+
+@pytest.mark.parametrize(
+    "path, name, value, quoted",
+    [
+        ("/schedules/find", "nodetypes", "0:\x1f", "0:%1F"),  # a control character str.strip would trim
+        ("/schedules/find", "nodetypes", "type:a\x85", "type:a%C2%85"),
+        ("/schedules/find", "nodetypes", "0:0\x00", "0:0%00"),
+        ("/schedules/find", "nodecount", "", ""),  # empty-string integers are not integers
+        ("/schedules/find", "duration", " ", "%20"),
+        ("/schedules/find", "start", "\u0663", "%D9%A3"),  # a digit, but not an ASCII one
+        ("/schedules.json", "start", "", ""),
+        ("/schedules.json", "nodetypes", "a:\x01b", "a:%01b"),
+        ("/resources", "nodetypes", "a:\x7f", "a:%7F"),
+        ("/ui/changes", "since", "-1", "-1"),
+    ],
+)
+def test_documentRefusesWhatTheServerRefuses(live, path, name, value, quoted):
+    document, schema = _parameterSchema(path, name)
+    # a query value is text; a client may have meant it as the integer it spells
+    digits = value.strip().lstrip("-")
+    meant = [value] + ([int(value)] if digits.isascii() and digits.isdigit() else [])
+    assert all(schemacheck.errors(v, schema, document) for v in meant), (name, value)
+    status, reply = live.call("GET", f"/v1{path}?{name}={quoted}", fingerprint=USER)
+    assert (status, reply["parameter"]) == (400, name), reply
+
+
+def test_textNumbersWithinSixtyFourBits(live):
+    status, reply = rawPost(live, "/v1/experiments", b'{"name": 0.0, "nodecount": 1, "nodetypes": "", '
+                            b'"script": 9.223372036854776e+18}')
+    assert (status, reply["parameter"]) == (400, "body"), reply
+    document = _document()
+    script = document["components"]["schemas"]["Submission"]["properties"]["script"]
+    assert schemacheck.errors(9.223372036854776e18, script, document)

@@ -30,7 +30,10 @@ Legacy quirks, each decided deliberately:
  - B{A tag may not start with C{-}}: C{"a:b|-c:d"} and C{"--a:b"} are syntax
    errors, not a silent tag C{-c}. A value may (C{"longitude:-3.70"}).
  - Tags hold anything but C{,|:}; values anything but C{,|}; neither has
-   whitespace at its ends. Values compare case-sensitively, as in legacy
+   whitespace at its ends. B{Control characters} (C0 but tab, line feed,
+   vertical tab, form feed and carriage return; DEL; C1) are a syntax error
+   anywhere: C{str.strip} would trim some of them and not others, and no
+   inventory tag holds them (the OpenAPI document states the same rule). Values compare case-sensitively, as in legacy
    (the inventory lower-cases most tags, so C{country:ES} matches nothing).
 
 The implicit C{-type:deployed} term of the deployment-repository rule is
@@ -40,6 +43,7 @@ AND-term that makes the rule refuse instead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -47,6 +51,9 @@ from attrs import field, frozen
 from attrs.validators import instance_of
 
 __all__ = ["Atom", "Group", "Filter", "FilterSyntaxError", "parse"]
+
+# Refused anywhere in an expression (see the module docstring).
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 class FilterSyntaxError(ValueError):
@@ -80,6 +87,7 @@ def _checkTag(instance: object, attribute: Any, tag: Any) -> None:
         and _isTrimmed(tag)
         and not tag.startswith("-")
         and not any(c in tag for c in ",|:")
+        and not _CONTROL.search(tag)
     ):
         raise ValueError(f"invalid nodetypes tag {tag!r}")
 
@@ -90,6 +98,7 @@ def _checkValue(instance: object, attribute: Any, value: Any) -> None:
     """
     if not (
         isinstance(value, str) and _isTrimmed(value) and not any(c in value for c in ",|")
+        and not _CONTROL.search(value)
     ):
         raise ValueError(f"invalid nodetypes value {value!r}")
 
@@ -286,4 +295,7 @@ def parse(text: str) -> Filter:
     """
     if not isinstance(text, str):
         raise FilterSyntaxError(0, "a string")
+    control = _CONTROL.search(text)
+    if control is not None:
+        raise FilterSyntaxError(control.start(), "a printable character")
     return _Parser(text).filter()

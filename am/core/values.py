@@ -14,7 +14,8 @@ from am.core.errors import BadRequest, NotFound
 
 T = TypeVar("T")
 
-_INTEGER = re.compile(r"-?\d{1,18}")
+# ASCII digits (\d would take any script's), as the OpenAPI document says.
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 # SQLite stores signed 64-bit integers; stay well inside.
 LIMIT = 2**62
 
@@ -82,20 +83,20 @@ def unstorable(value: Any, name: str, depth: int = 0) -> Optional[str]:
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            if unstorable(key, name, depth + 1):
+            if unstorable(key, name, depth + 1) is not None:
                 return f"{name} (a key in it)"
             found = unstorable(item, f"{name}.{key}", depth + 1)
-            if found:
+            if found is not None:
                 return found
     elif isinstance(value, (list, tuple, set, frozenset)):
         for index, item in enumerate(value):
             found = unstorable(item, f"{name}[{index}]", depth + 1)
-            if found:
+            if found is not None:
                 return found
     elif attrs.has(type(value)):
         for field in attrs.fields(type(value)):
             found = unstorable(getattr(value, field.name), field.name, depth + 1)
-            if found:
+            if found is not None:
                 return found
     return None
 
@@ -108,7 +109,8 @@ def requireStorable(name: str, value: Any) -> None:
     """
     found = unstorable(value, name)
     if found is not None:
+        where = found or "A parameter with an empty name"
         raise BadRequest(
-            f"{found} holds text that cannot be stored (a lone surrogate or a NUL character).",
+            f"{where} holds text that cannot be stored (a lone surrogate or a NUL character).",
             parameter=found,
         )
