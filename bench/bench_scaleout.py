@@ -11,8 +11,8 @@ report it reuses), printing the three PostgreSQL goals:
      until the CPU is the limit.
 
 Allocations come in two kinds: "any node" (C{nodecount=1}, C{nodetypes=type:testing},
-the legacy bench's request, which examines every node and so takes the testbed
-lock) and "disjoint" (one named node each, request k on node k mod N at that
+the legacy bench's request by its one user: each locks the first free candidates
+and that user's row, so they serialise) and "disjoint" (one named node each, request k on node k mod N at that
 node's next window, by one of 32 users in turn: what many experimenters booking different
 nodes look like; they lock only their node and their user).
 

@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import Any, Iterator
 
 import psycopg
 import pytest
@@ -188,6 +188,8 @@ def test_lockTimeout() -> None:
             db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60, ["2", "1"]))
         with pytest.raises(psycopg.errors.LockNotAvailable):
             db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60))  # every node
+        with pytest.raises(psycopg.errors.LockNotAvailable):  # too many nodes: the testbed lock
+            db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60, [str(i) for i in range(2, 300)]))
         assert db.read(lambda txn: txn.blockingIntervals(NOW, NOW + 60, ["1"])) == []
         connection.execute("COMMIT")
     assert db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 60)) == []
@@ -472,3 +474,66 @@ def test_twoControllerProcessesShareOneDatabase(pki, tmp_path) -> None:  # noqa:
         assert process.stop() == 0
     finally:
         process.kill()
+
+
+def _leads(process: Any) -> bool:
+    """
+    Whether the controller said it leads the background loops (waiting for it).
+    """
+    return any("controller leads the background loops" in line for line in process.output) or bool(
+        process.waitFor("controller leads the background loops"))
+
+
+def test_killedControllerHandsOver(pki, tmp_path) -> None:  # noqa: F811
+    """
+    kill -9 of the leading one of two controllers on one database in the middle
+    of 30 conflicting submissions: the other answers all of its own, no node is
+    booked twice, it takes over the background loops, and the killed one comes
+    back on the same data.
+    """
+    url = fresh()
+    path = writeConfig(str(tmp_path), pki, database=url)
+    first, firstPorts = start(path)
+    second, secondPorts = start(path)
+    try:
+        assert _leads(first)
+        a, b = Client(firstPorts, pki), Client(secondPorts, pki)
+        deadline = time.monotonic() + START_DEADLINE
+        while len(b.call("GET", "/v1/resources", who="admin")[1]) != len(DEMO_NODES):
+            assert time.monotonic() < deadline
+        users = [f"{i:02x}" * 20 for i in range(3)]
+        for i, fingerprint in enumerate(users):
+            status, body = b.call("POST", "/v1/users", who="admin", form={"name": f"u{i}", "ssl": fingerprint, "role": "user"})
+            assert status == 201, body
+        active = sorted(n["id"] for n in DEMO_NODES if n["status"] == "active")
+        begin = int(time.time()) + 7200
+
+        def submit(i: int) -> Any:
+            try:
+                return (a, b)[i % 2].call(
+                    "POST", "/v1/experiments", fingerprint=users[i % 3],
+                    body={"name": f"race{i}", "script": "docker.io/x/y", "nodecount": 1, "nodetypes": "",
+                          "start": begin, "duration": 1800})[0]
+            except OSError:
+                return None  # the killed controller's
+
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            futures = [pool.submit(submit, i) for i in range(30)]
+            first.kill()
+            codes = [f.result() for f in futures]
+        # The survivor answered every one of its own; with what the killed
+        # one committed before dying, each active node is booked exactly once.
+        assert set(codes[1::2]) <= {201, 409} and codes[1::2].count(201) >= 1, codes
+        rows = b.call("GET", "/v1/schedules", fingerprint=users[0])[1]
+        assert sorted(str(r["nodeid"]) for r in rows) == active
+        assert codes.count(201) <= len(active), codes
+        assert _leads(second)
+    finally:
+        first.kill()
+        second.kill()
+    again, ports = start(path)
+    try:
+        assert Client(ports, pki).call("GET", "/v1/schedules", fingerprint=users[0])[1] == rows
+        assert _leads(again)
+    finally:
+        again.kill()

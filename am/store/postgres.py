@@ -86,6 +86,9 @@ _RETRY = frozenset({"40001", "40P01", "23505", "23503", "23P01"})
 _EXCLUSION = "23P01"
 #: How many times a writing transaction runs at most.
 ATTEMPTS = 8
+#: Past this many node locks a transaction takes the testbed lock instead
+#: (the server's lock table is shared and finite: max_locks_per_transaction).
+MOST_NODE_LOCKS = 256
 
 
 def nodeKey(nodeid: str) -> int:
@@ -123,11 +126,13 @@ class PostgresTransaction(SQLTransaction):
         """
         if not self._writing or self._testbed == "exclusive":
             return
-        if nodeids is None:
+        keys = None if nodeids is None else sorted({nodeKey(n) for n in nodeids} - self._locked)
+        if keys is None or len(self._locked) + len(keys) > MOST_NODE_LOCKS:
+            # (Taken over a shared one, it waits for every other writer: two
+            # doing so at once deadlock, and one of them runs again.)
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             self._testbed = "exclusive"
             return
-        keys = sorted({nodeKey(n) for n in nodeids} - self._locked)
         if not keys:
             return
         # The shared testbed lock first, then the nodes in key order: an
