@@ -7,6 +7,7 @@ answer is JSON; every error becomes L{APIError} with the server's message.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import ssl
@@ -119,6 +120,32 @@ class Client:
             raise Unreachable(f"cannot reach {self.settings.url}: {e.reason}") from None
         except (OSError, ssl.SSLError, http.client.HTTPException) as e:
             raise Unreachable(f"cannot reach {self.settings.url}: {e}") from None
+
+    def download(self, path: str, target: Any) -> str:
+        """
+        Stream the body of C{GET /v1/path} into the binary file C{target},
+        block by block; the SHA-256 of what arrived.
+
+        @raise APIError: for an HTTP error status.
+        @raise Unreachable: when no (whole) answer came.
+        """
+        request = urllib.request.Request(
+            self.base + "/" + path.lstrip("/"), headers={"User-Agent": self.userAgent}, method="GET"
+        )
+        digest = hashlib.sha256()
+        try:
+            with self.opener.open(request, timeout=self.settings.timeout) as response:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    digest.update(block)
+                    target.write(block)
+        except urllib.error.HTTPError as e:
+            decoded = _decode(e.read())
+            raise APIError(e.code, decoded if isinstance(decoded, dict) else {"message": str(e.reason)}) from None
+        except urllib.error.URLError as e:
+            raise Unreachable(f"cannot reach {self.settings.url}: {e.reason}") from None
+        except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+            raise Unreachable(f"cannot reach {self.settings.url}: {e}") from None
+        return digest.hexdigest()
 
     def get(self, path: str, **query: Any) -> Any:
         return self.call("GET", path, query=query or None)

@@ -83,7 +83,7 @@ def _connection(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def buildParser() -> argparse.ArgumentParser:
-    from cli import admin, user
+    from cli import admin, results, user
 
     parser = argparse.ArgumentParser(
         prog="marvin",
@@ -97,6 +97,7 @@ def buildParser() -> argparse.ArgumentParser:
     _connection(common, suppress=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     user.register(commands, common)
+    results.register(commands, common)
     admin.register(commands, common)
     return parser
 

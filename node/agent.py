@@ -23,6 +23,7 @@ C{failed; node rebooted during task}.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any, Callable, Coroutine
@@ -44,6 +45,7 @@ from node.hooks import (
     stopStatus,
 )
 from node.phases import Step, advance
+from node.shipper import ResultShipper
 from node.state import (
     DEPLOYED,
     DONE,
@@ -79,6 +81,7 @@ class MarvindAgent(Service):
         hooks: IHookRunner,
         store: StateStore,
         randomFloat: Callable[[], float] = random.random,
+        shipper: ResultShipper | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -98,6 +101,9 @@ class MarvindAgent(Service):
         self._silentBeats = 0
         self._facts = NodeFacts(config.maintenanceFile, config.interfacesFile)
         self._skew = ClockSkewWatch(config.maxClockSkew)
+        self._shipper = shipper
+        if shipper is not None:
+            shipper.overQuota = self.storageExceeded
 
     # -- service ---------------------------------------------------------
 
@@ -124,6 +130,8 @@ class MarvindAgent(Service):
         # Nodes restarted together (a power cut, a fleet upgrade) spread out.
         first = self._config.heartbeatPeriod * self._config.heartbeatJitter * self._random()
         self._heartbeatCall = self._clock.callLater(first, self._beat)
+        if self._shipper is not None:
+            self._shipper.startService()
 
     def stopService(self) -> Deferred[None]:
         """
@@ -138,6 +146,8 @@ class MarvindAgent(Service):
             if call.active():
                 call.cancel()
         self._timers.clear()
+        if self._shipper is not None:
+            self._shipper.stopService()
         return self._client.close()
 
     @property
@@ -577,6 +587,8 @@ class MarvindAgent(Service):
         self._disarm(task)
         self._store.removeTaskFiles(task.id)
         self._commit()
+        if self._shipper is not None:
+            self._shipper.finish(task.id)
 
     def _forget(self, task: TaskRecord) -> None:
         """
@@ -587,16 +599,21 @@ class MarvindAgent(Service):
             del self._tasks[task.id]
         self._store.removeTaskFiles(task.id)
         self._commit()
+        if self._shipper is not None:
+            self._shipper.finish(task.id)
 
     async def _deploy(self, task: TaskRecord) -> None:
         """
         Write the task's configuration and run the deploy hook.
         """
         self._store.writeTaskConfig(task, self._config.nodeId)
+        os.makedirs(self._store.resultsDirectory(task.id), mode=0o755, exist_ok=True)
         result = await self._hooks.runHook("deploy", task, task.image)
         status = deployStatus(result)
         code = statusCode(status)
         if code == "deployed":
+            if self._shipper is not None and task.storage > 0:
+                self._shipper.track(task.id, self._store.resultsDirectory(task.id), task.storage)
             task.phase, task.retryAt = advance(task.phase, Step.DEPLOYED), None
             if not task.interrupted:
                 self._queueReport(task, status)
@@ -657,6 +674,16 @@ class MarvindAgent(Service):
             self._forget(task)
         else:
             self._finish(task, "finished" if reason == "finished" else None)
+
+    def storageExceeded(self, schedid: str) -> None:
+        """
+        The shipper found a running task's results over its storage
+        allowance: stop it, as the legacy node did.
+        """
+        task = self._tasks.get(schedid)
+        if task is None or task.phase not in (STARTING, RUNNING) or task.id in self._busy:
+            return
+        self._fail(task, "failed; storage quota exceeded")
 
     async def _check(self, task: TaskRecord) -> None:
         """

@@ -13,11 +13,12 @@ carry.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from email.utils import parsedate_to_datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import attrs
 import treq
@@ -94,6 +95,24 @@ class IControllerClient(Interface):
     def report(schedid: str, status: str, when: int) -> Deferred[ControllerResponse]:
         """
         C{PUT /schedules/<schedid>} with C{status} and C{when}.
+        """
+
+    def uploadStatus(schedid: str, path: str, size: int, sha256: str) -> Deferred[ControllerResponse]:
+        """
+        C{GET /schedules/<schedid>/uploads/<path>}: how much of this version of
+        a result file the controller has (docs/results.md).
+        """
+
+    def uploadChunk(
+        schedid: str, path: str, size: int, sha256: str, offset: int, chunk: bytes
+    ) -> Deferred[ControllerResponse]:
+        """
+        C{PUT /schedules/<schedid>/uploads/<path>} with one chunk at C{offset}.
+        """
+
+    def reportTraffic(schedid: str, meters: dict[str, int]) -> Deferred[ControllerResponse]:
+        """
+        C{PUT /schedules/<schedid>} with C{traffic} (e.g. the C{results} meter).
         """
 
     def close() -> Deferred[None]:
@@ -340,11 +359,14 @@ class HTTPControllerClient:
     def _url(self, *segments: str) -> str:
         return self._baseURL + "".join("/" + quote(s, safe="") for s in segments)
 
-    async def _call(self, method: str, url: str, data: Any = None) -> ControllerResponse:
+    async def _call(self, method: str, url: str, data: Any = None, binary: bool = False) -> ControllerResponse:
         """
-        One exchange, body included, under one time limit.
+        One exchange, body included, under one time limit; C{binary}: C{data}
+        is bytes sent as they are.
         """
         headers = {b"Accept": [b"application/json"]}
+        if binary:
+            headers[b"Content-Type"] = [b"application/octet-stream"]
         current: list[Deferred[Any]] = []
         expired: list[bool] = []
 
@@ -393,6 +415,25 @@ class HTTPControllerClient:
 
     def report(self, schedid: str, status: str, when: int) -> Deferred[ControllerResponse]:
         fields = [("status", status), ("when", str(int(when)))]
+        return Deferred.fromCoroutine(self._call("PUT", self._url("schedules", schedid), fields))
+
+    def _uploadURL(self, schedid: str, path: str, **query: Any) -> str:
+        return self._url("schedules", schedid, "uploads", path) + "?" + urlencode(query)
+
+    def uploadStatus(self, schedid: str, path: str, size: int, sha256: str) -> Deferred[ControllerResponse]:
+        url = self._uploadURL(schedid, path, size=size, sha256=sha256)
+        return Deferred.fromCoroutine(self._call("GET", url))
+
+    def uploadChunk(
+        self, schedid: str, path: str, size: int, sha256: str, offset: int, chunk: bytes
+    ) -> Deferred[ControllerResponse]:
+        url = self._uploadURL(
+            schedid, path, size=size, sha256=sha256, offset=offset, chunk_sha256=hashlib.sha256(chunk).hexdigest()
+        )
+        return Deferred.fromCoroutine(self._call("PUT", url, chunk, binary=True))
+
+    def reportTraffic(self, schedid: str, meters: dict[str, int]) -> Deferred[ControllerResponse]:
+        fields = [("traffic", json.dumps(meters, sort_keys=True))]
         return Deferred.fromCoroutine(self._call("PUT", self._url("schedules", schedid), fields))
 
 

@@ -91,6 +91,9 @@ class MarvindConfig:
     maxClockSkew: float = 10.0
     metricsPort: int | None = None
     metricsAddress: str = "127.0.0.1"
+    resultsPeriod: float = 60.0
+    resultsBandwidth: float = 0.0
+    resultsChunk: int = 256 * 1024
 
 
 def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
         raise ConfigError("the file must hold a YAML mapping of keys")
     check.known(data, {
         "controller", "node", "tls", "state_directory", "heartbeat", "maintenance_file",
-        "interfaces_file", "hooks", "timeouts", "max_clock_skew", "metrics",
+        "interfaces_file", "hooks", "timeouts", "max_clock_skew", "metrics", "results",
     }, "")
 
     controller = _section(data, "controller")
@@ -238,6 +241,14 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
     except ValueError:
         raise ConfigError(f"metrics.address: {metricsAddress!r} is not an IP address") from None
 
+    results = _section(data, "results")
+    check.known(results, {"period", "bandwidth", "chunk"}, "results")
+    resultsPeriod = check.number(results, "period", "results.period", 60, 0.1, unit="seconds")
+    bandwidth = check.number(results, "bandwidth", "results.bandwidth", 0, 0)
+    chunk = check.number(results, "chunk", "results.chunk", 256 * 1024, 1024, 1 << 20)
+    if chunk != int(chunk):
+        raise ConfigError("results.chunk: must be a whole number of bytes")
+
     if checkFiles:
         check.readable(caFile, "controller.ca")
         check.readable(certFile, "tls.certificate")
@@ -262,6 +273,9 @@ def parseConfig(data: Any, checkFiles: bool = True) -> MarvindConfig:
         maxClockSkew=maxSkew,
         metricsPort=metricsPort,
         metricsAddress=metricsAddress,
+        resultsPeriod=resultsPeriod,
+        resultsBandwidth=bandwidth,
+        resultsChunk=int(chunk),
     )
 
 

@@ -333,6 +333,8 @@ class ProcessHookRunner:
             MARVIN_CONFIG=self._store.configPath(task.id),
             MARVIN_SSH_KEYS=self._store.keysPath(task.id),
             MARVIN_TASK_DIR=self._store.taskDirectory(task.id),
+            MARVIN_RESULTS_DIR=self._store.resultsDirectory(task.id),
+            MARVIN_STORAGE=str(task.storage),
             MARVIN_STATE_DIR=self._store.directory,
             MARVIN_TIMEOUT=f"{self._config.timeouts.forHook(action):g}",
         )

@@ -17,6 +17,8 @@ Layout of the state directory::
     state.json             tasks and report queue
     tasks/<schedid>/       per-task directory handed to the hooks
     tasks/<schedid>/config.json   the task's configuration (secrets: 0600)
+    tasks/<schedid>/results/      what the task writes, shipped to the controller
+    results.json           the results shipping queue (L{node.shipper})
     logs/<schedid>.log     output of every hook run for the task
 """
 
@@ -116,6 +118,17 @@ class TaskRecord:
     ran: bool = False
 
     @property
+    def storage(self) -> int:
+        """
+        The task's storage allowance in bytes (its C{storage} option; 0 if none).
+        """
+        value = self.options.get("storage", 0)
+        try:
+            return max(0, int(value))
+        except (TypeError, ValueError):
+            return 0
+
+    @property
     def image(self) -> str:
         """
         The container image URL (the C{script} deployment option).
@@ -202,6 +215,12 @@ class StateStore:
 
     def configPath(self, schedid: str) -> str:
         return os.path.join(self.taskDirectory(schedid), "config.json")
+
+    def resultsDirectory(self, schedid: str) -> str:
+        """
+        Where the task writes its results (shipped by L{node.shipper}).
+        """
+        return os.path.join(self.taskDirectory(schedid), "results")
 
     def logPath(self, schedid: str) -> str:
         return os.path.join(self.directory, "logs", f"{schedid}.log")

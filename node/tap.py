@@ -71,6 +71,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     from node.agent import MarvindAgent
     from node.client import HTTPControllerClient
     from node.hooks import ProcessHookRunner
+    from node.shipper import ResultShipper
     from node.state import StateStore
 
     config: MarvindConfig = options["configuration"]
@@ -82,12 +83,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         metrics = AgentMetrics()
         hooks = MeasuredHooks(hooks, metrics, reactor)
+    client = HTTPControllerClient.fromConfig(reactor, config)
+    shipper = ResultShipper(
+        reactor, client, config.stateDirectory, config.resultsPeriod, config.resultsChunk, config.resultsBandwidth,
+    )
     agent = MarvindAgent(
         config=config,
         clock=reactor,
-        client=HTTPControllerClient.fromConfig(reactor, config),
+        client=client,
         hooks=hooks,
         store=store,
+        shipper=shipper,
     )
     if metrics is None:
         return agent

@@ -12,18 +12,20 @@ TLS for end-to-end tests.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from typing import Any
 from urllib.parse import parse_qs
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.http import datetimeToString
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from node.client import ControllerResponse, ControllerUnreachable
 from node.hooks import HookResult, IHookRunner
 from node.state import TaskRecord
 from node.wire import FINAL, STATUS_CODES, statusCode
@@ -373,3 +375,71 @@ def serverTLSOptions(pki: ControllerPKI) -> Any:
     with open(pki.caCertificate, "rb") as f:
         ca = Certificate.loadPEM(f.read())
     return PrivateCertificate.loadPEM(cert + key).options(ca)
+
+
+class FakeResultsController:
+    """
+    The controller's result routes as the shipper sees them
+    (L{node.client.IControllerClient}'s upload methods), in memory, with the
+    real protocol's answers: offsets, chunk and file digests, the allowance
+    and a closed window. C{down} makes every call fail as unreachable.
+    """
+
+    def __init__(self, allowance: int = 10**9) -> None:
+        self.allowance = allowance
+        self.stored: dict[tuple[str, str], bytes] = {}
+        self.partial: dict[tuple[str, str, int, str], bytes] = {}
+        self.traffic: dict[str, dict[str, int]] = {}
+        self.closed: set[str] = set()
+        self.down = False
+        self.chunks = 0
+
+    @staticmethod
+    def _answer(code: int, body: dict[str, Any]) -> Deferred[ControllerResponse]:
+        return succeed(ControllerResponse(code, body, json.dumps(body), None))
+
+    def _refusal(self, schedid: str, path: str, size: int) -> Deferred[ControllerResponse] | None:
+        if self.down:
+            return fail(ControllerUnreachable("connection refused"))
+        if schedid in self.closed:
+            return self._answer(409, {"message": "The upload window of this task is closed."})
+        used = sum(len(v) for (s, p), v in self.stored.items() if s == schedid and p != path)
+        if used + size > self.allowance:
+            return self._answer(409, {"message": "over", "allowance": self.allowance, "used": used, "size": size})
+        return None
+
+    def uploadStatus(self, schedid: str, path: str, size: int, sha256: str) -> Deferred[ControllerResponse]:
+        refused = self._refusal(schedid, path, size)
+        if refused is not None:
+            return refused
+        if hashlib.sha256(self.stored.get((schedid, path), b"-")).hexdigest() == sha256:
+            return self._answer(200, {"path": path, "size": size, "offset": size, "complete": True})
+        offset = len(self.partial.get((schedid, path, size, sha256), b""))
+        return self._answer(200, {"path": path, "size": size, "offset": offset, "complete": False})
+
+    def uploadChunk(
+        self, schedid: str, path: str, size: int, sha256: str, offset: int, chunk: bytes
+    ) -> Deferred[ControllerResponse]:
+        refused = self._refusal(schedid, path, size)
+        if refused is not None:
+            return refused
+        self.chunks += 1
+        key = (schedid, path, size, sha256)
+        have = self.partial.get(key, b"")
+        if offset != len(have):
+            return self._answer(409, {"message": "The upload stands at another offset.", "offset": len(have)})
+        have += chunk
+        if len(have) < size:
+            self.partial[key] = have
+            return self._answer(200, {"path": path, "size": size, "offset": len(have), "complete": False})
+        self.partial.pop(key, None)
+        if hashlib.sha256(have).hexdigest() != sha256:
+            return self._answer(409, {"message": "the file's sha256 does not match", "offset": 0})
+        self.stored[(schedid, path)] = have
+        return self._answer(200, {"path": path, "size": size, "offset": size, "complete": True})
+
+    def reportTraffic(self, schedid: str, meters: dict[str, int]) -> Deferred[ControllerResponse]:
+        if self.down:
+            return fail(ControllerUnreachable("connection refused"))
+        self.traffic.setdefault(schedid, {}).update(meters)
+        return self._answer(200, {"message": "Ok."})

@@ -64,6 +64,10 @@ MATRIX: dict[str, dict[str, frozenset[str]]] = {
     "experiment/calendar": {"GET": AUTHENTICATED},
     "resource/calendar": {"GET": AUTHENTICATED},
     "schedule": {"GET": AUTHENTICATED, "PUT": frozenset({NODE})},
+    "schedule/results": {"GET": PEOPLE},
+    "schedule/result": {"GET": PEOPLE},
+    "schedule/upload": {"GET": frozenset({NODE}), "PUT": frozenset({NODE})},
+    "experiment/results": {"GET": PEOPLE},
     "backend/auth": {"GET": EVERYONE},
     "backend/activity": {"GET": PEOPLE},
     "backend/pubkeys": {"GET": EVERYONE},
@@ -229,3 +233,12 @@ def checkSchedule(user: Optional[User], ownerid: int, nodeid: str) -> None:
     """
     if not mayReadOptions(user, ownerid, nodeid):
         raise Forbidden("Only admins, the owner and the node may read this schedule.")
+
+
+def checkResults(user: Optional[User], ownerid: int) -> None:
+    """
+    Results are read by admins and the experiment's owner only.
+    """
+    if isAdmin(user) or (roleOf(user) == USER and user.id == ownerid):
+        return
+    raise Forbidden(f"Only admins and user {ownerid} can read these results.")

@@ -6,7 +6,7 @@ the handler modules and the dispatcher in L{rest_compat.resource}.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import attrs
 
@@ -32,13 +32,16 @@ class HTTPError(Exception):
 class Reply:
     """
     A response: C{body} is encoded as JSON unless C{raw} bytes are given;
-    C{body=None} with C{raw=None} sends no body (204).
+    C{body=None} with C{raw=None} sends no body (204). A C{stream} writes the
+    body itself, after the headers (its C{Content-Length} among them), given
+    the request and the list that becomes non-empty if the client goes away.
     """
 
     code: int = 200
     body: Any = None
     headers: dict[str, str] = attrs.field(factory=dict)
     raw: Optional[bytes] = None
+    stream: Optional[Callable[[Any, list[bool]], Awaitable[None]]] = None
 
 
 @attrs.define
@@ -50,6 +53,7 @@ class Context:
     @ivar params: query and body parameters (see L{rest_compat.params}).
     @ivar sync: the controller's inventory synchronisation, if configured.
     @ivar document: the OpenAPI document, already encoded.
+    @ivar results: the results hub (spool and store), or C{None}.
     """
 
     request: Any
@@ -59,6 +63,7 @@ class Context:
     params: dict[str, Any] = attrs.field(factory=dict)
     sync: Optional[Callable[[], Any]] = None
     document: bytes = b"{}"
+    results: Any = None  # an am.results.hub.ResultsHub, when results are configured
 
     @property
     def user(self) -> Optional[User]:

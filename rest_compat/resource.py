@@ -27,14 +27,14 @@ from twisted.web.server import NOT_DONE_YET
 from am.core.errors import BadRequest, Conflict, Forbidden, MarvinError, NotFound
 from am.core.interfaces import IScheduler
 from rest_compat import (
-    access, backend, calendar, experiments, nodes, notifications, occurrences, render, resources, schedules, ui,
-    users,
+    access, backend, calendar, experiments, nodes, notifications, occurrences, render, resources, results,
+    schedules, ui, users,
 )
 from rest_compat.auth import Authenticator, Caller
 from rest_compat.backend import UNAUTHENTICATED
 from rest_compat.context import Context, HTTPError, Reply
 from rest_compat.cors import CORSPolicy
-from rest_compat.params import MAX_BODY, BodyTooLarge, readParams
+from rest_compat.params import MAX_BODY, BodyTooLarge, parseQuery, readParams
 
 API_VERSION = "1.0"
 
@@ -75,10 +75,14 @@ ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("experiments", "*", "occurrences"), "experiment/occurrences"),
     (("experiments", "*", "occurrences", "*"), "experiment/occurrence"),
     (("experiments", "*", "events"), "experiment/events"),
+    (("experiments", "*", "results.tar"), "experiment/results"),
     (("experiments", "*", "*"), "experiment/merge"),
     (("schedules",), "schedules"),
     (("schedules", "find"), "schedules/find"),
     (("schedules", "*"), "schedule"),
+    (("schedules", "*", "results"), "schedule/results"),
+    (("schedules", "*", "results", "*"), "schedule/result"),
+    (("schedules", "*", "uploads", "*"), "schedule/upload"),
     (("backend", "auth"), "backend/auth"),
     (("backend", "activity"), "backend/activity"),
     (("backend", "pubkeys"), "backend/pubkeys"),
@@ -133,11 +137,19 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("schedules/find", "GET"): schedules.find,
     ("schedule", "GET"): schedules.getSchedule,
     ("schedule", "PUT"): nodes.report,
+    ("schedule/results", "GET"): results.listResults,
+    ("schedule/result", "GET"): results.download,
+    ("schedule/upload", "GET"): results.uploadStatus,
+    ("schedule/upload", "PUT"): results.uploadChunk,
+    ("experiment/results", "GET"): results.experimentArchive,
     ("backend/auth", "GET"): backend.auth,
     ("backend/activity", "GET"): backend.activity,
     ("backend/pubkeys", "GET"): backend.pubkeys,
     ("backend/sync", "PUT"): backend.sync,
 }
+
+# Routes whose body is data, not parameters: only the query string is parsed.
+RAW_BODY: frozenset[tuple[str, str]] = frozenset({("schedule/upload", "PUT")})
 
 _STATUS = ((BadRequest, 400), (Forbidden, 403), (NotFound, 404), (Conflict, 409))
 
@@ -205,6 +217,7 @@ class RESTApplication:
         maxBody: int = MAX_BODY,
         document: bytes = b"{}",
         timer: Callable[[], float] = time.perf_counter,
+        results: Any = None,
     ) -> None:
         self.scheduler = scheduler
         self.authenticator = authenticator
@@ -213,6 +226,7 @@ class RESTApplication:
         self.maxBody = maxBody
         self.document = document
         self.timer = timer
+        self.results = results
 
     async def serve(self, request: Any, segments: list[bytes], lost: list[bool]) -> None:
         """
@@ -233,8 +247,12 @@ class RESTApplication:
         if not lost:
             try:
                 self._send(request, reply, payload, exchange)
+                if reply.stream is not None:
+                    await self._stream(request, reply, lost)
             except Exception:
                 self.log.failure("Could not send the reply to {path}", path=_path(request))
+                if reply.stream is not None and not lost:
+                    request.loseConnection()
         self.log.info(
             "{method} {path} {user} {status} {duration:.1f} ms",
             face="rest",
@@ -246,6 +264,15 @@ class RESTApplication:
             duration=round((self.timer() - started) * 1000, 3),
             requestId=getattr(request, "requestId", None),
         )
+
+    async def _stream(self, request: Any, reply: Reply, lost: list[bool]) -> None:
+        """
+        Write a streamed body after its headers (nothing for HEAD), then finish.
+        """
+        if request.method != b"HEAD":
+            await reply.stream(request, lost)
+        if not lost:
+            request.finish()
 
     async def _process(self, request: Any, segments: list[bytes], exchange: _Exchange) -> Reply:
         try:
@@ -278,9 +305,10 @@ class RESTApplication:
             raise access.MethodNotAllowed(access.allowedMethods(route))
         caller = exchange.caller = await self.authenticator.authenticate(request, self.scheduler)
         access.check(route, method, caller.user)
-        params = readParams(request, self.maxBody)
-        handler = HANDLERS[(route, access.effectiveMethod(method))]
-        context = Context(request, self.scheduler, caller, args, params, self.sync, self.document)
+        key = (route, access.effectiveMethod(method))
+        params = parseQuery(request.uri) if key in RAW_BODY else readParams(request, self.maxBody)
+        handler = HANDLERS[key]
+        context = Context(request, self.scheduler, caller, args, params, self.sync, self.document, self.results)
         return await handler(context)
 
     def _payload(self, reply: Reply) -> bytes:
@@ -304,13 +332,17 @@ class RESTApplication:
                     methods,
                 )
             )
+        if reply.stream is not None:
+            headers.pop("Content-Type", None)
         headers.update(reply.headers)
-        headers["Content-Length"] = str(len(payload))
+        if reply.stream is None:
+            headers["Content-Length"] = str(len(payload))
         request.setResponseCode(reply.code)
         for name, value in headers.items():
             request.setHeader(name.encode("ascii"), value.encode("ascii", "replace"))
-        request.write(payload)
-        request.finish()
+        if reply.stream is None:
+            request.write(payload)
+            request.finish()
 
 
 def _path(request: Any) -> str:
@@ -371,6 +403,7 @@ def buildRESTResource(
     cors: Union[None, CORSPolicy, Iterable[str]] = None,
     sync: Optional[Callable[[], Any]] = None,
     maxBody: int = MAX_BODY,
+    results: Any = None,
 ) -> IResource:
     """
     The REST face over C{scheduler}.
@@ -381,11 +414,13 @@ def buildRESTResource(
     @param sync: a callable returning a Deferred that synchronises the
         inventory, for C{PUT /backend/sync}; C{None} answers 501 there.
     @param maxBody: the largest request body accepted, in bytes (413 beyond).
+    @param results: the results hub (L{am.results.hub.ResultsHub}); C{None}
+        answers 501 on the results routes.
     @return: a root resource serving C{/version}, C{/openapi.json}, C{/v1/...}
         and the same paths without C{/v1}; C{putChild} more on it freely.
     """
     ui.counterFor(scheduler)  # the timeline's live updates follow the core's events from now on
     application = RESTApplication(
-        scheduler, authenticator, CORSPolicy.coerce(cors), sync, maxBody, loadDocument()
+        scheduler, authenticator, CORSPolicy.coerce(cors), sync, maxBody, loadDocument(), results=results
     )
     return RESTRoot(application)

@@ -31,6 +31,7 @@ from lxml import etree
 from rspec.times import formatTime
 from rspec.xml import (
     GENI_NS,
+    MARVIN_NS,
     OL_NS,
     PROXY_NS,
     RSpecError,
@@ -105,6 +106,8 @@ class SliverView:
     @ivar proxy: C{user@host[:port]}, overrides the C{ssh_proxy} tag.
     @ivar extensions: foreign elements of the request's node
         (L{rspec.request.NodeSpec.extensions}), echoed back.
+    @ivar resultsURL: where the sliver's results are listed (REST), shown as
+        C{<marvin:results sliver_id=... href=.../>} in its node.
     """
 
     id: int
@@ -121,6 +124,7 @@ class SliverView:
     loginPort: Optional[int] = None
     proxy: Optional[str] = None
     extensions: tuple[str, ...] = ()
+    resultsURL: Optional[str] = None
 
     @classmethod
     def fromSchedule(cls, schedule: Any, node: Any, clientId: Optional[str] = None, **kwargs: Any) -> "SliverView":
@@ -225,6 +229,12 @@ def _node(root, group: list[SliverView], authority: str, manager: str) -> None:
                 )
     for sliver in group:
         etree.SubElement(element, f"{{{OL_NS}}}lease_ref", id_ref=str(sliver.id))
+    for sliver in group:
+        if sliver.resultsURL:
+            etree.SubElement(
+                element, f"{{{MARVIN_NS}}}results", nsmap={"marvin": MARVIN_NS},
+                sliver_id=sliverURN(authority, sliver.id), href=xmlText(sliver.resultsURL),
+            )
     for text in first.extensions:
         try:
             element.append(parseDocument(text))

@@ -313,6 +313,7 @@ def test_exampleFileNamesEveryKey():
         "cors": {"origins"},
         "log": {"file", "level", "format"},
         "geni": {"authority", "trust_roots", "default_image", "default_duration", "max_request", "ad_cache"},
+        "results": {"store", "directory", "spool", "period", "s3"},
     }.items():
         assert set(document[section]) == keys, section
     assert set(document["listen"]["tls"]) == {"address", "port", "certificate", "key", "client_ca"}
@@ -339,7 +340,7 @@ def test_exampleFileNamesEveryKey():
     from am.core.policy import Policy
 
     assert config.policy == Policy.fromConfig(document["scheduling"])
-    assert len(document["scheduling"]) == 27  # every Policy.fromConfig key
+    assert len(document["scheduling"]) == 29  # every Policy.fromConfig key
 
 
 def test_demoInventoryFileMatchesTheDemo():

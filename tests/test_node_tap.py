@@ -87,7 +87,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(service.name, "marvind")
         self.assertTrue(os.path.isdir(os.path.join(self.base, "state")))
         service.startService()
-        self.assertEqual(len(reactor.getDelayedCalls()), 1)
+        # the first heartbeat, and the first scan of results to ship
+        self.assertEqual(len(reactor.getDelayedCalls()), 2)
         service.stopService()
         self.assertEqual(reactor.getDelayedCalls(), [])
 

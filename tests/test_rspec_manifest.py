@@ -296,3 +296,19 @@ class TestEcho:
         """
         root = build([sliver(extensions=("<broken", '<x:a xmlns:x="urn:x"/>'))])
         assert [c.tag for c in root.find("g:node", NS) if c.tag.startswith("{urn:x}")] == ["{urn:x}a"]
+
+
+def test_resultsNamed(schemas) -> None:  # noqa: F811
+    """
+    A sliver's node names where its results are, valid against the schemas.
+    """
+    from rspec.xml import MARVIN_NS
+
+    text = manifest([sliver(31, resultsURL="https://am.example/v1/schedules/31/results")], AUTH, NOW)
+    assertValid(schemas["manifest"], text)
+    root = etree.fromstring(text.encode())
+    found = root.findall(f".//{{{MARVIN_NS}}}results")
+    assert [(r.get("sliver_id"), r.get("href")) for r in found] == [
+        (f"urn:publicid:IDN+{AUTH}+sliver+31", "https://am.example/v1/schedules/31/results")
+    ]
+    assert etree.fromstring(manifest([sliver(31)], AUTH, NOW).encode()).findall(f".//{{{MARVIN_NS}}}results") == []

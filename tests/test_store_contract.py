@@ -23,7 +23,7 @@ from am.core import accounts, allocation
 from am.core.allocation import AllocationRequest
 from am.core.errors import Conflict
 from am.core.interfaces import IStoreTransaction
-from am.core.model import Experiment, JournalEntry, Node, Notification, Quota, Schedule, User
+from am.core.model import Experiment, JournalEntry, Node, Notification, Quota, ResultFile, Schedule, User
 from am.core.policy import Policy
 from am.store.postgres import PostgresDatabase
 from am.store.sqlite import SQLiteDatabase
@@ -468,6 +468,26 @@ def test_outboxAndSecrets(store: Backend) -> None:
     store.run(lambda txn: txn.putNotifySecret(owner, "one", NOW))
     store.run(lambda txn: txn.putNotifySecret(owner, "two", NOW + 1))
     assert store.run(lambda txn: txn.getNotifySecret(owner)) == "two"
+
+
+def test_resultFilesAndWindows(store: Backend) -> None:
+    _, _, rows = _schedules(store)
+    a, b = rows[0].id, rows[1].id
+    files = [ResultFile(a, "z/b", 5, "1" * 64, NOW), ResultFile(a, "a", 7, "2" * 64, NOW + 5), ResultFile(b, "a", 1, "3" * 64, NOW - 5)]
+    store.run(lambda txn: [txn.putResultFile(f) for f in files])
+    store.run(lambda txn: txn.putResultFile(ResultFile(a, "a", 8, "4" * 64, NOW + 6)))
+    assert store.run(lambda txn: txn.resultFiles(a)) == [ResultFile(a, "a", 8, "4" * 64, NOW + 6), files[0]]
+    assert store.run(lambda txn: txn.staleResultFiles(NOW + 1, 10)) == [files[2], files[0]]
+    assert store.run(lambda txn: txn.staleResultFiles(NOW + 1, 1)) == [files[2]]
+    store.run(lambda txn: txn.deleteResultFile(b, "a"))
+    assert store.run(lambda txn: txn.resultFiles(b)) == []
+    assert store.run(lambda txn: txn.resultWindow(a)) is None
+    store.run(lambda txn: (txn.openResultWindow(a, NOW + 10), txn.openResultWindow(b, NOW), txn.openResultWindow(a, NOW + 20)))
+    assert store.run(lambda txn: txn.resultWindow(a)) == NOW + 20
+    assert store.run(lambda txn: txn.closedResultWindows(NOW)) == [b]
+    assert store.run(lambda txn: txn.closedResultWindows(NOW + 20)) == [b, a]
+    store.run(lambda txn: txn.closeResultWindow(b))
+    assert store.run(lambda txn: txn.closedResultWindows(NOW + 99)) == [a]
 
 
 # -- transactions ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from am.core import lifecycle
+from am.core import lifecycle, results
 from am.core.accounts import actingUser
 from am.core.errors import Forbidden
 from am.core.interfaces import IStoreTransaction
@@ -58,3 +58,15 @@ def mergeExperiments(
     txn: IStoreTransaction, into: Any, source: Any, userid: int, name: Optional[str], now: int = 0
 ) -> tuple[int, int, int]:
     return lifecycle.mergeExperiments(txn, into, source, actingUser(txn, userid), name, now)
+
+
+def admitUpload(
+    txn: IStoreTransaction, schedid: Any, userid: int, path: Any, size: Any, sha256: Any, now: int
+) -> results.Admission:
+    return results.admit(txn, schedid, path, size, sha256, _caller(txn, userid), now)
+
+
+def recordResult(
+    txn: IStoreTransaction, schedid: Any, userid: int, path: Any, size: Any, sha256: Any, now: int
+) -> Any:
+    return results.record(txn, schedid, path, size, sha256, _caller(txn, userid), now)

@@ -196,6 +196,31 @@ class IStoreTransaction(Interface):
     def trafficOf(schedid):
         """A schedule's traffic meters: a dict meter -> bytes."""
 
+    # results (docs/results.md)
+    def putResultFile(result):
+        """Insert or replace a L{am.core.model.ResultFile} (one per schedule and path)."""
+
+    def resultFiles(schedid):
+        """A schedule's result files, ordered by path."""
+
+    def deleteResultFile(schedid, path):
+        """Forget one result file."""
+
+    def staleResultFiles(before, limit):
+        """At most C{limit} result files stored before C{before}, oldest first, through an index."""
+
+    def openResultWindow(schedid, closes):
+        """Accept uploads for an ended schedule until C{closes} (insert or replace)."""
+
+    def resultWindow(schedid):
+        """When the upload window of an ended schedule closes, or C{None} if it has none."""
+
+    def closedResultWindows(now):
+        """Schedule ids whose upload window closed at or before C{now}, through an index."""
+
+    def closeResultWindow(schedid):
+        """Remove a schedule's upload window."""
+
     def addPublicKey(schedid, public, expires):
         """Remember the public SSH key of a task until C{expires}."""
 
@@ -284,6 +309,18 @@ class IScheduler(Interface):
 
     def heartbeat(userid, nodeid, maintenance=False, interfaces=None, limit=3):
         """A node's heartbeat; fires with its tasks."""
+
+    def admitUpload(schedid, userid, path, size, sha256):
+        """Whether a node may upload a results file of its task (read only)."""
+
+    def recordResult(schedid, userid, path, size, sha256):
+        """Record a results file that arrived whole and verified."""
+
+    def settleResults():
+        """Close due upload windows and refund the storage not filled."""
+
+    def expireResults():
+        """Forget result files past their retention."""
 
     def deleteExperiment(expid, userid):
         """Cancel or abort everything of an experiment and archive it."""

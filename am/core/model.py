@@ -177,6 +177,21 @@ class Schedule:
 
 
 @attrs.frozen
+class ResultFile:
+    """
+    One file of a schedule's results, as its node uploaded it (docs/results.md):
+    C{path} is relative to the task's results directory, C{stored} when it was
+    complete and verified.
+    """
+
+    schedid: int
+    path: str
+    size: int
+    sha256: str
+    stored: int
+
+
+@attrs.frozen
 class Interval:
     """
     A blocking window of one node, as the slot search sees it.

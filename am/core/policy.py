@@ -91,6 +91,8 @@ class Policy:
     notifyBackoff: int = 10
     notifyBackoffMax: int = 3600
     waitMax: int = 300
+    resultsGrace: int = 3600
+    resultsRetention: int = 30 * DAY
 
     @classmethod
     def fromConfig(cls, config: Mapping[str, Any]) -> "Policy":
@@ -128,6 +130,8 @@ class Policy:
             "heal_failures": "healFailures",
             "heal_window": "healWindow",
             "heal_ahead": "healAhead",
+            "results_grace": "resultsGrace",
+            "results_retention": "resultsRetention",
         }
         windows = config.pop("maintenance_windows", None)
         for key, value in config.items():

@@ -16,7 +16,9 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from am.core import accounts, allocation, commands, healing, lifecycle, occurrences, outbox, slices
+from am.core import (
+    accounts, allocation, commands, healing, lifecycle, occurrences, outbox, results, slices,
+)
 from am.core.errors import Conflict
 from am.core.events import BookingRefused, Event, EventStream, runCommand
 from am.core.interfaces import IScheduler, IStore
@@ -177,6 +179,33 @@ class Scheduler:
             commands.heartbeat, userid, nodeid, self.now(), self.policy,
             maintenance=maintenance, interfaces=interfaces, limit=limit,
         )
+
+    # -- results (docs/results.md) ------------------------------------------------
+
+    def admitUpload(self, schedid: Any, userid: int, path: Any, size: Any, sha256: Any) -> Deferred:
+        """
+        Whether a node may upload C{size} bytes to C{path} of its task; fires
+        with an L{results.Admission} (read only: nothing changes).
+        """
+        return self.read(commands.admitUpload, schedid, userid, path, size, sha256, self.now())
+
+    def recordResult(self, schedid: Any, userid: int, path: Any, size: Any, sha256: Any) -> Deferred:
+        """
+        A result file arrived whole and verified; fires with its L{am.core.model.ResultFile}.
+        """
+        return self._change(commands.recordResult, schedid, userid, path, size, sha256, self.now())
+
+    def settleResults(self) -> Deferred:
+        """
+        Close due upload windows, refunding unused storage; fires with how many closed.
+        """
+        return self._change(results.settle, self.now(), self.policy)
+
+    def expireResults(self) -> Deferred:
+        """
+        Forget result files past their retention; fires with those forgotten.
+        """
+        return self._change(results.expire, self.now(), self.policy)
 
     def deleteExperiment(self, expid: Any, userid: int) -> Deferred:
         """

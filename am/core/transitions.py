@@ -6,7 +6,7 @@ writes a status itself.
 
 Side effects:
   - schedule: the refund of what a final schedule did not use (with its
-    journal entries), C{expires} cleared once a node may see it, the write,
+    journal entries), the upload window of its results (L{results.openWindow}), C{expires} cleared once a node may see it, the write,
     the event, and, when someone other than its node ended it, the archive
     check of its experiment (L{settle}, once per experiment and command);
   - experiment: the write and the event;
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-from am.core import quotas, states
+from am.core import quotas, results, states
 from am.core.events import (
     ExperimentArchived,
     NodeStatusChanged,
@@ -127,6 +127,7 @@ def _schedule(
     if states.isFinal(to):
         ran = not neverRan(old, to, actor, happened, schedule)
         refundUnused(txn, schedule, experiment.ownerid, happened, policy, ran)
+        results.openWindow(txn, schedule, now, policy)
     txn.updateSchedule(schedule)
     emit(txn, ScheduleStatusChanged(
         time=now, actor=actor.value, reason=reason, schedid=schedule.id, expid=schedule.expid,

@@ -47,9 +47,11 @@ from am.ctl.metrics import MeasuredStore, Metrics
 from am.ctl.ops import mountOperations
 from am.ctl.notifier import Notifier
 from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
+from am.ctl.resultsconfig import makeHub
 from am.ctl.site import MarvinSite, makeSite
 from am.ctl.slowclients import guard
 from am.geni.face import mountGENI
+from am.results.hub import resultKey
 from am.store.leadership import AlwaysLeader, ILeadership, leadershipOf
 from am.store.sqlite import SQLiteStore
 from am.trust.certs import certificatePEM, loadRoots
@@ -136,7 +138,7 @@ def redacted(database: str) -> str:
 
 
 def defaultRESTFactory(
-    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]]
+    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]], results: Any = None
 ) -> IResource:
     """
     The MONROE REST resource over C{scheduler}, trusting identity headers only
@@ -148,7 +150,8 @@ def defaultRESTFactory(
         fingerprintHeader=config.fingerprintHeader,
     )
     return buildRESTResource(
-        scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync
+        scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync,
+        results=results,
     )
 
 
@@ -283,6 +286,14 @@ class Controller(MultiService):
         self.addService(InventoryService(self.sync))
         if config.notifier.deliver:
             self.addService(Notifier(lambda: self.scheduler, reactor, config.notifier))
+        # Results (docs/results.md): the spool and store, and the pass that
+        # closes upload windows (refunding unused storage) and applies retention.
+        self.results = makeHub(config.results, reactor)
+        if self.results is not None:
+            housekeeping = TimerService(config.results.period, self.resultsOnce)
+            housekeeping.clock = reactor
+            housekeeping.setName("results")
+            self.addService(housekeeping)
 
     def _endpoints(self) -> list[tuple[str, Callable[[], IStreamServerEndpoint]]]:
         endpoints: list[tuple[str, Callable[[], IStreamServerEndpoint]]] = []
@@ -349,7 +360,9 @@ class Controller(MultiService):
         self.sync.scheduler = self.scheduler
         if not self.sync.configured:
             self.log.warn("no inventory configured: nodes come only from the database")
-        self.root = self.restFactory(self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None)
+        self.root = self.restFactory(
+            self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None, self.results
+        )
         for face in self.faces:
             face(self)
         self.site.resource = self.root
@@ -452,6 +465,30 @@ class Controller(MultiService):
             self.log.failure("heal failed; will retry", failure)
 
         return self.scheduler.heal().addCallbacks(healed, failed)
+
+    async def _resultsPass(self) -> None:
+        settled = await self.scheduler.settleResults()
+        if settled:
+            self.log.info("results: {count} upload window(s) closed, unused storage refunded", count=settled)
+        expired = await self.scheduler.expireResults()
+        for result in expired:
+            await self.results.delete(resultKey(result.schedid, result.path))
+        if expired:
+            self.log.info("results: {count} file(s) past their retention deleted", count=len(expired))
+
+    def resultsOnce(self) -> Deferred:
+        """
+        One run of the results housekeeping (the C{results} timer's call), on
+        the leading controller only; a failure is logged and the next run
+        comes on time.
+        """
+        if not self.leadership.leading:
+            return succeed(None)
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("results housekeeping failed; will retry", failure)
+
+        return Deferred.fromCoroutine(self._resultsPass()).addErrback(failed)
 
     def stopService(self) -> Deferred:
         """

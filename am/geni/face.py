@@ -43,6 +43,7 @@ def buildAggregateManager(controller: Any) -> AggregateManager:
         defaultDuration=geni.defaultDuration,
         defaultImage=geni.defaultImage,
         adCacheSeconds=geni.adCache,
+        resultsBase=(controller.config.publicURL or "https://localhost/").rstrip("/") + "/v1/schedules/",
     )
     return AggregateManager(controller.scheduler, trust, settings)
 

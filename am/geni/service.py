@@ -57,6 +57,9 @@ class Settings:
     defaultImage: Optional[str] = None
     adCacheSeconds: int = 60
     codeVersion: str = "0.1.0"
+    # Where a sliver's results are listed (REST, docs/results.md): this plus
+    # "<sliver id>/results"; None leaves them out of manifests.
+    resultsBase: Optional[str] = None
 
 
 def _rspecVersion(options: dict[str, Any], required: bool = True) -> None:
@@ -166,6 +169,9 @@ class AggregateManager:
                     image=options.get("script"),
                     leaseClientId=options.get("geni_lease_client_id"),
                     extensions=tuple(options.get("geni_extensions", ())),
+                    resultsURL=(
+                        f"{self.settings.resultsBase}{s.id}/results" if self.settings.resultsBase else None
+                    ),
                 )
             )
         return manifest(views, self.settings.authority, self.scheduler.now(), compressed=compressed)

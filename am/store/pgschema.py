@@ -215,6 +215,23 @@ MIGRATIONS: tuple[str, ...] = (
     """
     INSERT INTO meta (key, value) VALUES ('nodes_version', 0) ON CONFLICT (key) DO NOTHING;
     """,
+    # 10: results (SQLite schema 11): uploaded files and the upload windows of ended schedules.
+    """
+    CREATE TABLE result_files (
+        schedid bigint NOT NULL REFERENCES schedules(id),
+        path text COLLATE "C" NOT NULL,
+        size bigint NOT NULL,
+        sha256 text NOT NULL,
+        stored bigint NOT NULL,
+        PRIMARY KEY (schedid, path)
+    );
+    CREATE INDEX result_files_stored ON result_files (stored);
+    CREATE TABLE result_windows (
+        schedid bigint PRIMARY KEY REFERENCES schedules(id),
+        closes bigint NOT NULL
+    );
+    CREATE INDEX result_windows_closes ON result_windows (closes);
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -185,6 +185,24 @@ MIGRATIONS: tuple[str, ...] = (
         last_failure INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 11: results (docs/results.md): the files each schedule's node uploaded,
+    # and the upload window of ended schedules (closes: when its storage settles).
+    """
+    CREATE TABLE result_files (
+        schedid INTEGER NOT NULL REFERENCES schedules(id),
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        stored INTEGER NOT NULL,
+        PRIMARY KEY (schedid, path)
+    );
+    CREATE INDEX result_files_stored ON result_files (stored);
+    CREATE TABLE result_windows (
+        schedid INTEGER PRIMARY KEY REFERENCES schedules(id),
+        closes INTEGER NOT NULL
+    );
+    CREATE INDEX result_windows_closes ON result_windows (closes);
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -12,7 +12,7 @@ import json
 from typing import Any, Iterable, Optional
 
 from am.core.errors import StaleWrite
-from am.core.model import Experiment, JournalEntry, NodeHealth, Quota, Schedule, User
+from am.core.model import Experiment, JournalEntry, NodeHealth, Quota, ResultFile, Schedule, User
 from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE
 from am.store.outboxsql import OutboxSQL
 from am.store.rows import (
@@ -219,6 +219,56 @@ class SQLTransaction(OutboxSQL):
                 now,
             )
         ]
+
+    def putResultFile(self, result: ResultFile) -> None:
+        self._exec(
+            "INSERT INTO result_files (schedid, path, size, sha256, stored) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (schedid, path) DO UPDATE SET size = EXCLUDED.size, "
+            "sha256 = EXCLUDED.sha256, stored = EXCLUDED.stored",
+            (result.schedid, result.path, result.size, result.sha256, result.stored),
+        )
+
+    def resultFiles(self, schedid: int) -> list[ResultFile]:
+        return [
+            ResultFile(*row)
+            for row in self._all(
+                "SELECT schedid, path, size, sha256, stored FROM result_files WHERE schedid = ? ORDER BY path",
+                recordKey(schedid),
+            )
+        ]
+
+    def deleteResultFile(self, schedid: int, path: str) -> None:
+        self._exec("DELETE FROM result_files WHERE schedid = ? AND path = ?", (schedid, path))
+
+    def staleResultFiles(self, before: int, limit: int) -> list[ResultFile]:
+        return [
+            ResultFile(*row)
+            for row in self._all(
+                "SELECT schedid, path, size, sha256, stored FROM result_files WHERE stored < ? "
+                "ORDER BY stored, schedid, path LIMIT ?",
+                before, limit,
+            )
+        ]
+
+    def openResultWindow(self, schedid: int, closes: int) -> None:
+        self._exec(
+            "INSERT INTO result_windows (schedid, closes) VALUES (?, ?) "
+            "ON CONFLICT (schedid) DO UPDATE SET closes = EXCLUDED.closes",
+            (schedid, closes),
+        )
+
+    def resultWindow(self, schedid: int) -> Optional[int]:
+        row = self._one("SELECT closes FROM result_windows WHERE schedid = ?", recordKey(schedid))
+        return None if row is None else row[0]
+
+    def closedResultWindows(self, now: int) -> list[int]:
+        return [
+            row[0]
+            for row in self._all("SELECT schedid FROM result_windows WHERE closes <= ? ORDER BY closes, schedid", now)
+        ]
+
+    def closeResultWindow(self, schedid: int) -> None:
+        self._exec("DELETE FROM result_windows WHERE schedid = ?", (schedid,))
 
     def expiredAllocations(self, now: int) -> list[Schedule]:
         return [
