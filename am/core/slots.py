@@ -12,8 +12,10 @@ still needs nodes free of exclusive schedules (the legacy rule, kept).
 The search jumps from event to event: when a candidate start fails, the next
 candidate is the earliest moment one of the conflicting windows (or the
 maintenance window) ends, because before that no node can become free. Each step
-is one indexed interval query over the candidate window, never a scan of every
-schedule.
+looks the candidates up in the store's interval index
+(L{am.core.intervalindex}) when it keeps one, and the units it chooses are then
+verified against the database; otherwise it asks the database in short lists
+of ids, never scanning every schedule.
 
 The search counts units: single nodes, or in pair mode C{(head, tail)} pairs,
 a pair being free when both its nodes are (legacy reference §5.3).
@@ -27,6 +29,7 @@ from typing import Iterable, Iterator, Mapping, Optional, Sequence
 import attrs
 
 from am.core.interfaces import IStoreTransaction
+from am.core.intervalindex import UNKNOWN, IntervalIndex
 from am.core.model import NODE_ACTIVE, Node
 from am.core.nodefilter import Filter
 from am.core.nodeview import NodeView
@@ -277,6 +280,28 @@ def eligibleNodes(
     return Eligible(units, now, policy, wanted is not None)
 
 
+def intervalIndex(txn: IStoreTransaction) -> Optional[IntervalIndex]:
+    """
+    The store's interval index for this transaction, if it keeps one.
+    """
+    get = getattr(txn, "intervalIndex", None)
+    return get() if get is not None else None
+
+
+def _windowsOf(
+    txn: IStoreTransaction, index: Optional[IntervalIndex], ids: Sequence[str], low: int, high: int
+) -> list[tuple[str, int, int]]:
+    """
+    The blocking windows of C{ids} overlapping C{[low, high)}: from the index,
+    except for nodes it does not answer for (the database's).
+    """
+    asked = list(ids) if index is None else [i for i in ids if i in index.pending]
+    found = [(c.nodeid, c.start, c.stop) for c in txn.blockingIntervals(low, high, asked)] if asked else []
+    if index is not None:
+        found += [(i, a, b) for i in ids if i not in index.pending for a, b in index.windows(i, low, high)]
+    return found
+
+
 def _freeAt(
     txn: IStoreTransaction,
     eligible: Eligible,
@@ -284,13 +309,18 @@ def _freeAt(
     stop: int,
     padding: int,
     need: Optional[int] = None,
+    index: Optional[IntervalIndex] = None,
 ) -> tuple[list[tuple[str, ...]], Optional[int]]:
     """
     The free candidate units (as ids) for C{[start, stop)}, a unit being free
     when all its nodes are, and the earliest padded end of a conflict among
     the candidates looked at. With C{need}, it stops once that many are free
     (else, and when there are not as many, it has looked at every candidate).
+    With an C{index}, the candidates are looked up there, not in the database.
     """
+    if index is not None:
+        return _freeInIndex(txn, index, eligible.candidates(start), start - padding, stop + padding,
+                            padding, need)
     free: list[tuple[str, ...]] = []
     nextEnd = None
     candidates = eligible.candidates(start)
@@ -324,6 +354,40 @@ def _freeAt(
     return free, nextEnd
 
 
+def _freeInIndex(
+    txn: IStoreTransaction,
+    index: IntervalIndex,
+    candidates: Iterator[Unit],
+    low: int,
+    high: int,
+    padding: int,
+    need: Optional[int],
+) -> tuple[list[tuple[str, ...]], Optional[int]]:
+    """
+    L{_freeAt} over the interval index: the same free units; the earliest
+    conflict end among those looked at (which, when too few are free, is all).
+    """
+    free: list[tuple[str, ...]] = []
+    nextEnd = None
+    conflictEnd = index.conflictEnd
+    for unit in candidates:
+        busy = None
+        for node in unit:
+            end = conflictEnd(node.id, low, high)
+            if end == UNKNOWN:
+                stops = [c.stop for c in txn.blockingIntervals(low, high, [node.id])]
+                end = min(stops) if stops else None
+            if end is not None and (busy is None or end < busy):
+                busy = end
+        if busy is None:
+            free.append(tuple(n.id for n in unit))
+            if need is not None and len(free) >= need:
+                break
+        elif nextEnd is None or busy + padding < nextEnd:
+            nextEnd = busy + padding
+    return free, nextEnd
+
+
 def tryWindow(
     txn: IStoreTransaction,
     eligible: Eligible,
@@ -335,37 +399,92 @@ def tryWindow(
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
     """
-    Check one candidate start for every instance.
+    Check one candidate start for every instance; units chosen through the
+    interval index are verified against the database (L{_verified}).
 
     @return: C{(units per instance, None, None)} on success, or C{(None, shortage,
         next candidate start)} on failure.
     """
+    index = intervalIndex(txn)
+    for _ in range(_VERIFY_ATTEMPTS):
+        result = _tryWindow(txn, eligible, count, start, duration, offsets, index)
+        chosen = result[0]
+        if index is None or chosen is None or _verified(txn, index, chosen, start, duration, offsets, eligible.policy.padding):
+            return result
+    return _tryWindow(txn, eligible, count, start, duration, offsets, None)
+
+
+def _tryWindow(
+    txn: IStoreTransaction,
+    eligible: Eligible,
+    count: int,
+    start: int,
+    duration: int,
+    offsets: Sequence[int],
+    index: Optional[IntervalIndex],
+) -> tuple[
+    Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
+]:
     policy = eligible.policy
     chosen = []
-    for index, offset in enumerate(offsets):
+    for number, offset in enumerate(offsets):
         s = start + offset
         e = s + duration
         bump = policy.maintenanceConflict(s, e)
         if bump is not None:
-            return None, Shortage(index, s, e, 0, count), bump - offset
-        free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count)
+            return None, Shortage(number, s, e, 0, count), bump - offset
+        free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count, index)
         if len(free) < count:
             nextStart = None if nextEnd is None else nextEnd - offset
-            return None, Shortage(index, s, e, len(free), count), nextStart
+            return None, Shortage(number, s, e, len(free), count), nextStart
         chosen.append(tuple(free[:count]))
     return tuple(chosen), None, None
 
 
+# How often a search through the interval index may find the database
+# disagreeing with it (it then re-reads those nodes and searches again)
+# before it searches the database itself.
+_VERIFY_ATTEMPTS = 3
+_FAR = 2**62
+
+
+def _verified(
+    txn: IStoreTransaction,
+    index: IntervalIndex,
+    chosen: Sequence[Sequence[tuple[str, ...]]],
+    start: int,
+    duration: int,
+    offsets: Sequence[int],
+    padding: int,
+) -> bool:
+    """
+    Whether the database agrees that every node chosen through the index is
+    free for its instance's padded window (the proof a booking rests on: the
+    index is only a hint). Nodes it disagrees about are re-read into the index.
+    """
+    wrong: set[str] = set()
+    for units, offset in zip(chosen, offsets):
+        s = start + offset
+        ids = [nodeid for unit in units for nodeid in unit]
+        wrong.update(c.nodeid for c in txn.blockingIntervals(s - padding, s + duration + padding, ids))
+    wrong -= index.pending
+    if wrong:
+        ids = sorted(wrong)
+        index.replace(ids, [(c.nodeid, c.start, c.stop) for c in txn.blockingIntervals(-_FAR, _FAR, ids)])
+    return not wrong
+
+
 def _maxStop(
-    txn: IStoreTransaction, chosen: Sequence[str], start: int, duration: int, policy: Policy
+    txn: IStoreTransaction, chosen: Sequence[str], start: int, duration: int, policy: Policy,
+    index: Optional[IntervalIndex] = None,
 ) -> int:
     """
     How long the first instance could run on the nodes chosen for it: until the
     first of them gets busy, the next maintenance window, or the runtime limit.
     """
     limit = policy.maintenanceFreeUntil(start, start + max(policy.maxRuntime, duration))
-    for c in txn.blockingIntervals(start, limit + policy.padding, list(chosen)):
-        limit = min(limit, max(start + duration, c.start - policy.padding))
+    for _, begin, _ in _windowsOf(txn, index, chosen, start, limit + policy.padding):
+        limit = min(limit, max(start + duration, begin - policy.padding))
     return limit
 
 
@@ -392,14 +511,15 @@ def search(
     first: Optional[Shortage] = None
     if not eligible.atLeast(count):
         return slots, Shortage(0, earliest, earliest + duration, len(eligible.units), count)
+    index = intervalIndex(txn)
     t = earliest
     while t <= latest and len(slots) < results:
         nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets)
         if nodes is not None:
             if extent:
-                free, _ = _freeAt(txn, eligible, t, t + duration, eligible.policy.padding)
+                free, _ = _freeAt(txn, eligible, t, t + duration, eligible.policy.padding, index=index)
                 chosenIds = [nodeid for unit in nodes[0] for nodeid in unit]
-                maxStop = _maxStop(txn, chosenIds, t, duration, eligible.policy)
+                maxStop = _maxStop(txn, chosenIds, t, duration, eligible.policy, index)
             else:
                 free, maxStop = list(nodes[0]), t + duration
             slots.append(Slot(t, t + duration, maxStop, count, len(free), nodes))

@@ -20,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from am.core.interfaces import IStore, IStoreTransaction
+from am.core.intervalindex import IntervalIndex
 from am.core.model import (
     TAG_ADMIN,
     TAG_INVENTORY,
@@ -47,11 +48,12 @@ class SQLiteTransaction(SQLTransaction):
 
     def __init__(
         self, connection: sqlite3.Connection, cache: Optional[dict] = None,
-        keeper: Optional[ViewKeeper] = None,
+        keeper: Optional[ViewKeeper] = None, index: Optional[IntervalIndex] = None,
     ) -> None:
         self._db = connection
         self._cache = cache if cache is not None else {}
         self._keeper = keeper if keeper is not None else ViewKeeper(HeartbeatHub())
+        self._index = index
         self.heard: list[tuple[str, int, Optional[list]]] = []
 
     @property
@@ -203,7 +205,29 @@ class SQLiteTransaction(SQLTransaction):
             s.updated,
         )
 
+    def intervalIndex(self) -> Optional[IntervalIndex]:
+        """
+        The connection's interval index (L{am.core.intervalindex}), loaded
+        when it is not valid; nodes this transaction wrote are pending in it.
+        """
+        index = self._index
+        if index is not None and not index.valid:
+            index.load(self._all(_INDEX_ROWS))
+        return index
+
+    def _touch(self, nodeids: Iterable[str]) -> None:
+        if self._index is not None:
+            self._index.pending.update(str(n) for n in nodeids)
+
+    def updateSchedule(self, schedule: Schedule) -> None:
+        if self._index is not None:
+            # The node it leaves is written too.
+            row = self._one("SELECT nodeid FROM schedules WHERE id = ?", schedule.id)
+            self._touch([schedule.nodeid] + ([row[0]] if row else []))
+        super().updateSchedule(schedule)
+
     def addSchedules(self, schedules: list[Schedule]) -> list[int]:
+        self._touch(s.nodeid for s in schedules)
         ids = []
         for schedule in schedules:
             cursor = self._db.execute(
@@ -282,6 +306,29 @@ class SQLiteTransaction(SQLTransaction):
         return [Interval(*r) for r in rows if wanted is None or r[0] in wanted]
 
 
+# What the interval index holds: every blocking window.
+_INDEX_ROWS = "SELECT nodeid, start, stop FROM schedules WHERE blocking = 1"
+
+
+def settleIndex(connection: sqlite3.Connection, index: IntervalIndex) -> None:
+    """
+    After a transaction ended (committed or rolled back): re-read the nodes it
+    wrote, so the index holds committed windows only.
+    """
+    pending = sorted(index.pending)
+    if not pending:
+        return
+    if not index.valid or len(pending) > 512:
+        index.valid = False
+        index.pending.clear()
+        return
+    marks = ",".join("?" * len(pending))
+    rows = connection.execute(
+        f"SELECT nodeid, start, stop FROM schedules WHERE blocking = 1 AND nodeid IN ({marks})", pending
+    ).fetchall()
+    index.replace(pending, rows)
+
+
 # PRAGMA synchronous levels a configuration may choose (SQLite's names).
 SYNCHRONOUS_LEVELS = ("full", "normal", "extra", "off")
 
@@ -317,23 +364,39 @@ class SQLiteDatabase:
         self.schemaVersion = migrate(self._connection)
         self._cache: dict = {}
         self.keeper = ViewKeeper(HeartbeatHub())
+        self.index = IntervalIndex()
+        self._dataVersion: Optional[int] = None
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
         Run C{function(transaction, ...)} in one immediate transaction.
         """
         self._connection.execute("BEGIN IMMEDIATE")
-        txn = SQLiteTransaction(self._connection, self._cache, self.keeper)
+        self._checkOthers()
+        txn = SQLiteTransaction(self._connection, self._cache, self.keeper, self.index)
         try:
             result = function(txn, *args, **kwargs)
         except BaseException:
             self._connection.execute("ROLLBACK")
             self._cache.clear()
             self.keeper.forget()
+            settleIndex(self._connection, self.index)
             raise
         self._connection.execute("COMMIT")
+        settleIndex(self._connection, self.index)
         self.keeper.committed(txn.heard)
         return result
+
+    def _checkOthers(self) -> None:
+        """
+        Drop the interval index when another connection (a tool, another
+        process) committed since the last transaction: C{PRAGMA data_version}
+        moves only for other connections' commits.
+        """
+        version = self._connection.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._dataVersion:
+            self._dataVersion = version
+            self.index.valid = False
 
     def close(self) -> None:
         """
