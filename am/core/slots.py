@@ -23,6 +23,7 @@ a pair being free when both its nodes are (legacy reference §5.3).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -310,17 +311,23 @@ def _freeAt(
     padding: int,
     need: Optional[int] = None,
     index: Optional[IntervalIndex] = None,
+    walks: Optional[dict[bool, _Walk]] = None,
 ) -> tuple[list[tuple[str, ...]], Optional[int]]:
     """
     The free candidate units (as ids) for C{[start, stop)}, a unit being free
     when all its nodes are, and the earliest padded end of a conflict among
     the candidates looked at. With C{need}, it stops once that many are free
     (else, and when there are not as many, it has looked at every candidate).
-    With an C{index}, the candidates are looked up there, not in the database.
+    With an C{index}, the candidates are looked up there, not in the database,
+    and C{walks} keeps what this search learnt (L{_Walk}, by imminence).
     """
     if index is not None:
-        return _freeInIndex(txn, index, eligible.candidates(start), start - padding, stop + padding,
-                            padding, need)
+        walk = walks.get(eligible.restricted(start)) if walks is not None else None
+        if walk is None or walk.start is None or walk.start > start:
+            walk = _Walk(eligible.candidates(start))
+            if walks is not None:
+                walks[eligible.restricted(start)] = walk
+        return _freeInIndex(txn, index, walk, start, stop, padding, need)
     free: list[tuple[str, ...]] = []
     nextEnd = None
     candidates = eligible.candidates(start)
@@ -354,38 +361,86 @@ def _freeAt(
     return free, nextEnd
 
 
+class _Walk:
+    """
+    What one search learnt about its candidates (for one instance) at earlier
+    starts: a unit busy for the start C{s} with padded conflict end C{e} is
+    busy for every later start before C{e} (the same duration), so a later
+    start looks again only at the units released by then, those it found
+    free, and those it has not drawn yet.
+    """
+
+    def __init__(self, candidates: Iterator[Unit]) -> None:
+        self.source: Optional[Iterator[Unit]] = candidates
+        self.units: list[Unit] = []
+        self.busy: list[tuple[int, int]] = []  # heap of (padded end, position)
+        self.open: list[int] = []  # positions to look at again, ascending
+        self.start: Optional[int] = None
+
+
 def _freeInIndex(
     txn: IStoreTransaction,
     index: IntervalIndex,
-    candidates: Iterator[Unit],
-    low: int,
-    high: int,
+    walk: _Walk,
+    start: int,
+    stop: int,
     padding: int,
     need: Optional[int],
 ) -> tuple[list[tuple[str, ...]], Optional[int]]:
     """
-    L{_freeAt} over the interval index: the same free units; the earliest
-    conflict end among those looked at (which, when too few are free, is all).
+    L{_freeAt} over the interval index: the same free units, and the earliest
+    conflict end when too few are free (then every candidate was looked at).
     """
-    free: list[tuple[str, ...]] = []
-    nextEnd = None
+    walk.start = start
+    low, high = start - padding, stop + padding
+    busy, units = walk.busy, walk.units
+    released = []
+    while busy and busy[0][0] <= start:
+        released.append(heapq.heappop(busy)[1])
+    if released:
+        walk.open = sorted(walk.open + released)
     conflictEnd = index.conflictEnd
-    for unit in candidates:
-        busy = None
+
+    def end(unit: Unit) -> Optional[int]:
+        found = None
         for node in unit:
-            end = conflictEnd(node.id, low, high)
-            if end == UNKNOWN:
+            e = conflictEnd(node.id, low, high)
+            if e == UNKNOWN:
                 stops = [c.stop for c in txn.blockingIntervals(low, high, [node.id])]
-                end = min(stops) if stops else None
-            if end is not None and (busy is None or end < busy):
-                busy = end
-        if busy is None:
+                e = min(stops) if stops else None
+            if e is not None and (found is None or e < found):
+                found = e
+        return found
+
+    free: list[tuple[str, ...]] = []
+    still: list[int] = []
+    opened = walk.open
+    for at, position in enumerate(opened):
+        if need is not None and len(free) >= need:
+            still.extend(opened[at:])
+            break
+        unit = units[position]
+        e = end(unit)
+        if e is None:
             free.append(tuple(n.id for n in unit))
-            if need is not None and len(free) >= need:
-                break
-        elif nextEnd is None or busy + padding < nextEnd:
-            nextEnd = busy + padding
-    return free, nextEnd
+            still.append(position)
+        else:
+            heapq.heappush(busy, (e + padding, position))
+    walk.open = still
+    source = walk.source
+    while source is not None and (need is None or len(free) < need):
+        unit = next(source, None)
+        if unit is None:
+            walk.source = None
+            break
+        units.append(unit)
+        e = end(unit)
+        if e is None:
+            free.append(tuple(n.id for n in unit))
+            still.append(len(units) - 1)
+        else:
+            heapq.heappush(busy, (e + padding, len(units) - 1))
+    return free, (busy[0][0] if busy else None)
 
 
 def tryWindow(
@@ -395,23 +450,29 @@ def tryWindow(
     start: int,
     duration: int,
     offsets: Sequence[int],
+    walks: Optional[dict[int, dict[bool, _Walk]]] = None,
 ) -> tuple[
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
     """
     Check one candidate start for every instance; units chosen through the
     interval index are verified against the database (L{_verified}).
+    C{walks} carries what a search learnt at its earlier starts, per instance.
 
     @return: C{(units per instance, None, None)} on success, or C{(None, shortage,
         next candidate start)} on failure.
     """
     index = intervalIndex(txn)
+    walks = {} if walks is None else walks
     for _ in range(_VERIFY_ATTEMPTS):
-        result = _tryWindow(txn, eligible, count, start, duration, offsets, index)
+        result = _tryWindow(txn, eligible, count, start, duration, offsets, index, walks)
         chosen = result[0]
-        if index is None or chosen is None or _verified(txn, index, chosen, start, duration, offsets, eligible.policy.padding):
+        if index is None or chosen is None or _verified(
+            txn, index, chosen, start, duration, offsets, eligible.policy.padding
+        ):
             return result
-    return _tryWindow(txn, eligible, count, start, duration, offsets, None)
+        walks.clear()  # it learnt from the index as it was
+    return _tryWindow(txn, eligible, count, start, duration, offsets, None, walks)
 
 
 def _tryWindow(
@@ -422,6 +483,7 @@ def _tryWindow(
     duration: int,
     offsets: Sequence[int],
     index: Optional[IntervalIndex],
+    walks: dict[int, dict[bool, _Walk]],
 ) -> tuple[
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
@@ -433,7 +495,7 @@ def _tryWindow(
         bump = policy.maintenanceConflict(s, e)
         if bump is not None:
             return None, Shortage(number, s, e, 0, count), bump - offset
-        free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count, index)
+        free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count, index, walks.setdefault(number, {}))
         if len(free) < count:
             nextStart = None if nextEnd is None else nextEnd - offset
             return None, Shortage(number, s, e, len(free), count), nextStart
@@ -512,9 +574,10 @@ def search(
     if not eligible.atLeast(count):
         return slots, Shortage(0, earliest, earliest + duration, len(eligible.units), count)
     index = intervalIndex(txn)
+    walks: dict[int, dict[bool, _Walk]] = {}
     t = earliest
     while t <= latest and len(slots) < results:
-        nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets)
+        nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets, walks)
         if nodes is not None:
             if extent:
                 free, _ = _freeAt(txn, eligible, t, t + duration, eligible.policy.padding, index=index)

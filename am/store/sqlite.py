@@ -324,7 +324,8 @@ def settleIndex(connection: sqlite3.Connection, index: IntervalIndex) -> None:
         return
     marks = ",".join("?" * len(pending))
     rows = connection.execute(
-        f"SELECT nodeid, start, stop FROM schedules WHERE blocking = 1 AND nodeid IN ({marks})", pending
+        "SELECT nodeid, start, stop FROM schedules INDEXED BY schedules_node "
+        f"WHERE nodeid IN ({marks}) AND blocking = 1", pending
     ).fetchall()
     index.replace(pending, rows)
 
