@@ -186,9 +186,12 @@ class Controller:
     One marvinctld child process; its port is read from the log it writes.
     """
 
-    def __init__(self, config: str, log: str) -> None:
+    def __init__(self, config: str, log: str, profile: Optional[str] = None) -> None:
         env = dict(os.environ, PYTHONPATH=ROOT)
-        self.proc = subprocess.Popen([sys.executable, "-m", "am.ctl.service", "--config", config], cwd=ROOT,
+        command = [sys.executable, "-m", "am.ctl.service"]
+        if profile:
+            command = [sys.executable, os.path.join(ROOT, "bench", "profiled_server.py"), profile]
+        self.proc = subprocess.Popen(command + ["--config", config], cwd=ROOT,
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         self.port = 0
@@ -423,6 +426,8 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server (a database of our own is made)")
     parser.add_argument("--controllers", type=int, default=1, choices=(1, 2))
     parser.add_argument("--quick", action="store_true", help="~20 s: 4 s phases, 2,000 tasks")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="run the (first) controller under cProfile (CPU time); stats to FILE, top lines printed")
     parser.add_argument("--scale", action="store_true",
                         help="then the flatness and memory runs (1k/1k, 1k/100k, 10k nodes/100k schedules)")
     args = parser.parse_args()
@@ -432,6 +437,12 @@ def main() -> None:
         parser.error("--controllers 2 needs --postgres (two controllers cannot share a SQLite file)")
 
     results, _ = session(args, args.nodes, args.tasks, args.phases.split(","), args.duration)
+    if args.profile:
+        import pstats
+
+        print(f"\ncontroller profile (CPU time, cumulative), stats in {args.profile}:")
+        pstats.Stats(args.profile).sort_stats("cumulative").print_stats(40)
+        return
     goals(results, args)
     if args.scale:
         scale(args)
@@ -461,7 +472,8 @@ def session(args: argparse.Namespace, nodeCount: int, tasks: int, phases: list[s
                   f"in {time.monotonic() - t0:.1f} s", flush=True)
             for n in range(args.controllers):
                 config = writeConfig(directory, f"ctl{n}", database, inventory)
-                controllers.append(Controller(config, os.path.join(directory, f"ctl{n}.log")))
+                controllers.append(Controller(config, os.path.join(directory, f"ctl{n}.log"),
+                                              args.profile if n == 0 else None))
             ports = [c.port for c in controllers]
             # Wait for the start-up work (the inventory sync, the first node
             # view) to be done: one search on each controller, not measured.

@@ -294,7 +294,10 @@ def test_watchHeldByTheServer(marvin):
     assert code == 0, err
     assert marvin.sleeps == []
     assert "[####################] 1/1 final  finished 1" in out
-    assert out.splitlines()[-1].strip().endswith("-> finished")
+    # The node may finish before watch's first read: then the only line is
+    # the final state, not a transition into it.
+    last = out.splitlines()[-1].strip()
+    assert last.endswith("-> finished") or last.endswith(": finished"), out
 
 
 def test_errorsAndExitCodes(marvin, tmp_path):

@@ -26,6 +26,7 @@ from am.store.leadership import ILeadership
 LEADER_CLASS = 0x4C65
 
 _TRY = f"SELECT pg_try_advisory_lock({LEADER_CLASS}, hashtext(current_schema()))"
+_UNLOCK = f"SELECT pg_advisory_unlock({LEADER_CLASS}, hashtext(current_schema()))"
 
 
 @implementer(ILeadership)
@@ -77,9 +78,16 @@ class PostgresLeadership:
             return self.leading
 
     def _drop(self) -> None:
-        self.leading = False
         if self._connection is not None:
+            if self.leading:
+                # close() returns before the server ends the session; unlock
+                # first so a successor never waits on a lock nobody holds.
+                try:
+                    self._connection.execute(_UNLOCK)
+                except psycopg.Error:
+                    pass
             self._connection.close()
+        self.leading = False
         self._connection = None
 
     def start(self) -> None:

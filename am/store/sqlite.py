@@ -2,9 +2,12 @@
 """
 The SQLite store: one file in WAL mode, one connection, one writer thread.
 
-Every transaction starts with C{BEGIN IMMEDIATE}, which takes the write lock up
-front, so an allocation's check and insert are atomic even against another
-process using the same file; any exception rolls back and the connection stays usable.
+Every database transaction starts with C{BEGIN IMMEDIATE}, which takes the
+write lock up front, so an allocation's check and insert are atomic even
+against another process using the same file. The store's transactions queued
+together share one database transaction and one commit, each in a savepoint
+of its own (group commit, L{am.store.groupcommit}); one that raises is rolled
+back to its savepoint and the connection stays usable.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 from typing import Any, Callable, Iterable, Optional
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -36,6 +39,7 @@ from am.store.rows import (
     SCHEDULE_COLUMNS,
     scheduleFromRow,
 )
+from am.store.groupcommit import MAX_BATCH, GroupCommitter, Outcome, Work
 from am.store.schema import migrate
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
@@ -318,16 +322,20 @@ def settleIndex(connection: sqlite3.Connection, index: IntervalIndex) -> None:
     pending = sorted(index.pending)
     if not pending:
         return
-    if not index.valid or len(pending) > 512:
-        index.valid = False
-        index.pending.clear()
-        return
-    marks = ",".join("?" * len(pending))
-    rows = connection.execute(
-        "SELECT nodeid, start, stop FROM schedules INDEXED BY schedules_node "
-        f"WHERE nodeid IN ({marks}) AND blocking = 1", pending
-    ).fetchall()
-    index.replace(pending, rows)
+    if index.valid and len(pending) <= 512 and not connection.in_transaction:
+        marks = ",".join("?" * len(pending))
+        try:
+            rows = connection.execute(
+                "SELECT nodeid, start, stop FROM schedules INDEXED BY schedules_node "
+                f"WHERE nodeid IN ({marks}) AND blocking = 1", pending
+            ).fetchall()
+        except sqlite3.Error:
+            pass
+        else:
+            index.replace(pending, rows)
+            return
+    index.valid = False
+    index.pending.clear()
 
 
 # PRAGMA synchronous levels a configuration may choose (SQLite's names).
@@ -340,6 +348,13 @@ def synchronousLevel(connection: sqlite3.Connection) -> str:
     """
     number = connection.execute("PRAGMA synchronous").fetchone()[0]
     return {0: "off", 1: "normal", 2: "full", 3: "extra"}[number]
+
+
+def _failAll(outcomes: list[Outcome], failure: Failure) -> list[Outcome]:
+    """
+    C{outcomes} of a transaction that did not commit: what had succeeded fails with C{failure}.
+    """
+    return [(False, failure) if ok else (ok, value) for ok, value in outcomes]
 
 
 class SQLiteDatabase:
@@ -372,21 +387,104 @@ class SQLiteDatabase:
         """
         Run C{function(transaction, ...)} in one immediate transaction.
         """
-        self._connection.execute("BEGIN IMMEDIATE")
-        self._checkOthers()
-        txn = SQLiteTransaction(self._connection, self._cache, self.keeper, self.index)
+        [(ok, value)] = self.runBatch([(function, args, kwargs)])
+        if not ok:
+            value.raiseException()
+        return value
+
+    def runBatch(self, work: list[Work]) -> list[Outcome]:
+        """
+        Run each of C{work} in a savepoint of one immediate transaction and
+        commit once (L{am.store.groupcommit}): one that raises is rolled back
+        to its savepoint alone; when the commit fails, all fail. Should SQLite
+        abandon the transaction itself (a full disk, an I/O error), what ran
+        in it fails and the rest run in a new one.
+
+        @return: C{(True, result)} or C{(False, Failure)} for each, in order.
+        """
+        outcomes: list[Outcome] = []
+        while len(outcomes) < len(work):
+            outcomes += self._group(work[len(outcomes):])
+        return outcomes
+
+    def _group(self, work: list[Work]) -> list[Outcome]:
+        """
+        Run as much of C{work} as one transaction holds; an outcome for each of those.
+        """
+        connection = self._connection
         try:
-            result = function(txn, *args, **kwargs)
+            connection.execute("BEGIN IMMEDIATE")
         except BaseException:
-            self._connection.execute("ROLLBACK")
-            self._cache.clear()
-            self.keeper.forget()
-            settleIndex(self._connection, self.index)
-            raise
-        self._connection.execute("COMMIT")
-        settleIndex(self._connection, self.index)
-        self.keeper.committed(txn.heard)
-        return result
+            failure = Failure()
+            return [(False, failure)] * len(work)
+        try:
+            self._checkOthers()
+            return self._inside(work)
+        finally:
+            # Committed or not, the nodes written are read back.
+            settleIndex(connection, self.index)
+
+    def _inside(self, work: list[Work]) -> list[Outcome]:
+        """
+        L{_group} once its transaction began.
+        """
+        connection = self._connection
+        outcomes: list[Outcome] = []
+        for function, args, kwargs in work:
+            txn = SQLiteTransaction(connection, self._cache, self.keeper, self.index)
+            try:
+                connection.execute("SAVEPOINT work")
+                result = function(txn, *args, **kwargs)
+                connection.execute("RELEASE work")
+            except BaseException:
+                failure = Failure()
+                self._forget()
+                if not self._undo():
+                    # The transaction is gone, and what ran in it before.
+                    return _failAll(outcomes, failure) + [(False, failure)]
+                outcomes.append((False, failure))
+                continue
+            outcomes.append((True, result))
+            # Later transactions of the batch see these heartbeats in the
+            # node view; a failed commit below drops the view.
+            self.keeper.committed(txn.heard)
+        try:
+            connection.execute("COMMIT")
+        except BaseException:
+            failure = Failure()
+            self._forget()
+            if connection.in_transaction:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            return _failAll(outcomes, failure)
+        return outcomes
+
+    def _undo(self) -> bool:
+        """
+        Roll back to the savepoint of the transaction that failed; C{False}
+        when the database transaction itself is lost.
+        """
+        connection = self._connection
+        if connection.in_transaction:
+            try:
+                connection.execute("ROLLBACK TO work")
+                connection.execute("RELEASE work")
+                return True
+            except sqlite3.Error:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+        return False
+
+    def _forget(self) -> None:
+        """
+        Drop what the caches may hold of a change that did not commit.
+        """
+        self._cache.clear()
+        self.keeper.forget()
 
     def _checkOthers(self) -> None:
         """
@@ -412,16 +510,18 @@ class SQLiteStore:
     L{IStore} over a SQLite file, with one writer thread so the reactor never blocks.
     """
 
-    def __init__(self, path: str, reactor: Any, synchronous: str = "full") -> None:
+    def __init__(
+        self, path: str, reactor: Any, synchronous: str = "full", maxBatch: int = MAX_BATCH,
+    ) -> None:
         self._database = SQLiteDatabase(path, synchronous)
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="marvin-sqlite")
         self._pool.start()
+        self._committer = GroupCommitter(reactor, self._pool, self._database.runBatch, maxBatch)
 
     def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
-        return deferToThreadPool(
-            self._reactor, self._pool, self._database.run, function, *args, **kwargs
-        )
+        # Batched with whatever else is queued: one commit, one fsync (am.store.groupcommit).
+        return self._committer.submit(function, args, kwargs)
 
     def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         # One connection, one writer thread: a read is just another transaction.

@@ -1,0 +1,111 @@
+# -*- test-case-name: tests.test_groupcommit -*-
+"""
+Group commit for a store with one writer thread.
+
+With C{synchronous=FULL} every SQLite commit waits for an fsync, so one
+transaction per commit caps a controller at a few hundred heartbeats a
+second whatever the CPU. Here the writer thread takes every transaction
+queued at that moment (at most L{MAX_BATCH}) and hands them to the store's
+C{runBatch}, which runs each in its own savepoint of one database
+transaction and commits once: one fsync for the lot.
+
+Durability is unchanged for the caller: the Deferreds of a batch fire (on
+the reactor thread, in the order their transactions were queued) only after
+C{runBatch} returned, that is after the one commit; when that commit fails
+every transaction of the batch fails with it. A transaction that raises is
+rolled back to its savepoint alone and only its Deferred fails.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any, Callable, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+# The most transactions one commit carries: bounds how long the first of a
+# batch waits for the last (each waits for the commit anyway).
+MAX_BATCH = 64
+
+#: One transaction: C{function(txn, *args, **kwargs)}.
+Work = tuple[Callable[..., Any], tuple, dict]
+#: What became of one: C{(True, result)} or C{(False, Failure)}.
+Outcome = tuple[bool, Any]
+
+
+class _Pool(Protocol):
+    def callInThread(self, func: Callable[..., Any], *args: Any, **kw: Any) -> None: ...
+
+
+class GroupCommitter:
+    """
+    Queues transactions and runs them in batches on the store's writer thread.
+
+    @ivar batches: how many batches ran, and how many transactions they
+        carried (for tests and the curious).
+    """
+
+    def __init__(
+        self, reactor: Any, pool: _Pool, runBatch: Callable[[list[Work]], list[Outcome]],
+        maxBatch: int = MAX_BATCH,
+    ) -> None:
+        self._reactor = reactor
+        self._pool = pool
+        self._runBatch = runBatch
+        self._maxBatch = maxBatch
+        self._lock = threading.Lock()
+        self._queue: collections.deque[tuple[Work, Deferred]] = collections.deque()
+        self._draining = False
+        self.batches = 0
+        self.transactions = 0
+
+    def submit(self, function: Callable[..., Any], args: tuple, kwargs: dict) -> Deferred:
+        """
+        Queue C{function(txn, *args, **kwargs)}; the Deferred fires with its
+        result once the batch that ran it committed.
+        """
+        d: Deferred = Deferred()
+        with self._lock:
+            self._queue.append(((function, args, kwargs), d))
+            if self._draining:
+                return d
+            self._draining = True
+        self._pool.callInThread(self._drain)
+        return d
+
+    def _drain(self) -> None:
+        """
+        On the writer thread: run batches until nothing is queued.
+        """
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._draining = False
+                    return
+                take = min(len(self._queue), self._maxBatch)
+                batch = [self._queue.popleft() for _ in range(take)]
+            work = [item for item, _ in batch]
+            try:
+                outcomes = self._runBatch(work)
+                if len(outcomes) != len(work):
+                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(work)} transactions")
+            except BaseException:
+                # A bug in the store: nobody may hang on it.
+                failure = Failure()
+                outcomes = [(False, failure)] * len(work)
+            self.batches += 1
+            self.transactions += len(work)
+            self._reactor.callFromThread(_fire, [d for _, d in batch], outcomes)
+
+
+def _fire(deferreds: list[Deferred], outcomes: list[Outcome]) -> None:
+    """
+    On the reactor thread: fire each Deferred of a committed batch, in order.
+    """
+    for d, (ok, value) in zip(deferreds, outcomes):
+        if ok:
+            d.callback(value)
+        else:
+            d.errback(value)
