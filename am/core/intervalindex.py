@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 # Returned by L{IntervalIndex.conflictEnd} for a node it cannot answer for.
 UNKNOWN = -1
@@ -40,10 +40,50 @@ class IntervalIndex:
         rebuilds an invalid one before use).
     """
 
+    # How many node changes the log keeps, and how many searches' walks
+    # (L{walks}) are kept, before starting over.
+    LOG_LIMIT = 4096
+    WALK_LIMIT = 8
+
     def __init__(self) -> None:
         self._nodes: dict[str, tuple[array, array, int]] = {}
         self.pending: set[str] = set()
         self.valid = False
+        # Node ids whose windows changed (or became pending), in order: what
+        # a walk kept from an earlier request reads to catch up.
+        self.changed: list[str] = []
+        self.epoch = 0  # bumped when the log starts over
+        # What searches learnt (am.core.slots), by what they searched, for
+        # one owner (a node view); anything derived from the index.
+        self.walks: dict[Any, Any] = {}
+        self.walkOwner: Any = None
+
+    def walksOf(self, owner: Any) -> dict[Any, Any]:
+        """
+        The kept walks for C{owner} (a node view: walks of another go).
+        """
+        if self.walkOwner is not owner or len(self.walks) >= self.WALK_LIMIT:
+            self.walks = {}
+            self.walkOwner = owner
+        return self.walks
+
+    def _changed(self, nodeids: Iterable[str]) -> None:
+        self.changed.extend(nodeids)
+        if len(self.changed) > self.LOG_LIMIT:
+            self._restart()
+
+    def _restart(self) -> None:
+        self.changed = []
+        self.epoch += 1
+        self.walks = {}
+
+    def touch(self, nodeids: Iterable[str]) -> None:
+        """
+        Nodes the open transaction writes: pending until it ends.
+        """
+        ids = [str(n) for n in nodeids]
+        self.pending.update(ids)
+        self._changed(ids)
 
     def load(self, rows: Iterable[tuple[str, int, int]]) -> None:
         """
@@ -57,6 +97,7 @@ class IntervalIndex:
         for nodeid, windows in grouped.items():
             self._put(nodeid, windows)
         self.valid = True
+        self._restart()
 
     def replace(self, nodeids: Iterable[str], rows: Iterable[tuple[str, int, int]]) -> None:
         """
@@ -69,6 +110,7 @@ class IntervalIndex:
         for nodeid, windows in grouped.items():
             self._put(nodeid, windows)
             self.pending.discard(nodeid)
+        self._changed(grouped)
 
     def _put(self, nodeid: str, windows: list[tuple[int, int]]) -> None:
         if not windows:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 
@@ -110,12 +110,19 @@ class Eligible:
     nodes looks at a few candidates, not at the whole testbed.
     """
 
-    def __init__(self, source: Iterable[Unit], now: int, policy: Policy, explicit: bool) -> None:
+    def __init__(
+        self, source: Iterable[Unit], now: int, policy: Policy, explicit: bool,
+        view: Optional[NodeView] = None, key: Any = None,
+    ) -> None:
         self._source: Optional[Iterator[Unit]] = iter(source)
         self._units: list[Unit] = []
         self.now = now
         self.policy = policy
         self.explicit = explicit
+        # What determines the units and their order (with the view): equal
+        # keys of one view give equal units, so searches may share walks.
+        self.view = view
+        self.key = key
 
     def _fill(self, count: Optional[int]) -> None:
         """
@@ -278,7 +285,11 @@ def eligibleNodes(
         units = itertools.chain(single(chosen), rank(single(penalised)))
     else:
         units = rank(single(chosen))
-    return Eligible(units, now, policy, wanted is not None)
+    key = (
+        view.version, view.stamp, nodeFilter, None if wanted is None else tuple(sorted(wanted)), now,
+        policy, pairing, tuple(sorted(penalty.items())),
+    )
+    return Eligible(units, now, policy, wanted is not None, view, key)
 
 
 def intervalIndex(txn: IStoreTransaction) -> Optional[IntervalIndex]:
@@ -311,7 +322,7 @@ def _freeAt(
     padding: int,
     need: Optional[int] = None,
     index: Optional[IntervalIndex] = None,
-    walks: Optional[dict[bool, _Walk]] = None,
+    walks: Optional[dict[Any, _Walk]] = None,
 ) -> tuple[list[tuple[str, ...]], Optional[int]]:
     """
     The free candidate units (as ids) for C{[start, stop)}, a unit being free
@@ -322,11 +333,12 @@ def _freeAt(
     and C{walks} keeps what this search learnt (L{_Walk}, by imminence).
     """
     if index is not None:
-        walk = walks.get(eligible.restricted(start)) if walks is not None else None
+        which = (eligible.restricted(start), stop - start, padding)
+        walk = walks.get(which) if walks is not None else None
         if walk is None or walk.start is None or walk.start > start:
-            walk = _Walk(eligible.candidates(start))
+            walk = _Walk(eligible.candidates(start), index.epoch, len(index.changed))
             if walks is not None:
-                walks[eligible.restricted(start)] = walk
+                walks[which] = walk
         return _freeInIndex(txn, index, walk, start, stop, padding, need)
     free: list[tuple[str, ...]] = []
     nextEnd = None
@@ -363,19 +375,77 @@ def _freeAt(
 
 class _Walk:
     """
-    What one search learnt about its candidates (for one instance) at earlier
+    What searches learnt about the candidates (of one instance) at earlier
     starts: a unit busy for the start C{s} with padded conflict end C{e} is
-    busy for every later start before C{e} (the same duration), so a later
-    start looks again only at the units released by then, those it found
-    free, and those it has not drawn yet.
+    busy for every later start before C{e} (the same duration and padding),
+    unless its nodes' windows changed (the index's change log, read from
+    C{gen} on). So a later start, in this search or a later one of the same
+    units, looks again only at the units released by then, those found free,
+    those changed, and those not drawn yet.
     """
 
-    def __init__(self, candidates: Iterator[Unit]) -> None:
+    def __init__(self, candidates: Iterator[Unit], epoch: int, gen: int) -> None:
         self.source: Optional[Iterator[Unit]] = candidates
         self.units: list[Unit] = []
-        self.busy: list[tuple[int, int]] = []  # heap of (padded end, position)
+        self.where: dict[str, list[int]] = {}  # node id -> positions
+        self.ends: dict[int, int] = {}  # position -> padded end, while busy
+        self.busy: list[tuple[int, int]] = []  # heap of (padded end, position), some stale
         self.open: list[int] = []  # positions to look at again, ascending
         self.start: Optional[int] = None
+        self.epoch = epoch
+        self.gen = gen
+
+    def catchUp(self, epoch: int, changed: list[str], start: int) -> None:
+        """
+        Release the units whose nodes changed since, and those whose conflict
+        ended by C{start}.
+        """
+        released = []
+        if self.epoch != epoch or self.gen > len(changed):
+            # The log started over: everything may have changed.
+            released = list(self.ends)
+            self.ends.clear()
+            self.epoch = epoch
+        else:
+            for nodeid in changed[self.gen:]:
+                for position in self.where.get(nodeid, ()):
+                    if self.ends.pop(position, None) is not None:
+                        released.append(position)
+        self.gen = len(changed)
+        busy, ends = self.busy, self.ends
+        while busy and (busy[0][0] <= start or ends.get(busy[0][1]) != busy[0][0]):
+            end, position = heapq.heappop(busy)
+            if ends.get(position) == end:
+                del ends[position]
+                released.append(position)
+        if released:
+            self.open = sorted(set(self.open).union(released))
+        self.start = start
+
+    def nextEnd(self) -> Optional[int]:
+        """
+        The earliest padded end among the busy units.
+        """
+        busy, ends = self.busy, self.ends
+        while busy and ends.get(busy[0][1]) != busy[0][0]:
+            heapq.heappop(busy)
+        return busy[0][0] if busy else None
+
+    def draw(self) -> Optional[int]:
+        """
+        The position of the next unit not drawn yet, or C{None}.
+        """
+        if self.source is None:
+            return None
+        unit = next(self.source, None)
+        if unit is None:
+            self.source = None
+            return None
+        position = len(self.units)
+        self.units.append(unit)
+        for node in unit:
+            self.where.setdefault(node.id, []).append(position)
+        return position
 
 
 def _freeInIndex(
@@ -391,56 +461,44 @@ def _freeInIndex(
     L{_freeAt} over the interval index: the same free units, and the earliest
     conflict end when too few are free (then every candidate was looked at).
     """
-    walk.start = start
+    walk.catchUp(index.epoch, index.changed, start)
     low, high = start - padding, stop + padding
-    busy, units = walk.busy, walk.units
-    released = []
-    while busy and busy[0][0] <= start:
-        released.append(heapq.heappop(busy)[1])
-    if released:
-        walk.open = sorted(walk.open + released)
-    conflictEnd = index.conflictEnd
+    conflictEnd, units, ends, busy = index.conflictEnd, walk.units, walk.ends, walk.busy
 
-    def end(unit: Unit) -> Optional[int]:
+    def free(position: int) -> bool:
         found = None
-        for node in unit:
+        for node in units[position]:
             e = conflictEnd(node.id, low, high)
             if e == UNKNOWN:
                 stops = [c.stop for c in txn.blockingIntervals(low, high, [node.id])]
                 e = min(stops) if stops else None
             if e is not None and (found is None or e < found):
                 found = e
-        return found
+        if found is None:
+            return True
+        ends[position] = found + padding
+        heapq.heappush(busy, (found + padding, position))
+        return False
 
-    free: list[tuple[str, ...]] = []
+    chosen: list[tuple[str, ...]] = []
     still: list[int] = []
     opened = walk.open
     for at, position in enumerate(opened):
-        if need is not None and len(free) >= need:
+        if need is not None and len(chosen) >= need:
             still.extend(opened[at:])
             break
-        unit = units[position]
-        e = end(unit)
-        if e is None:
-            free.append(tuple(n.id for n in unit))
+        if free(position):
+            chosen.append(tuple(n.id for n in units[position]))
             still.append(position)
-        else:
-            heapq.heappush(busy, (e + padding, position))
     walk.open = still
-    source = walk.source
-    while source is not None and (need is None or len(free) < need):
-        unit = next(source, None)
-        if unit is None:
-            walk.source = None
+    while need is None or len(chosen) < need:
+        drawn = walk.draw()
+        if drawn is None:
             break
-        units.append(unit)
-        e = end(unit)
-        if e is None:
-            free.append(tuple(n.id for n in unit))
-            still.append(len(units) - 1)
-        else:
-            heapq.heappush(busy, (e + padding, len(units) - 1))
-    return free, (busy[0][0] if busy else None)
+        if free(drawn):
+            chosen.append(tuple(n.id for n in units[drawn]))
+            still.append(drawn)
+    return chosen, walk.nextEnd()
 
 
 def tryWindow(
@@ -450,7 +508,7 @@ def tryWindow(
     start: int,
     duration: int,
     offsets: Sequence[int],
-    walks: Optional[dict[int, dict[bool, _Walk]]] = None,
+    walks: Optional[dict[int, dict[Any, _Walk]]] = None,
 ) -> tuple[
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
@@ -483,7 +541,7 @@ def _tryWindow(
     duration: int,
     offsets: Sequence[int],
     index: Optional[IntervalIndex],
-    walks: dict[int, dict[bool, _Walk]],
+    walks: dict[int, dict[Any, _Walk]],
 ) -> tuple[
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
@@ -495,7 +553,12 @@ def _tryWindow(
         bump = policy.maintenanceConflict(s, e)
         if bump is not None:
             return None, Shortage(number, s, e, 0, count), bump - offset
-        free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count, index, walks.setdefault(number, {}))
+        if index is not None and eligible.key is not None:
+            # Kept across requests: the index tells a walk what changed since.
+            kept = index.walksOf(eligible.view).setdefault((eligible.key, offset), {})
+        else:
+            kept = walks.setdefault(number, {})
+        free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count, index, kept)
         if len(free) < count:
             nextStart = None if nextEnd is None else nextEnd - offset
             return None, Shortage(number, s, e, len(free), count), nextStart
@@ -574,7 +637,7 @@ def search(
     if not eligible.atLeast(count):
         return slots, Shortage(0, earliest, earliest + duration, len(eligible.units), count)
     index = intervalIndex(txn)
-    walks: dict[int, dict[bool, _Walk]] = {}
+    walks: dict[int, dict[Any, _Walk]] = {}
     t = earliest
     while t <= latest and len(slots) < results:
         nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets, walks)

@@ -221,7 +221,7 @@ class SQLiteTransaction(SQLTransaction):
 
     def _touch(self, nodeids: Iterable[str]) -> None:
         if self._index is not None:
-            self._index.pending.update(str(n) for n in nodeids)
+            self._index.touch(nodeids)
 
     def updateSchedule(self, schedule: Schedule) -> None:
         if self._index is not None:
