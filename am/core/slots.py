@@ -322,7 +322,7 @@ def _freeAt(
     padding: int,
     need: Optional[int] = None,
     index: Optional[IntervalIndex] = None,
-    walks: Optional[dict[Any, _Walk]] = None,
+    walks: Optional[dict[Any, list[_Walk]]] = None,
 ) -> tuple[list[tuple[str, ...]], Optional[int]]:
     """
     The free candidate units (as ids) for C{[start, stop)}, a unit being free
@@ -333,13 +333,8 @@ def _freeAt(
     and C{walks} keeps what this search learnt (L{_Walk}, by imminence).
     """
     if index is not None:
-        which = (eligible.restricted(start), stop - start, padding)
-        walk = walks.get(which) if walks is not None else None
-        if walk is None or walk.start is None or walk.start > start:
-            walk = _Walk(eligible.candidates(start), index.epoch, len(index.changed))
-            if walks is not None:
-                walks[which] = walk
-        return _freeInIndex(txn, index, walk, start, stop, padding, need)
+        pool = walks.setdefault((eligible.restricted(start), stop - start, padding), []) if walks is not None else []
+        return _freeInIndex(txn, index, _walkFor(pool, eligible, index, start), start, stop, padding, need)
     free: list[tuple[str, ...]] = []
     nextEnd = None
     candidates = eligible.candidates(start)
@@ -384,14 +379,14 @@ class _Walk:
     those changed, and those not drawn yet.
     """
 
-    def __init__(self, candidates: Iterator[Unit], epoch: int, gen: int) -> None:
+    def __init__(self, candidates: Iterator[Unit], epoch: int, gen: int, start: int) -> None:
         self.source: Optional[Iterator[Unit]] = candidates
         self.units: list[Unit] = []
         self.where: dict[str, list[int]] = {}  # node id -> positions
         self.ends: dict[int, int] = {}  # position -> padded end, while busy
         self.busy: list[tuple[int, int]] = []  # heap of (padded end, position), some stale
         self.open: list[int] = []  # positions to look at again, ascending
-        self.start: Optional[int] = None
+        self.start = start
         self.epoch = epoch
         self.gen = gen
 
@@ -446,6 +441,32 @@ class _Walk:
         for node in unit:
             self.where.setdefault(node.id, []).append(position)
         return position
+
+
+# Walks kept per candidate list: one at the earliest start of the searches,
+# the others following where their later steps go.
+_POOL = 3
+
+
+def _walkFor(pool: list[_Walk], eligible: Eligible, index: IntervalIndex, start: int) -> _Walk:
+    """
+    The walk to use at C{start}: one that stands there, else the furthest
+    one before it (never the earliest of the pool, where the next search
+    begins), else a new one.
+    """
+    lowest = min(pool, key=lambda w: w.start) if pool else None
+    best = None
+    for walk in pool:
+        if walk.start == start:
+            return walk
+        if walk.start < start and walk is not lowest and (best is None or walk.start > best.start):
+            best = walk
+    if best is None:
+        best = _Walk(eligible.candidates(start), index.epoch, len(index.changed), start)
+        if len(pool) >= _POOL:
+            pool.remove(max((w for w in pool if w is not lowest), key=lambda w: w.start))
+        pool.append(best)
+    return best
 
 
 def _freeInIndex(
@@ -508,7 +529,7 @@ def tryWindow(
     start: int,
     duration: int,
     offsets: Sequence[int],
-    walks: Optional[dict[int, dict[Any, _Walk]]] = None,
+    walks: Optional[dict[int, dict[Any, list[_Walk]]]] = None,
 ) -> tuple[
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
@@ -541,7 +562,7 @@ def _tryWindow(
     duration: int,
     offsets: Sequence[int],
     index: Optional[IntervalIndex],
-    walks: dict[int, dict[Any, _Walk]],
+    walks: dict[int, dict[Any, list[_Walk]]],
 ) -> tuple[
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
@@ -637,7 +658,7 @@ def search(
     if not eligible.atLeast(count):
         return slots, Shortage(0, earliest, earliest + duration, len(eligible.units), count)
     index = intervalIndex(txn)
-    walks: dict[int, dict[Any, _Walk]] = {}
+    walks: dict[int, dict[Any, list[_Walk]]] = {}
     t = earliest
     while t <= latest and len(slots) < results:
         nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets, walks)
