@@ -574,17 +574,27 @@ def _tryWindow(
         bump = policy.maintenanceConflict(s, e)
         if bump is not None:
             return None, Shortage(number, s, e, 0, count), bump - offset
-        if index is not None and eligible.key is not None:
-            # Kept across requests: the index tells a walk what changed since.
-            kept = index.walksOf(eligible.view).setdefault((eligible.key, offset), {})
-        else:
-            kept = walks.setdefault(number, {})
+        kept = _keptWalks(index, eligible, walks, number, offset)
         free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count, index, kept)
         if len(free) < count:
             nextStart = None if nextEnd is None else nextEnd - offset
             return None, Shortage(number, s, e, len(free), count), nextStart
         chosen.append(tuple(free[:count]))
     return tuple(chosen), None, None
+
+
+def _keptWalks(
+    index: Optional[IntervalIndex], eligible: Eligible, walks: dict[int, dict[Any, list[_Walk]]],
+    number: int, offset: int,
+) -> dict[Any, list[_Walk]]:
+    """
+    The walks of instance C{number}: kept in the index across requests when
+    the candidates have a key (the index tells a walk what changed since),
+    else in this search's C{walks}.
+    """
+    if index is not None and eligible.key is not None:
+        return index.walksOf(eligible.view).setdefault((eligible.key, offset), {})
+    return walks.setdefault(number, {})
 
 
 # How often a search through the interval index may find the database
@@ -664,7 +674,8 @@ def search(
         nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets, walks)
         if nodes is not None:
             if extent:
-                free, _ = _freeAt(txn, eligible, t, t + duration, eligible.policy.padding, index=index)
+                free, _ = _freeAt(txn, eligible, t, t + duration, eligible.policy.padding, None, index,
+                                  _keptWalks(index, eligible, walks, 0, offsets[0]))
                 chosenIds = [nodeid for unit in nodes[0] for nodeid in unit]
                 maxStop = _maxStop(txn, chosenIds, t, duration, eligible.policy, index)
             else:
