@@ -78,13 +78,17 @@ _ARTICLES = {USER: "a user", ADMIN: "an admin", NODE: "a node"}
 
 
 
+#: Statuses of placed schedules nodes never see (GENI allocations not yet provisioned).
+HIDDEN_FROM_NODES = (states.ALLOCATED,)
+
+
 def hiddenFromNodes(schedule: Schedule) -> bool:
     """
     Schedules nodes never see: GENI allocations not yet provisioned, and tasks
     of the low-priority queue that were never placed (queued, or canceled
     while queued).
     """
-    return schedule.status == states.ALLOCATED or schedule.start == states.QUEUE_START
+    return schedule.status in HIDDEN_FROM_NODES or schedule.start == states.QUEUE_START
 
 
 class Unauthenticated(Exception):

@@ -11,16 +11,70 @@ import json
 from collections import Counter
 from typing import Any, Iterable, Mapping, Optional
 
-from am.core.model import Experiment, JournalEntry, Node, Quota, Schedule, User
+from am.core.model import Booked, Experiment, JournalEntry, Node, Quota, Schedule, User
 
 _NODE_KEYS = ("id", "hostname", "status", "heartbeat", "interfaces", "pair")
 
 
 def encode(body: Any) -> bytes:
     """
-    JSON as the legacy server printed it.
+    JSON as the legacy server printed it. A list of flat objects (the big
+    listings) takes a fast path with the same bytes: C{json}'s indenting
+    encoder is pure Python, about 15 us a row.
     """
+    if type(body) is list:
+        try:
+            return _flatRows(body)
+        except (_NotFlat, TypeError):  # TypeError: keys that do not sort
+            pass
     return (json.dumps(body, sort_keys=True, indent=2) + "\n").encode("utf-8")
+
+
+class _NotFlat(Exception):
+    """
+    The body is not a list of objects with string keys and plain values.
+    """
+
+
+_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_WORDS = {None: "null", True: "true", False: "false"}
+
+
+def _scalar(value: Any) -> str:
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return _quote(value)
+    if kind is bool or value is None:
+        return _WORDS[value]
+    raise _NotFlat()
+
+
+def _flatRows(rows: list) -> bytes:
+    """
+    C{json.dumps(rows, sort_keys=True, indent=2)} for flat rows, or L{_NotFlat}.
+    """
+    if not rows:
+        return b"[]\n"
+    keys: dict[str, str] = {}
+    parts = []
+    for row in rows:
+        if type(row) is not dict:
+            raise _NotFlat()
+        if not row:
+            parts.append("{}")
+            continue
+        fields = []
+        for key in sorted(row):
+            if type(key) is not str:
+                raise _NotFlat()
+            name = keys.get(key)
+            if name is None:
+                name = keys[key] = f"    {_quote(key)}: "
+            fields.append(name + _scalar(row[key]))
+        parts.append("{\n" + ",\n".join(fields) + "\n  }")
+    return ("[\n  " + ",\n  ".join(parts) + "\n]\n").encode("utf-8")
 
 
 def nodeId(value: str) -> Any:
@@ -120,11 +174,23 @@ def task(s: Schedule) -> dict[str, Any]:
     return schedule(s, withOptions=True, hidden=True)
 
 
-def compact(s: Schedule, ownerid: int) -> dict[str, Any]:
+def compactJSON(found: Iterable[Booked]) -> bytes:
     """
-    The C{GET /schedules} calendar entry.
+    The C{GET /schedules} calendar entries C{{nodeid, ownerid, start, stop}},
+    encoded straight from the rows: the same bytes as L{encode} of the dicts
+    (a decimal node id as a number, see L{nodeId}), at a fraction of the cost.
     """
-    return {"nodeid": nodeId(s.nodeid), "start": s.start, "stop": s.stop, "ownerid": ownerid}
+    parts = []
+    for _, nodeid, start, stop, ownerid in found:
+        if not (nodeid.isdigit() and nodeid.isascii() and (nodeid[0] != "0" or nodeid == "0")):
+            nodeid = _quote(nodeid)
+        parts.append(
+            f'{{\n    "nodeid": {nodeid},\n    "ownerid": {ownerid},\n'
+            f'    "start": {start},\n    "stop": {stop}\n  }}'
+        )
+    if not parts:
+        return b"[]\n"
+    return ("[\n  " + ",\n  ".join(parts) + "\n]\n").encode("ascii")
 
 
 def experiment(

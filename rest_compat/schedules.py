@@ -7,9 +7,11 @@ L{rest_compat.nodes}.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Optional
 
 from am.core.errors import BadRequest, NotFound
+from am.core.model import Booked
 from am.core.values import lookup
 from am.core.interfaces import IStoreTransaction
 from rest_compat import access, render, waiting
@@ -43,23 +45,62 @@ def window(ctx: Context) -> tuple[int, int]:
     return start, stop
 
 
+#: The largest page; a larger C{limit} gets this many rows.
+MAX_PAGE = 10000
+
+_CURSOR = re.compile(r"(-?[0-9]{1,18}),([0-9]{1,18})")
+
+
+def cursor(params: dict[str, Any]) -> Optional[tuple[int, int]]:
+    """
+    The C{after} cursor, C{<start>,<id>} of the last row of the previous
+    page (what the C{X-Marvin-Next} header of that page said).
+    """
+    value = text(params, "after")
+    if value is None:
+        return None
+    found = _CURSOR.fullmatch(value.strip())
+    if found is None:
+        raise BadRequest("after must be the <start>,<id> cursor of a previous page", parameter="after")
+    return int(found.group(1)), int(found.group(2))
+
+
+def nextPage(ctx: Context, start: int, stop: int, limit: int, last: Booked) -> dict[str, str]:
+    """
+    The headers pointing at the page after C{last}: the bare cursor and an
+    RFC 8288 C{Link} with the window pinned (a default start is "now").
+    """
+    after = f"{last.start},{last.id}"
+    path = bytes(getattr(ctx.request, "path", b"") or b"/v1/schedules").decode("ascii", "replace")
+    link = f"{path}?start={start}&stop={stop}&limit={limit}&after={after}"
+    return {"X-Marvin-Next": after, "Link": f'<{link}>; rel="next"'}
+
+
 async def listSchedules(ctx: Context) -> Reply:
     """
     The calendar: C{[{nodeid, start, stop, ownerid}]} of every schedule in the
-    window, whatever its status; a node sees only its own.
+    window, whatever its status; a node sees only its own. With C{limit}, one
+    page of that list in the same order, and the next page's cursor in the
+    headers when there may be more (keyset paging: a page costs the same
+    however long the table).
     """
     start, stop = window(ctx)
+    limit = intParam(ctx.params, "limit", None, minimum=1)
+    after = cursor(ctx.params)
     scope = access.nodeScope(ctx.user)
+    hidden = access.HIDDEN_FROM_NODES if scope is not None else ()
+    page = None if limit is None else min(limit, MAX_PAGE)
 
-    def query(txn: IStoreTransaction) -> list[dict[str, Any]]:
-        if scope is not None:
-            found = [s for s in txn.schedulesOfNode(scope, start, stop) if not access.hiddenFromNodes(s)]
-        else:
-            found = txn.schedulesOverlapping(start, stop)
-        owners: dict[int, int] = {}
-        return [render.compact(s, ownerOf(txn, owners, s.expid)) for s in found]
+    def query(txn: IStoreTransaction) -> list[Booked]:
+        more = None if page is None else page + 1
+        return txn.bookedIn(start, stop, nodeid=scope, after=after, limit=more, withoutStatus=hidden)
 
-    return Reply(200, await ctx.scheduler.read(query))
+    found = await ctx.scheduler.read(query)
+    headers: dict[str, str] = {}
+    if page is not None and len(found) > page:
+        del found[page:]
+        headers = nextPage(ctx, start, stop, page, found[-1])
+    return Reply(200, raw=render.compactJSON(found), headers=headers)
 
 
 async def find(ctx: Context) -> Reply:

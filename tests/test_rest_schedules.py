@@ -47,6 +47,97 @@ class CalendarTests(SynchronousTestCase):
             self.assertEqual(response.code, 400, query)
 
 
+class CalendarPagingTests(SynchronousTestCase):
+    """
+    C{limit} and the C{after} cursor: pages of the calendar in its order.
+    """
+
+    def setUp(self) -> None:
+        self.h = RESTHarness(nodes=3)
+        self.people = populate(self.h)
+        self.now = self.h.scheduler.now()
+        # Two rows per start (nodes 1 and 2), so pages break between ties.
+        for hour in range(1, 4):
+            for node in ("1", "2"):
+                book(self.h, self.people.alice, start=self.now + hour * 3600, options={"nodes": node})
+        book(self.h, self.people.bob, start=self.now + 5 * 3600, options={"nodes": "3"})
+        self.whole = self.h.request("GET", "/v1/schedules", self.people.alice)
+
+    def test_pagesMakeTheWhole(self) -> None:
+        """
+        Following the C{Link} from page to page gives the whole window's list,
+        each row once, in order; the last page has no C{Link}, nor does a
+        listing without C{limit}.
+        """
+        self.assertEqual(len(self.whole.json), 7)
+        self.assertIsNone(self.whole.header("Link"))
+        self.assertIsNone(self.whole.header("X-Marvin-Next"))
+        path, rows, pages = "/v1/schedules?limit=2", [], 0
+        while path:
+            page = self.h.request("GET", path, self.people.alice)
+            self.assertEqual(page.code, 200, page.body)
+            self.assertLessEqual(len(page.json), 2)
+            rows += page.json
+            pages += 1
+            link = page.header("Link")
+            if link is None:
+                self.assertIsNone(page.header("X-Marvin-Next"))
+                break
+            self.assertTrue(link.startswith("</v1/schedules?start=") and link.endswith('>; rel="next"'), link)
+            self.assertIn(f"after={page.header('X-Marvin-Next')}", link)
+            path = link[1:link.index(">")]
+        self.assertEqual(rows, self.whole.json)
+        self.assertEqual(pages, 4)
+
+    def test_exactLastPage(self) -> None:
+        """
+        A page that ends the list says so: no cursor, no empty page to fetch.
+        """
+        page = self.h.request("GET", "/v1/schedules?limit=7", self.people.alice)
+        self.assertEqual(page.json, self.whole.json)
+        self.assertIsNone(page.header("Link"))
+        bare = self.h.request("GET", "/schedules?limit=6", self.people.alice)
+        self.assertTrue(bare.header("Link").startswith("</schedules?"), bare.header("Link"))
+
+    def test_cursor(self) -> None:
+        """
+        C{after=<start>,<id>} continues after that row (whatever C{limit});
+        the window stays that of the request.
+        """
+        first = self.h.request("GET", "/v1/schedules?limit=3", self.people.alice)
+        rest = self.h.request("GET", f"/v1/schedules?after={first.header('X-Marvin-Next')}", self.people.alice)
+        self.assertEqual(first.json + rest.json, self.whole.json)
+        start = self.now + 2 * 3600
+        narrow = self.h.request(
+            "GET", f"/v1/schedules?start={start}&stop={start + 1}&after={start},0", self.people.alice
+        )
+        self.assertEqual([r["start"] for r in narrow.json], [start, start])
+
+    def test_nodePages(self) -> None:
+        """
+        A node pages through its own tasks only.
+        """
+        page = self.h.request("GET", "/v1/schedules?limit=2", self.people.node1)
+        self.assertEqual([r["nodeid"] for r in page.json], [1, 1])
+        rest = self.h.request("GET", page.header("Link")[1:page.header("Link").index(">")], self.people.node1)
+        self.assertEqual([r["nodeid"] for r in rest.json], [1])
+        self.assertIsNone(rest.header("Link"))
+
+    def test_badPaging(self) -> None:
+        """
+        A limit below 1, a non-integer one or a malformed cursor is a 400
+        naming the parameter; a limit past the largest page is that page.
+        """
+        for query, parameter in (("limit=0", "limit"), ("limit=x", "limit"), ("limit=", "limit"),
+                                 ("after=1", "after"), ("after=x,1", "after"), ("after=1,-1", "after"),
+                                 ("after=1,2,3", "after"), ("after=", "after")):
+            response = self.h.request("GET", f"/v1/schedules?{query}", self.people.alice)
+            self.assertEqual(response.code, 400, query)
+            self.assertEqual(response.json["parameter"], parameter, query)
+        huge = self.h.request("GET", "/v1/schedules?limit=99999999", self.people.alice)
+        self.assertEqual(huge.json, self.whole.json)
+
+
 class FindTests(SynchronousTestCase):
     """
     The slot search.

@@ -23,7 +23,7 @@ from am.core import accounts, allocation
 from am.core.allocation import AllocationRequest
 from am.core.errors import Conflict
 from am.core.interfaces import IStoreTransaction
-from am.core.model import Experiment, JournalEntry, Node, Notification, Quota, ResultFile, Schedule, User
+from am.core.model import Booked, Experiment, JournalEntry, Node, Notification, Quota, ResultFile, Schedule, User
 from am.core.policy import Policy
 from am.store.postgres import PostgresDatabase
 from am.store.sqlite import SQLiteDatabase
@@ -381,6 +381,33 @@ def test_schedulesOfNodeAndOverlapping(store: Backend) -> None:
     assert of("schedulesOverlapping", 1000, 1600, ownerid=a) == [0, 1]
     assert of("schedulesOverlapping", 1000, 1600, ownerid=b) == [3, 2]
     assert of("schedulesOverlapping", 4000, 5000, ownerid=a) == []
+
+
+def test_bookedIn(store: Backend) -> None:
+    """
+    The calendar rows: placed schedules overlapping the span with their
+    owners, in start then id order, by node, without statuses, and in pages
+    after a C{(start, id)} cursor.
+    """
+    a, b, rows = _schedules(store)
+    ids = {s.id: i for i, s in enumerate(rows)}
+
+    def of(*args, **kwargs):
+        return [ids[r.id] for r in store.run(lambda txn: txn.bookedIn(*args, **kwargs))]
+
+    found = store.run(lambda txn: txn.bookedIn(1000, 1600))
+    assert [ids[r.id] for r in found] == [3, 0, 1, 2]
+    assert found[1] == Booked(rows[0].id, "1", 1000, 2000, a)
+    assert [r.ownerid for r in found] == [b, a, a, b]
+    assert of(0, 10000, nodeid="1") == [6, 0, 4]
+    assert of(0, 10000, nodeid="1", withoutStatus=("allocated",)) == [6, 0]
+    assert of(0, 10000, withoutStatus=("allocated", "canceled")) == [3, 6, 0, 1]
+    assert of(0, 10000, limit=2) == [3, 6]
+    assert of(0, 10000, after=(rows[6].start, rows[6].id), limit=3) == [0, 1, 2]
+    assert of(0, 10000, after=(rows[0].start, rows[0].id)) == [1, 2, 4, 5]
+    assert of(0, 10000, after=(1000, 0)) == [0, 1, 2, 4, 5]
+    assert of(0, 10000, after=(10**6, 0)) == []
+    assert of(4000, 5000) == [3]
 
 
 def test_blockingIntervals(store: Backend) -> None:

@@ -164,6 +164,16 @@ class IStoreTransaction(Interface):
         ordered by start; never those not placed (start -1).
         """
 
+    def bookedIn(start, stop, nodeid=None, after=None, limit=None, withoutStatus=()):
+        """
+        The L{am.core.model.Booked} tuples of placed schedules overlapping
+        C{[start, stop)} (optionally of one node, leaving out the statuses
+        given), ordered by start then id, each with its experiment's owner
+        (0 if none), in one query. C{after=(start, id)} continues a listing
+        after that row (keyset paging); C{limit} caps the count. Must use an
+        index, so a page costs the same however many schedules there are.
+        """
+
     def blockingIntervals(start, stop, nodeids=None):
         """
         The L{am.core.model.Interval}s of blocking schedules that overlap C{[start, stop)},

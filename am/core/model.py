@@ -8,7 +8,7 @@ L{am.core.scheduler} and L{am.core.states}, persistence in L{am.store}.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import attrs
 
@@ -200,6 +200,20 @@ class Interval:
     nodeid: str
     start: int
     stop: int
+
+
+class Booked(NamedTuple):
+    """
+    A placed schedule as the calendar lists it (C{GET /schedules}): a plain
+    tuple straight from one joined query, no options decoded, no owner
+    looked up per row.
+    """
+
+    id: int
+    nodeid: str
+    start: int
+    stop: int
+    ownerid: int
 
 
 @attrs.define

@@ -9,11 +9,11 @@ ids, interval queries, schema) stays in each store.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from am.core.errors import StaleWrite
-from am.core.model import Experiment, JournalEntry, NodeHealth, Quota, ResultFile, Schedule, User
-from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE
+from am.core.model import Booked, Experiment, JournalEntry, NodeHealth, Quota, ResultFile, Schedule, User
+from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE, QUEUE_START
 from am.store.outboxsql import OutboxSQL
 from am.store.rows import (
     EXPERIMENT_COLUMNS,
@@ -300,6 +300,40 @@ class SQLTransaction(OutboxSQL):
                 now,
             )
         ]
+
+    def bookedIn(
+        self,
+        start: int,
+        stop: int,
+        nodeid: Optional[str] = None,
+        after: Optional[tuple[int, int]] = None,
+        limit: Optional[int] = None,
+        withoutStatus: Sequence[str] = (),
+    ) -> list[Booked]:
+        # The index range on start reaches back by the longest window ever
+        # stored (nothing longer can overlap), or from the cursor when later.
+        low = start - self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
+        where = "s.start < ? AND s.stop > ? AND s.start <> ?"
+        args: list[Any] = [stop, start, QUEUE_START]
+        if after is not None:
+            low = max(low, after[0])
+            where += " AND (s.start > ? OR s.id > ?)"
+            args += [after[0], after[1]]
+        if nodeid is not None:
+            where += " AND s.nodeid = ?"
+            args.append(str(nodeid))
+        if withoutStatus:
+            where += f" AND s.status NOT IN ({', '.join('?' * len(withoutStatus))})"
+            args += list(withoutStatus)
+        sql = (
+            "SELECT s.id, s.nodeid, s.start, s.stop, COALESCE(e.ownerid, 0) FROM schedules s "
+            f"LEFT JOIN experiments e ON e.id = s.expid WHERE s.start >= ? AND {where} "
+            "ORDER BY s.start, s.id"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [Booked._make(r) for r in self._all(sql, low, *args)]
 
     def _one(self, sql: str, *args: Any) -> Optional[tuple]:
         return self._exec(sql, args).fetchone()
