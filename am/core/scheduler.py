@@ -9,6 +9,7 @@ and back; they read through L{Scheduler.read} and never see the store.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -29,6 +30,17 @@ from am.core.values import requireStorable
 from am.core.waiters import Waiters
 
 
+@functools.lru_cache(maxsize=512)
+def _parameterNames(function: Callable[..., Any]) -> list[str]:
+    """
+    The names of a command's parameters after the transaction (looked up once).
+    """
+    try:
+        return list(inspect.signature(function).parameters)[1:]
+    except (TypeError, ValueError):
+        return []
+
+
 def checkArguments(function: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> None:
     """
     Refuse, by parameter name, text no store can hold in the arguments of a
@@ -38,10 +50,7 @@ def checkArguments(function: Callable[..., Any], args: tuple, kwargs: dict[str, 
     """
     names: list[str] = []
     if args:
-        try:
-            names = list(inspect.signature(function).parameters)[1:]
-        except (TypeError, ValueError):
-            pass
+        names = _parameterNames(function)
     for index, value in enumerate(args):
         requireStorable(names[index] if index < len(names) else f"argument {index + 1}", value)
     for name, value in kwargs.items():
