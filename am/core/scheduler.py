@@ -9,6 +9,7 @@ and back; they read through L{Scheduler.read} and never see the store.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -29,6 +30,18 @@ from am.core.values import requireStorable
 from am.core.waiters import Waiters
 
 
+@functools.lru_cache(maxsize=512)
+def _parameterNames(function: Callable[..., Any]) -> tuple[str, ...]:
+    """
+    The names of C{function}'s parameters after the transaction (read once
+    per function: a signature costs more than the check itself).
+    """
+    try:
+        return tuple(inspect.signature(function).parameters)[1:]
+    except (TypeError, ValueError):
+        return ()
+
+
 def checkArguments(function: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> None:
     """
     Refuse, by parameter name, text no store can hold in the arguments of a
@@ -36,12 +49,12 @@ def checkArguments(function: Callable[..., Any], args: tuple, kwargs: dict[str, 
 
     @raise am.core.errors.BadRequest: naming the parameter.
     """
-    names: list[str] = []
+    names: tuple[str, ...] = ()
     if args:
         try:
-            names = list(inspect.signature(function).parameters)[1:]
-        except (TypeError, ValueError):
-            pass
+            names = _parameterNames(function)
+        except TypeError:  # an unhashable callable
+            names = _parameterNames.__wrapped__(function)
     for index, value in enumerate(args):
         requireStorable(names[index] if index < len(names) else f"argument {index + 1}", value)
     for name, value in kwargs.items():
