@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from am.core.errors import BadRequest, Conflict
 from am.core.model import Node
 from am.core.values import _storable, unstorable
@@ -27,6 +29,17 @@ class UnstorableTextTests(CoreTestCase):
         self.assertEqual(unstorable({"\x00": 1}, ""), " (a key in it)")
         self.assertEqual(unstorable({"k": {"\x00": 1}}, ""), ".k (a key in it)")
         self.assertEqual(unstorable("\x00", ""), "")
+
+    def test_policyCheckedOnce(self) -> None:
+        """
+        The scheduler's policy is checked like any argument, once per policy
+        object: text no store can hold in it refuses commands, naming the field.
+        """
+        self.scheduler.policy = attrs.evolve(self.scheduler.policy, deploymentRepository="repo\x00")
+        failure = self.failureResultOf(self.scheduler.allocate(self.request()), BadRequest)
+        self.assertEqual(failure.value.extra["parameter"], "deploymentRepository")
+        self.scheduler.policy = attrs.evolve(self.scheduler.policy, deploymentRepository="repo")
+        self.book()
 
     def test_fastCheckAgrees(self) -> None:
         """
