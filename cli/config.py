@@ -13,6 +13,9 @@ from typing import Any, Mapping, Optional
 import attrs
 import yaml
 
+# LibYAML's safe loader when PyYAML was built with it (faster), else PyYAML's.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 __all__ = ["ConfigError", "Settings", "defaultConfigPath", "loadSettings"]
 
 KEYS = ("url", "cert", "key", "ca", "timeout")
@@ -49,7 +52,7 @@ def defaultConfigPath(environ: Mapping[str, str]) -> str:
 def _fromFile(path: str, explicit: bool) -> dict[str, Any]:
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_LOADER)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{path}: no such file") from None

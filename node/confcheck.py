@@ -18,6 +18,10 @@ from typing import Any, Optional
 
 import yaml
 
+#: LibYAML's safe loader when PyYAML was built with it (about 7 times faster
+#: than PyYAML's own, the same documents), else PyYAML's.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class ConfigError(Exception):
     """
@@ -33,7 +37,7 @@ def readYAML(path: str) -> Any:
     """
     try:
         with open(path, "rb") as f:
-            return yaml.safe_load(f)
+            return yaml.load(f, Loader=SAFE_LOADER)
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
     except yaml.YAMLError as e:

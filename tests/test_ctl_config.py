@@ -367,3 +367,39 @@ def test_clientLimits(good):
         document = copy.deepcopy(good)
         document["listen"][key] = value
         assert f"listen.{key}" in _error(document)
+
+
+def test_inventoryParsedOnceAtStart(good, tmp_path, monkeypatch):
+    """
+    The configuration check keeps the inventory it read for the first sync,
+    which takes it without parsing the file again; a later read, or a read
+    of the file once changed, parses it.
+    """
+    from am.ctl import inventorymap
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text("nodes: [{id: 1, hostname: a, tags: {type: x}}]\n")
+    good["inventory"]["file"] = str(path)
+    parseConfig(good, str(tmp_path), checkFiles=True)
+    parsed = []
+    real = yaml.load
+    monkeypatch.setattr(inventorymap.yaml, "load", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    first = loadStaticInventory(str(path))
+    assert parsed == [] and [e["id"] for e in first] == ["1"]
+    assert loadStaticInventory(str(path)) == first and parsed == [1]
+    loadStaticInventory(str(path), keep=True)
+    path.write_text("nodes: [{id: 2}]\n")
+    assert [e["id"] for e in loadStaticInventory(str(path))] == ["2"] and parsed == [1, 1, 1]
+
+
+def test_libyamlWhenAvailable():
+    """
+    The configuration, the inventory and the node agent's files are parsed
+    with LibYAML's safe loader when PyYAML has it (several times faster).
+    """
+    from am.ctl import inventorymap
+    from cli import config as cliConfig
+    from node import confcheck
+
+    expected = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+    assert inventorymap._LOADER is confcheck.SAFE_LOADER is cliConfig._LOADER is expected

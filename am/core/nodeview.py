@@ -46,6 +46,8 @@ class NodeView:
         self.byId: dict[str, Node] = {n.id: n for n in nodes}
         self.pairs: dict[str, str] = dict(pairs)
         self.memo: dict[Any, Any] = {}
+        # Bumped by every heartbeat applied: the order (or an interface) changed.
+        self.stamp = 0
         # Heartbeat seconds in ascending order, and per second the node ids
         # heard then, sorted: walking seconds down and ids up gives the order
         # (-heartbeat, id) without sorting anything per request.
@@ -86,6 +88,7 @@ class NodeView:
         node = self.byId.get(nodeid)
         if node is None:
             return
+        self.stamp += 1
         if interfaces is not None:
             node.interfaces = interfaces
         old = node.heartbeat

@@ -12,8 +12,10 @@ still needs nodes free of exclusive schedules (the legacy rule, kept).
 The search jumps from event to event: when a candidate start fails, the next
 candidate is the earliest moment one of the conflicting windows (or the
 maintenance window) ends, because before that no node can become free. Each step
-is one indexed interval query over the candidate window, never a scan of every
-schedule.
+looks the candidates up in the store's interval index
+(L{am.core.intervalindex}) when it keeps one, and the units it chooses are then
+verified against the database; otherwise it asks the database in short lists
+of ids, never scanning every schedule.
 
 The search counts units: single nodes, or in pair mode C{(head, tail)} pairs,
 a pair being free when both its nodes are (legacy reference §5.3).
@@ -21,12 +23,14 @@ a pair being free when both its nodes are (legacy reference §5.3).
 
 from __future__ import annotations
 
+import heapq
 import itertools
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 
 from am.core.interfaces import IStoreTransaction
+from am.core.intervalindex import UNKNOWN, IntervalIndex
 from am.core.model import NODE_ACTIVE, Node
 from am.core.nodefilter import Filter
 from am.core.nodeview import NodeView
@@ -106,12 +110,19 @@ class Eligible:
     nodes looks at a few candidates, not at the whole testbed.
     """
 
-    def __init__(self, source: Iterable[Unit], now: int, policy: Policy, explicit: bool) -> None:
+    def __init__(
+        self, source: Iterable[Unit], now: int, policy: Policy, explicit: bool,
+        view: Optional[NodeView] = None, key: Any = None,
+    ) -> None:
         self._source: Optional[Iterator[Unit]] = iter(source)
         self._units: list[Unit] = []
         self.now = now
         self.policy = policy
         self.explicit = explicit
+        # What determines the units and their order (with the view): equal
+        # keys of one view give equal units, so searches may share walks.
+        self.view = view
+        self.key = key
 
     def _fill(self, count: Optional[int]) -> None:
         """
@@ -274,7 +285,33 @@ def eligibleNodes(
         units = itertools.chain(single(chosen), rank(single(penalised)))
     else:
         units = rank(single(chosen))
-    return Eligible(units, now, policy, wanted is not None)
+    key = (
+        view.version, view.stamp, nodeFilter, None if wanted is None else tuple(sorted(wanted)), now,
+        policy, pairing, tuple(sorted(penalty.items())),
+    )
+    return Eligible(units, now, policy, wanted is not None, view, key)
+
+
+def intervalIndex(txn: IStoreTransaction) -> Optional[IntervalIndex]:
+    """
+    The store's interval index for this transaction, if it keeps one.
+    """
+    get = getattr(txn, "intervalIndex", None)
+    return get() if get is not None else None
+
+
+def _windowsOf(
+    txn: IStoreTransaction, index: Optional[IntervalIndex], ids: Sequence[str], low: int, high: int
+) -> list[tuple[str, int, int]]:
+    """
+    The blocking windows of C{ids} overlapping C{[low, high)}: from the index,
+    except for nodes it does not answer for (the database's).
+    """
+    asked = list(ids) if index is None else [i for i in ids if i in index.pending]
+    found = [(c.nodeid, c.start, c.stop) for c in txn.blockingIntervals(low, high, asked)] if asked else []
+    if index is not None:
+        found += [(i, a, b) for i in ids if i not in index.pending for a, b in index.windows(i, low, high)]
+    return found
 
 
 def _freeAt(
@@ -284,13 +321,20 @@ def _freeAt(
     stop: int,
     padding: int,
     need: Optional[int] = None,
+    index: Optional[IntervalIndex] = None,
+    walks: Optional[dict[Any, list[_Walk]]] = None,
 ) -> tuple[list[tuple[str, ...]], Optional[int]]:
     """
     The free candidate units (as ids) for C{[start, stop)}, a unit being free
     when all its nodes are, and the earliest padded end of a conflict among
     the candidates looked at. With C{need}, it stops once that many are free
     (else, and when there are not as many, it has looked at every candidate).
+    With an C{index}, the candidates are looked up there, not in the database,
+    and C{walks} keeps what this search learnt (L{_Walk}, by imminence).
     """
+    if index is not None:
+        pool = walks.setdefault((eligible.restricted(start), stop - start, padding), []) if walks is not None else []
+        return _freeInIndex(txn, index, _walkFor(pool, eligible, index, start), start, stop, padding, need)
     free: list[tuple[str, ...]] = []
     nextEnd = None
     candidates = eligible.candidates(start)
@@ -324,6 +368,160 @@ def _freeAt(
     return free, nextEnd
 
 
+class _Walk:
+    """
+    What searches learnt about the candidates (of one instance) at earlier
+    starts: a unit busy for the start C{s} with padded conflict end C{e} is
+    busy for every later start before C{e} (the same duration and padding),
+    unless its nodes' windows changed (the index's change log, read from
+    C{gen} on). So a later start, in this search or a later one of the same
+    units, looks again only at the units released by then, those found free,
+    those changed, and those not drawn yet.
+    """
+
+    def __init__(self, candidates: Iterator[Unit], epoch: int, gen: int, start: int) -> None:
+        self.source: Optional[Iterator[Unit]] = candidates
+        self.units: list[Unit] = []
+        self.where: dict[str, list[int]] = {}  # node id -> positions
+        self.ends: dict[int, int] = {}  # position -> padded end, while busy
+        self.busy: list[tuple[int, int]] = []  # heap of (padded end, position), some stale
+        self.open: list[int] = []  # positions to look at again, ascending
+        self.start = start
+        self.epoch = epoch
+        self.gen = gen
+
+    def catchUp(self, epoch: int, changed: list[str], start: int) -> None:
+        """
+        Release the units whose nodes changed since, and those whose conflict
+        ended by C{start}.
+        """
+        released = []
+        if self.epoch != epoch or self.gen > len(changed):
+            # The log started over: everything may have changed.
+            released = list(self.ends)
+            self.ends.clear()
+            self.epoch = epoch
+        else:
+            for nodeid in changed[self.gen:]:
+                for position in self.where.get(nodeid, ()):
+                    if self.ends.pop(position, None) is not None:
+                        released.append(position)
+        self.gen = len(changed)
+        busy, ends = self.busy, self.ends
+        while busy and (busy[0][0] <= start or ends.get(busy[0][1]) != busy[0][0]):
+            end, position = heapq.heappop(busy)
+            if ends.get(position) == end:
+                del ends[position]
+                released.append(position)
+        if released:
+            self.open = sorted(set(self.open).union(released))
+        self.start = start
+
+    def nextEnd(self) -> Optional[int]:
+        """
+        The earliest padded end among the busy units.
+        """
+        busy, ends = self.busy, self.ends
+        while busy and ends.get(busy[0][1]) != busy[0][0]:
+            heapq.heappop(busy)
+        return busy[0][0] if busy else None
+
+    def draw(self) -> Optional[int]:
+        """
+        The position of the next unit not drawn yet, or C{None}.
+        """
+        if self.source is None:
+            return None
+        unit = next(self.source, None)
+        if unit is None:
+            self.source = None
+            return None
+        position = len(self.units)
+        self.units.append(unit)
+        for node in unit:
+            self.where.setdefault(node.id, []).append(position)
+        return position
+
+
+# Walks kept per candidate list: one at the earliest start of the searches,
+# the others following where their later steps go.
+_POOL = 3
+
+
+def _walkFor(pool: list[_Walk], eligible: Eligible, index: IntervalIndex, start: int) -> _Walk:
+    """
+    The walk to use at C{start}: one that stands there, else the furthest
+    one before it (never the earliest of the pool, where the next search
+    begins), else a new one.
+    """
+    lowest = min(pool, key=lambda w: w.start) if pool else None
+    best = None
+    for walk in pool:
+        if walk.start == start:
+            return walk
+        if walk.start < start and walk is not lowest and (best is None or walk.start > best.start):
+            best = walk
+    if best is None:
+        best = _Walk(eligible.candidates(start), index.epoch, len(index.changed), start)
+        if len(pool) >= _POOL:
+            pool.remove(max((w for w in pool if w is not lowest), key=lambda w: w.start))
+        pool.append(best)
+    return best
+
+
+def _freeInIndex(
+    txn: IStoreTransaction,
+    index: IntervalIndex,
+    walk: _Walk,
+    start: int,
+    stop: int,
+    padding: int,
+    need: Optional[int],
+) -> tuple[list[tuple[str, ...]], Optional[int]]:
+    """
+    L{_freeAt} over the interval index: the same free units, and the earliest
+    conflict end when too few are free (then every candidate was looked at).
+    """
+    walk.catchUp(index.epoch, index.changed, start)
+    low, high = start - padding, stop + padding
+    conflictEnd, units, ends, busy = index.conflictEnd, walk.units, walk.ends, walk.busy
+
+    def free(position: int) -> bool:
+        found = None
+        for node in units[position]:
+            e = conflictEnd(node.id, low, high)
+            if e == UNKNOWN:
+                stops = [c.stop for c in txn.blockingIntervals(low, high, [node.id])]
+                e = min(stops) if stops else None
+            if e is not None and (found is None or e < found):
+                found = e
+        if found is None:
+            return True
+        ends[position] = found + padding
+        heapq.heappush(busy, (found + padding, position))
+        return False
+
+    chosen: list[tuple[str, ...]] = []
+    still: list[int] = []
+    opened = walk.open
+    for at, position in enumerate(opened):
+        if need is not None and len(chosen) >= need:
+            still.extend(opened[at:])
+            break
+        if free(position):
+            chosen.append(tuple(n.id for n in units[position]))
+            still.append(position)
+    walk.open = still
+    while need is None or len(chosen) < need:
+        drawn = walk.draw()
+        if drawn is None:
+            break
+        if free(drawn):
+            chosen.append(tuple(n.id for n in units[drawn]))
+            still.append(drawn)
+    return chosen, walk.nextEnd()
+
+
 def tryWindow(
     txn: IStoreTransaction,
     eligible: Eligible,
@@ -331,41 +529,118 @@ def tryWindow(
     start: int,
     duration: int,
     offsets: Sequence[int],
+    walks: Optional[dict[int, dict[Any, list[_Walk]]]] = None,
 ) -> tuple[
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
     """
-    Check one candidate start for every instance.
+    Check one candidate start for every instance; units chosen through the
+    interval index are verified against the database (L{_verified}).
+    C{walks} carries what a search learnt at its earlier starts, per instance.
 
     @return: C{(units per instance, None, None)} on success, or C{(None, shortage,
         next candidate start)} on failure.
     """
+    index = intervalIndex(txn)
+    walks = {} if walks is None else walks
+    for _ in range(_VERIFY_ATTEMPTS):
+        result = _tryWindow(txn, eligible, count, start, duration, offsets, index, walks)
+        chosen = result[0]
+        if index is None or chosen is None or _verified(
+            txn, index, chosen, start, duration, offsets, eligible.policy.padding
+        ):
+            return result
+        walks.clear()  # it learnt from the index as it was
+    return _tryWindow(txn, eligible, count, start, duration, offsets, None, walks)
+
+
+def _tryWindow(
+    txn: IStoreTransaction,
+    eligible: Eligible,
+    count: int,
+    start: int,
+    duration: int,
+    offsets: Sequence[int],
+    index: Optional[IntervalIndex],
+    walks: dict[int, dict[Any, list[_Walk]]],
+) -> tuple[
+    Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
+]:
     policy = eligible.policy
     chosen = []
-    for index, offset in enumerate(offsets):
+    for number, offset in enumerate(offsets):
         s = start + offset
         e = s + duration
         bump = policy.maintenanceConflict(s, e)
         if bump is not None:
-            return None, Shortage(index, s, e, 0, count), bump - offset
-        free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count)
+            return None, Shortage(number, s, e, 0, count), bump - offset
+        kept = _keptWalks(index, eligible, walks, number, offset)
+        free, nextEnd = _freeAt(txn, eligible, s, e, policy.padding, count, index, kept)
         if len(free) < count:
             nextStart = None if nextEnd is None else nextEnd - offset
-            return None, Shortage(index, s, e, len(free), count), nextStart
+            return None, Shortage(number, s, e, len(free), count), nextStart
         chosen.append(tuple(free[:count]))
     return tuple(chosen), None, None
 
 
+def _keptWalks(
+    index: Optional[IntervalIndex], eligible: Eligible, walks: dict[int, dict[Any, list[_Walk]]],
+    number: int, offset: int,
+) -> dict[Any, list[_Walk]]:
+    """
+    The walks of instance C{number}: kept in the index across requests when
+    the candidates have a key (the index tells a walk what changed since),
+    else in this search's C{walks}.
+    """
+    if index is not None and eligible.key is not None:
+        return index.walksOf(eligible.view).setdefault((eligible.key, offset), {})
+    return walks.setdefault(number, {})
+
+
+# How often a search through the interval index may find the database
+# disagreeing with it (it then re-reads those nodes and searches again)
+# before it searches the database itself.
+_VERIFY_ATTEMPTS = 3
+_FAR = 2**62
+
+
+def _verified(
+    txn: IStoreTransaction,
+    index: IntervalIndex,
+    chosen: Sequence[Sequence[tuple[str, ...]]],
+    start: int,
+    duration: int,
+    offsets: Sequence[int],
+    padding: int,
+) -> bool:
+    """
+    Whether the database agrees that every node chosen through the index is
+    free for its instance's padded window (the proof a booking rests on: the
+    index is only a hint). Nodes it disagrees about are re-read into the index.
+    """
+    wrong: set[str] = set()
+    for units, offset in zip(chosen, offsets):
+        s = start + offset
+        ids = [nodeid for unit in units for nodeid in unit]
+        wrong.update(c.nodeid for c in txn.blockingIntervals(s - padding, s + duration + padding, ids))
+    wrong -= index.pending
+    if wrong:
+        ids = sorted(wrong)
+        index.replace(ids, [(c.nodeid, c.start, c.stop) for c in txn.blockingIntervals(-_FAR, _FAR, ids)])
+    return not wrong
+
+
 def _maxStop(
-    txn: IStoreTransaction, chosen: Sequence[str], start: int, duration: int, policy: Policy
+    txn: IStoreTransaction, chosen: Sequence[str], start: int, duration: int, policy: Policy,
+    index: Optional[IntervalIndex] = None,
 ) -> int:
     """
     How long the first instance could run on the nodes chosen for it: until the
     first of them gets busy, the next maintenance window, or the runtime limit.
     """
     limit = policy.maintenanceFreeUntil(start, start + max(policy.maxRuntime, duration))
-    for c in txn.blockingIntervals(start, limit + policy.padding, list(chosen)):
-        limit = min(limit, max(start + duration, c.start - policy.padding))
+    for _, begin, _ in _windowsOf(txn, index, chosen, start, limit + policy.padding):
+        limit = min(limit, max(start + duration, begin - policy.padding))
     return limit
 
 
@@ -392,14 +667,17 @@ def search(
     first: Optional[Shortage] = None
     if not eligible.atLeast(count):
         return slots, Shortage(0, earliest, earliest + duration, len(eligible.units), count)
+    index = intervalIndex(txn)
+    walks: dict[int, dict[Any, list[_Walk]]] = {}
     t = earliest
     while t <= latest and len(slots) < results:
-        nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets)
+        nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets, walks)
         if nodes is not None:
             if extent:
-                free, _ = _freeAt(txn, eligible, t, t + duration, eligible.policy.padding)
+                free, _ = _freeAt(txn, eligible, t, t + duration, eligible.policy.padding, None, index,
+                                  _keptWalks(index, eligible, walks, 0, offsets[0]))
                 chosenIds = [nodeid for unit in nodes[0] for nodeid in unit]
-                maxStop = _maxStop(txn, chosenIds, t, duration, eligible.policy)
+                maxStop = _maxStop(txn, chosenIds, t, duration, eligible.policy, index)
             else:
                 free, maxStop = list(nodes[0]), t + duration
             slots.append(Slot(t, t + duration, maxStop, count, len(free), nodes))

@@ -74,6 +74,8 @@ def unstorable(value: Any, name: str, depth: int = 0) -> Optional[str]:
     if isinstance(value, str):
         if "\x00" in value:
             return name
+        if value.isascii():
+            return None
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -93,6 +95,8 @@ def unstorable(value: Any, name: str, depth: int = 0) -> Optional[str]:
             found = unstorable(item, f"{name}[{index}]", depth + 1)
             if found is not None:
                 return found
+    elif value is None or isinstance(value, (int, float)):
+        return None
     elif attrs.has(type(value)):
         for field in attrs.fields(type(value)):
             found = unstorable(getattr(value, field.name), field.name, depth + 1)

@@ -366,7 +366,8 @@ def _inventory(data: dict[str, Any], base: str, checkFiles: bool) -> InventoryCo
     staticFile = None if path is None else check.path(base, path)
     if staticFile is not None and checkFiles:
         try:
-            loadStaticInventory(staticFile)
+            # Kept for the first sync at start, which then does not parse it again.
+            loadStaticInventory(staticFile, keep=True)
         except InventoryError as e:
             raise ConfigError(f"inventory.file: {e}") from None
     api = None

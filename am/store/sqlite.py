@@ -23,6 +23,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from am.core.interfaces import IStore, IStoreTransaction
+from am.core.intervalindex import IntervalIndex
 from am.core.model import (
     TAG_ADMIN,
     TAG_INVENTORY,
@@ -51,11 +52,12 @@ class SQLiteTransaction(SQLTransaction):
 
     def __init__(
         self, connection: sqlite3.Connection, cache: Optional[dict] = None,
-        keeper: Optional[ViewKeeper] = None,
+        keeper: Optional[ViewKeeper] = None, index: Optional[IntervalIndex] = None,
     ) -> None:
         self._db = connection
         self._cache = cache if cache is not None else {}
         self._keeper = keeper if keeper is not None else ViewKeeper(HeartbeatHub())
+        self._index = index
         self.heard: list[tuple[str, int, Optional[list]]] = []
 
     @property
@@ -207,7 +209,29 @@ class SQLiteTransaction(SQLTransaction):
             s.updated,
         )
 
+    def intervalIndex(self) -> Optional[IntervalIndex]:
+        """
+        The connection's interval index (L{am.core.intervalindex}), loaded
+        when it is not valid; nodes this transaction wrote are pending in it.
+        """
+        index = self._index
+        if index is not None and not index.valid:
+            index.load(self._all(_INDEX_ROWS))
+        return index
+
+    def _touch(self, nodeids: Iterable[str]) -> None:
+        if self._index is not None:
+            self._index.touch(nodeids)
+
+    def updateSchedule(self, schedule: Schedule) -> None:
+        if self._index is not None:
+            # The node it leaves is written too.
+            row = self._one("SELECT nodeid FROM schedules WHERE id = ?", schedule.id)
+            self._touch([schedule.nodeid] + ([row[0]] if row else []))
+        super().updateSchedule(schedule)
+
     def addSchedules(self, schedules: list[Schedule]) -> list[int]:
+        self._touch(s.nodeid for s in schedules)
         ids = []
         for schedule in schedules:
             cursor = self._db.execute(
@@ -286,6 +310,34 @@ class SQLiteTransaction(SQLTransaction):
         return [Interval(*r) for r in rows if wanted is None or r[0] in wanted]
 
 
+# What the interval index holds: every blocking window.
+_INDEX_ROWS = "SELECT nodeid, start, stop FROM schedules WHERE blocking = 1"
+
+
+def settleIndex(connection: sqlite3.Connection, index: IntervalIndex) -> None:
+    """
+    After a transaction ended (committed or rolled back): re-read the nodes it
+    wrote, so the index holds committed windows only.
+    """
+    pending = sorted(index.pending)
+    if not pending:
+        return
+    if index.valid and len(pending) <= 512 and not connection.in_transaction:
+        marks = ",".join("?" * len(pending))
+        try:
+            rows = connection.execute(
+                "SELECT nodeid, start, stop FROM schedules INDEXED BY schedules_node "
+                f"WHERE nodeid IN ({marks}) AND blocking = 1", pending
+            ).fetchall()
+        except sqlite3.Error:
+            pass
+        else:
+            index.replace(pending, rows)
+            return
+    index.valid = False
+    index.pending.clear()
+
+
 # PRAGMA synchronous levels a configuration may choose (SQLite's names).
 SYNCHRONOUS_LEVELS = ("full", "normal", "extra", "off")
 
@@ -328,6 +380,8 @@ class SQLiteDatabase:
         self.schemaVersion = migrate(self._connection)
         self._cache: dict = {}
         self.keeper = ViewKeeper(HeartbeatHub())
+        self.index = IntervalIndex()
+        self._dataVersion: Optional[int] = None
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
@@ -363,9 +417,21 @@ class SQLiteDatabase:
         except BaseException:
             failure = Failure()
             return [(False, failure)] * len(work)
+        try:
+            self._checkOthers()
+            return self._inside(work)
+        finally:
+            # Committed or not, the nodes written are read back.
+            settleIndex(connection, self.index)
+
+    def _inside(self, work: list[Work]) -> list[Outcome]:
+        """
+        L{_group} once its transaction began.
+        """
+        connection = self._connection
         outcomes: list[Outcome] = []
         for function, args, kwargs in work:
-            txn = SQLiteTransaction(connection, self._cache, self.keeper)
+            txn = SQLiteTransaction(connection, self._cache, self.keeper, self.index)
             try:
                 connection.execute("SAVEPOINT work")
                 result = function(txn, *args, **kwargs)
@@ -419,6 +485,17 @@ class SQLiteDatabase:
         """
         self._cache.clear()
         self.keeper.forget()
+
+    def _checkOthers(self) -> None:
+        """
+        Drop the interval index when another connection (a tool, another
+        process) committed since the last transaction: C{PRAGMA data_version}
+        moves only for other connections' commits.
+        """
+        version = self._connection.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._dataVersion:
+            self._dataVersion = version
+            self.index.valid = False
 
     def close(self) -> None:
         """

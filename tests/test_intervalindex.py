@@ -1,0 +1,192 @@
+"""
+The interval index: its lookups, its coherence with the SQLite store (commits,
+rollbacks, other connections) and that a stale index never double books.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from am.core import slots
+from am.core.intervalindex import UNKNOWN, IntervalIndex
+from am.core.model import Experiment, Schedule, User
+from am.core.nodefilter import Filter
+from am.core.policy import Policy
+from am.store.sqlite import SQLiteDatabase
+from am.testing import demoNodes
+from tests.core_helpers import NOW, CoreTestCase, assertNoOverlap
+
+
+class LookupTests(SynchronousTestCase):
+    """
+    C{conflictEnd} and C{windows} over per-node arrays.
+    """
+
+    def setUp(self) -> None:
+        self.index = IntervalIndex()
+        self.index.load([("a", 100, 200), ("a", 300, 1300), ("b", 50, 60)])
+
+    def test_conflictEnd(self) -> None:
+        """
+        The earliest stop among the windows overlapping C{[low, high)}, half-open.
+        """
+        end = self.index.conflictEnd
+        self.assertEqual(
+            [end("a", 0, 100), end("a", 0, 101), end("a", 150, 350), end("a", 200, 300),
+             end("a", 1299, 2000), end("a", 1300, 2000), end("c", 0, 10**9)],
+            [None, 200, 200, None, 1300, None, None],
+        )
+
+    def test_longWindowReachesBack(self) -> None:
+        """
+        A window that started long before C{low} is found (the node's longest window).
+        """
+        self.assertEqual(self.index.windows("a", 1200, 1250), [(300, 1300)])
+
+    def test_pendingUnknown(self) -> None:
+        """
+        A node the open transaction wrote is not answered for.
+        """
+        self.index.touch(["b"])
+        self.assertEqual(self.index.conflictEnd("b", 0, 100), UNKNOWN)
+        self.index.replace(["b"], [])
+        self.assertIsNone(self.index.conflictEnd("b", 0, 100))
+        self.assertEqual(self.index.changed[-2:], ["b", "b"])
+
+
+def _book(nodeid: str, start: int, stop: int):
+    def add(txn: Any) -> None:
+        owner = txn.addUser(User(name="u", role="user", fingerprint=os.urandom(20).hex()))
+        expid = txn.addExperiment(Experiment(name="x", ownerid=owner, script="s", start=start, stop=stop))
+        txn.addSchedules([Schedule(expid=expid, nodeid=nodeid, start=start, stop=stop)])
+    return add
+
+
+class CoherenceTests(SynchronousTestCase):
+    """
+    The store's index holds exactly the committed blocking windows.
+    """
+
+    def setUp(self) -> None:
+        directory = tempfile.mkdtemp()
+        self.path = os.path.join(directory, "m.db")
+        self.db = SQLiteDatabase(self.path)
+        for node in demoNodes(3, NOW):
+            self.db.run(lambda txn, n=node: txn.putNode(n))
+        self.addCleanup(self.db.close)
+
+    def agrees(self) -> None:
+        index = self.db.run(lambda txn: txn.intervalIndex())
+        rows = self.db.run(lambda txn: txn.blockingIntervals(-2**62, 2**62))
+        fromDb = sorted((i.nodeid, i.start, i.stop) for i in rows)
+        fromIndex = sorted((n, a, b) for n in ("1", "2", "3") for a, b in index.windows(n, -2**62, 2**62))
+        self.assertEqual(fromIndex, fromDb)
+        self.assertEqual(index.pending, set())
+
+    def test_commitAndRollback(self) -> None:
+        """
+        Committed windows appear, a rolled-back one never does, and a moved
+        schedule leaves its old node.
+        """
+        self.agrees()
+        self.db.run(_book("1", NOW + 100, NOW + 200))
+        self.agrees()
+
+        def fails(txn: Any) -> None:
+            _book("2", NOW, NOW + 50)(txn)
+            raise RuntimeError("no")
+
+        self.assertRaises(RuntimeError, self.db.run, fails)
+        self.agrees()
+
+        def move(txn: Any) -> None:
+            [schedule] = txn.schedulesOfNode("1", 0, 2**62)
+            schedule.nodeid = "3"
+            txn.updateSchedule(schedule)
+
+        self.db.run(move)
+        self.agrees()
+        self.assertEqual(self.db.run(lambda txn: txn.intervalIndex()).windows("1", 0, 2**62), [])
+
+    def test_otherConnection(self) -> None:
+        """
+        A commit by another connection (another process) is seen: the index is reloaded.
+        """
+        self.agrees()
+        other = SQLiteDatabase(self.path)
+        self.addCleanup(other.close)
+        other.run(_book("2", NOW + 100, NOW + 200))
+        self.agrees()
+
+    def test_staleIndexNeverDoubleBooks(self) -> None:
+        """
+        An index that lost a window (as if another controller booked) leads
+        the search to that node; the check against the database refuses it,
+        repairs the index and another node is chosen.
+        """
+        self.db.run(_book("1", NOW + 100, NOW + 1000))
+        index = self.db.run(lambda txn: txn.intervalIndex())
+        index.replace(["1"], [])  # the index now believes node 1 is free
+        policy = Policy(maintenance=())
+
+        def choose(txn: Any) -> Any:
+            eligible = slots.eligibleNodes(txn.nodeView(), Filter(), None, NOW, policy)
+            return slots.search(txn, eligible, 1, 300, NOW + 200, NOW + 10**6, extent=False)
+
+        found, _ = self.db.run(choose)
+        self.assertEqual(found[0].start, NOW + 200)
+        self.assertNotEqual(found[0].nodes, ((("1",),),))
+        self.assertEqual(index.windows("1", 0, 2**62), [(NOW + 100, NOW + 1000)])
+
+
+class _NoIndex:
+    """
+    A transaction whose store keeps no index: the search asks the database.
+    """
+
+    def __init__(self, txn: Any) -> None:
+        self._txn = txn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._txn, name)
+
+    def intervalIndex(self) -> None:
+        return None
+
+
+class SameAnswerTests(CoreTestCase):
+    """
+    Searches through the index (and walks kept between them) find what the
+    database search finds, through bookings, cancellations and rollbacks.
+    """
+
+    nodes = 12
+    policy = Policy(maintenance=(), requireHeartbeat=False)
+
+    def test_randomBookingsAndCancellations(self) -> None:
+        rng = random.Random(11)
+        booked = []
+        for step in range(150):
+            duration = rng.choice([300, 600, 1800])
+            query = dict(nodecount=rng.choice([1, 1, 2, 3]), duration=duration, results=rng.choice([1, 3]))
+
+            def both(txn: Any, q: dict = query) -> tuple[Any, Any]:
+                eligible = slots.eligibleNodes(txn.nodeView(), Filter(), None, NOW, self.policy)
+                plain = slots.eligibleNodes(txn.nodeView(), Filter(), None, NOW, self.policy)
+                args = (q["nodecount"], q["duration"], NOW + 60, NOW + 10**6, (0,), q["results"])
+                return slots.search(txn, eligible, *args), slots.search(_NoIndex(txn), plain, *args)
+
+            viaIndex, viaDb = self.inTxn(both)
+            self.assertEqual(viaIndex, viaDb, f"step {step}")
+            if booked and rng.random() < 0.3:
+                experiment = booked.pop(rng.randrange(len(booked)))
+                self.successResultOf(self.scheduler.deleteExperiment(experiment.id, self.alice.id))
+            else:
+                result = self.book(start=0, duration=duration, nodecount=query["nodecount"])
+                booked.append(result.experiment)
+        assertNoOverlap(self.blocking(), self.policy.padding)
