@@ -18,7 +18,8 @@ in this process) drive it phase by phase for a fixed time:
   - finds: C{GET /v1/schedules/find} (1 node, 5 min, earliest);
   - lists: C{GET /v1/schedules?start=&stop=} over a C{--window} within the tasks;
   - pages: the same with C{limit=--page} (the first page of the window; the
-    cursor paging of docs/rest.md).
+    cursor paging of docs/rest.md);
+  - feeds (not by default): the calendar feed C{GET /v1/schedules.json} of such a window.
 
 For each phase: rate, p50/p99 latency, controller CPU seconds per request (from
 /proc/<pid>/stat, all controllers summed), controller RSS, the ratio to the legacy
@@ -504,15 +505,19 @@ def session(args: argparse.Namespace, nodeCount: int, tasks: int, phases: list[s
                 method, path, body, who = listing(k, nodes)
                 return method, f"{path}&limit={args.page}", body, who
 
+            def feed(k: int, nodes: int) -> Request:
+                method, path, body, who = listing(k, nodes)
+                return method, path.replace("/v1/schedules?", "/v1/schedules.json?"), body, who
+
             makers = {"heartbeats": heartbeat, "allocations": allocation, "finds": find, "lists": listing,
-                      "pages": paging}
+                      "pages": paging, "feeds": feed}
             results = {}
             for name in phases:
                 clients = args.clients if name == "heartbeats" else args.query_clients
                 make = makers[name]
                 results[name] = run(ports, clients, duration, lambda k, m=make: m(k, nodeCount), controllers)
                 report(name, results[name], clients)
-            if "lists" in results or "pages" in results:
+            if {"lists", "pages", "feeds"} & set(results):
                 rows = tasks * width / max(1, last - first)
                 print(f"  (each list window: {width} s, about {rows:.0f} of the {tasks} tasks)")
             rss = [round(c.rssMB(), 1) for c in controllers]

@@ -24,6 +24,7 @@ from am.core.model import User
 from am.core.interfaces import IScheduler
 from am.trust.proxies import TrustedProxies
 from rest_compat import access
+from rest_compat.identities import Identities
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -151,10 +152,12 @@ class Authenticator:
         fingerprint = normalise(presented) if verified == "SUCCESS" else None
         return fingerprint or "", verified, VIA_PROXY
 
-    def authenticate(self, request: Any, scheduler: IScheduler) -> Deferred:
+    def authenticate(self, request: Any, scheduler: IScheduler, identities: Optional[Identities] = None) -> Deferred:
         """
         Identify the caller of C{request}.
 
+        @param identities: the face's remembered fingerprints; without, every
+            request reads the store.
         @return: a Deferred firing with a L{Caller}; its C{user} is set only for
             an active user whose fingerprint was presented in a trusted way.
         """
@@ -167,7 +170,9 @@ class Authenticator:
                 user = None
             return Caller(user, fingerprint, verified, via)
 
-        return scheduler.read(lambda txn: txn.findUser(fingerprint=fingerprint)).addCallback(found)
+        if identities is None:
+            identities = Identities(scheduler, remember=False)
+        return identities.userFor(fingerprint).addCallback(found)
 
 
 def _header(request: Any, name: bytes) -> Optional[str]:

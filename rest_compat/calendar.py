@@ -82,52 +82,44 @@ async def _events(ctx: Context, scope: str) -> dict[str, Any]:
             experiment = txn.getExperiment(expid)
             if experiment is None:
                 raise NotFound("Could not find experiment with this id.")
-            schedules = txn.schedulesOfExperiment(expid)
-            access.checkExperiment(user, experiment.ownerid, {s.nodeid for s in schedules})
-            schedules = [s for s in schedules if s.stop > start and s.start < stop]
+            access.checkExperiment(user, experiment.ownerid, {s.nodeid for s in txn.schedulesOfExperiment(expid)})
+            rows = txn.feedRows(start, stop, expid=expid)
         elif scope == "resource":
-            schedules = list(txn.schedulesOfNode(arg.strip(), start, stop))
+            rows = txn.feedRows(start, stop, nodeid=arg.strip())
         elif scope == "user":
-            schedules = list(txn.schedulesOverlapping(start, stop, ownerid=int(arg)))
+            rows = txn.feedRows(start, stop, ownerid=int(arg))
         elif nodeScope is not None:
-            schedules = list(txn.schedulesOfNode(nodeScope, start, stop))
+            rows = txn.feedRows(start, stop, nodeid=nodeScope)
         else:
-            schedules = list(txn.schedulesOverlapping(start, stop, ownerid=user.id if mine else None))
+            rows = txn.feedRows(start, stop, ownerid=user.id if mine else None)
         if nodeScope is not None:
-            schedules = [s for s in schedules if s.nodeid == nodeScope and not access.hiddenFromNodes(s)]
-        nodes = {n.id: n for n in txn.listNodes()}
+            rows = [r for r in rows if r.nodeid == nodeScope and r.status not in access.HIDDEN_FROM_NODES]
+        # The node view: every node decoded once per version, not per request.
+        nodes = txn.nodeView()
         if nodeFilter is not None:
-            schedules = [s for s in schedules if s.nodeid in nodes and nodeFilter.matches(nodes[s.nodeid].tags)]
-        experiments: dict[int, Any] = {}
-        users: dict[int, Any] = {}
+            matching: dict[str, bool] = {}
+            for nodeid in {r.nodeid for r in rows}:
+                node = nodes.get(nodeid)
+                matching[nodeid] = node is not None and nodeFilter.matches(node.tags)
+            rows = [r for r in rows if matching[r.nodeid]]
         events = []
-        for s in schedules:
-            if s.expid not in experiments:
-                experiments[s.expid] = txn.getExperiment(s.expid)
-            experiment = experiments[s.expid]
-            ownerid = experiment.ownerid if experiment is not None else 0
-            readable = experiment is not None and access.mayReadOptions(user, ownerid, s.nodeid)
-            owner = None
-            if readable:
-                if ownerid not in users:
-                    users[ownerid] = txn.getUser(ownerid)
-                owner = users[ownerid].name if users[ownerid] is not None else None
-            node = nodes.get(s.nodeid)
+        for r in rows:
+            readable = r.ownerid is not None and access.mayReadOptions(user, r.ownerid, r.nodeid)
+            node = nodes.get(r.nodeid)
             events.append({
-                "id": s.id,
-                "nodeid": render.nodeId(s.nodeid),
+                "id": r.id,
+                "nodeid": render.nodeId(r.nodeid),
                 "hostname": node.hostname if node is not None else "",
-                "expid": s.expid,
-                "ownerid": ownerid,
-                "experiment": experiment.name if readable else None,
-                "owner": owner,
-                "start": s.start,
-                "stop": s.stop,
-                "status": s.status,
-                "reason": s.reason,
-                "updated": s.updated,
+                "expid": r.expid,
+                "ownerid": r.ownerid if r.ownerid is not None else 0,
+                "experiment": r.experiment if readable else None,
+                "owner": r.owner if readable else None,
+                "start": r.start,
+                "stop": r.stop,
+                "status": r.status,
+                "reason": r.reason,
+                "updated": r.updated,
             })
-        events.sort(key=lambda e: (e["start"], e["id"]))
         return {
             "start": start,
             "stop": stop,

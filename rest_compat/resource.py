@@ -34,6 +34,7 @@ from rest_compat.auth import Authenticator, Caller
 from rest_compat.backend import UNAUTHENTICATED
 from rest_compat.context import Context, HTTPError, Reply
 from rest_compat.cors import CORSPolicy
+from rest_compat.identities import Identities
 from rest_compat.params import MAX_BODY, BodyTooLarge, parseQuery, readParams
 
 API_VERSION = "1.0"
@@ -218,9 +219,11 @@ class RESTApplication:
         document: bytes = b"{}",
         timer: Callable[[], float] = time.perf_counter,
         results: Any = None,
+        rememberCallers: bool = True,
     ) -> None:
         self.scheduler = scheduler
         self.authenticator = authenticator
+        self.identities = Identities(scheduler, rememberCallers)
         self.cors = cors
         self.sync = sync
         self.maxBody = maxBody
@@ -303,7 +306,7 @@ class RESTApplication:
             return Reply(204, headers={"Allow": ", ".join(access.allowedMethods(route))})
         if access.effectiveMethod(method) not in access.MATRIX[route]:
             raise access.MethodNotAllowed(access.allowedMethods(route))
-        caller = exchange.caller = await self.authenticator.authenticate(request, self.scheduler)
+        caller = exchange.caller = await self.authenticator.authenticate(request, self.scheduler, self.identities)
         access.check(route, method, caller.user)
         key = (route, access.effectiveMethod(method))
         params = parseQuery(request.uri) if key in RAW_BODY else readParams(request, self.maxBody)
@@ -404,6 +407,7 @@ def buildRESTResource(
     sync: Optional[Callable[[], Any]] = None,
     maxBody: int = MAX_BODY,
     results: Any = None,
+    rememberCallers: bool = True,
 ) -> IResource:
     """
     The REST face over C{scheduler}.
@@ -416,11 +420,15 @@ def buildRESTResource(
     @param maxBody: the largest request body accepted, in bytes (413 beyond).
     @param results: the results hub (L{am.results.hub.ResultsHub}); C{None}
         answers 501 on the results routes.
+    @param rememberCallers: remember active users by fingerprint between
+        requests (L{rest_compat.identities}); only when no other controller
+        writes the same database.
     @return: a root resource serving C{/version}, C{/openapi.json}, C{/v1/...}
         and the same paths without C{/v1}; C{putChild} more on it freely.
     """
     ui.counterFor(scheduler)  # the timeline's live updates follow the core's events from now on
     application = RESTApplication(
-        scheduler, authenticator, CORSPolicy.coerce(cors), sync, maxBody, loadDocument(), results=results
+        scheduler, authenticator, CORSPolicy.coerce(cors), sync, maxBody, loadDocument(), results=results,
+        rememberCallers=rememberCallers,
     )
     return RESTRoot(application)

@@ -216,7 +216,7 @@ class RESTHarness:
     ) -> None:
         self.scheduler, self.store, self.clock = makeScheduler(nodes, now, policy)
         self.authenticator = Authenticator(trustedProxies)
-        extra = {"maxBody": maxBody} if maxBody is not None else {}
+        extra: dict[str, Any] = {"maxBody": maxBody} if maxBody is not None else {}
         self.root = buildRESTResource(
             self.scheduler, self.authenticator, cors=cors, sync=sync, results=results, **extra
         )

@@ -23,7 +23,7 @@ from am.core import accounts, allocation
 from am.core.allocation import AllocationRequest
 from am.core.errors import Conflict
 from am.core.interfaces import IStoreTransaction
-from am.core.model import Booked, Experiment, JournalEntry, Node, Notification, Quota, ResultFile, Schedule, User
+from am.core.model import Booked, Experiment, FeedRow, JournalEntry, Node, Notification, Quota, ResultFile, Schedule, User
 from am.core.policy import Policy
 from am.store.postgres import PostgresDatabase
 from am.store.sqlite import SQLiteDatabase
@@ -408,6 +408,28 @@ def test_bookedIn(store: Backend) -> None:
     assert of(0, 10000, after=(1000, 0)) == [0, 1, 2, 4, 5]
     assert of(0, 10000, after=(10**6, 0)) == []
     assert of(4000, 5000) == [3]
+
+
+def test_feedRows(store: Backend) -> None:
+    """
+    The calendar feeds' rows: placed schedules overlapping the span, by node,
+    owner or experiment, with the experiment's name and owner's name.
+    """
+    a, b, rows = _schedules(store)
+    ids = {s.id: i for i, s in enumerate(rows)}
+
+    def of(*args, **kwargs):
+        return [ids[r.id] for r in store.run(lambda txn: txn.feedRows(*args, **kwargs))]
+
+    found = store.run(lambda txn: txn.feedRows(1000, 1600))
+    assert [ids[r.id] for r in found] == [3, 0, 1, 2]
+    canceled = rows[2]
+    assert found[3] == FeedRow(canceled.id, "2", canceled.expid, 1500, 2500, "canceled", "by user",
+                               canceled.updated, b, "e", "b")
+    assert of(0, 10000, nodeid="1") == [6, 0, 4]
+    assert of(0, 10000, ownerid=a) == [6, 0, 1, 5]
+    assert of(0, 10000, expid=rows[3].expid) == [3, 2, 4]
+    assert of(0, 10000, ownerid="x") == of(0, 10000, expid=2**70) == []
 
 
 def test_blockingIntervals(store: Backend) -> None:

@@ -202,6 +202,7 @@ def bootstrapUser(
         known.invalid = False
         known.role = role
         txn.updateUser(known)
+        emit(txn, UserChanged(time=now, actor="admin", userid=known.id, fields=("invalid", "role")))
         return "restored", known
     return "unchanged", known
 

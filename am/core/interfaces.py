@@ -174,6 +174,13 @@ class IStoreTransaction(Interface):
         index, so a page costs the same however many schedules there are.
         """
 
+    def feedRows(start, stop, nodeid=None, ownerid=None, expid=None):
+        """
+        The L{am.core.model.FeedRow}s of placed schedules overlapping
+        C{[start, stop)}, optionally of one node, owner or experiment, ordered
+        by start then id, each with its experiment's name and owner, in one query.
+        """
+
     def blockingIntervals(start, stop, nodeids=None):
         """
         The L{am.core.model.Interval}s of blocking schedules that overlap C{[start, stop)},

@@ -216,6 +216,25 @@ class Booked(NamedTuple):
     ownerid: int
 
 
+class FeedRow(NamedTuple):
+    """
+    A placed schedule as the calendar feeds show it, with its experiment's
+    name and owner (C{None} when the experiment is gone), from one joined query.
+    """
+
+    id: int
+    nodeid: str
+    expid: int
+    start: int
+    stop: int
+    status: str
+    reason: str
+    updated: int
+    ownerid: Optional[int]
+    experiment: Optional[str]
+    owner: Optional[str]
+
+
 @attrs.define
 class Notification:
     """

@@ -152,6 +152,9 @@ def defaultRESTFactory(
     return buildRESTResource(
         scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync,
         results=results,
+        # Other controllers may change users in a shared PostgreSQL database
+        # unseen: only a controller alone on its database remembers callers.
+        rememberCallers=not isPostgreSQL(config.database),
     )
 
 
@@ -187,12 +190,19 @@ def bootstrapUsers(scheduler: IScheduler, users: tuple[BootstrapUser, ...]) -> D
 # -- the service -------------------------------------------------------------------
 
 
+def isPostgreSQL(database: str) -> bool:
+    """
+    Whether C{database} names a PostgreSQL database (which several controllers may share).
+    """
+    return database.startswith(("postgresql://", "postgres://"))
+
+
 def openStore(database: str, reactor: Any, synchronous: str = "full") -> Any:
     """
     The store for C{database}: a C{postgresql://} URL or a SQLite file
     (opened with C{PRAGMA synchronous} at C{synchronous}).
     """
-    if database.startswith(("postgresql://", "postgres://")):
+    if isPostgreSQL(database):
         # Imported here only because psycopg is an optional extra ("postgres").
         from am.store.postgres import PostgresStore
 

@@ -12,7 +12,17 @@ import json
 from typing import Any, Iterable, Optional, Sequence
 
 from am.core.errors import StaleWrite
-from am.core.model import Booked, Experiment, JournalEntry, NodeHealth, Quota, ResultFile, Schedule, User
+from am.core.model import (
+    Booked,
+    Experiment,
+    FeedRow,
+    JournalEntry,
+    NodeHealth,
+    Quota,
+    ResultFile,
+    Schedule,
+    User,
+)
 from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE, QUEUE_START
 from am.store.outboxsql import OutboxSQL
 from am.store.rows import (
@@ -334,6 +344,31 @@ class SQLTransaction(OutboxSQL):
             sql += " LIMIT ?"
             args.append(limit)
         return [Booked._make(r) for r in self._all(sql, low, *args)]
+
+    def feedRows(
+        self,
+        start: int,
+        stop: int,
+        nodeid: Optional[str] = None,
+        ownerid: Optional[int] = None,
+        expid: Optional[int] = None,
+    ) -> list[FeedRow]:
+        low = start - self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
+        where = "s.start >= ? AND s.start < ? AND s.stop > ? AND s.start <> ?"
+        args: list[Any] = [low, stop, start, QUEUE_START]
+        for column, value in (("s.nodeid", nodeid), ("e.ownerid", ownerid), ("s.expid", expid)):
+            if value is not None:
+                key = str(value) if column == "s.nodeid" else recordKey(value)
+                if key is None:
+                    return []
+                where += f" AND {column} = ?"
+                args.append(key)
+        sql = (
+            "SELECT s.id, s.nodeid, s.expid, s.start, s.stop, s.status, s.reason, s.updated, "
+            "e.ownerid, e.name, u.name FROM schedules s LEFT JOIN experiments e ON e.id = s.expid "
+            f"LEFT JOIN users u ON u.id = e.ownerid WHERE {where} ORDER BY s.start, s.id"
+        )
+        return [FeedRow._make(r) for r in self._all(sql, *args)]
 
     def _one(self, sql: str, *args: Any) -> Optional[tuple]:
         return self._exec(sql, args).fetchone()
