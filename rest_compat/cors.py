@@ -53,7 +53,7 @@ class CORSPolicy:
         result = {
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Credentials": "true",
-            "Access-Control-Expose-Headers": "Location, api-version",
+            "Access-Control-Expose-Headers": "Location, api-version, Link, X-Marvin-Next",
             "Vary": "Origin",
         }
         if preflight:

@@ -247,6 +247,8 @@ class RESTApplication:
             payload = render.encode(reply.body)
         # For the controller's metrics (a node's heartbeat is counted as such).
         request.marvinRole = exchange.caller.role
+        if exchange.route is not None:
+            request.marvinRoute = exchange.route
         if not lost:
             try:
                 self._send(request, reply, payload, exchange)

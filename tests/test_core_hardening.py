@@ -7,8 +7,13 @@ restored at start-up.
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
+
 from am.core.errors import BadRequest, Conflict
-from am.core.values import unstorable
+from am.core.model import Node
+from am.core.values import _storable, unstorable
 from am.ctl.config import BootstrapUser
 from am.ctl.service import bootstrapUsers
 from tests.core_helpers import CoreTestCase
@@ -24,6 +29,34 @@ class UnstorableTextTests(CoreTestCase):
         self.assertEqual(unstorable({"\x00": 1}, ""), " (a key in it)")
         self.assertEqual(unstorable({"k": {"\x00": 1}}, ""), ".k (a key in it)")
         self.assertEqual(unstorable("\x00", ""), "")
+
+    def test_policyCheckedOnce(self) -> None:
+        """
+        The scheduler's policy is checked like any argument, once per policy
+        object: text no store can hold in it refuses commands, naming the field.
+        """
+        self.scheduler.policy = attrs.evolve(self.scheduler.policy, deploymentRepository="repo\x00")
+        failure = self.failureResultOf(self.scheduler.allocate(self.request()), BadRequest)
+        self.assertEqual(failure.value.extra["parameter"], "deploymentRepository")
+        self.scheduler.policy = attrs.evolve(self.scheduler.policy, deploymentRepository="repo")
+        self.book()
+
+    def test_fastCheckAgrees(self) -> None:
+        """
+        The quick check that skips naming agrees with L{unstorable} on every shape.
+        """
+        bad = ("x\ud800", "a\x00", "\udfff")
+        good = ("", "plain", "ünï", 1, 2.5, True, None)
+        samples: list = list(bad + good)
+        for leaf in bad + good:
+            samples += [[leaf], (1, leaf), {"k": leaf}, {leaf: 1} if isinstance(leaf, str) else {}, {"a": [{"b": leaf}]},
+                        {leaf} if leaf is not None else set(), Node(id="1", hostname=leaf if isinstance(leaf, str) else "h")]
+        deep: Any = "x\ud800"
+        for _ in range(70):
+            deep = [deep]
+        samples.append(deep)
+        for value in samples:
+            self.assertEqual(_storable(value), unstorable(value, "p") is None, repr(value))
 
     def test_allocationNamesTheField(self) -> None:
         for field, value in (("name", "exp\ud800"), ("script", "img\x00"), ("nodetypes", "type:\udc80")):

@@ -321,6 +321,15 @@ class CORSTests(SynchronousTestCase):
             self.assertEqual(response.header("access-control-allow-credentials"), "true")
             self.assertEqual(response.header("vary"), "Origin")
 
+    def test_pagingHeadersExposed(self) -> None:
+        """
+        A page script in the browser can read the next page's cursor and link.
+        """
+        h = RESTHarness(cors=["https://ui.example.org"])
+        response = h.request("GET", "/version", headers={"Origin": "https://ui.example.org"})
+        exposed = [name.strip() for name in response.header("access-control-expose-headers").split(",")]
+        self.assertEqual(exposed, ["Location", "api-version", "Link", "X-Marvin-Next"])
+
     def test_otherOrigin(self) -> None:
         """
         Other origins get no CORS headers.

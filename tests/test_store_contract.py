@@ -362,25 +362,34 @@ def test_addAndGetSchedules(store: Backend) -> None:
     assert store.run(lambda txn: txn.getSchedule(changed.id)) == changed
 
 
+def _positions(store: Backend, rows: list[Schedule], function: str) -> Callable[..., list[int]]:
+    """
+    A query of the store by method name, answering the positions in C{rows}
+    of the schedules it returns, in its order.
+    """
+    ids = {s.id: i for i, s in enumerate(rows)}
+
+    def of(*args: Any, **kwargs: Any) -> list[int]:
+        return [ids[s.id] for s in store.run(lambda txn: getattr(txn, function)(*args, **kwargs))]
+
+    return of
+
+
 def test_schedulesOfNodeAndOverlapping(store: Backend) -> None:
     """
     Overlap is with [start, stop); a long window from before the span is found.
     """
     a, b, rows = _schedules(store)
-    ids = {s.id: i for i, s in enumerate(rows)}
-
-    def of(function, *args, **kwargs):
-        return [ids[s.id] for s in store.run(lambda txn: getattr(txn, function)(*args, **kwargs))]
-
-    assert of("schedulesOfNode", "1", 0, 10000) == [6, 0, 4]
-    assert of("schedulesOfNode", 1, 1000, 3000) == [0]
-    assert of("schedulesOfNode", "1", 999, 3001, limit=2) == [6, 0]
-    assert of("schedulesOfNode", "3", 50000, 50001) == [3]
-    assert of("schedulesOfNode", "2", 2000, 2500) == [2]
-    assert of("schedulesOverlapping", 1000, 1600) == [3, 0, 1, 2]
-    assert of("schedulesOverlapping", 1000, 1600, ownerid=a) == [0, 1]
-    assert of("schedulesOverlapping", 1000, 1600, ownerid=b) == [3, 2]
-    assert of("schedulesOverlapping", 4000, 5000, ownerid=a) == []
+    ofNode, overlapping = _positions(store, rows, "schedulesOfNode"), _positions(store, rows, "schedulesOverlapping")
+    assert ofNode("1", 0, 10000) == [6, 0, 4]
+    assert ofNode(1, 1000, 3000) == [0]
+    assert ofNode("1", 999, 3001, limit=2) == [6, 0]
+    assert ofNode("3", 50000, 50001) == [3]
+    assert ofNode("2", 2000, 2500) == [2]
+    assert overlapping(1000, 1600) == [3, 0, 1, 2]
+    assert overlapping(1000, 1600, ownerid=a) == [0, 1]
+    assert overlapping(1000, 1600, ownerid=b) == [3, 2]
+    assert overlapping(4000, 5000, ownerid=a) == []
 
 
 def test_bookedIn(store: Backend) -> None:
@@ -390,13 +399,9 @@ def test_bookedIn(store: Backend) -> None:
     after a C{(start, id)} cursor.
     """
     a, b, rows = _schedules(store)
-    ids = {s.id: i for i, s in enumerate(rows)}
-
-    def of(*args, **kwargs):
-        return [ids[r.id] for r in store.run(lambda txn: txn.bookedIn(*args, **kwargs))]
-
+    of = _positions(store, rows, "bookedIn")
     found = store.run(lambda txn: txn.bookedIn(1000, 1600))
-    assert [ids[r.id] for r in found] == [3, 0, 1, 2]
+    assert [r.id for r in found] == [rows[i].id for i in (3, 0, 1, 2)]
     assert found[1] == Booked(rows[0].id, "1", 1000, 2000, a)
     assert [r.ownerid for r in found] == [b, a, a, b]
     assert of(0, 10000, nodeid="1") == [6, 0, 4]
@@ -416,13 +421,9 @@ def test_feedRows(store: Backend) -> None:
     owner or experiment, with the experiment's name and owner's name.
     """
     a, b, rows = _schedules(store)
-    ids = {s.id: i for i, s in enumerate(rows)}
-
-    def of(*args, **kwargs):
-        return [ids[r.id] for r in store.run(lambda txn: txn.feedRows(*args, **kwargs))]
-
+    of = _positions(store, rows, "feedRows")
     found = store.run(lambda txn: txn.feedRows(1000, 1600))
-    assert [ids[r.id] for r in found] == [3, 0, 1, 2]
+    assert [r.id for r in found] == [rows[i].id for i in (3, 0, 1, 2)]
     canceled = rows[2]
     assert found[3] == FeedRow(canceled.id, "2", canceled.expid, 1500, 2500, "canceled", "by user",
                                canceled.updated, b, "e", "b")

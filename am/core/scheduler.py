@@ -31,30 +31,40 @@ from am.core.waiters import Waiters
 
 
 @functools.lru_cache(maxsize=512)
-def _parameterNames(function: Callable[..., Any]) -> list[str]:
+def _parameterNames(function: Callable[..., Any]) -> tuple[str, ...]:
     """
-    The names of a command's parameters after the transaction (looked up once).
+    The names of C{function}'s parameters after the transaction (read once
+    per function: a signature costs more than the check itself).
     """
     try:
-        return list(inspect.signature(function).parameters)[1:]
+        return tuple(inspect.signature(function).parameters)[1:]
     except (TypeError, ValueError):
-        return []
+        return ()
 
 
-def checkArguments(function: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> None:
+def checkArguments(
+    function: Callable[..., Any], args: tuple, kwargs: dict[str, Any], checked: Any = None,
+) -> None:
     """
     Refuse, by parameter name, text no store can hold in the arguments of a
     command or query (both faces, every command: one rule at the door).
 
+    @param checked: an argument checked before (the scheduler's own policy:
+        walking it field by field cost more than the rest of a heartbeat's check).
     @raise am.core.errors.BadRequest: naming the parameter.
     """
-    names: list[str] = []
+    names: tuple[str, ...] = ()
     if args:
-        names = _parameterNames(function)
+        try:
+            names = _parameterNames(function)
+        except TypeError:  # an unhashable callable
+            names = _parameterNames.__wrapped__(function)
     for index, value in enumerate(args):
-        requireStorable(names[index] if index < len(names) else f"argument {index + 1}", value)
+        if value is not checked or checked is None:
+            requireStorable(names[index] if index < len(names) else f"argument {index + 1}", value)
     for name, value in kwargs.items():
-        requireStorable(name, value)
+        if value is not checked or checked is None:
+            requireStorable(name, value)
 
 
 @implementer(IScheduler)
@@ -71,9 +81,20 @@ class Scheduler:
         self._store = store
         self.clock = clock
         self.policy = policy or Policy()
+        self._policyChecked: Optional[Policy] = None
         self.events = EventStream()
         self.events.subscribeInTransaction(outbox.record)
         self.waiters = Waiters(self.events, clock)
+
+    def _checkedPolicy(self) -> Policy:
+        """
+        The policy, its text checked once (it is frozen; tests may replace it).
+        """
+        policy = self.policy
+        if policy is not self._policyChecked:
+            requireStorable("policy", policy)
+            self._policyChecked = policy
+        return policy
 
     def now(self) -> int:
         """
@@ -86,7 +107,7 @@ class Scheduler:
         Run a read-only function of the transaction (faces' queries).
         """
         try:
-            checkArguments(function, args, kwargs)
+            checkArguments(function, args, kwargs, self._checkedPolicy())
         except Exception:
             return fail()
         return self._store.read(function, *args, **kwargs)
@@ -113,7 +134,7 @@ class Scheduler:
         can hold is refused first, naming the parameter.
         """
         try:
-            checkArguments(function, args, kwargs)
+            checkArguments(function, args, kwargs, self._checkedPolicy())
         except Exception:
             return fail()
         d = self._store.transact(runCommand, function, args, kwargs, self.events.recorders)

@@ -105,12 +105,31 @@ def unstorable(value: Any, name: str, depth: int = 0) -> Optional[str]:
     return None
 
 
+def _storable(value: Any, depth: int = 0) -> bool:
+    """
+    Whether L{unstorable} would find nothing (the common case, without
+    building a name for every field on the way).
+    """
+    kind = type(value)
+    if kind is str:
+        return "\x00" not in value and (value.isascii() or unstorable(value, "") is None)
+    if kind in (int, float, bool) or value is None or depth > 64:
+        return True
+    if kind is dict:
+        return all(_storable(k, depth + 1) and _storable(v, depth + 1) for k, v in value.items())
+    if kind in (list, tuple):
+        return all(_storable(item, depth + 1) for item in value)
+    return unstorable(value, "", depth) is None
+
+
 def requireStorable(name: str, value: Any) -> None:
     """
     Refuse text the stores cannot hold, naming the parameter.
 
     @raise BadRequest: naming the field (C{parameter} in its extra).
     """
+    if _storable(value):
+        return
     found = unstorable(value, name)
     if found is not None:
         where = found or "A parameter with an empty name"

@@ -104,12 +104,24 @@ class Metrics:
             registry=r,
         )
         self._caches: list[tuple[str, Callable[[], Any]]] = []
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r.register(_CacheCollector(self._caches))
         for kind in ("read", "write"):
             self.storeDepth.labels(kind=kind)
         for outcome in ("made", "refused"):
             for face in ("rest", "geni"):
                 self.bookings.labels(face=face, outcome=outcome)
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """
+        C{metric.labels(*values)}, remembered: label sets are few, and
+        C{labels} costs more than the count (only for metrics never cleared).
+        """
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def watchCache(self, name: str, cache: Callable[[], Any]) -> None:
         """
@@ -125,11 +137,15 @@ class Metrics:
         is a successful PUT on a resource by a caller the REST face marked
         as a node (C{marvinRole}).
         """
-        face, route = faceAndRoute(getattr(request, "uri", b"") or b"")
+        route = getattr(request, "marvinRoute", None)
+        if route is not None:
+            face = "rest"  # the REST face routed it already
+        else:
+            face, route = faceAndRoute(getattr(request, "uri", b"") or b"")
         method = (getattr(request, "method", b"") or b"-").decode("ascii", "replace").upper()
         status = str(getattr(request, "code", 0) or 0)
-        self.requests.labels(face=face, route=route, method=method, status=status).inc()
-        self.latency.labels(face=face, route=route, method=method).observe(duration)
+        self.child(self.requests, face, route, method, status).inc()
+        self.child(self.latency, face, route, method).observe(duration)
         ok = status.startswith("2")
         if face == "rest":
             if route == "experiments" and method == "POST" and status != "401":
@@ -229,13 +245,13 @@ class MeasuredStore:
         serial = self._serial
         if kind == "write":
             self._writes[serial] = started
-        depth = self._metrics.storeDepth.labels(kind=kind)
+        depth = self._metrics.child(self._metrics.storeDepth, kind)
         depth.inc()
 
         def done(result: Any) -> Any:
             depth.dec()
             self._writes.pop(serial, None)
-            self._metrics.storeSeconds.labels(kind=kind).observe(self._timer() - started)
+            self._metrics.child(self._metrics.storeSeconds, kind).observe(self._timer() - started)
             return result
 
         return maybeDeferred(run, function, *args, **kwargs).addBoth(done)

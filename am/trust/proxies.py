@@ -23,6 +23,9 @@ from am.trust.errors import FORBIDDEN, TrustError
 
 _Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
+# Peer addresses whose answer is remembered; past that the memory starts again.
+_REMEMBERED = 4096
+
 # A PEM chain of a few certificates, escaped; more is not a client certificate.
 MAX_CERTIFICATE_HEADER = 64 * 1024
 
@@ -45,6 +48,8 @@ class TrustedProxies:
             except ValueError:
                 raise ValueError(f"trusted proxy {entry!r} is not a network (CIDR)") from None
         self.networks = tuple(networks)
+        # Peer addresses decided (parsing one costs more than the request's routing).
+        self._decided: dict[str, bool] = {}
 
     def isTrusted(self, address: Any) -> bool:
         """
@@ -54,8 +59,18 @@ class TrustedProxies:
             return self.trustUnix
         if not isinstance(address, (IPv4Address, IPv6Address)):
             return False
+        host = address.host
+        trusted = self._decided.get(host)
+        if trusted is None:
+            trusted = self._decide(host)
+            if len(self._decided) >= _REMEMBERED:
+                self._decided.clear()
+            self._decided[host] = trusted
+        return trusted
+
+    def _decide(self, host: str) -> bool:
         try:
-            ip = ipaddress.ip_address(address.host.split("%", 1)[0])
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
