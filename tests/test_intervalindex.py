@@ -24,23 +24,12 @@ from tests.core_helpers import NOW, CoreTestCase, assertNoOverlap
 
 class LookupTests(SynchronousTestCase):
     """
-    C{conflictEnd} and C{windows} over per-node arrays.
+    C{freeFrom} and C{windows} over per-node arrays.
     """
 
     def setUp(self) -> None:
         self.index = IntervalIndex()
         self.index.load([("a", 100, 200), ("a", 300, 1300), ("b", 50, 60)])
-
-    def test_conflictEnd(self) -> None:
-        """
-        The earliest stop among the windows overlapping C{[low, high)}, half-open.
-        """
-        end = self.index.conflictEnd
-        self.assertEqual(
-            [end("a", 0, 100), end("a", 0, 101), end("a", 150, 350), end("a", 200, 300),
-             end("a", 1299, 2000), end("a", 1300, 2000), end("c", 0, 10**9)],
-            [None, 200, 200, None, 1300, None, None],
-        )
 
     def test_longWindowReachesBack(self) -> None:
         """
@@ -48,14 +37,26 @@ class LookupTests(SynchronousTestCase):
         """
         self.assertEqual(self.index.windows("a", 1200, 1250), [(300, 1300)])
 
+    def test_freeFrom(self) -> None:
+        """
+        The next start at which a node is free, across a chain of conflicts:
+        a gap too short for the duration (with padding) does not free it.
+        """
+        free = self.index.freeFrom
+        self.assertEqual(
+            [free("a", 0, 50, 10), free("a", 0, 100, 10), free("a", 150, 50, 10), free("a", 150, 90, 10),
+             free("a", 150, 70, 10), free("c", 0, 10, 10)],
+            [None, 1310, 210, 1310, 210, None],
+        )
+
     def test_pendingUnknown(self) -> None:
         """
         A node the open transaction wrote is not answered for.
         """
         self.index.touch(["b"])
-        self.assertEqual(self.index.conflictEnd("b", 0, 100), UNKNOWN)
+        self.assertEqual(self.index.freeFrom("b", 0, 100, 0), UNKNOWN)
         self.index.replace(["b"], [])
-        self.assertIsNone(self.index.conflictEnd("b", 0, 100))
+        self.assertIsNone(self.index.freeFrom("b", 0, 100, 0))
         self.assertEqual(self.index.changed[-2:], ["b", "b"])
 
 
@@ -168,17 +169,20 @@ class SameAnswerTests(CoreTestCase):
     nodes = 12
     policy = Policy(maintenance=(), requireHeartbeat=False)
 
+    pairing = slots.SINGLE
+
     def test_randomBookingsAndCancellations(self) -> None:
         rng = random.Random(11)
         booked = []
         for step in range(150):
             duration = rng.choice([300, 600, 1800])
             query = dict(nodecount=rng.choice([1, 1, 2, 3]), duration=duration, results=rng.choice([1, 3]))
+            units = query["nodecount"] if not self.pairing.paired else 1
 
             def both(txn: Any, q: dict = query) -> tuple[Any, Any]:
-                eligible = slots.eligibleNodes(txn.nodeView(), Filter(), None, NOW, self.policy)
-                plain = slots.eligibleNodes(txn.nodeView(), Filter(), None, NOW, self.policy)
-                args = (q["nodecount"], q["duration"], NOW + 60, NOW + 10**6, (0,), q["results"])
+                eligible = slots.eligibleNodes(txn.nodeView(), Filter(), None, NOW, self.policy, self.pairing)
+                plain = slots.eligibleNodes(txn.nodeView(), Filter(), None, NOW, self.policy, self.pairing)
+                args = (units, q["duration"], NOW + 60, NOW + 10**6, (0,), q["results"])
                 return slots.search(txn, eligible, *args), slots.search(_NoIndex(txn), plain, *args)
 
             viaIndex, viaDb = self.inTxn(both)
@@ -190,3 +194,17 @@ class SameAnswerTests(CoreTestCase):
                 result = self.book(start=0, duration=duration, nodecount=query["nodecount"])
                 booked.append(result.experiment)
         assertNoOverlap(self.blocking(), self.policy.padding)
+
+
+class SameAnswerPairTests(SameAnswerTests):
+    """
+    The same with whole head/tail pairs as units (a pair is free from the
+    later of its nodes' next free starts).
+    """
+
+    pairing = slots.Pairing(heads=True, tails=True, paired=True)
+
+    def setUp(self) -> None:
+        super().setUp()
+        for head in range(1, 9, 2):
+            self.successResultOf(self.scheduler.setNodePair(str(head), str(head + 1)))

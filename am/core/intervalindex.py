@@ -6,7 +6,7 @@ first, so a search is a walk over candidates, not a query per step.
 Why: a booking for "any free node" on a busy testbed looks at most of its
 candidates, at several candidate starts; asking the database each time made
 the search cost O(nodes) queries. The index answers the same question
-(L{IntervalIndex.conflictEnd}) from per-node sorted arrays.
+(L{IntervalIndex.freeFrom}) from per-node sorted arrays.
 
 It is a hint, never the proof: the search verifies the nodes it chose against
 the database before booking (C{am.core.slots.search}), so a stale index can
@@ -26,7 +26,7 @@ from array import array
 from bisect import bisect_left
 from typing import Any, Iterable, Optional
 
-# Returned by L{IntervalIndex.conflictEnd} for a node it cannot answer for.
+# Returned by L{IntervalIndex.freeFrom} for a node it cannot answer for (times are positive).
 UNKNOWN = -1
 
 
@@ -129,10 +129,12 @@ class IntervalIndex:
         """
         return sum(len(v[0]) for v in self._nodes.values())
 
-    def conflictEnd(self, nodeid: str, low: int, high: int) -> Optional[int]:
+    def freeFrom(self, nodeid: str, start: int, duration: int, padding: int) -> Optional[int]:
         """
-        The earliest stop of the node's windows overlapping C{[low, high)},
-        C{None} when none does, or L{UNKNOWN} for a pending node.
+        C{None} when the node is free for C{[start, start + duration)} (its
+        windows padded), else the earliest later start at which it is (its
+        conflicts chained: a window ending where the next one blocks does not
+        free it), or L{UNKNOWN} for a pending node.
         """
         if nodeid in self.pending:
             return UNKNOWN
@@ -140,12 +142,14 @@ class IntervalIndex:
         if found is None:
             return None
         starts, stops, longest = found
-        end = None
-        for k in range(bisect_left(starts, low - longest), bisect_left(starts, high)):
-            stop = stops[k]
-            if stop > low and (end is None or stop < end):
-                end = stop
-        return end
+        reach = padding + duration
+        at = start
+        for k in range(bisect_left(starts, start - padding - longest), len(starts)):
+            if starts[k] - reach >= at:
+                break
+            if stops[k] + padding > at:
+                at = stops[k] + padding
+        return None if at == start else at
 
     def windows(self, nodeid: str, low: int, high: int) -> list[tuple[int, int]]:
         """

@@ -23,18 +23,18 @@ a pair being free when both its nodes are (legacy reference §5.3).
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import attrs
 
 from am.core.interfaces import IStoreTransaction
-from am.core.intervalindex import UNKNOWN, IntervalIndex
+from am.core.intervalindex import IntervalIndex
 from am.core.model import NODE_ACTIVE, Node
 from am.core.nodefilter import Filter
 from am.core.nodeview import NodeView
 from am.core.policy import Policy
+from am.core.walks import Pool, freeInIndex
 
 
 @attrs.frozen
@@ -322,7 +322,7 @@ def _freeAt(
     padding: int,
     need: Optional[int] = None,
     index: Optional[IntervalIndex] = None,
-    walks: Optional[dict[Any, list[_Walk]]] = None,
+    walks: Optional[dict[Any, Pool]] = None,
 ) -> tuple[list[tuple[str, ...]], Optional[int]]:
     """
     The free candidate units (as ids) for C{[start, stop)}, a unit being free
@@ -330,11 +330,21 @@ def _freeAt(
     the candidates looked at. With C{need}, it stops once that many are free
     (else, and when there are not as many, it has looked at every candidate).
     With an C{index}, the candidates are looked up there, not in the database,
-    and C{walks} keeps what this search learnt (L{_Walk}, by imminence).
+    and C{walks} keeps what searches learnt (L{am.core.walks}).
     """
     if index is not None:
-        pool = walks.setdefault((eligible.restricted(start), stop - start, padding), []) if walks is not None else []
-        return _freeInIndex(txn, index, _walkFor(pool, eligible, index, start), start, stop, padding, need)
+        which = (eligible.restricted(start), stop - start, padding)
+        pool = walks.get(which) if walks is not None else None
+        if pool is None:
+            pool = Pool(eligible.candidates(start))
+            if walks is not None:
+                walks[which] = pool
+
+        def ask(nodeid: str, low: int, high: int) -> Optional[int]:
+            stops = [c.stop for c in txn.blockingIntervals(low, high, [nodeid])]
+            return min(stops) + padding if stops else None
+
+        return freeInIndex(index, pool.walkAt(start, index), start, stop, padding, need, ask)
     free: list[tuple[str, ...]] = []
     nextEnd = None
     candidates = eligible.candidates(start)
@@ -368,160 +378,6 @@ def _freeAt(
     return free, nextEnd
 
 
-class _Walk:
-    """
-    What searches learnt about the candidates (of one instance) at earlier
-    starts: a unit busy for the start C{s} with padded conflict end C{e} is
-    busy for every later start before C{e} (the same duration and padding),
-    unless its nodes' windows changed (the index's change log, read from
-    C{gen} on). So a later start, in this search or a later one of the same
-    units, looks again only at the units released by then, those found free,
-    those changed, and those not drawn yet.
-    """
-
-    def __init__(self, candidates: Iterator[Unit], epoch: int, gen: int, start: int) -> None:
-        self.source: Optional[Iterator[Unit]] = candidates
-        self.units: list[Unit] = []
-        self.where: dict[str, list[int]] = {}  # node id -> positions
-        self.ends: dict[int, int] = {}  # position -> padded end, while busy
-        self.busy: list[tuple[int, int]] = []  # heap of (padded end, position), some stale
-        self.open: list[int] = []  # positions to look at again, ascending
-        self.start = start
-        self.epoch = epoch
-        self.gen = gen
-
-    def catchUp(self, epoch: int, changed: list[str], start: int) -> None:
-        """
-        Release the units whose nodes changed since, and those whose conflict
-        ended by C{start}.
-        """
-        released = []
-        if self.epoch != epoch or self.gen > len(changed):
-            # The log started over: everything may have changed.
-            released = list(self.ends)
-            self.ends.clear()
-            self.epoch = epoch
-        else:
-            for nodeid in changed[self.gen:]:
-                for position in self.where.get(nodeid, ()):
-                    if self.ends.pop(position, None) is not None:
-                        released.append(position)
-        self.gen = len(changed)
-        busy, ends = self.busy, self.ends
-        while busy and (busy[0][0] <= start or ends.get(busy[0][1]) != busy[0][0]):
-            end, position = heapq.heappop(busy)
-            if ends.get(position) == end:
-                del ends[position]
-                released.append(position)
-        if released:
-            self.open = sorted(set(self.open).union(released))
-        self.start = start
-
-    def nextEnd(self) -> Optional[int]:
-        """
-        The earliest padded end among the busy units.
-        """
-        busy, ends = self.busy, self.ends
-        while busy and ends.get(busy[0][1]) != busy[0][0]:
-            heapq.heappop(busy)
-        return busy[0][0] if busy else None
-
-    def draw(self) -> Optional[int]:
-        """
-        The position of the next unit not drawn yet, or C{None}.
-        """
-        if self.source is None:
-            return None
-        unit = next(self.source, None)
-        if unit is None:
-            self.source = None
-            return None
-        position = len(self.units)
-        self.units.append(unit)
-        for node in unit:
-            self.where.setdefault(node.id, []).append(position)
-        return position
-
-
-# Walks kept per candidate list: one at the earliest start of the searches,
-# the others following where their later steps go.
-_POOL = 3
-
-
-def _walkFor(pool: list[_Walk], eligible: Eligible, index: IntervalIndex, start: int) -> _Walk:
-    """
-    The walk to use at C{start}: one that stands there, else the furthest
-    one before it (never the earliest of the pool, where the next search
-    begins), else a new one.
-    """
-    lowest = min(pool, key=lambda w: w.start) if pool else None
-    best = None
-    for walk in pool:
-        if walk.start == start:
-            return walk
-        if walk.start < start and walk is not lowest and (best is None or walk.start > best.start):
-            best = walk
-    if best is None:
-        best = _Walk(eligible.candidates(start), index.epoch, len(index.changed), start)
-        if len(pool) >= _POOL:
-            pool.remove(max((w for w in pool if w is not lowest), key=lambda w: w.start))
-        pool.append(best)
-    return best
-
-
-def _freeInIndex(
-    txn: IStoreTransaction,
-    index: IntervalIndex,
-    walk: _Walk,
-    start: int,
-    stop: int,
-    padding: int,
-    need: Optional[int],
-) -> tuple[list[tuple[str, ...]], Optional[int]]:
-    """
-    L{_freeAt} over the interval index: the same free units, and the earliest
-    conflict end when too few are free (then every candidate was looked at).
-    """
-    walk.catchUp(index.epoch, index.changed, start)
-    low, high = start - padding, stop + padding
-    conflictEnd, units, ends, busy = index.conflictEnd, walk.units, walk.ends, walk.busy
-
-    def free(position: int) -> bool:
-        found = None
-        for node in units[position]:
-            e = conflictEnd(node.id, low, high)
-            if e == UNKNOWN:
-                stops = [c.stop for c in txn.blockingIntervals(low, high, [node.id])]
-                e = min(stops) if stops else None
-            if e is not None and (found is None or e < found):
-                found = e
-        if found is None:
-            return True
-        ends[position] = found + padding
-        heapq.heappush(busy, (found + padding, position))
-        return False
-
-    chosen: list[tuple[str, ...]] = []
-    still: list[int] = []
-    opened = walk.open
-    for at, position in enumerate(opened):
-        if need is not None and len(chosen) >= need:
-            still.extend(opened[at:])
-            break
-        if free(position):
-            chosen.append(tuple(n.id for n in units[position]))
-            still.append(position)
-    walk.open = still
-    while need is None or len(chosen) < need:
-        drawn = walk.draw()
-        if drawn is None:
-            break
-        if free(drawn):
-            chosen.append(tuple(n.id for n in units[drawn]))
-            still.append(drawn)
-    return chosen, walk.nextEnd()
-
-
 def tryWindow(
     txn: IStoreTransaction,
     eligible: Eligible,
@@ -529,7 +385,7 @@ def tryWindow(
     start: int,
     duration: int,
     offsets: Sequence[int],
-    walks: Optional[dict[int, dict[Any, list[_Walk]]]] = None,
+    walks: Optional[dict[int, dict[Any, Pool]]] = None,
 ) -> tuple[
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
@@ -562,7 +418,7 @@ def _tryWindow(
     duration: int,
     offsets: Sequence[int],
     index: Optional[IntervalIndex],
-    walks: dict[int, dict[Any, list[_Walk]]],
+    walks: dict[int, dict[Any, Pool]],
 ) -> tuple[
     Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
 ]:
@@ -584,9 +440,9 @@ def _tryWindow(
 
 
 def _keptWalks(
-    index: Optional[IntervalIndex], eligible: Eligible, walks: dict[int, dict[Any, list[_Walk]]],
+    index: Optional[IntervalIndex], eligible: Eligible, walks: dict[int, dict[Any, Pool]],
     number: int, offset: int,
-) -> dict[Any, list[_Walk]]:
+) -> dict[Any, Pool]:
     """
     The walks of instance C{number}: kept in the index across requests when
     the candidates have a key (the index tells a walk what changed since),
@@ -668,7 +524,7 @@ def search(
     if not eligible.atLeast(count):
         return slots, Shortage(0, earliest, earliest + duration, len(eligible.units), count)
     index = intervalIndex(txn)
-    walks: dict[int, dict[Any, list[_Walk]]] = {}
+    walks: dict[int, dict[Any, Pool]] = {}
     t = earliest
     while t <= latest and len(slots) < results:
         nodes, shortage, nextStart = tryWindow(txn, eligible, count, t, duration, offsets, walks)
