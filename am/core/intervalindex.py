@@ -57,14 +57,16 @@ class IntervalIndex:
         # one owner (a node view); anything derived from the index.
         self.walks: dict[Any, Any] = {}
         self.walkOwner: Any = None
+        self.walkSecond = 0
 
-    def walksOf(self, owner: Any) -> dict[Any, Any]:
+    def walksOf(self, view: Any, now: int) -> dict[Any, Any]:
         """
-        The kept walks for C{owner} (a node view: walks of another go).
+        The kept walks for searches over C{view} at C{now} (walks of another
+        view, or of another second, go: they would only take memory).
         """
-        if self.walkOwner is not owner or len(self.walks) >= self.WALK_LIMIT:
+        if self.walkOwner is not view or self.walkSecond != now or len(self.walks) >= self.WALK_LIMIT:
             self.walks = {}
-            self.walkOwner = owner
+            self.walkOwner, self.walkSecond = view, now
         return self.walks
 
     def _changed(self, nodeids: Iterable[str]) -> None:
