@@ -28,6 +28,8 @@ from typing import Any, Iterable, Optional
 
 # Returned by L{IntervalIndex.freeFrom} for a node it cannot answer for (times are positive).
 UNKNOWN = -1
+# Later than any start.
+FOREVER = 2**62
 
 
 class IntervalIndex:
@@ -152,6 +154,18 @@ class IntervalIndex:
             if stops[k] + padding > at:
                 at = stops[k] + padding
         return None if at == start else at
+
+    def freeThrough(self, nodeid: str, start: int, duration: int, padding: int) -> int:
+        """
+        For a node free at C{start} (L{freeFrom} is C{None}), the last start
+        at which it still is: just before its next window blocks.
+        """
+        found = self._nodes.get(nodeid)
+        if found is None:
+            return FOREVER
+        starts = found[0]
+        k = bisect_left(starts, start + padding + duration)
+        return starts[k] - padding - duration if k < len(starts) else FOREVER
 
     def windows(self, nodeid: str, low: int, high: int) -> list[tuple[int, int]]:
         """
