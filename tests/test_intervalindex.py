@@ -13,7 +13,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from am.core import slots
-from am.core.intervalindex import UNKNOWN, IntervalIndex
+from am.core.intervalindex import FOREVER, UNKNOWN, IntervalIndex
 from am.core.model import Experiment, Schedule, User
 from am.core.nodefilter import Filter
 from am.core.policy import Policy
@@ -48,6 +48,16 @@ class LookupTests(SynchronousTestCase):
              free("a", 150, 70, 10), free("c", 0, 10, 10)],
             [None, 1310, 210, 1310, 210, None],
         )
+
+    def test_freeThrough(self) -> None:
+        """
+        A free node stays free through the last start before its next window
+        (padded) blocks, and not one second longer.
+        """
+        self.assertEqual(self.index.freeThrough("a", 210, 70, 10), 220)
+        self.assertIsNone(self.index.freeFrom("a", 220, 70, 10))
+        self.assertIsNotNone(self.index.freeFrom("a", 221, 70, 10))
+        self.assertEqual(self.index.freeThrough("a", 1310, 70, 10), FOREVER)
 
     def test_pendingUnknown(self) -> None:
         """

@@ -28,6 +28,8 @@ from typing import Any, Iterable, Optional
 
 # Returned by L{IntervalIndex.freeFrom} for a node it cannot answer for (times are positive).
 UNKNOWN = -1
+# Later than any start.
+FOREVER = 2**62
 
 
 class IntervalIndex:
@@ -57,14 +59,16 @@ class IntervalIndex:
         # one owner (a node view); anything derived from the index.
         self.walks: dict[Any, Any] = {}
         self.walkOwner: Any = None
+        self.walkSecond = 0
 
-    def walksOf(self, owner: Any) -> dict[Any, Any]:
+    def walksOf(self, view: Any, now: int) -> dict[Any, Any]:
         """
-        The kept walks for C{owner} (a node view: walks of another go).
+        The kept walks for searches over C{view} at C{now} (walks of another
+        view, or of another second, go: they would only take memory).
         """
-        if self.walkOwner is not owner or len(self.walks) >= self.WALK_LIMIT:
+        if self.walkOwner is not view or self.walkSecond != now or len(self.walks) >= self.WALK_LIMIT:
             self.walks = {}
-            self.walkOwner = owner
+            self.walkOwner, self.walkSecond = view, now
         return self.walks
 
     def _changed(self, nodeids: Iterable[str]) -> None:
@@ -150,6 +154,18 @@ class IntervalIndex:
             if stops[k] + padding > at:
                 at = stops[k] + padding
         return None if at == start else at
+
+    def freeThrough(self, nodeid: str, start: int, duration: int, padding: int) -> int:
+        """
+        For a node free at C{start} (L{freeFrom} is C{None}), the last start
+        at which it still is: just before its next window blocks.
+        """
+        found = self._nodes.get(nodeid)
+        if found is None:
+            return FOREVER
+        starts = found[0]
+        k = bisect_left(starts, start + padding + duration)
+        return starts[k] - padding - duration if k < len(starts) else FOREVER
 
     def windows(self, nodeid: str, low: int, high: int) -> list[tuple[int, int]]:
         """

@@ -46,7 +46,7 @@ class NodeView:
         self.byId: dict[str, Node] = {n.id: n for n in nodes}
         self.pairs: dict[str, str] = dict(pairs)
         self.memo: dict[Any, Any] = {}
-        # Bumped by every heartbeat applied: the order (or an interface) changed.
+        # Bumped by every heartbeat that moves a node: the order changed.
         self.stamp = 0
         # Heartbeat seconds in ascending order, and per second the node ids
         # heard then, sorted: walking seconds down and ids up gives the order
@@ -88,12 +88,12 @@ class NodeView:
         node = self.byId.get(nodeid)
         if node is None:
             return
-        self.stamp += 1
         if interfaces is not None:
             node.interfaces = interfaces
         old = node.heartbeat
         if when <= old:
             return
+        self.stamp += 1
         # Copy on write: a walk in progress keeps the lists it started with.
         bucket = list(self._buckets[old])
         del bucket[bisect_left(bucket, nodeid)]

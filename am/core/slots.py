@@ -449,7 +449,7 @@ def _keptWalks(
     else in this search's C{walks}.
     """
     if index is not None and eligible.key is not None:
-        return index.walksOf(eligible.view).setdefault((eligible.key, offset), {})
+        return index.walksOf(eligible.view, eligible.now).setdefault((eligible.key, offset), {})
     return walks.setdefault(number, {})
 
 

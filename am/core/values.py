@@ -119,6 +119,8 @@ def _storable(value: Any, depth: int = 0) -> bool:
         return all(_storable(k, depth + 1) and _storable(v, depth + 1) for k, v in value.items())
     if kind in (list, tuple):
         return all(_storable(item, depth + 1) for item in value)
+    if attrs.has(kind):
+        return all(_storable(getattr(value, f.name), depth + 1) for f in attrs.fields(kind))
     return unstorable(value, "", depth) is None
 
 

@@ -92,6 +92,7 @@ class Walk:
     def __init__(self, pool: Pool, epoch: int, gen: int, start: int) -> None:
         self.pool = pool
         self.ends: dict[int, int] = {}  # position -> earliest free start, while busy
+        self.till: dict[int, int] = {}  # position -> last start it is free at, while free
         self.busy: list[tuple[int, int]] = []  # heap of (that start, position), some stale
         self.open: list[int] = []  # positions to look at again, ascending
         self.drawn = 0  # positions below this were looked at
@@ -102,6 +103,7 @@ class Walk:
     def copy(self) -> "Walk":
         other = Walk(self.pool, self.epoch, self.gen, self.start)
         other.ends = dict(self.ends)
+        other.till = dict(self.till)
         other.busy = list(self.busy)
         other.open = list(self.open)
         other.drawn = self.drawn
@@ -118,11 +120,13 @@ class Walk:
             # The log started over: everything may have changed.
             released = list(self.ends)
             self.ends.clear()
+            self.till.clear()
             self.epoch = index.epoch
         else:
             where = self.pool.where
             for nodeid in changed[self.gen:]:
                 for position in where.get(nodeid, ()):
+                    self.till.pop(position, None)
                     if self.ends.pop(position, None) is not None:
                         released.append(position)
         self.gen = len(changed)
@@ -165,20 +169,28 @@ def freeInIndex(
     the index does not answer for (pending), from the database.
     """
     walk.catchUp(index, start)
-    freeFrom, ends, busy, pool = index.freeFrom, walk.ends, walk.busy, walk.pool
+    freeFrom, ends, busy, pool, till = index.freeFrom, walk.ends, walk.busy, walk.pool, walk.till
     duration = stop - start
 
     def free(position: int, unit: Any) -> bool:
+        # Known free through a later start: no lookup.
+        if till.get(position, start - 1) >= start:
+            return True
         # The unit is free from the latest of its nodes' next free starts.
         found = None
+        sure = True
         for node in unit:
             e = freeFrom(node.id, start, duration, padding)
             if e == UNKNOWN:
                 e = ask(node.id, start - padding, stop + padding)
+                sure = False
             if e is not None and (found is None or e > found):
                 found = e
         if found is None:
+            if sure:
+                till[position] = min(index.freeThrough(n.id, start, duration, padding) for n in unit)
             return True
+        till.pop(position, None)
         ends[position] = found
         heapq.heappush(busy, (found, position))
         return False
