@@ -378,6 +378,12 @@ def _freeAt(
     return free, nextEnd
 
 
+# A window's check: the units per instance, or the shortage and the next start to try.
+WindowResult = tuple[
+    Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
+]
+
+
 def tryWindow(
     txn: IStoreTransaction,
     eligible: Eligible,
@@ -386,9 +392,7 @@ def tryWindow(
     duration: int,
     offsets: Sequence[int],
     walks: Optional[dict[int, dict[Any, Pool]]] = None,
-) -> tuple[
-    Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
-]:
+) -> WindowResult:
     """
     Check one candidate start for every instance; units chosen through the
     interval index are verified against the database (L{_verified}).
@@ -419,9 +423,7 @@ def _tryWindow(
     offsets: Sequence[int],
     index: Optional[IntervalIndex],
     walks: dict[int, dict[Any, Pool]],
-) -> tuple[
-    Optional[tuple[tuple[tuple[str, ...], ...], ...]], Optional[Shortage], Optional[int]
-]:
+) -> WindowResult:
     policy = eligible.policy
     chosen = []
     for number, offset in enumerate(offsets):
