@@ -225,9 +225,23 @@ class UserChanged(Event):
     fields: tuple[str, ...]
 
 
+@attrs.frozen(kw_only=True)
+class NotificationsQueued(Event):
+    """
+    The command wrote C{count} rows to the notification outbox (its
+    in-transaction recorders said so): a deliverer looks at the outbox then,
+    not at every change of every experiment.
+    """
+
+    kind: ClassVar[str] = "notifications.queued"
+
+    count: int
+
+
 Subscriber = Callable[[Event], Any]
 #: Called with the transaction and its events just before commit, on the
-#: store's thread (L{EventStream.subscribeInTransaction}).
+#: store's thread (L{EventStream.subscribeInTransaction}); it returns what it
+#: wrote to the outbox (a sized collection, or None).
 Recorder = Callable[[Any, tuple[Event, ...]], Any]
 
 
@@ -305,8 +319,11 @@ def runCommand(
     core.finish()
     events = tuple(core.events)
     if events:
+        queued = 0
         for recorder in recorders:
-            recorder(txn, events)
+            queued += len(recorder(txn, events) or ())
+        if queued:
+            events += (NotificationsQueued(time=events[-1].time, actor="scheduler", count=queued),)
     return result, events
 
 

@@ -41,7 +41,7 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from am.core.events import Event
+from am.core.events import Event, NotificationsQueued
 from am.core.interfaces import IScheduler
 from am.core.notifyurl import addressRefused, sign
 from am.core.outbox import Delivery, envelope
@@ -179,7 +179,10 @@ class Notifier(Service):
         return d
 
     def _observe(self, event: Event) -> None:
-        if isinstance(getattr(event, "expid", None), int):
+        # Only a command that wrote to the outbox: a booking of an experiment
+        # without a notify URL costs no claim and no look (other controllers'
+        # rows are found by the poll).
+        if isinstance(event, NotificationsQueued):
             self.kick(0)
 
     def kick(self, delay: float) -> None:
