@@ -56,6 +56,7 @@ from am.core.interfaces import IStore, IStoreTransaction
 from am.core.model import Experiment, Interval, Node, Quota, Schedule, User
 from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES, QUEUE_START
+from am.store.pgheld import HeldConnection
 from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
 from am.store.pgleader import PostgresLeadership
@@ -108,10 +109,15 @@ class PostgresTransaction(SQLTransaction):
 
     def __init__(
         self, connection: psycopg.Connection, writing: bool = False, keeper: Optional[ViewKeeper] = None,
+        longest: int = 0,
     ) -> None:
-        self._db = connection
+        # A writer's statements go through a HeldConnection (am.store.pgheld).
+        self._db: Any = HeldConnection(connection) if writing else connection
         self._writing = writing
         self._keeper = keeper if keeper is not None else ViewKeeper(HeartbeatHub())
+        #: A window length C{meta.longest_window} is known to be at least
+        #: (committed: it never shrinks); what this transaction raised it to.
+        self.longestKnown = self.longestNoted = longest
         self.heard: list[tuple[str, int, Optional[list]]] = []
         # The node keys locked so far, and the testbed lock held ("shared",
         # "exclusive" or None): each lock is taken once per transaction.
@@ -152,6 +158,28 @@ class PostgresTransaction(SQLTransaction):
     def _sql(self, text: str) -> str:
         # The shared queries use "?"; psycopg wants "%s" (and none of ours has a literal "?").
         return text.replace("?", "%s")
+
+    def _write(self, sql: str, args: Any, *tables: str) -> None:
+        if self._writing:
+            self._db.hold(self._sql(sql), args, tables)
+        else:
+            self._exec(sql, args)
+
+    def _raiseLongest(self, longest: int) -> None:
+        # The stored value only grows: nothing to write for a window no
+        # longer than one this connection saw committed.
+        if longest > max(self.longestKnown, self.longestNoted):
+            self.longestNoted = longest
+            super()._raiseLongest(longest)
+
+    def commit(self) -> None:
+        """
+        Send the held writes and C{COMMIT} (a writer), or C{COMMIT}.
+        """
+        if self._writing:
+            self._db.commit()
+        else:
+            self._db.execute("COMMIT")
 
     @property
     def schemaVersion(self) -> int:
@@ -201,7 +229,7 @@ class PostgresTransaction(SQLTransaction):
         if interfaces is not None:
             sets.append("interfaces = %s")
             args.append(json.dumps(interfaces))
-        self._db.execute(f"UPDATE nodes SET {', '.join(sets)} WHERE id = %s", (*args, str(nodeid)))
+        self._write(f"UPDATE nodes SET {', '.join(sets)} WHERE id = %s", (*args, str(nodeid)), "nodes")
         self.heard.append((str(nodeid), when, interfaces))
 
     def nodeHasSchedules(self, nodeid: str) -> bool:
@@ -391,6 +419,8 @@ class PostgresDatabase:
             raise
 
     def _connect(self) -> psycopg.Connection:
+        # What this connection learnt of the database starts again.
+        self._longest = 0
         connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         # A controller stuck inside a transaction must not hold its locks
         # forever; one waiting too long fails its request rather than piling up.
@@ -452,13 +482,14 @@ class PostgresDatabase:
 
     def _once(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         connection = self._begin(readOnly)
-        txn = PostgresTransaction(connection, not readOnly, self.keeper)
+        txn = PostgresTransaction(connection, not readOnly, self.keeper, self._longest)
         try:
             result = function(txn, *args, **kwargs)
             if connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 # The function swallowed a database error: COMMIT would quietly roll back.
                 raise psycopg.errors.InFailedSqlTransaction("the transaction failed and was rolled back")
-            connection.execute("COMMIT")
+            txn.commit()
+            self._longest = max(self._longest, txn.longestNoted)
             self.keeper.committed(txn.heard)
             return result
         except psycopg.DataError as e:
