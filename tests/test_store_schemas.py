@@ -22,6 +22,9 @@ DECLARED = {
     # PostgreSQL records each applied migration; SQLite keeps its version
     # in PRAGMA user_version.
     "schema_version": (set(), {"version", "applied"}),
+    # The feed of PostgreSQL's interval index (other controllers' writes);
+    # SQLite has one writer and sees others through PRAGMA data_version.
+    "schedule_changes": (set(), {"xid", "nodeid", "at"}),
 }
 
 
