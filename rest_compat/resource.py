@@ -210,6 +210,10 @@ def pathSegments(raw: list[bytes]) -> Optional[list[str]]:
     return segments
 
 
+# Who a request is from until it is authenticated (a Caller is frozen: one will do).
+_NOBODY = Caller()
+
+
 @attrs.define
 class _Exchange:
     """
@@ -218,7 +222,7 @@ class _Exchange:
 
     method: str = "-"
     route: Optional[str] = None
-    caller: Caller = attrs.field(factory=Caller)
+    caller: Caller = _NOBODY
 
 
 class RESTApplication:
