@@ -30,6 +30,7 @@ from twisted.logger import (
     globalLogBeginner,
     textFileLogObserver,
 )
+from zope.interface import provider
 
 from am.ctl.config import LogConfig
 
@@ -88,15 +89,38 @@ def jsonLineObserver(stream: TextIO) -> ILogObserver:
     return FileLogObserver(stream, eventAsJSON)
 
 
-def startLogging(config: LogConfig, stdout: Optional[TextIO] = None) -> Any:
+def workerObserver(observer: ILogObserver, worker: int) -> ILogObserver:
+    """
+    C{observer} with each event marked by the process that logged it
+    (C{workers: N}, L{am.ctl.workers}; 0 is the main process): a C{worker}
+    field, and in text lines C{[namespace#level w1]}.
+    """
+
+    @provider(ILogObserver)
+    def observe(event: dict[str, Any]) -> None:
+        event = dict(event, worker=worker)
+        system = event.get("log_system")
+        if system is None:
+            level = event.get("log_level")
+            system = f"{event.get('log_namespace', '-')}#{getattr(level, 'name', '-')}"
+        event["log_system"] = f"{system} w{worker}"
+        observer(event)
+
+    return observe
+
+
+def startLogging(config: LogConfig, stdout: Optional[TextIO] = None, worker: Optional[int] = None) -> Any:
     """
     Send the global log to a file or standard output, in C{config.format},
-    filtered by level. (Under twistd, twistd's own log options apply instead.)
+    filtered by level, each event marked with C{worker} when one is given.
+    (Under twistd, twistd's own log options apply instead.)
     """
     stream = stdout or sys.stdout
     if config.file != "-":
         stream = open(config.file, "a", encoding="utf-8", buffering=1)
     observer = jsonLineObserver(stream) if config.format == "json" else textFileLogObserver(stream)
+    if worker is not None:
+        observer = workerObserver(observer, worker)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(config.level))
     filtered = FilteringLogObserver(observer, [predicate])
     globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
