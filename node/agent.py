@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_node_agent -*-
+# -*- test-case-name: tests.test_node_agent,tests.test_node_resume,tests.test_node_controller -*-
 """
 marvind's agent: the heartbeat loop and each task's life on the node.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_node_agent -*-
+# -*- test-case-name: tests.test_node_agent,tests.test_node_resume,tests.test_node_controller -*-
 """
 marvind's state on disk: the tasks it knows and the status reports it still
 has to deliver.

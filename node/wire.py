@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_node_agent -*-
+# -*- test-case-name: tests.test_node_controller -*-
 """
 The controller's wire contract as the agent sees it: status codes, the shape
 of a task in a heartbeat reply, and what an answer to a status report means.

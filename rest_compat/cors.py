@@ -53,7 +53,8 @@ class CORSPolicy:
         result = {
             "Access-Control-Allow-Origin": origin,
             "Access-Control-Allow-Credentials": "true",
-            "Access-Control-Expose-Headers": "Location, api-version, Link, X-Marvin-Next",
+            # A browser script reads the paging cursor and a held request's outcome.
+            "Access-Control-Expose-Headers": "Location, api-version, Link, X-Marvin-Next, X-Marvin-Wait, X-Marvin-State",
             "Vary": "Origin",
         }
         if preflight:

@@ -35,7 +35,7 @@ from am.core.slices import SliceRequest, SliceTarget
 from am.store.postgres import PostgresDatabase
 from am.testing import MemoryStore, SynchronousStore, makeScheduler
 from tests.core_helpers import NOW, assertNoOverlap
-from tests.test_store_contract import TemporaryDatabase
+from tests.storefixtures import TemporaryDatabase
 
 POLICY = Policy(maintenance=(), allocationExpiry=900)
 NODES = ("1", "2")

@@ -208,9 +208,10 @@ def test_timelineInBrowser(demo: Any) -> None:
 
         def colourNow() -> str:
             return _js(browser, f"""
-                const t = marvinTimeline, c = t.barCentre({schedid});
-                if (!c) return null;
+                const t = marvinTimeline;
                 t.draw();
+                const c = t.barCentre({schedid});
+                if (!c) return null;
                 return [t.state.byId.get({schedid}).status, t.pixel(c.x, c.y)].join(" ");
             """) or ""
 

@@ -23,7 +23,7 @@ from am.store.pgleader import PostgresLeadership
 from am.store.postgres import PostgresStore
 from am.testing import MemoryStore
 from tests.test_ctl_service import makeConfig, memoryController
-from tests.test_store_contract import TemporaryDatabase
+from tests.storefixtures import TemporaryDatabase
 
 
 @pytest.fixture(scope="module")

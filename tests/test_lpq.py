@@ -15,7 +15,7 @@ from am.core.errors import BadRequest, Conflict, TransitionRefused
 from am.core.model import Experiment, Node, Schedule, User
 from am.core.policy import MaintenanceWindow, Policy
 from tests.core_helpers import NOW, CoreTestCase
-from tests.test_store_contract import Backend, postgres, store  # noqa: F401 (fixtures)
+from tests.storefixtures import Backend, postgres, store  # noqa: F401 (fixtures)
 
 PADDING = 120
 

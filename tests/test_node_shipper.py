@@ -170,7 +170,7 @@ class AgentTests(SynchronousTestCase):
         from node.agent import MarvindAgent
         from node.client import HTTPControllerClient
         from node.state import StateStore
-        from tests.test_node_agent import NOW, AgentHarness
+        from tests.agentharness import NOW, AgentHarness
         from treq.testing import StubTreq
 
         h = AgentHarness(self)

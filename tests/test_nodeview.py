@@ -22,7 +22,7 @@ from am.store import viewkeeper
 from am.store.postgres import PostgresDatabase
 from am.store.sqlite import SQLiteDatabase
 from am.testing import demoNodes
-from tests.test_store_contract import TemporaryDatabase
+from tests.storefixtures import TemporaryDatabase
 
 
 def order(view: NodeView, since: Any = None) -> list[tuple[int, str]]:

@@ -111,6 +111,26 @@ class DelivererTests(SynchronousTestCase):
         self.reactor.advance(0)
         self.assertEqual(self.resolved, ["hooks.example.org:443"])
 
+    def test_unfollowedExperimentsLeaveItIdle(self) -> None:
+        """
+        A change of an experiment without a notify URL writes no row, so the
+        deliverer does not look (no claim, no read): only its poll stays planned.
+        """
+        notifier = self.notifier(allowPrivate=False, answer=["10.0.0.7"])
+        self.reactor.advance(0)
+        [call] = self.reactor.getDelayedCalls()
+        looks: list[int] = []
+        claim = self.scheduler.claimNotifications
+        self.patch(self.scheduler, "claimNotifications", lambda *a, **k: looks.append(1) or claim(*a, **k))
+        booked = self.successResultOf(self.scheduler.allocate(AllocationRequest(
+            ownerid=self.alice.id, name="quiet", script="docker.io/a/b", nodecount=1, duration=600,
+        )))
+        self.successResultOf(self.scheduler.deleteExperiment(booked.experiment.id, self.alice.id))
+        self.reactor.advance(0)
+        self.assertEqual(looks, [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [call])
+        self.assertEqual(call.getTime(), self.reactor.seconds() + notifier.settings.poll)
+
     def test_signedRequest(self) -> None:
         """
         The body is the envelope; the headers carry its identity and the

@@ -14,6 +14,7 @@ import attrs
 
 from am.core import outbox
 from am.core.errors import BadRequest, Forbidden
+from am.core.events import NotificationQueued
 from am.core.notifyurl import addressRefused, checkURL, sign
 from am.core.policy import Policy
 from tests.core_helpers import CoreTestCase
@@ -52,11 +53,28 @@ class RecordTests(CoreTestCase):
 
     def test_noURLNoRows(self) -> None:
         """
-        An experiment without C{notify} writes nothing to the outbox.
+        An experiment without C{notify} writes nothing to the outbox (and
+        tells nobody it did).
         """
+        seen: list = []
+        self.scheduler.events.subscribe(seen.append)
         expid = self.book().experiment.id
         self.successResultOf(self.scheduler.deleteExperiment(expid, self.alice.id))
         self.assertEqual(self.rows(expid), [])
+        self.assertNotIn("notification.queued", [e.kind for e in seen])
+
+    def test_queuedRowsAreAnnounced(self) -> None:
+        """
+        After commit, each row written is announced by a
+        L{NotificationQueued} event after the command's own events, naming
+        the experiment and the kind of event it carries.
+        """
+        seen: list = []
+        self.scheduler.events.subscribe(seen.append)
+        expid = self.book(notify=HOOK).experiment.id
+        self.assertEqual([e.kind for e in seen], ["booking.made", "notification.queued"])
+        self.assertIsInstance(seen[1], NotificationQueued)
+        self.assertEqual((seen[1].expid, seen[1].event), (expid, "booking.made"))
 
     def test_rowsRollBackWithTheChange(self) -> None:
         """

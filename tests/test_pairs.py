@@ -16,7 +16,7 @@ from am.core.errors import BadRequest, Conflict, NotFound
 from am.core.model import Node
 from am.core.policy import Policy
 from tests.core_helpers import NOW, CoreTestCase, assertNoOverlap
-from tests.test_store_contract import Backend, postgres, store  # noqa: F401 (fixtures)
+from tests.storefixtures import Backend, postgres, store  # noqa: F401 (fixtures)
 
 HEAD_IMAGE = "docker.io/monroe/head"
 TAIL_IMAGE = "docker.io/monroe/tail"

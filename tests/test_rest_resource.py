@@ -323,12 +323,14 @@ class CORSTests(SynchronousTestCase):
 
     def test_pagingHeadersExposed(self) -> None:
         """
-        A page script in the browser can read the next page's cursor and link.
+        A page script in the browser can read the next page's cursor and link,
+        and whether a held request (C{?wait=}) met its condition.
         """
         h = RESTHarness(cors=["https://ui.example.org"])
         response = h.request("GET", "/version", headers={"Origin": "https://ui.example.org"})
         exposed = [name.strip() for name in response.header("access-control-expose-headers").split(",")]
-        self.assertEqual(exposed, ["Location", "api-version", "Link", "X-Marvin-Next"])
+        self.assertEqual(exposed, ["Location", "api-version", "Link", "X-Marvin-Next",
+                                   "X-Marvin-Wait", "X-Marvin-State"])
 
     def test_otherOrigin(self) -> None:
         """

@@ -33,7 +33,7 @@ from am.store.sqlite import SQLiteDatabase
 from am.testing import SynchronousStore, makeScheduler
 from rest_compat.resource import _STATUS
 from tests.core_helpers import NOW, assertNoOverlap
-from tests.test_store_contract import postgres  # noqa: F401 (the fixture)
+from tests.storefixtures import postgres  # noqa: F401 (the fixture)
 
 POLICY = Policy(maintenance=())
 SLICE = "urn:publicid:IDN+example.org:proj+slice+s1"

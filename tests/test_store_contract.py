@@ -3,19 +3,14 @@ One contract for every store: each test runs against the SQLite database (a
 temporary file) and the PostgreSQL database (a schema of its own in a database
 made for this module), through C{db.run(...)} and L{IStoreTransaction} only.
 
-PostgreSQL comes from C{MARVIN_TEST_POSTGRES} (a URL of a database the tests may
-connect to as a user allowed to create databases), by default the local socket.
-The tests fail, never skip, when it is not there.
+The stores come from L{tests.storefixtures} (PostgreSQL from
+C{MARVIN_TEST_POSTGRES}; the tests fail, never skip, when it is not there).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import urllib.parse
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import psycopg
 import pytest
 from zope.interface.verify import verifyObject
 
@@ -25,135 +20,11 @@ from am.core.errors import Conflict
 from am.core.interfaces import IStoreTransaction
 from am.core.model import Booked, Experiment, FeedRow, JournalEntry, Node, Notification, Quota, ResultFile, Schedule, User
 from am.core.policy import Policy
-from am.store.postgres import PostgresDatabase
-from am.store.sqlite import SQLiteDatabase
 from am.testing import demoNodes
 from tests.core_helpers import NOW, assertNoOverlap
+from tests.storefixtures import Backend, both, postgres, store  # noqa: F401 (fixtures)
 
-SERVER = os.environ.get("MARVIN_TEST_POSTGRES", "postgresql:///postgres?host=/var/run/postgresql")
 POLICY = Policy(maintenance=())
-
-
-def withQuery(url: str, **params: str) -> str:
-    """
-    C{url} with query parameters added (or replaced).
-    """
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    query.update(params)
-    return _unsplit(parts._replace(query=urllib.parse.urlencode(query, quote_via=urllib.parse.quote)))
-
-
-def _unsplit(parts: urllib.parse.SplitResult) -> str:
-    # urlunsplit drops the empty host of postgresql:///db?host=/socket/dir
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{parts.netloc}{parts.path}{query}"
-
-
-class TemporaryDatabase:
-    """
-    A database of its own on the test server, made now and dropped by L{drop}.
-
-    @ivar url: its URL.
-    """
-
-    def __init__(self, server: str = SERVER) -> None:
-        try:
-            self._admin = psycopg.connect(server, autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as e:
-            pytest.fail(
-                f"These tests need a PostgreSQL server; none answers at {server} "
-                f"(set MARVIN_TEST_POSTGRES to a URL where databases may be created): {e}",
-                pytrace=False,
-            )
-        self.name = f"marvin_test_{secrets.token_hex(6)}"
-        self._admin.execute(f'CREATE DATABASE "{self.name}"')
-        parts = urllib.parse.urlsplit(server)
-        self.url = _unsplit(parts._replace(path="/" + self.name))
-
-    def schema(self, name: str) -> str:
-        """
-        The URL of a new schema of this database: tables made there do not see
-        those of other schemas.
-        """
-        with psycopg.connect(self.url, autocommit=True) as connection:
-            connection.execute(f'CREATE SCHEMA "{name}"')
-        return withQuery(self.url, options=f"-csearch_path={name}")
-
-    def execute(self, sql: str) -> None:
-        """
-        Run one statement in this database as the administrator.
-        """
-        with psycopg.connect(self.url, autocommit=True) as connection:
-            connection.execute(sql)
-
-    def drop(self) -> None:
-        self._admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        self._admin.close()
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[TemporaryDatabase]:
-    database = TemporaryDatabase()
-    yield database
-    database.drop()
-
-
-class Backend:
-    """
-    One store under test: C{db} is open; L{reopen} closes it and opens the same data.
-    """
-
-    def __init__(self, name: str, opener: Callable[[], Any]) -> None:
-        self.name = name
-        self._opener = opener
-        self.opened: list[Any] = []
-        self.db = self.open()
-
-    def open(self) -> Any:
-        db = self._opener()
-        self.opened.append(db)
-        return db
-
-    def reopen(self) -> Any:
-        self.db.close()
-        self.db = self.open()
-        return self.db
-
-    def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        return self.db.run(function, *args)
-
-    def close(self) -> None:
-        for db in self.opened:
-            db.close()
-
-
-def _backend(kind: str, request: Any, tmp_path: Any) -> Iterator[Backend]:
-    if kind == "sqlite":
-        path = str(tmp_path / "contract.db")
-        backend = Backend("sqlite", lambda: SQLiteDatabase(path))
-    else:
-        url = request.getfixturevalue("postgres").schema(f"s_{secrets.token_hex(4)}")
-        backend = Backend("postgres", lambda: PostgresDatabase(url))
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: Any, tmp_path: Any) -> Iterator[Backend]:
-    yield from _backend(request.param, request, tmp_path)
-
-
-@pytest.fixture
-def both(request: Any, tmp_path: Any) -> Iterator[tuple[Backend, Backend]]:
-    """
-    One store of each kind, for tests that compare their answers.
-    """
-    sqlite = _backend("sqlite", request, tmp_path)
-    postgres = _backend("postgres", request, tmp_path)
-    yield next(sqlite), next(postgres)
-    for rest in (sqlite, postgres):
-        next(rest, None)
 
 
 def _owner(txn: Any, name: str = "o", fingerprint: str = "0" * 40) -> int:
@@ -630,7 +501,7 @@ def _allocations(backend: Backend) -> list[Any]:
         dict(ownerid=bob, nodecount=1, duration=600, start=NOW + 7200, nodes=["1", "2", "3", "4"], shared=True),
         dict(ownerid=bob, nodecount=6, duration=600, start=0),
     ]
-    outcomes = []
+    outcomes: list[Any] = []
     for fields in requests:
         request = AllocationRequest(name="x", script="docker.io/x/y", **fields)
         try:

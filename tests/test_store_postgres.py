@@ -33,7 +33,7 @@ from am.testing import demoNodes
 from tests.core_helpers import NOW, assertNoOverlap
 from tests.test_e2e_ctl import START_DEADLINE, Client, start, writeConfig
 from tests.test_e2e_ctl import pki  # noqa: F401 (a fixture)
-from tests.test_store_contract import TemporaryDatabase, withQuery
+from tests.storefixtures import TemporaryDatabase, withQuery
 
 POLICY = Policy(maintenance=())
 _server: list[TemporaryDatabase] = []

@@ -11,7 +11,7 @@ import psycopg
 
 from am.store.postgres import PostgresDatabase
 from am.store.sqlite import SQLiteDatabase
-from tests.test_store_contract import TemporaryDatabase
+from tests.storefixtures import TemporaryDatabase
 
 #: table -> (columns only SQLite has, columns only PostgreSQL has), by design.
 DECLARED = {

@@ -18,7 +18,7 @@ them (L{Event.asDict}).
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Iterable, Optional
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -213,6 +213,21 @@ class NodeHeard(Event):
 
 
 @attrs.frozen(kw_only=True)
+class NotificationQueued(Event):
+    """
+    A notification of this experiment was written to the outbox (by the
+    in-transaction recorder L{am.core.outbox.record}, in the same
+    transaction as the change it reports): the deliverer looks at the outbox
+    at once only then, not after every change of an experiment nobody follows.
+    """
+
+    kind: ClassVar[str] = "notification.queued"
+
+    expid: int
+    event: str
+
+
+@attrs.frozen(kw_only=True)
 class UserChanged(Event):
     """
     A user's account changed: invalidated, or its fingerprint replaced
@@ -227,8 +242,9 @@ class UserChanged(Event):
 
 Subscriber = Callable[[Event], Any]
 #: Called with the transaction and its events just before commit, on the
-#: store's thread (L{EventStream.subscribeInTransaction}).
-Recorder = Callable[[Any, tuple[Event, ...]], Any]
+#: store's thread (L{EventStream.subscribeInTransaction}); it may return
+#: events saying what it wrote (or C{None}).
+Recorder = Callable[[Any, tuple[Event, ...]], Optional[Iterable[Event]]]
 
 
 class CoreTransaction:
@@ -298,15 +314,18 @@ def runCommand(
     """
     Run one command's rules in C{txn} (inside the store's transaction) and
     return its result with the events it recorded; the C{recorders} see the
-    events before commit, in the same transaction (a persistent outbox).
+    events before commit, in the same transaction (a persistent outbox), and
+    the events they return (what they wrote) follow the command's own.
     """
     core = CoreTransaction(txn)
     result = function(core, *args, **kwargs)
     core.finish()
     events = tuple(core.events)
     if events:
+        written: list[Event] = []
         for recorder in recorders:
-            recorder(txn, events)
+            written.extend(recorder(txn, events) or ())
+        events += tuple(written)
     return result, events
 
 
@@ -329,7 +348,9 @@ class EventStream:
         Call C{recorder(txn, events)} inside every command's transaction, after
         its rules and before commit, on the store's thread: for what must be
         durable with the change (the notification outbox). It must only
-        write through C{txn}; an exception rolls the command back.
+        write through C{txn}; an exception rolls the command back. The
+        events it returns (what it wrote) are delivered after the command's
+        own; they are not recorded again.
         """
         self.recorders = self.recorders + (recorder,)
 

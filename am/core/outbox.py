@@ -26,7 +26,7 @@ import attrs
 
 from am.core.accounts import actingUser
 from am.core.errors import BadRequest, Forbidden
-from am.core.events import Event
+from am.core.events import Event, NotificationQueued
 from am.core.interfaces import IStoreTransaction
 from am.core.model import Experiment, Notification
 from am.core.notifyurl import STORED
@@ -78,11 +78,12 @@ def ensureSecret(txn: IStoreTransaction, userid: int, now: int) -> str:
     return secret
 
 
-def record(txn: IStoreTransaction, events: Iterable[Event]) -> list[Notification]:
+def record(txn: IStoreTransaction, events: Iterable[Event]) -> list[NotificationQueued]:
     """
     The in-transaction subscriber: one outbox row for each event naming an
     experiment that has a notify URL. Runs before commit, in the command's
-    transaction; a failure here rolls the whole command back.
+    transaction; a failure here rolls the whole command back. Returns one
+    L{NotificationQueued} per row (delivered after commit: the deliverer's cue).
     """
     experiments: dict[int, Optional[Experiment]] = {}
     written = []
@@ -102,7 +103,7 @@ def record(txn: IStoreTransaction, events: Iterable[Event]) -> list[Notification
             created=event.time, eventid=secrets.token_hex(16), due=event.time,
         )
         txn.addNotification(entry)
-        written.append(entry)
+        written.append(NotificationQueued(time=event.time, actor=event.actor, expid=expid, event=event.kind))
     return written
 
 

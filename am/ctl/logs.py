@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_ctl_logs -*-
 """
 Where marvinctld's log goes and in what form: Twisted's plain text lines by
-default, or with C{log.format: json} one JSON object per line that log
-shippers read without a Twisted parser::
+default (the same text, formatted more cheaply by L{am.ctl.logformat}), or
+with C{log.format: json} one JSON object per line that log shippers read
+without a Twisted parser::
 
     {"time": "2026-12-05T15:07:24.120Z", "level": "info", "logger": "rest_compat.resource.RESTApplication",
      "message": "POST /v1/experiments alice#2 201 3.1 ms", "method": "POST", "route": "experiments",
@@ -26,13 +27,12 @@ from twisted.logger import (
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
-    formatEvent,
     globalLogBeginner,
-    textFileLogObserver,
 )
 from zope.interface import provider
 
 from am.ctl.config import LogConfig
+from am.ctl.logformat import classicLineFormatter, messageOf
 
 _RESERVED = {"time", "level", "logger", "message"}
 # Twisted's own bookkeeping and the legacy log's keys: not fields.
@@ -66,7 +66,7 @@ def eventAsJSON(event: dict[str, Any]) -> str:
         "time": isoTime(event.get("log_time") or 0.0),
         "level": level.name if isinstance(level, type(LogLevel.info)) else ("error" if event.get("isError") else "info"),
         "logger": event.get("log_namespace") or event.get("system") or "-",
-        "message": formatEvent(event),
+        "message": messageOf(event),
     }
     for key, value in event.items():
         if key.startswith("log_") or key in _INTERNAL:
@@ -109,6 +109,15 @@ def workerObserver(observer: ILogObserver, worker: int) -> ILogObserver:
     return observe
 
 
+def textLineObserver(stream: TextIO) -> ILogObserver:
+    """
+    An observer writing Twisted's classic text lines to C{stream}, exactly as
+    L{twisted.logger.textFileLogObserver} does, formatted more cheaply
+    (L{am.ctl.logformat}).
+    """
+    return FileLogObserver(stream, classicLineFormatter())
+
+
 def startLogging(config: LogConfig, stdout: Optional[TextIO] = None, worker: Optional[int] = None) -> Any:
     """
     Send the global log to a file or standard output, in C{config.format},
@@ -118,7 +127,7 @@ def startLogging(config: LogConfig, stdout: Optional[TextIO] = None, worker: Opt
     stream = stdout or sys.stdout
     if config.file != "-":
         stream = open(config.file, "a", encoding="utf-8", buffering=1)
-    observer = jsonLineObserver(stream) if config.format == "json" else textFileLogObserver(stream)
+    observer = jsonLineObserver(stream) if config.format == "json" else textLineObserver(stream)
     if worker is not None:
         observer = workerObserver(observer, worker)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(config.level))

@@ -5,8 +5,8 @@ rows of the core's outbox (L{am.core.outbox}) with a lease, POSTs each as
 signed JSON with Twisted's HTTP client from the reactor, and settles it
 (delivered, retried later with backoff, or given up).
 
-It looks at the outbox when a command committed an event that names an
-experiment (at once), when the earliest pending row falls due, and every
+It looks at the outbox when a command committed a notification
+(L{am.core.events.NotificationQueued}, at once), when the earliest pending row falls due, and every
 C{poll} seconds otherwise (rows other controllers wrote, leases that ran
 out). A row is deleted nowhere: its state is what its owner reads at
 C{GET /experiments/<id>/events}.
@@ -41,7 +41,7 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from am.core.events import Event
+from am.core.events import Event, NotificationQueued
 from am.core.interfaces import IScheduler
 from am.core.notifyurl import addressRefused, sign
 from am.core.outbox import Delivery, envelope
@@ -179,7 +179,7 @@ class Notifier(Service):
         return d
 
     def _observe(self, event: Event) -> None:
-        if isinstance(getattr(event, "expid", None), int):
+        if isinstance(event, NotificationQueued):
             self.kick(0)
 
     def kick(self, delay: float) -> None:

@@ -536,7 +536,8 @@
       const left = [x0, Math.min(x1, xNow - 3)], right = [Math.max(x0, xNow + 3), x1];
       const [a, b] = (left[1] - left[0] >= right[1] - right[0]) ? left : right;
       if (b - a < 2) return null;
-      return { x: Math.round((a + b) / 2), y: Math.round(y + ROW / 2 - 5) };
+      // The bar's last pixel row: below the label's descenders ("deployed", "running").
+      return { x: Math.round((a + b) / 2), y: Math.round(y + ROW / 2 - 4) };
     },
     pixel(x, y) {
       const dpr = window.devicePixelRatio || 1;
