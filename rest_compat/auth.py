@@ -19,6 +19,7 @@ import attrs
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 
 from am.core.model import User
 from am.core.interfaces import IScheduler
@@ -130,7 +131,7 @@ class Authenticator:
         What the request presents: C{(fingerprint or "", verified, via)}.
         A certificate on our own TLS connection wins over any header.
         """
-        getPeerCertificate = getattr(getattr(request, "transport", None), "getPeerCertificate", None)
+        getPeerCertificate = _certificateGetter(getattr(request, "transport", None))
         if callable(getPeerCertificate):
             try:
                 certificate = getPeerCertificate()
@@ -173,6 +174,23 @@ class Authenticator:
         if identities is None:
             identities = Identities(scheduler, remember=False)
         return identities.userFor(fingerprint).addCallback(found)
+
+
+def _certificateGetter(transport: Any) -> Any:
+    """
+    C{transport.getPeerCertificate}, or C{None}. A L{ProtocolWrapper} (the
+    per-peer connection limit wraps every connection) forwards a missing
+    attribute to what it wraps through C{__getattr__}, which on a plain
+    connection costs two exceptions per request: look through the wrappers
+    first (a TLS connection's own wrapper has the method).
+    """
+    while (
+        isinstance(transport, ProtocolWrapper)
+        and not hasattr(type(transport), "getPeerCertificate")
+        and "getPeerCertificate" not in vars(transport)
+    ):
+        transport = transport.transport
+    return getattr(transport, "getPeerCertificate", None)
 
 
 def _header(request: Any, name: bytes) -> Optional[str]:

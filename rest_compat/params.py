@@ -11,6 +11,7 @@ L{BodyTooLarge}; nothing here lets a Python exception escape.
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.policy
 import json
@@ -58,6 +59,23 @@ def _fromMultiDict(pairs: Mapping[bytes, list[bytes]]) -> dict[str, Any]:
     return result
 
 
+def unquote(raw: bytes) -> bytes:
+    """
+    What C{urllib.parse.unquote_to_bytes} returns, computed in C: each
+    C{%xx} becomes a C{\\xhh} escape for C{codecs.escape_decode} (backslashes
+    escaped first). The standard function loops in Python over every escape:
+    a heartbeat's C{interfaces} (JSON, every quote and brace escaped) cost
+    10 us. A C{%} not followed by two hex digits makes the decoder fail, and
+    the standard function then leaves it as it is.
+    """
+    if b"%" not in raw:
+        return raw
+    try:
+        return codecs.escape_decode(raw.replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]  # type: ignore[no-any-return]
+    except ValueError:
+        return unquote_to_bytes(raw)
+
+
 def parseForm(raw: bytes) -> dict[str, Any]:
     """
     A urlencoded form (or query string) as bytes in, text out: C{+} is a
@@ -68,8 +86,8 @@ def parseForm(raw: bytes) -> dict[str, Any]:
         if not item:
             continue
         key, _, value = item.partition(b"=")
-        key = unquote_to_bytes(key.replace(b"+", b" "))
-        pairs.setdefault(key, []).append(unquote_to_bytes(value.replace(b"+", b" ")))
+        key = unquote(key.replace(b"+", b" "))
+        pairs.setdefault(key, []).append(unquote(value.replace(b"+", b" ")))
     return _fromMultiDict(pairs)
 
 

@@ -89,6 +89,33 @@ class DeadlineTests(SynchronousTestCase):
         c.reactor.advance(10)
         self.assertEqual(status(transport), 408)
 
+    def test_wholeRequestsSetNoTimer(self):
+        """
+        A request that comes whole in one read is served without a deadline
+        ever being set; the incomplete one pipelined behind it gets one.
+        """
+        c = Connections()
+        protocol, transport = c.connect()
+        channel = protocol.wrappedProtocol
+        deadlines = []
+        realCallLater = channel.callLater
+
+        def callLater(delay, func, *args, **kwargs):
+            if func == channel._readTooSlow:
+                deadlines.append(delay)
+            return realCallLater(delay, func, *args, **kwargs)
+
+        channel.callLater = callLater
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(transport.value().endswith(b"hello"))
+        self.assertEqual(deadlines, [])
+        transport.clear()
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n")
+        self.assertEqual(deadlines, [10])
+        c.reactor.advance(10)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 "), 2)
+        self.assertIn(b"408", transport.value())
+
     def test_noDeadlineLeftAfterClose(self):
         c = Connections()
         protocol, transport = c.connect()

@@ -11,11 +11,12 @@ import threading
 from typing import Any, Callable
 
 from twisted.internet import defer, reactor
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from am.core.model import Node
-from am.store.groupcommit import GroupCommitter
+from am.store.groupcommit import GroupCommitter, WriterThread
 from am.store.sqlite import SQLiteDatabase, SQLiteStore
 
 
@@ -48,6 +49,45 @@ class FakeReactor:
     def runAll(self) -> None:
         while self.calls:
             self.calls.pop(0)()
+
+
+class WriterThreadTests(SynchronousTestCase):
+    """
+    The store's writer thread: one thread, work in order, errors logged.
+    """
+
+    def test_inOrderOnItsThread(self) -> None:
+        """
+        Callables run in the order handed over, with their arguments, on one
+        thread that is not the caller's; C{stop} runs what was queued first.
+        """
+        writer = WriterThread(name="test-writer")
+        writer.start()
+        ran: list[tuple[int, str, Any]] = []
+        for n in range(50):
+            writer.callInThread(lambda n, k: ran.append((n, threading.current_thread().name, k)), n, k=n * 2)
+        writer.stop()
+        self.assertEqual([(n, k) for n, _, k in ran], [(n, n * 2) for n in range(50)])
+        self.assertEqual({name for _, name, _ in ran}, {"test-writer"})
+        self.assertNotIn("test-writer", [t.name for t in threading.enumerate()])
+        writer.stop()  # a second stop is harmless
+
+    def test_errorsAreLoggedAndWorkGoesOn(self) -> None:
+        """
+        A callable that raises is logged; the next one still runs.
+        """
+        logged: list[dict] = []
+        writer = WriterThread(name="test-writer")
+        writer.log = Logger(observer=logged.append)
+        writer.start()
+        ran: list[int] = []
+        writer.callInThread(lambda: 1 / 0)
+        writer.callInThread(ran.append, 1)
+        writer.stop()
+        self.assertEqual(ran, [1])
+        [event] = logged
+        self.assertTrue(event["log_failure"].check(ZeroDivisionError))
+        self.assertEqual(event["name"], "test-writer")
 
 
 class GroupCommitterTests(SynchronousTestCase):

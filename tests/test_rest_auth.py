@@ -26,6 +26,8 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
@@ -166,6 +168,20 @@ class AuthenticationTests(SynchronousTestCase):
         response = self.auth(transport=FakeTLSTransport(crypto.X509.from_cryptography(_MALLORY)))
         self.assertEqual(response.code, 401)
         self.assertEqual(response.json, dict(ANONYMOUS, verified="SUCCESS", fingerprint=_sha1(_MALLORY)))
+
+    def test_certificateBehindWrappers(self) -> None:
+        """
+        Behind protocol wrappers (the per-peer connection limit) the
+        certificate of the connection is still found; a wrapper over a plain
+        connection has none, and the proxy headers decide.
+        """
+        tls = _wrapped(FakeTLSTransport(self.fakeCert), 2)
+        response = self.auth(transport=tls, headers={"VERIFIED": "SUCCESS", "SSL_FINGERPRINT": "f" * 40})
+        self.assertEqual(response.json["user"]["name"], "alice")
+        plain = _wrapped(StringTransport(), 1)
+        headers = {"VERIFIED": "SUCCESS", "SSL_FINGERPRINT": self.alice.fingerprint}
+        response = self.auth(transport=plain, headers=headers, client=address("127.0.0.1"))
+        self.assertEqual(response.json["user"]["id"], self.alice.id)
 
     def test_brokenTransportFailsClosed(self) -> None:
         """
@@ -375,3 +391,15 @@ class RealTLSTests(SynchronousTestCase):
             mallory, b"GET /v1/resources HTTP/1.1\r\nHost: controller.test\r\nConnection: close\r\n\r\n"
         )
         self.assertTrue(received.startswith(b"HTTP/1.1 401 "), received[:40])
+
+
+def _wrapped(transport: object, levels: int) -> object:
+    """
+    C{transport} under C{levels} protocol wrappers, as the listener's
+    connection limit puts it.
+    """
+    for _ in range(levels):
+        wrapper = ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())
+        wrapper.makeConnection(transport)
+        transport = wrapper
+    return transport

@@ -6,6 +6,7 @@ forms for any method, query strings, and the loosely typed legacy values.
 from __future__ import annotations
 
 from io import BytesIO
+from urllib.parse import unquote_to_bytes
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,6 +107,18 @@ class BodyTests(SynchronousTestCase):
         request = _request(b"")
         request.content = None
         self.assertEqual(params.readBody(request), b"")
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(st.one_of(
+        st.binary(max_size=4), st.sampled_from([b"%", b"\\", b"\\x", b"%4", b"%41", b"%e2%82%AC", b"%zz", b"%%", b"+"]),
+    ), max_size=12))
+    def test_unquoteAsTheStandardLibrary(self, pieces: list[bytes]) -> None:
+        """
+        L{params.unquote} gives what C{urllib.parse.unquote_to_bytes} gives,
+        escapes, stray percent signs and backslashes alike.
+        """
+        raw = b"".join(pieces)
+        self.assertEqual(params.unquote(raw), unquote_to_bytes(raw))
 
     @settings(max_examples=200, deadline=None)
     @given(st.binary(max_size=300), st.sampled_from([b"", b"application/json", b"application/x-www-form-urlencoded",

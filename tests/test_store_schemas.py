@@ -22,9 +22,11 @@ DECLARED = {
     # PostgreSQL records each applied migration; SQLite keeps its version
     # in PRAGMA user_version.
     "schema_version": (set(), {"version", "applied"}),
-    # SQLite's workers keep an interval index each and follow each other's
-    # bookings through this log (docs/sqlite.md); PostgreSQL keeps no index.
-    "schedule_changes": ({"seq", "nodeid"}, set()),
+    # Both logs feed an interval index with other processes' writes of
+    # schedules: SQLite's (worker processes, docs/sqlite.md) is read in commit
+    # order by sequence number; PostgreSQL's by transaction id since a snapshot,
+    # pruned by time (docs/postgresql.md).
+    "schedule_changes": ({"seq"}, {"xid", "at"}),
 }
 
 

@@ -105,23 +105,59 @@ def unstorable(value: Any, name: str, depth: int = 0) -> Optional[str]:
     return None
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+# The field names of attrs classes met (None: not an attrs class); few classes.
+_FIELDS: dict[type, Optional[tuple[str, ...]]] = {}
+
+
+def _text(value: str) -> bool:
+    return "\x00" not in value and (value.isascii() or unstorable(value, "") is None)
+
+
+def _fieldNames(kind: type) -> Optional[tuple[str, ...]]:
+    try:
+        return _FIELDS[kind]
+    except KeyError:
+        names = tuple(f.name for f in attrs.fields(kind)) if attrs.has(kind) else None
+        if len(_FIELDS) < 1000:
+            _FIELDS[kind] = names
+        return names
+
+
 def _storable(value: Any, depth: int = 0) -> bool:
     """
     Whether L{unstorable} would find nothing (the common case, without
-    building a name for every field on the way).
+    building a name for every field on the way). Runs for every argument of
+    every command: strings and numbers inside containers are checked in the
+    loop, without a call each.
     """
     kind = type(value)
     if kind is str:
-        return "\x00" not in value and (value.isascii() or unstorable(value, "") is None)
-    if kind in (int, float, bool) or value is None or depth > 64:
+        return _text(value)
+    if kind in _SCALARS or depth > 64:
         return True
     if kind is dict:
-        return all(_storable(k, depth + 1) and _storable(v, depth + 1) for k, v in value.items())
-    if kind in (list, tuple):
-        return all(_storable(item, depth + 1) for item in value)
-    if attrs.has(kind):
-        return all(_storable(getattr(value, f.name), depth + 1) for f in attrs.fields(kind))
-    return unstorable(value, "", depth) is None
+        items: Any = value.items()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        names = _fieldNames(kind)
+        if names is None:
+            return unstorable(value, "", depth) is None
+        items = [getattr(value, name) for name in names]
+    depth += 1
+    for item in items:
+        if kind is dict:
+            key, item = item
+            if not (_text(key) if type(key) is str else _storable(key, depth)):
+                return False
+        itemKind = type(item)
+        if itemKind is str:
+            if not _text(item):
+                return False
+        elif itemKind not in _SCALARS and not _storable(item, depth):
+            return False
+    return True
 
 
 def requireStorable(name: str, value: Any) -> None:

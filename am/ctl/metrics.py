@@ -149,7 +149,7 @@ class Metrics:
         ok = status.startswith("2")
         if face == "rest":
             if route == "experiments" and method == "POST" and status != "401":
-                self.bookings.labels(face="rest", outcome="made" if ok else "refused").inc()
+                self.child(self.bookings, "rest", "made" if ok else "refused").inc()
             elif route == "resource" and method == "PUT" and ok and getattr(request, "marvinRole", None) == "node":
                 self.heartbeats.inc()
         call = getattr(request, "geniCall", None)

@@ -74,13 +74,19 @@ class GuardedChannel(HTTPChannel):
     lingerTimeout: float = 2.0
     _readDeadline: Any = None
     _refused = False
+    # A request's first line came and its last byte has not.
+    _reading = False
 
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._readDeadline is None and not self._handlingRequest and data:
-            self._readDeadline = self.callLater(self.readTimeout, self._readTooSlow)
         super().dataReceived(data)
+        # The deadline starts only for a request still incomplete once this
+        # data is parsed (at the same clock time as its first byte): most
+        # requests come whole in one read, and a timer set and cancelled
+        # for each cost more than the check.
+        if self._reading and self._readDeadline is None and not self._refused and not self._handlingRequest:
+            self._readDeadline = self.callLater(self.readTimeout, self._readTooSlow)
 
     def lineReceived(self, line: bytes) -> None:
         if self._refused:
@@ -88,12 +94,14 @@ class GuardedChannel(HTTPChannel):
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
             self._refuse(431, "Request Header Fields Too Large", f"Request headers over {self.totalHeadersSize} bytes.")
             return
+        self._reading = True
         super().lineReceived(line)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._refuse(431, "Request Header Fields Too Large", f"A request or header line over {self.MAX_LENGTH} bytes.")
 
     def allContentReceived(self) -> None:
+        self._reading = False
         self._cancelDeadline()
         super().allContentReceived()
 

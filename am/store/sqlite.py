@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from am.core.interfaces import IStore, IStoreTransaction
@@ -39,7 +38,7 @@ from am.store.rows import (
     SCHEDULE_COLUMNS,
     scheduleFromRow,
 )
-from am.store.groupcommit import MAX_BATCH, GroupCommitter, Outcome, Work
+from am.store.groupcommit import MAX_BATCH, GroupCommitter, Outcome, Work, WriterThread
 from am.store.schema import migrate
 from am.store.sharedfile import WriterLock, catchUp, lastChange
 from am.store.sqlcommon import SQLTransaction
@@ -541,7 +540,7 @@ class SQLiteStore:
     ) -> None:
         self._database = SQLiteDatabase(path, synchronous, shared)
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="marvin-sqlite")
+        self._pool = WriterThread(name="marvin-sqlite")
         self._pool.start()
         self._committer = GroupCommitter(reactor, self._pool, self._database.runBatch, maxBatch)
 
