@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from am.store.leadership import ILeadership
+from am.store.pgindex import prune
 
 #: The class of the leader's advisory lock (two-key form; the second key is
 #: the hash of the schema's name).
@@ -63,8 +64,12 @@ class PostgresLeadership:
                         keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
                     )
                 if self.leading:
-                    # Already held: taking it again would only stack it.
-                    self._connection.execute("SELECT 1")
+                    # Already held: taking it again would only stack it. The
+                    # leader's round trip prunes the interval index's feed.
+                    try:
+                        prune(self._connection)
+                    except psycopg.errors.UndefinedTable:
+                        pass  # (no Marvin tables there: the session answered all the same)
                 else:
                     self.leading = bool(self._connection.execute(_TRY).fetchone()[0])
             except psycopg.Error as e:

@@ -232,6 +232,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX result_windows_closes ON result_windows (closes);
     """,
+    # 11: the feed of the interval index (am/store/pgindex.py): the writing
+    # transaction's xid and each node whose blocking windows a write touched.
+    """
+    CREATE TABLE schedule_changes (
+        xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        nodeid text COLLATE "C" NOT NULL,
+        at timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+    CREATE INDEX schedule_changes_xid ON schedule_changes (xid);
+    CREATE INDEX schedule_changes_at ON schedule_changes (at);
+    CREATE FUNCTION schedule_changed() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' AND OLD.blocking THEN
+            INSERT INTO schedule_changes (nodeid) VALUES (OLD.nodeid);
+        END IF;
+        IF TG_OP <> 'DELETE' AND NEW.blocking THEN
+            INSERT INTO schedule_changes (nodeid) VALUES (NEW.nodeid);
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER schedules_written AFTER INSERT OR DELETE ON schedules
+        FOR EACH ROW EXECUTE FUNCTION schedule_changed();
+    CREATE TRIGGER schedules_moved AFTER UPDATE ON schedules FOR EACH ROW
+        WHEN (OLD.nodeid IS DISTINCT FROM NEW.nodeid OR OLD.start IS DISTINCT FROM NEW.start
+              OR OLD.stop IS DISTINCT FROM NEW.stop OR OLD.blocking IS DISTINCT FROM NEW.blocking)
+        EXECUTE FUNCTION schedule_changed();
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -2,37 +2,27 @@
 """
 The PostgreSQL store, for operators who run several controllers on one database.
 
-No database-wide lock: writers run concurrently under READ COMMITTED and wait
-for each other only where they touch the same thing (docs/postgresql.md):
+No database-wide lock (docs/postgresql.md): writers run concurrently under
+READ COMMITTED and wait for each other only where they touch the same thing.
+A writer that reads a node's blocking intervals first takes an advisory lock
+on the node (all of a call's nodes in one statement, in key order, after a
+shared lock on the testbed; the testbed exclusively for a long list); the
+interval query that follows is a new statement, so it sees what the previous
+holder committed. An exclusion constraint (btree_gist) proves that no two
+blocking windows of a node overlap, whatever a transaction locked. A reader of
+a user's quotas locks the user's row; records keep their version
+compare-and-set. A transaction that loses a race (deadlock, serialisation
+failure, exclusion, unique or foreign-key violation, stale version) runs again
+from the start, a few times; a booking still refused by the constraint is a
+L{Conflict}. Every C{BEGIN} names its isolation level (under REPEATABLE READ a
+statement after a lock wait would not see the previous holder's rows); reads
+through L{PostgresStore.read} run in a READ ONLY REPEATABLE READ snapshot.
 
- - A writing transaction that reads a node's blocking intervals (to decide a
-   booking, a renewal, a queued task's placement) first takes a
-   transaction-level advisory lock on that node, all of a call's nodes in one
-   statement in key order, with a shared lock on the testbed before them. The
-   interval query that follows is a new statement, so it sees whatever the
-   previous holder committed. A query over every node (a long candidate list)
-   takes the testbed lock exclusively instead. So two bookings conflict, and
-   one waits, only when they examine a common node.
- - An exclusion constraint (btree_gist: node C{=}, window C{&&}, blocking rows
-   only) is the proof that no two blocking windows of a node ever overlap,
-   whatever a transaction did or did not lock.
- - A writing transaction that reads a user's quotas first locks the user's row,
-   so charges and refunds of one user are serialised; schedules, experiments
-   and users keep their version compare-and-set.
- - A transaction that loses a race (deadlock, serialisation failure, exclusion
-   or unique violation, a foreign key gone, a stale version) is rolled back and
-   run again from the start, a few times; commands take ids and plain values,
-   so a new run re-reads everything. A booking still refused by the constraint
-   after the last run is the core's refusal, a L{Conflict}.
-
-Every C{BEGIN} names its isolation level rather than leave it to the server's
-C{default_transaction_isolation}: under REPEATABLE READ a statement after a lock
-wait would not see the previous holder's rows. Reads that go through
-L{PostgresStore.read} run in a READ ONLY REPEATABLE READ snapshot, locking nothing.
-
-Threading: each transaction runs on a small dedicated L{ThreadPool} through
-C{deferToThreadPool}, with one psycopg connection per concurrent worker, taken
-from an idle list; the reactor thread never touches a connection.
+Writes nobody reads an answer of travel with a later round trip
+(L{am.store.pgheld}); the slot search walks an interval index kept in step with
+every controller's commits (L{am.store.pgindex}). Transactions run on a small
+dedicated L{ThreadPool}, one psycopg connection per busy worker; the reactor
+thread never touches a connection.
 """
 
 from __future__ import annotations
@@ -56,17 +46,15 @@ from am.core.interfaces import IStore, IStoreTransaction
 from am.core.model import Experiment, Interval, Node, Quota, Schedule, User
 from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES, QUEUE_START
+from am.core.intervalindex import IntervalIndex
+from am.store.pgheld import HeldConnection
+from am.store.pgindex import IndexFeed
 from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
 from am.store.pgleader import PostgresLeadership
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
-from am.store.rows import (
-    SCHEDULE_COLUMNS,
-    nodeFromRow,
-    scheduleFromRow,
-    recordKey,
-)
+from am.store.rows import SCHEDULE_COLUMNS, nodeFromRow, recordKey, scheduleFromRow
 
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -108,10 +96,19 @@ class PostgresTransaction(SQLTransaction):
 
     def __init__(
         self, connection: psycopg.Connection, writing: bool = False, keeper: Optional[ViewKeeper] = None,
+        longest: int = 0, feed: Optional[IndexFeed] = None,
     ) -> None:
-        self._db = connection
+        # A writer's statements go through a HeldConnection (am.store.pgheld).
+        self._db: Any = HeldConnection(connection) if writing else connection
         self._writing = writing
         self._keeper = keeper if keeper is not None else ViewKeeper(HeartbeatHub())
+        #: A window length C{meta.longest_window} is known to be at least
+        #: (committed: it never shrinks); what this transaction raised it to.
+        self.longestKnown = self.longestNoted = longest
+        # The connection's interval index (am.store.pgindex), brought up to
+        # date at its first use in this transaction.
+        self._feed = feed
+        self._index: Optional[IntervalIndex] = None
         self.heard: list[tuple[str, int, Optional[list]]] = []
         # The node keys locked so far, and the testbed lock held ("shared",
         # "exclusive" or None): each lock is taken once per transaction.
@@ -152,6 +149,43 @@ class PostgresTransaction(SQLTransaction):
     def _sql(self, text: str) -> str:
         # The shared queries use "?"; psycopg wants "%s" (and none of ours has a literal "?").
         return text.replace("?", "%s")
+
+    def _write(self, sql: str, args: Any, *tables: str) -> None:
+        if self._writing:
+            self._db.hold(self._sql(sql), args, tables)
+        else:
+            self._exec(sql, args)
+
+    def _raiseLongest(self, longest: int) -> None:
+        # The stored value only grows: nothing to write for a window no
+        # longer than one this connection saw committed.
+        if longest > max(self.longestKnown, self.longestNoted):
+            self.longestNoted = longest
+            super()._raiseLongest(longest)
+
+    def intervalIndex(self) -> Optional[IntervalIndex]:
+        """
+        The connection's interval index, up to date with what was committed
+        when this transaction first asked; nodes it wrote are pending.
+        """
+        if self._index is None and self._feed is not None:
+            self._index = self._feed.current(self._db)
+        return self._index
+
+    def updateSchedule(self, schedule: Schedule) -> None:
+        # (A node it leaves is read again at the next update, through the log.)
+        if self._feed is not None:
+            self._feed.written([schedule.nodeid])
+        super().updateSchedule(schedule)
+
+    def commit(self) -> None:
+        """
+        Send the held writes and C{COMMIT} (a writer), or C{COMMIT}.
+        """
+        if self._writing:
+            self._db.commit()
+        else:
+            self._db.execute("COMMIT")
 
     @property
     def schemaVersion(self) -> int:
@@ -201,7 +235,7 @@ class PostgresTransaction(SQLTransaction):
         if interfaces is not None:
             sets.append("interfaces = %s")
             args.append(json.dumps(interfaces))
-        self._db.execute(f"UPDATE nodes SET {', '.join(sets)} WHERE id = %s", (*args, str(nodeid)))
+        self._write(f"UPDATE nodes SET {', '.join(sets)} WHERE id = %s", (*args, str(nodeid)), "nodes")
         self.heard.append((str(nodeid), when, interfaces))
 
     def nodeHasSchedules(self, nodeid: str) -> bool:
@@ -254,6 +288,8 @@ class PostgresTransaction(SQLTransaction):
 
     def addSchedules(self, schedules: list[Schedule]) -> list[int]:
         schedules = list(schedules)
+        if self._feed is not None:
+            self._feed.written(s.nodeid for s in schedules)
         columns = (
             "expid, nodeid, start, stop, status, reason, shared, blocking, deployment_options, "
             "charged_time, charged_data, charged_storage, expires, updated"
@@ -345,19 +381,14 @@ class PostgresTransaction(SQLTransaction):
             rows = self._all(
                 "SELECT nodeid, start, stop FROM schedules WHERE nodeid = ANY(%s::text[]) "
                 f"AND start >= {_LOW} AND start < %s AND stop > %s AND blocking ORDER BY {order}",
-                ids,
-                start,
-                stop,
-                start,
+                ids, start, stop, start,
             )
         else:
             self.lockNodes(None)
             rows = self._all(
                 "SELECT nodeid, start, stop FROM schedules "
                 f"WHERE blocking AND start >= {_LOW} AND start < %s AND stop > %s ORDER BY start, id",
-                start,
-                stop,
-                start,
+                start, stop, start,
             )
         return [Interval(*r) for r in rows]
 
@@ -381,6 +412,7 @@ class PostgresDatabase:
         # Each connection keeps its own node view (no locking between
         # threads); the store's connections share one hub of heartbeats.
         self.keeper = ViewKeeper(hub if hub is not None else HeartbeatHub())
+        self.feed = IndexFeed()
         #: How many writing transactions lost a race and ran again.
         self.retries = 0
         self._connection = self._connect()
@@ -391,6 +423,9 @@ class PostgresDatabase:
             raise
 
     def _connect(self) -> psycopg.Connection:
+        # What this connection learnt of the database starts again.
+        self._longest = 0
+        self.feed.forget()
         connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         # A controller stuck inside a transaction must not hold its locks
         # forever; one waiting too long fails its request rather than piling up.
@@ -401,9 +436,8 @@ class PostgresDatabase:
 
     def _begin(self, readOnly: bool) -> psycopg.Connection:
         """
-        Open a transaction. A connection
-        found broken here (the server restarted, the session was killed) is
-        replaced once: nothing has run in it yet, so nothing is lost.
+        Open a transaction. A connection found broken here (the server
+        restarted, the session was killed) is replaced once: nothing is lost.
         """
         # The isolation level is explicit, whatever the server's default: the
         # node locks rely on READ COMMITTED.
@@ -452,13 +486,14 @@ class PostgresDatabase:
 
     def _once(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         connection = self._begin(readOnly)
-        txn = PostgresTransaction(connection, not readOnly, self.keeper)
+        txn = PostgresTransaction(connection, not readOnly, self.keeper, self._longest, self.feed)
         try:
             result = function(txn, *args, **kwargs)
             if connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 # The function swallowed a database error: COMMIT would quietly roll back.
                 raise psycopg.errors.InFailedSqlTransaction("the transaction failed and was rolled back")
-            connection.execute("COMMIT")
+            txn.commit()
+            self._longest = max(self._longest, txn.longestNoted)
             self.keeper.committed(txn.heard)
             return result
         except psycopg.DataError as e:
@@ -471,6 +506,8 @@ class PostgresDatabase:
             self.keeper.forget()
             self._rollback()
             raise
+        finally:
+            self.feed.ended()
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """

@@ -67,6 +67,14 @@ class SQLTransaction(OutboxSQL):
     def _exec(self, sql: str, args: Any = ()) -> Any:
         return self._db.execute(self._sql(sql), args)
 
+    def _write(self, sql: str, args: Any, *tables: str) -> None:
+        """
+        A write whose answer (row count, error) nobody reads: a store may send
+        it later, before any statement naming one of C{tables} (PostgreSQL's
+        L{am.store.pgheld}); here at once.
+        """
+        self._exec(sql, args)
+
     def _bumpNodes(self) -> None:
         """
         Note that a node's static facts (tags, status, hostname, pairing)
@@ -99,11 +107,12 @@ class SQLTransaction(OutboxSQL):
         return NodeHealth(str(nodeid), *row) if row else NodeHealth(str(nodeid))
 
     def putHealth(self, health: NodeHealth) -> None:
-        self._exec(
+        self._write(
             "INSERT INTO node_health (nodeid, gaps, last_gap, failures, last_failure) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (nodeid) DO UPDATE SET gaps = EXCLUDED.gaps, last_gap = EXCLUDED.last_gap, "
             "failures = EXCLUDED.failures, last_failure = EXCLUDED.last_failure",
             (str(health.nodeid), health.gaps, health.lastGap, health.failures, health.lastFailure),
+            "node_health",
         )
 
     def listHealth(self) -> dict[str, NodeHealth]:
@@ -114,16 +123,19 @@ class SQLTransaction(OutboxSQL):
         return [userFromRow(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]
 
     def addJournal(self, entry: JournalEntry) -> None:
-        self._exec(
+        self._write(
             "INSERT INTO quota_journal (timestamp, userid, kind, delta, new_value, reason) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (entry.timestamp, entry.userid, entry.kind, entry.delta, entry.newValue, entry.reason),
+            "quota_journal",
         )
 
     def _noteLongest(self, schedules: Iterable[Schedule]) -> None:
-        longest = max((s.stop - s.start for s in schedules), default=0)
-        self._exec(
-            "UPDATE meta SET value = ? WHERE key = 'longest_window' AND value < ?", (longest, longest)
+        self._raiseLongest(max((s.stop - s.start for s in schedules), default=0))
+
+    def _raiseLongest(self, longest: int) -> None:
+        self._write(
+            "UPDATE meta SET value = ? WHERE key = 'longest_window' AND value < ?", (longest, longest), "meta"
         )
 
     def queuedSchedules(self, nodeid: str, limit: Optional[int] = None) -> list[Schedule]:
@@ -402,12 +414,13 @@ class SQLTransaction(OutboxSQL):
         self._noteLongest([schedule])
 
     def putQuota(self, userid: int, quota: Quota) -> None:
-        self._exec(
+        self._write(
             "INSERT INTO quotas (userid, kind, current, reset_value, reset_date, last_reset) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (userid, kind) DO UPDATE SET "
             "current = EXCLUDED.current, reset_value = EXCLUDED.reset_value, "
             "reset_date = EXCLUDED.reset_date, last_reset = EXCLUDED.last_reset",
             (userid, quota.kind, quota.current, quota.resetValue, quota.resetDate, quota.lastReset),
+            "quotas",
         )
 
     def findUser(

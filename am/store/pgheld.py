@@ -1,0 +1,100 @@
+# -*- test-case-name: tests.test_store_postgres -*-
+"""
+Writes whose answer nobody reads, held back and sent with a later round trip.
+
+Each statement costs the controller a round trip to the server: a send, a
+wait and a wake-up of its thread (on a busy 2-core box about as much CPU as
+the statement's Python). Some writes of a writing transaction are only
+written: a heartbeat's time, a quota's new value, its journal line, the
+longest window. L{HeldConnection} keeps those as text (bound on the client,
+as the server would have bound them) and sends them in one simple query
+together with the C{COMMIT}, or before any statement that names one of the
+tables they write, so every statement still sees them; the order of the
+writes among themselves is kept.
+
+What changes: a held write takes its row lock and meets its constraints at
+the commit (or the next statement on its table) rather than at once. A
+failure then fails the transaction exactly as before (the store rolls it back
+and, for a lost race, runs it again); only writes that nobody catches an
+error of are held.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Optional
+
+import psycopg
+from psycopg import ClientCursor
+
+# A table named as a word in a statement (compiled once per table).
+_WORDS: dict[str, re.Pattern[str]] = {}
+
+
+def _word(table: str) -> re.Pattern[str]:
+    pattern = _WORDS.get(table)
+    if pattern is None:
+        pattern = _WORDS[table] = re.compile(rf"\b{re.escape(table)}\b")
+    return pattern
+
+
+class HeldConnection:
+    """
+    A psycopg connection inside one writing transaction, holding back the
+    writes given to L{hold} until a statement needs them or the commit.
+    """
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+        self._held: list[str] = []
+        self._tables: set[str] = set()
+        self._binder: Optional[ClientCursor] = None
+
+    def hold(self, sql: str, args: Iterable[Any], tables: Iterable[str]) -> None:
+        """
+        Send C{sql} (C{%s} placeholders) later: with the commit, or before the
+        first statement naming one of C{tables}.
+        """
+        if self._binder is None:
+            self._binder = ClientCursor(self.connection)
+        self._held.append(self._binder.mogrify(sql, tuple(args)))
+        self._tables.update(tables)
+
+    def _needs(self, sql: Any) -> bool:
+        text = sql if isinstance(sql, str) else str(sql)
+        return any(_word(table).search(text) for table in self._tables)
+
+    def flush(self) -> None:
+        """
+        Send what is held now, in one round trip.
+        """
+        if self._held:
+            text = "; ".join(self._held)
+            self._held.clear()
+            self._tables.clear()
+            self.connection.execute(text, prepare=False)
+
+    def execute(self, sql: Any, args: Any = None, **kwargs: Any) -> psycopg.Cursor:
+        if self._held and self._needs(sql):
+            self.flush()
+        return self.connection.execute(sql, args, **kwargs)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> psycopg.Cursor:
+        # Whatever it will run, it sees every held write.
+        self.flush()
+        return self.connection.cursor(*args, **kwargs)
+
+    def commit(self) -> None:
+        """
+        Send what is held and C{COMMIT}, in one round trip.
+        """
+        if self._held:
+            text = "; ".join([*self._held, "COMMIT"])
+            self._held.clear()
+            self._tables.clear()
+            self.connection.execute(text, prepare=False)
+        else:
+            self.connection.execute("COMMIT")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)

@@ -1,0 +1,117 @@
+"""
+The PostgreSQL store's held writes (L{am.store.pgheld}): writes nobody reads
+an answer of travel with the commit or with the next statement on their
+table; they are seen, committed and rolled back exactly as if sent at once.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from am.core.model import Experiment, JournalEntry, Node, Quota, Schedule
+from am.store.postgres import PostgresDatabase
+from tests.core_helpers import NOW
+from tests.test_store_postgres import _setup, fresh
+from tests.test_store_postgres import server  # noqa: F401 (a fixture)
+
+
+def _quota(current: int) -> Quota:
+    return Quota(kind="time", current=current, resetValue=100, resetDate=NOW + 10, lastReset=NOW)
+
+
+def test_heldWritesAreSeenAndCommitted() -> None:
+    """
+    A held quota is seen by the next statement reading quotas; a statement
+    on another table does not send it; the commit carries what is left.
+    """
+    db = PostgresDatabase(fresh())
+    owner = _setup(db)
+    journal = len(db.read(lambda txn: txn.listJournal(owner)))
+
+    def charge(txn):
+        txn.putQuota(owner, _quota(7))
+        txn.addJournal(JournalEntry(NOW, owner, "time", -3, 7, "booking"))
+        held = list(txn._db._held)
+        txn.getNode("1")
+        stillHeld = list(txn._db._held)
+        seen = txn.getQuotas(owner)["time"].current
+        return held, stillHeld, seen, list(txn._db._held)
+
+    held, stillHeld, seen, after = db.run(charge)
+    assert len(held) == 2 and stillHeld == held
+    assert seen == 7
+    assert after == []
+    assert db.read(lambda txn: (txn.getQuotas(owner)["time"].current, len(txn.listJournal(owner)))) == (7, journal + 1)
+    db.close()
+
+
+def test_heldWritesRollBack() -> None:
+    """
+    A transaction that fails after a held write leaves nothing of it.
+    """
+    db = PostgresDatabase(fresh())
+    owner = _setup(db)
+    before = db.read(lambda txn: txn.getQuotas(owner))
+
+    def fails(txn):
+        txn.putQuota(owner, _quota(1))
+        txn.setHeartbeat("1", NOW + 99, None, None)
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        db.run(fails)
+    assert db.read(lambda txn: (txn.getQuotas(owner), txn.getNode("1").heartbeat)) == (before, NOW)
+    db.close()
+
+
+def test_heldWriteFailingAtCommit() -> None:
+    """
+    A held write the database refuses fails the transaction at the commit:
+    nothing of it is kept, and the store goes on.
+    """
+    db = PostgresDatabase(fresh())
+    _setup(db)
+
+    def orphan(txn):
+        txn.putNode(Node(id="new"))
+        txn.putQuota(10**9, _quota(1))  # no such user
+
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        db.run(orphan)
+    assert db.read(lambda txn: txn.getNode("new")) is None
+    assert db.run(lambda txn: txn.getNode("1").id) == "1"
+    db.close()
+
+
+def test_longestWindowKnown() -> None:
+    """
+    C{meta.longest_window} is raised once per length this connection saw
+    committed: a rolled-back raise is made again, a shorter window writes nothing.
+    """
+    db = PostgresDatabase(fresh())
+    owner = _setup(db)
+    expid = db.run(lambda txn: txn.addExperiment(Experiment(name="e", ownerid=owner, script="s", start=0, stop=1)))
+
+    def book(txn, start, length, fail=False):
+        txn.addSchedules([Schedule(expid=expid, nodeid="1", start=start, stop=start + length)])
+        held = [t for t in txn._db._held if "longest_window" in t]
+        if fail:
+            raise RuntimeError("no")
+        return held
+
+    def longest(txn):
+        return txn._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
+
+    with pytest.raises(RuntimeError):
+        db.run(book, NOW, 500, fail=True)
+    assert db.read(longest) == 0
+    assert len(db.run(book, NOW, 500)) == 1
+    assert db.read(longest) == 500
+    assert db.run(book, NOW + 1000, 300) == []
+    assert db.run(book, NOW + 2000, 500) == []
+    other = PostgresDatabase(db.url, migrate=False)
+    assert len(other.run(book, NOW + 3000, 400)) == 1  # another connection learns by writing
+    assert other.read(longest) == 500
+    other.close()
+    db.close()
