@@ -27,7 +27,9 @@ figures (issue 11's table) and whether the issue's goal is met. The client share
 the machine's cores with the controller(s); its own CPU is printed too.
 
 With C{--controllers 2} (needs C{--postgres}) two controllers share the database
-and client i talks to controller i mod 2.
+and client i talks to controller i mod 2. With C{--workers N} (SQLite) the one
+controller runs N processes on its port (C{workers: N}, docs/sqlite.md); the
+CPU is that of all of them, and the heartbeat line says each one's share.
 
 Run:  .venv/bin/python bench/bench_rest_load.py            # ~2 min, 1,000 nodes, 10k tasks
       .venv/bin/python bench/bench_rest_load.py --scale    # and the flatness and memory goals (+~5 min)
@@ -155,12 +157,13 @@ def populate(database: str, nodes: int, tasks: int, now: int) -> tuple[int, int]
     return first, first + ((tasks - 1) // max(1, nodes)) * spacing + spacing
 
 
-def writeConfig(directory: str, name: str, database: str, inventory: str) -> str:
+def writeConfig(directory: str, name: str, database: str, inventory: str, workers: int = 1) -> str:
     import yaml
 
     path = os.path.join(directory, f"{name}.conf")
     with open(path, "w") as f:
         yaml.safe_dump({
+            **({"workers": workers} if workers > 1 else {}),
             "database": database,
             "listen": {"http": {"address": "127.0.0.1", "port": 0}},
             "trusted_proxies": ["127.0.0.1/32"],
@@ -184,12 +187,30 @@ def writeInventory(directory: str, nodes: int) -> str:
     return path
 
 
+def _stat(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def _parent(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else 0
+
+
+def _cpu(pid: int) -> float:
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / TICK if fields else 0.0
+
+
 class Controller:
     """
-    One marvinctld child process; its port is read from the log it writes.
+    One marvinctld child process (with its workers); its port is read from the log it writes.
     """
 
-    def __init__(self, config: str, log: str, profile: Optional[str] = None) -> None:
+    def __init__(self, config: str, log: str, profile: Optional[str] = None, workers: int = 1) -> None:
         env = dict(os.environ, PYTHONPATH=ROOT)
         command = [sys.executable, "-m", "am.ctl.service"]
         if profile:
@@ -206,16 +227,25 @@ class Controller:
                 raise SystemExit("marvinctld did not start in 60 s")
             if os.path.exists(log):
                 with open(log) as f:
-                    match = re.search(r"listening for http on [0-9.]+:(\d+)", f.read())
-                if match:
+                    text = f.read()
+                match = re.search(r"listening for http on [0-9.]+:(\d+)", text)
+                if match and text.count("serving (pid") >= workers - 1:
                     self.port = int(match.group(1))
                     break
             time.sleep(0.05)
+        # The main process and its workers (children of it).
+        self.pids = [self.proc.pid] + sorted(
+            int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _parent(int(entry)) == self.proc.pid
+        )
+
+    def cpuEach(self) -> list[float]:
+        """
+        CPU seconds of the main process and of each worker.
+        """
+        return [_cpu(pid) for pid in self.pids]
 
     def cpuSeconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+        return sum(self.cpuEach())
 
     def rssMB(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -337,6 +367,7 @@ def run(ports: list[int], clients: int, duration: float, make: Callable[[int], R
     for t in threads:
         t.start()
     cpu0 = sum(c.cpuSeconds() for c in controllers)
+    each0 = [x for c in controllers for x in c.cpuEach()]
     own0 = sum(os.times()[:2])
     t0 = time.monotonic()
     end[0] = t0 + duration
@@ -344,6 +375,7 @@ def run(ports: list[int], clients: int, duration: float, make: Callable[[int], R
     for t in threads:
         t.join(duration + 120)
     elapsed = time.monotonic() - t0
+    each = [(b - a) / elapsed for a, b in zip(each0, [x for c in controllers for x in c.cpuEach()])]
     everything = sorted(x for mine in latencies for x in mine)
     count = len(everything)
 
@@ -354,7 +386,7 @@ def run(ports: list[int], clients: int, duration: float, make: Callable[[int], R
         "count": count, "rate": count / elapsed, "p50": pct(0.5), "p99": pct(0.99),
         "cpu_ms": 1000 * (sum(c.cpuSeconds() for c in controllers) - cpu0) / max(1, count),
         "cores": (sum(c.cpuSeconds() for c in controllers) - cpu0) / elapsed,
-        "client_cores": (sum(os.times()[:2]) - own0) / elapsed,
+        "client_cores": (sum(os.times()[:2]) - own0) / elapsed, "cores_each": each,
         "rss": [round(c.rssMB(), 1) for c in controllers], "errors": statuses,
     }
 
@@ -381,6 +413,7 @@ def report(name: str, result: dict, clients: int) -> None:
     print(f"  {name:<11} {clients:>2} client(s)  {result['count']:6d} req  {result['rate']:8.1f} req/s  "
           f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
           f"ctl CPU {result['cpu_ms']:.3f} ms/req ({result['cores']:.2f} cores)  "
+          f"{'(' + ' + '.join(f'{c:.2f}' for c in result['cores_each']) + ' by process)  ' if len(result['cores_each']) > 1 else ''}"
           f"client {result['client_cores']:.2f} cores  RSS {'+'.join(map(str, result['rss']))} MB  errors {errors}",
           flush=True)
 
@@ -433,6 +466,8 @@ def main() -> None:
     parser.add_argument("--phases", default="heartbeats,allocations,finds,lists,pages")
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server (a database of our own is made)")
     parser.add_argument("--controllers", type=int, default=1, choices=(1, 2))
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes of the (SQLite) controller: workers: N in its configuration")
     parser.add_argument("--quick", action="store_true", help="~20 s: 4 s phases, 2,000 tasks")
     parser.add_argument("--list-scale", action="store_true",
                         help="then lists and pages at 10k and 100k tasks (flat as the table grows)")
@@ -443,6 +478,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.duration, args.tasks = 4.0, min(args.tasks, 2000)
+    if args.workers > 1 and args.postgres:
+        parser.error("--workers is for SQLite (on PostgreSQL, --controllers 2)")
     if args.controllers == 2 and not args.postgres:
         parser.error("--controllers 2 needs --postgres (two controllers cannot share a SQLite file)")
 
@@ -483,15 +520,20 @@ def session(args: argparse.Namespace, nodeCount: int, tasks: int, phases: list[s
             print(f"set-up: {nodeCount} nodes (2 interfaces each), {tasks} tasks, {store}, "
                   f"in {time.monotonic() - t0:.1f} s", flush=True)
             for n in range(args.controllers):
-                config = writeConfig(directory, f"ctl{n}", database, inventory)
+                workers = getattr(args, "workers", 1)
+                config = writeConfig(directory, f"ctl{n}", database, inventory, workers)
                 controllers.append(Controller(config, os.path.join(directory, f"ctl{n}.log"),
-                                              args.profile if n == 0 else None))
+                                              args.profile if n == 0 else None, workers))
             ports = [c.port for c in controllers]
             # Wait for the start-up work (the inventory sync, the first node
             # view) to be done: one search on each controller, not measured.
             for port in ports:
-                Client(port).call(find(0, nodeCount))
-            print(f"{len(controllers)} controller(s), pids {[c.proc.pid for c in controllers]}, "
+                # a fresh connection each: with workers, each process gets some
+                for _ in range(4 * getattr(args, "workers", 1)):
+                    warm = Client(port)
+                    warm.call(find(0, nodeCount))
+                    warm.close()
+            print(f"{len(controllers)} controller(s), pids {[c.pids for c in controllers]}, "
                   f"RSS at start {[round(c.rssMB(), 1) for c in controllers]} MB; machine: {os.cpu_count()} cores, "
                   f"shared with this load client (threads, http.client keep-alive, loopback)\n", flush=True)
             rng = random.Random(11)

@@ -22,9 +22,11 @@ DECLARED = {
     # PostgreSQL records each applied migration; SQLite keeps its version
     # in PRAGMA user_version.
     "schema_version": (set(), {"version", "applied"}),
-    # The feed of PostgreSQL's interval index (other controllers' writes);
-    # SQLite has one writer and sees others through PRAGMA data_version.
-    "schedule_changes": (set(), {"xid", "nodeid", "at"}),
+    # Both logs feed an interval index with other processes' writes of
+    # schedules: SQLite's (worker processes, docs/sqlite.md) is read in commit
+    # order by sequence number; PostgreSQL's by transaction id since a snapshot,
+    # pruned by time (docs/postgresql.md).
+    "schedule_changes": ({"seq"}, {"xid", "at"}),
 }
 
 

@@ -175,6 +175,7 @@ class ControllerConfig:
     demo: Optional[DemoSetup] = None
     geni: Optional[GeniConfig] = None
     sqliteSynchronous: str = "full"
+    workers: int = 1
     clientLimits: ClientLimits = attrs.field(factory=ClientLimits)
     notifier: NotifierSettings = attrs.field(factory=NotifierSettings)
     results: ResultsConfig = attrs.field(factory=ResultsConfig)
@@ -183,7 +184,7 @@ class ControllerConfig:
 KNOWN_KEYS = {
     "demo", "demo_dir", "database", "sqlite", "public_url", "listen", "trusted_proxies", "headers",
     "admins", "inventory", "housekeeping", "scheduling", "cors", "log", "geni", "metrics", "notifications",
-    "results",
+    "results", "workers",
 }
 
 _AUTHORITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]*$")
@@ -228,6 +229,21 @@ def _geni(
 def _number(section: dict[str, Any], key: str, where: str, default: float, low: float) -> float:
     return check.number(section, key, where, default, low, unit="seconds")
 
+
+
+def _workers(data: dict[str, Any], inFile: bool) -> int:
+    """
+    How many processes serve (docs/sqlite.md, "More than one core"): a SQLite
+    file only; PostgreSQL runs several controllers instead.
+    """
+    value = data.get("workers", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise ConfigError(f"workers: must be a whole number between 1 and 64, not {value!r}")
+    if value > 1 and not inFile:
+        raise ConfigError(
+            f"workers: more than one only with a SQLite file (with PostgreSQL run several controllers), not {value!r}"
+        )
+    return value
 
 
 def _port(section: dict[str, Any], where: str, default: int) -> int:
@@ -568,6 +584,8 @@ def parseConfig(
     if synchronous not in SYNCHRONOUS_LEVELS:
         raise ConfigError(f"sqlite.synchronous: must be one of {', '.join(SYNCHRONOUS_LEVELS)}, not {synchronous!r}")
 
+    workers = _workers(data, inFile)
+
     tls, http = _listeners(data, base)
     limits = _clientLimits(check.section(data, "listen", "listen"))
     if tls is not None and checkFiles:
@@ -669,6 +687,7 @@ def parseConfig(
         demo=demo,
         geni=_geni(data, base, tls, checkFiles, http),
         sqliteSynchronous=synchronous,
+        workers=workers,
         clientLimits=limits,
         notifier=notifier,
         results=parseResults(data, base, database),

@@ -29,6 +29,7 @@ from twisted.logger import (
     LogLevelFilterPredicate,
     globalLogBeginner,
 )
+from zope.interface import provider
 
 from am.ctl.config import LogConfig
 from am.ctl.logformat import classicLineFormatter, messageOf
@@ -88,6 +89,26 @@ def jsonLineObserver(stream: TextIO) -> ILogObserver:
     return FileLogObserver(stream, eventAsJSON)
 
 
+def workerObserver(observer: ILogObserver, worker: int) -> ILogObserver:
+    """
+    C{observer} with each event marked by the process that logged it
+    (C{workers: N}, L{am.ctl.workers}; 0 is the main process): a C{worker}
+    field, and in text lines C{[namespace#level w1]}.
+    """
+
+    @provider(ILogObserver)
+    def observe(event: dict[str, Any]) -> None:
+        event = dict(event, worker=worker)
+        system = event.get("log_system")
+        if system is None:
+            level = event.get("log_level")
+            system = f"{event.get('log_namespace', '-')}#{getattr(level, 'name', '-')}"
+        event["log_system"] = f"{system} w{worker}"
+        observer(event)
+
+    return observe
+
+
 def textLineObserver(stream: TextIO) -> ILogObserver:
     """
     An observer writing Twisted's classic text lines to C{stream}, exactly as
@@ -97,15 +118,18 @@ def textLineObserver(stream: TextIO) -> ILogObserver:
     return FileLogObserver(stream, classicLineFormatter())
 
 
-def startLogging(config: LogConfig, stdout: Optional[TextIO] = None) -> Any:
+def startLogging(config: LogConfig, stdout: Optional[TextIO] = None, worker: Optional[int] = None) -> Any:
     """
     Send the global log to a file or standard output, in C{config.format},
-    filtered by level. (Under twistd, twistd's own log options apply instead.)
+    filtered by level, each event marked with C{worker} when one is given.
+    (Under twistd, twistd's own log options apply instead.)
     """
     stream = stdout or sys.stdout
     if config.file != "-":
         stream = open(config.file, "a", encoding="utf-8", buffering=1)
     observer = jsonLineObserver(stream) if config.format == "json" else textLineObserver(stream)
+    if worker is not None:
+        observer = workerObserver(observer, worker)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(config.level))
     filtered = FilteringLogObserver(observer, [predicate])
     globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)

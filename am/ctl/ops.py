@@ -27,7 +27,8 @@ def mountOperations(controller: Any) -> None:
         ReadyResource(
             controller.reactor,
             store.read,
-            lambda: sync is None or not sync.configured or sync.lastSync is not None,
+            # A worker starts once the main process loaded the inventory.
+            lambda: sync is None or not sync.configured or sync.lastSync is not None or controller.worker > 0,
             store.oldestWrite,
         ),
     )

@@ -46,13 +46,13 @@ from am.ctl.logs import marvinVersion, startLogging
 from am.ctl.metrics import MeasuredStore, Metrics
 from am.ctl.ops import mountOperations
 from am.ctl.notifier import Notifier
-from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
+from am.ctl.parts import AdoptedEndpoint, IStartingService, InventoryService, Listener, StartupError
 from am.ctl.resultsconfig import makeHub
 from am.ctl.site import MarvinSite, makeSite
 from am.ctl.slowclients import guard
 from am.geni.face import mountGENI
 from am.results.hub import resultKey
-from am.store.leadership import AlwaysLeader, ILeadership, leadershipOf
+from am.store.leadership import AlwaysLeader, Follower, ILeadership, leadershipOf
 from am.store.sqlite import SQLiteStore
 from am.trust.certs import certificatePEM, loadRoots
 from am.trust.tls import serverTLSOptions
@@ -152,9 +152,9 @@ def defaultRESTFactory(
     return buildRESTResource(
         scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync,
         results=results,
-        # Other controllers may change users in a shared PostgreSQL database
-        # unseen: only a controller alone on its database remembers callers.
-        rememberCallers=not isPostgreSQL(config.database),
+        # Other controllers (PostgreSQL) or workers (docs/sqlite.md) may change
+        # users unseen: only a controller alone on its database remembers callers.
+        rememberCallers=not isPostgreSQL(config.database) and config.workers == 1,
     )
 
 
@@ -197,17 +197,18 @@ def isPostgreSQL(database: str) -> bool:
     return database.startswith(("postgresql://", "postgres://"))
 
 
-def openStore(database: str, reactor: Any, synchronous: str = "full") -> Any:
+def openStore(database: str, reactor: Any, synchronous: str = "full", shared: bool = False) -> Any:
     """
     The store for C{database}: a C{postgresql://} URL or a SQLite file
-    (opened with C{PRAGMA synchronous} at C{synchronous}).
+    (opened with C{PRAGMA synchronous} at C{synchronous}; C{shared} by
+    several worker processes, L{am.ctl.workers}).
     """
     if isPostgreSQL(database):
         # Imported here only because psycopg is an optional extra ("postgres").
         from am.store.postgres import PostgresStore
 
         return PostgresStore(database, reactor)
-    return SQLiteStore(database, reactor, synchronous)
+    return SQLiteStore(database, reactor, synchronous, shared=shared)
 
 
 class Controller(MultiService):
@@ -234,6 +235,9 @@ class Controller(MultiService):
         C{config} and C{root} exist and before anything listens.
     @ivar site: the one site every listener serves.
     @ivar sync: the inventory sync (its scheduler arrives when the store opens).
+    @ivar worker: 0 for the main process; a worker (L{am.ctl.workers}, 1...)
+        listens on the sockets C{inherited} names (scheme: descriptor), never
+        leads, creates no bootstrap user and delivers no notification.
     """
 
     log = Logger(namespace="marvinctld")
@@ -246,13 +250,17 @@ class Controller(MultiService):
         storeFactory: Optional[Callable[[str, Any], Any]] = None,
         fetcherFactory: Optional[Callable[[Any, Any], Callable[[], Deferred]]] = None,
         faces: Sequence[Callable[["Controller"], None]] = (),
+        worker: int = 0,
+        inherited: Optional[dict[str, int]] = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
         self.restFactory = restFactory
+        self.worker = worker
+        self.inherited = inherited
         self.storeFactory = storeFactory or (
-            lambda database, reactor: openStore(database, reactor, config.sqliteSynchronous)
+            lambda database, reactor: openStore(database, reactor, config.sqliteSynchronous, config.workers > 1)
         )
         # The operator's endpoints (/health, /ready, /metrics) mount last.
         self.faces = tuple(faces) + ((mountGENI,) if config.geni is not None else ()) + (mountOperations,)
@@ -294,7 +302,7 @@ class Controller(MultiService):
         heal.setName("heal")
         self.addService(heal)
         self.addService(InventoryService(self.sync))
-        if config.notifier.deliver:
+        if config.notifier.deliver and not worker:
             self.addService(Notifier(lambda: self.scheduler, reactor, config.notifier))
         # Results (docs/results.md): the spool and store, and the pass that
         # closes upload windows (refunding unused storage) and applies retention.
@@ -308,6 +316,8 @@ class Controller(MultiService):
     def _endpoints(self) -> list[tuple[str, Callable[[], IStreamServerEndpoint]]]:
         endpoints: list[tuple[str, Callable[[], IStreamServerEndpoint]]] = []
         tls, http = self.config.tls, self.config.http
+        if self.inherited is not None:
+            return [(scheme, self._adopted(scheme, fd)) for scheme, fd in sorted(self.inherited.items(), reverse=True)]
         if tls is not None:
 
             def secure() -> IStreamServerEndpoint:
@@ -323,6 +333,16 @@ class Controller(MultiService):
             kind = TCP6ServerEndpoint if ipaddress.ip_address(http.address).version == 6 else TCP4ServerEndpoint
             endpoints.append(("http", lambda: kind(self.reactor, http.port, interface=http.address)))
         return endpoints
+
+    def _adopted(self, scheme: str, fd: int) -> Callable[[], IStreamServerEndpoint]:
+        def adopted() -> IStreamServerEndpoint:
+            tls, geni = self.config.tls, self.config.geni
+            if scheme == "https" and tls is not None:
+                options = tlsOptions(tls, geni.trustRoots if geni is not None else ())
+                return AdoptedEndpoint(self.reactor, fd, options)
+            return AdoptedEndpoint(self.reactor, fd)
+
+        return adopted
 
     def listeners(self) -> list[Listener]:
         """
@@ -362,7 +382,7 @@ class Controller(MultiService):
         except Exception as e:
             raise StartupError(f"database: cannot open {redacted(self.config.database)}: {e}") from None
         # Several controllers on one database run the background loops on one.
-        self.leadership = leadershipOf(store)
+        self.leadership = Follower() if self.worker else leadershipOf(store)
         self.leadership.start()
         self.sync.leading = lambda: self.leadership.leading
         Service.startService(self)
@@ -376,7 +396,8 @@ class Controller(MultiService):
         for face in self.faces:
             face(self)
         self.site.resource = self.root
-        d = bootstrapUsers(self.scheduler, self.config.bootstrap)
+        # The main process made the bootstrap users before it started workers.
+        d = bootstrapUsers(self.scheduler, () if self.worker else self.config.bootstrap)
         d.addCallback(lambda _: Deferred.fromCoroutine(self._startChildren()))
         d.addErrback(self._failed)
 
@@ -530,6 +551,12 @@ def makeController(options: Options, reactor: Any) -> Controller:
     controller = Controller(options.loadConfig(), reactor)
     if controller.config.demo is not None:
         addDemoAgents(controller)
+    if controller.config.workers > 1:
+        # Here: am.ctl.workers builds on this module.
+        from am.ctl.workers import Workers, markWorker, workerArguments
+
+        markWorker(controller.metrics, 0)
+        controller.addService(Workers(controller, controller.config.workers, workerArguments(options)))
     return controller
 
 
@@ -575,7 +602,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.stderr.write(f"marvinctld: {e}\n")
         raise SystemExit(2)
     config = controller.config
-    startLogging(config.log)
+    startLogging(config.log, worker=0 if config.workers > 1 else None)
     outcome = {"code": 0}
 
     def failed(failure: Failure) -> None:

@@ -50,6 +50,22 @@ class AlwaysLeader:
         pass
 
 
+@implementer(ILeadership)
+class Follower:
+    """
+    A worker process of a controller (L{am.ctl.workers}): its main process
+    leads.
+    """
+
+    leading = False
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 def leadershipOf(store: object) -> ILeadership:
     """
     The leadership a store offers (C{store.leadership()}), else L{AlwaysLeader}.

@@ -203,6 +203,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX result_windows_closes ON result_windows (closes);
     """,
+    # 12: which nodes' blocking windows changed, in commit order, so another
+    # process on the file (marvinctld's workers, docs/sqlite.md) re-reads
+    # only those nodes into its interval index. Triggers write it, so every
+    # writer of the file does; the last 4,096 changes are kept (trimmed every 256).
+    """
+    CREATE TABLE schedule_changes (seq INTEGER PRIMARY KEY, nodeid TEXT NOT NULL);
+    CREATE TRIGGER schedule_changes_insert AFTER INSERT ON schedules WHEN NEW.blocking = 1
+    BEGIN
+        INSERT INTO schedule_changes (nodeid) VALUES (NEW.nodeid);
+    END;
+    CREATE TRIGGER schedule_changes_update AFTER UPDATE ON schedules
+    WHEN (OLD.blocking = 1 OR NEW.blocking = 1) AND (OLD.nodeid IS NOT NEW.nodeid
+        OR OLD.start IS NOT NEW.start OR OLD.stop IS NOT NEW.stop OR OLD.blocking IS NOT NEW.blocking)
+    BEGIN
+        INSERT INTO schedule_changes (nodeid) VALUES (OLD.nodeid);
+        INSERT INTO schedule_changes (nodeid) SELECT NEW.nodeid WHERE NEW.nodeid IS NOT OLD.nodeid;
+    END;
+    CREATE TRIGGER schedule_changes_delete AFTER DELETE ON schedules WHEN OLD.blocking = 1
+    BEGIN
+        INSERT INTO schedule_changes (nodeid) VALUES (OLD.nodeid);
+    END;
+    CREATE TRIGGER schedule_changes_trim AFTER INSERT ON schedule_changes WHEN NEW.seq % 256 = 0
+    BEGIN
+        DELETE FROM schedule_changes WHERE seq <= NEW.seq - 4096;
+    END;
+    """,
 )
 
 LATEST = len(MIGRATIONS)
@@ -212,6 +238,22 @@ class SchemaTooNew(Exception):
     """
     The file was written by a newer Marvin; refuse rather than corrupt it.
     """
+
+
+def statements(script: str) -> list[str]:
+    """
+    The statements of C{script}, whole: a trigger's body keeps its semicolons.
+    """
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        found.append(pending)
+    return found
 
 
 def migrate(connection: sqlite3.Connection) -> int:
@@ -227,9 +269,8 @@ def migrate(connection: sqlite3.Connection) -> int:
         script = MIGRATIONS[version]
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for statement in script.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
+            for statement in statements(script):
+                connection.execute(statement)
             version += 1
             connection.execute(f"PRAGMA user_version = {version}")
             connection.execute("COMMIT")

@@ -40,6 +40,7 @@ from am.store.rows import (
 )
 from am.store.groupcommit import MAX_BATCH, GroupCommitter, Outcome, Work, WriterThread
 from am.store.schema import migrate
+from am.store.sharedfile import WriterLock, catchUp, lastChange
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
 
@@ -363,7 +364,7 @@ class SQLiteDatabase:
     L{SQLiteStore} runs it on a dedicated thread; tests and tools may run it directly.
     """
 
-    def __init__(self, path: str, synchronous: str = "full") -> None:
+    def __init__(self, path: str, synchronous: str = "full", shared: bool = False) -> None:
         if synchronous not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
         self.path = path
@@ -381,6 +382,11 @@ class SQLiteDatabase:
         self.keeper = ViewKeeper(HeartbeatHub())
         self.index = IntervalIndex()
         self._dataVersion: Optional[int] = None
+        # The last schedule change (schedule_changes.seq) the index has caught up with.
+        self._seenChange = 0
+        # Several processes on the file (marvinctld's workers): their writers
+        # take turns on an OS lock, not SQLite's busy-handler sleeps.
+        self._writerLock = WriterLock(path + "-writer.lock") if shared and path != ":memory:" else None
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """
@@ -411,17 +417,24 @@ class SQLiteDatabase:
         Run as much of C{work} as one transaction holds; an outcome for each of those.
         """
         connection = self._connection
+        lock = self._writerLock
+        if lock is not None:
+            lock.acquire()
         try:
-            connection.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            failure = Failure()
-            return [(False, failure)] * len(work)
-        try:
-            self._checkOthers()
-            return self._inside(work)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                failure = Failure()
+                return [(False, failure)] * len(work)
+            try:
+                self._checkOthers()
+                return self._inside(work)
+            finally:
+                # Committed or not, the nodes written are read back.
+                settleIndex(connection, self.index)
         finally:
-            # Committed or not, the nodes written are read back.
-            settleIndex(connection, self.index)
+            if lock is not None:
+                lock.release()
 
     def _inside(self, work: list[Work]) -> list[Outcome]:
         """
@@ -448,6 +461,9 @@ class SQLiteDatabase:
             # node view; a failed commit below drops the view.
             self.keeper.committed(txn.heard)
         try:
+            # BEGIN IMMEDIATE kept every other writer out: the changes logged
+            # since the last check are this batch's own, settled after it.
+            latest = lastChange(connection) if self.index.pending else None
             connection.execute("COMMIT")
         except BaseException:
             failure = Failure()
@@ -458,6 +474,8 @@ class SQLiteDatabase:
                 except sqlite3.Error:
                     pass
             return _failAll(outcomes, failure)
+        if latest is not None:
+            self._seenChange = latest
         return outcomes
 
     def _undo(self) -> bool:
@@ -487,20 +505,27 @@ class SQLiteDatabase:
 
     def _checkOthers(self) -> None:
         """
-        Drop the interval index when another connection (a tool, another
-        process) committed since the last transaction: C{PRAGMA data_version}
-        moves only for other connections' commits.
+        Catch the interval index up with what other connections (a tool,
+        another process) committed since the last transaction: C{PRAGMA
+        data_version} moves only for their commits, and C{schedule_changes}
+        names the nodes whose blocking windows changed, so a commit of
+        heartbeats costs nothing and a booking re-reads its nodes only.
         """
-        version = self._connection.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._dataVersion:
-            self._dataVersion = version
-            self.index.valid = False
+        connection = self._connection
+        version = connection.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._dataVersion:
+            return
+        self._dataVersion = version
+        catchUp(connection, self.index, self._seenChange)
+        self._seenChange = lastChange(connection)
 
     def close(self) -> None:
         """
         Close the connection.
         """
         self._connection.close()
+        if self._writerLock is not None:
+            self._writerLock.close()
 
 
 @implementer(IStore)
@@ -511,8 +536,9 @@ class SQLiteStore:
 
     def __init__(
         self, path: str, reactor: Any, synchronous: str = "full", maxBatch: int = MAX_BATCH,
+        shared: bool = False,
     ) -> None:
-        self._database = SQLiteDatabase(path, synchronous)
+        self._database = SQLiteDatabase(path, synchronous, shared)
         self._reactor = reactor
         self._pool = WriterThread(name="marvin-sqlite")
         self._pool.start()

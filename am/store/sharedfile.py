@@ -1,0 +1,70 @@
+# -*- test-case-name: tests.test_sharedfile -*-
+"""
+What several processes on one SQLite file need (marvinctld's workers,
+docs/sqlite.md "More than one core"): writers that take turns on an OS lock,
+and an interval index that follows the others' bookings node by node.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+
+from am.core.intervalindex import IntervalIndex
+
+# More schedule changes by others than this and the index is reloaded instead.
+CATCH_UP_LIMIT = 512
+
+
+def lastChange(connection: sqlite3.Connection) -> int:
+    """
+    The latest committed C{schedule_changes.seq} (0 for none).
+    """
+    return connection.execute("SELECT coalesce(max(seq), 0) FROM schedule_changes").fetchone()[0]
+
+
+def catchUp(connection: sqlite3.Connection, index: IntervalIndex, seen: int) -> None:
+    """
+    Re-read into C{index} the nodes whose blocking windows changed after
+    change C{seen} (the transaction just began: nothing of its own is
+    pending); past L{CATCH_UP_LIMIT} changes the index is dropped instead.
+    """
+    if not index.valid:
+        return
+    latest = lastChange(connection)
+    if latest == seen:
+        return
+    if latest - seen > CATCH_UP_LIMIT or latest < seen:
+        index.valid = False
+        return
+    nodes = [r[0] for r in connection.execute(
+        "SELECT DISTINCT nodeid FROM schedule_changes WHERE seq > ?", (seen,)
+    )]
+    marks = ",".join("?" * len(nodes))
+    rows = connection.execute(
+        "SELECT nodeid, start, stop FROM schedules INDEXED BY schedules_node "
+        f"WHERE nodeid IN ({marks}) AND blocking = 1", nodes
+    ).fetchall()
+    index.replace(nodes, rows)
+
+
+class WriterLock:
+    """
+    An exclusive OS lock (C{flock}) on a file next to the database, held by
+    a writer from C{BEGIN IMMEDIATE} to the end of its transaction: writers
+    of several processes queue in the kernel and the next one wakes as soon
+    as the lock is free (SQLite's own busy handler polls, sleeping 1-100 ms).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def acquire(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)

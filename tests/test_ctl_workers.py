@@ -1,0 +1,231 @@
+"""
+marvinctld with C{workers: 2} (am/ctl/workers.py), real processes on a real
+socket: both processes answer; a booking made through one is seen and
+respected by the other, and a cancellation through one frees the slot for the
+other; 30 racing submissions book each node once; a worker killed with
+SIGKILL is started again, and the workers stop with the main process (also
+when it is killed). Waits are on conditions with deadlines, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from am.devtools.demopki import DEMO_NODES
+from tests.test_e2e_ctl import START_DEADLINE, Client, Process, pki, writeConfig  # noqa: F401 (fixture)
+
+SERVING = r"worker 1 serving \(pid (\d+)\)"
+WORKER = re.compile(r'^marvin_worker\{pid="(\d+)",worker="(\d+)"\}', re.M)
+
+
+class Connection:
+    """
+    One keep-alive connection to the plain listener (as a trusted proxy):
+    it stays with the process that accepted it.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(self, method: str, path: str, fingerprint: str | None = None, body: Any = None) -> tuple[int, Any]:
+        headers = {"VERIFIED": "SUCCESS", "SSL_FINGERPRINT": fingerprint} if fingerprint else {}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        self.connection.request(method, path, body=payload, headers=headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        try:
+            return response.status, json.loads(data) if data else None
+        except ValueError:
+            return response.status, data.decode()
+
+    def worker(self) -> tuple[int, int]:
+        """
+        (worker number, pid) of the process holding this connection.
+        """
+        status, text = self.call("GET", "/metrics")
+        assert status == 200, text
+        pid, number = WORKER.search(text).groups()
+        return int(number), int(pid)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def oneOnEach(port: int) -> dict[int, Connection]:
+    """
+    A keep-alive connection held by each of the two processes.
+    """
+    found: dict[int, Connection] = {}
+    deadline = time.monotonic() + START_DEADLINE
+    while len(found) < 2:
+        assert time.monotonic() < deadline, f"only {sorted(found)} answered"
+        connection = Connection(port)
+        number, _ = connection.worker()
+        if number in found:
+            connection.close()
+        else:
+            found[number] = connection
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def waitGone(pid: int) -> None:
+    deadline = time.monotonic() + START_DEADLINE
+    while not gone(pid):
+        assert time.monotonic() < deadline, f"process {pid} still runs"
+        time.sleep(0.05)
+
+
+def startWorkers(tmp_path, pki) -> tuple[Process, dict[str, int], int]:
+    process = Process(["--config", writeConfig(str(tmp_path), pki, workers=2)])
+    ports = process.ports()
+    worker = int(process.waitFor(SERVING).group(1))
+    return process, ports, worker
+
+
+def test_bookingsAcrossWorkers(pki, tmp_path) -> None:
+    """
+    Both processes answer; what one books the other sees and refuses to book
+    again; what one cancels the other may book; a worker killed with SIGKILL
+    is started again; a clean stop ends the worker too.
+    """
+    process, ports, workerPid = startWorkers(tmp_path, pki)
+    try:
+        client = Client(ports, pki)
+        alice = "a1" * 20
+        status, body = client.call("POST", "/v1/users", who="admin", form={"name": "alice", "ssl": alice, "role": "user"})
+        assert status == 201, body
+        connections = oneOnEach(ports["http"])
+        main, worker = connections[0], connections[1]
+        assert main.worker()[1] == process.proc.pid and worker.worker()[1] == workerPid
+        start = int(time.time()) + 7200
+        booking = {"name": "w", "script": "docker.io/x/y", "nodecount": 1, "nodetypes": "",
+                   "start": start, "duration": 1800, "options": {"nodes": "1"}}
+
+        # booked through the main process: seen and refused by the worker
+        status, body = main.call("POST", "/v1/experiments", alice, booking)
+        assert status == 201, body
+        first = body["experiment"]
+        status, body = worker.call("GET", f"/v1/experiments/{first}/schedules", alice)
+        assert status == 200 and len(body["schedules"]) == 1, body
+        assert worker.call("POST", "/v1/experiments", alice, booking)[0] == 409
+        # cancelled through the worker: the main process books the slot again
+        status, body = worker.call("DELETE", f"/v1/experiments/{first}", alice)
+        assert status in (200, 204), body
+        status, body = main.call("POST", "/v1/experiments", alice, booking)
+        assert status == 201, body
+        second = body["experiment"]
+        # and the other way round
+        assert worker.call("POST", "/v1/experiments", alice, booking)[0] == 409
+        assert main.call("DELETE", f"/v1/experiments/{second}", alice)[0] in (200, 204)
+        status, body = worker.call("POST", "/v1/experiments", alice, booking)
+        assert status == 201, body
+        assert main.call("POST", "/v1/experiments", alice, booking)[0] == 409
+        for connection in connections.values():
+            connection.close()
+
+        # a worker killed is started again, on the same socket
+        os.kill(workerPid, signal.SIGKILL)
+        process.waitFor(rf"worker 1 \(pid {workerPid}\) ended")
+        restarted = int(process.waitFor(SERVING).group(1))
+        assert restarted != workerPid
+        connections = oneOnEach(ports["http"])
+        assert connections[1].worker()[1] == restarted
+        for connection in connections.values():
+            connection.close()
+
+        assert process.stop() == 0
+        waitGone(restarted)
+    finally:
+        process.kill()
+
+
+def test_racingSubmissionsOverWorkers(pki, tmp_path) -> None:
+    """
+    30 clients on fresh connections (spread over both processes) ask at once
+    for one node each in the same window: each active node is booked once.
+    """
+    process, ports, _ = startWorkers(tmp_path, pki)
+    try:
+        client = Client(ports, pki)
+        users = [f"{i:02x}" * 20 for i in range(3)]
+        for i, fingerprint in enumerate(users):
+            status, body = client.call("POST", "/v1/users", who="admin", form={"name": f"u{i}", "ssl": fingerprint, "role": "user"})
+            assert status == 201, body
+        active = [n["id"] for n in DEMO_NODES if n["status"] == "active"]
+        start = int(time.time()) + 7200
+
+        def submit(i: int) -> tuple[int, Any]:
+            return client.call(
+                "POST", "/v1/experiments", fingerprint=users[i % 3],
+                body={"name": f"race{i}", "script": "docker.io/x/y", "nodecount": 1, "nodetypes": "",
+                      "start": start, "duration": 1800},
+            )
+
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            results = list(pool.map(submit, range(30)))
+        codes = sorted(status for status, _ in results)
+        assert (codes.count(201), codes.count(409)) == (len(active), 30 - len(active)), results
+        status, rows = client.call("GET", "/v1/schedules", fingerprint=users[0])
+        assert status == 200
+        booked = [r for r in rows if r["start"] < start + 1800 and r["stop"] > start]
+        assert sorted(str(r["nodeid"]) for r in booked) == sorted(active)
+    finally:
+        process.kill()
+
+
+def test_workerStopsWhenMainIsKilled(pki, tmp_path) -> None:
+    """
+    SIGKILL of the main process ends its lifeline pipe: the worker stops.
+    """
+    process, _, workerPid = startWorkers(tmp_path, pki)
+    try:
+        process.kill()
+        waitGone(workerPid)
+    finally:
+        process.kill()
+        if not gone(workerPid):
+            os.kill(workerPid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("value", [0, "two", True, 65])
+def test_badWorkers(value, tmp_path) -> None:
+    """
+    C{workers} is a whole number 1-64, named in the message.
+    """
+    from am.ctl.config import ConfigError, parseConfig
+
+    with pytest.raises(ConfigError, match="^workers: "):
+        parseConfig({"database": str(tmp_path / "m.db"), "workers": value}, str(tmp_path), checkFiles=False)
+
+
+def test_workersNeedSQLiteFile(tmp_path) -> None:
+    """
+    More than one worker needs a SQLite file: PostgreSQL runs several controllers instead.
+    """
+    from am.ctl.config import ConfigError, parseConfig
+
+    for database in ("postgresql://localhost/marvin", ":memory:"):
+        with pytest.raises(ConfigError, match="^workers: more than one only with a SQLite file"):
+            parseConfig({"database": database, "workers": 2}, str(tmp_path), checkFiles=False)
+    listen = {"http": {"address": "127.0.0.1", "port": 0}}
+    assert parseConfig({"database": ":memory:", "listen": listen}, str(tmp_path), checkFiles=False).workers == 1
