@@ -46,7 +46,7 @@ async def heartbeat(ctx: Context) -> Reply:
     reply = await ctx.scheduler.heartbeat(
         ctx.user.id, ctx.args[0].strip(), maintenance=maintenance, interfaces=interfaces, limit=limit
     )
-    return Reply(200, {"interfaces": {}, "tasks": [render.task(t) for t in reply.tasks]})
+    return Reply(200, raw=render.heartbeatJSON(reply.tasks))
 
 
 async def report(ctx: Context) -> Reply:

@@ -155,13 +155,32 @@ RAW_BODY: frozenset[tuple[str, str]] = frozenset({("schedule/upload", "PUT")})
 _STATUS = ((BadRequest, 400), (Forbidden, 403), (NotFound, 404), (Conflict, 409))
 
 
+def _byShape(
+    routes: Iterable[tuple[tuple[str, ...], str]],
+) -> dict[tuple[int, str], list[tuple[tuple[str, ...], str]]]:
+    """
+    The routes a path could match, by its length and first segment (C{"*"}:
+    a first segment no pattern names), each list in the order of L{ROUTES}.
+    """
+    routes = list(routes)
+    shapes = {(len(p), p[0]) for p, _ in routes if p} | {(len(p), "*") for p, _ in routes if p}
+    return {
+        (length, first): [(p, r) for p, r in routes if len(p) == length and p[0] in (first, "*")]
+        for length, first in shapes
+    }
+
+
+_SHAPES = _byShape(ROUTES)
+
+
 def resolve(segments: list[str]) -> Optional[tuple[str, tuple[str, ...]]]:
     """
     The route and its variable segments for a path (without C{/v1}), or C{None}.
     """
-    for pattern, route in ROUTES:
-        if len(pattern) != len(segments):
-            continue
+    if not segments:
+        return None
+    candidates = _SHAPES.get((len(segments), segments[0])) or _SHAPES.get((len(segments), "*"), [])
+    for pattern, route in candidates:
         args = []
         for want, got in zip(pattern, segments):
             if want == "*":
@@ -191,6 +210,10 @@ def pathSegments(raw: list[bytes]) -> Optional[list[str]]:
     return segments
 
 
+# Who a request is from until it is authenticated (a Caller is frozen: one will do).
+_NOBODY = Caller()
+
+
 @attrs.define
 class _Exchange:
     """
@@ -199,7 +222,7 @@ class _Exchange:
 
     method: str = "-"
     route: Optional[str] = None
-    caller: Caller = attrs.field(factory=Caller)
+    caller: Caller = _NOBODY
 
 
 class RESTApplication:

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from am.core.model import Booked
+from am.core.model import Booked, Schedule
 from rest_compat import render
 
 
@@ -74,3 +74,20 @@ def test_compactJSON(rows: list) -> None:
     dicts = [{"nodeid": render.nodeId(b.nodeid), "start": b.start, "stop": b.stop, "ownerid": b.ownerid}
              for b in booked]
     assert render.compactJSON(booked) == legacy(dicts)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.builds(
+    Schedule,
+    expid=st.integers(1, 10**9), nodeid=node_ids, start=st.integers(-(2**62), 2**62),
+    stop=st.integers(-(2**62), 2**62), status=st.sampled_from(["defined", "started", "failed"]),
+    reason=st.one_of(st.just(""), st.text()), shared=st.booleans(),
+    deploymentOptions=st.dictionaries(keys, bodies, max_size=4), id=st.integers(1, 10**9),
+), max_size=4))
+def test_heartbeatJSON(tasks: list) -> None:
+    """
+    The heartbeat reply, written straight from the schedules, is the legacy
+    encoding of C{{"interfaces": {}, "tasks": [render.task(t)...]}}, options
+    only C{json} encodes (NaN, tuples) included.
+    """
+    assert render.heartbeatJSON(tasks) == legacy({"interfaces": {}, "tasks": [render.task(t) for t in tasks]})

@@ -130,6 +130,43 @@ class RoutingTests(SynchronousTestCase):
         self.assertEqual(self.h.request("GET", "/version").json, "1.0")
 
 
+def _firstMatch(segments: list[str]):
+    """
+    The routing rule stated plainly: the first pattern of L{resource.ROUTES}
+    of the path's length whose literals match and whose wildcards are not empty.
+    """
+    for pattern, route in resource.ROUTES:
+        if len(pattern) == len(segments) and all(
+            (got != "") if want == "*" else (want == got) for want, got in zip(pattern, segments)
+        ):
+            return route, tuple(got for want, got in zip(pattern, segments) if want == "*")
+    return None
+
+
+_WORDS = sorted({word for pattern, _ in resource.ROUTES for word in pattern if word != "*"} | {"", "7", "x", "*"})
+
+
+class ResolveTests(SynchronousTestCase):
+    @settings(max_examples=1000, deadline=None)
+    @given(st.lists(st.sampled_from(_WORDS), max_size=5))
+    def test_firstMatchingPattern(self, segments: list[str]) -> None:
+        """
+        L{resource.resolve} (which looks only at the patterns of the path's
+        length and first segment) finds what the first matching pattern says.
+        """
+        self.assertEqual(resource.resolve(segments), _firstMatch(segments))
+
+    def test_everyRoute(self) -> None:
+        """
+        Every pattern, its wildcards filled, resolves to its own route
+        (or to an earlier pattern that also matches, as the first match wins).
+        """
+        for pattern, route in resource.ROUTES:
+            segments = ["42" if word == "*" else word for word in pattern]
+            self.assertEqual(resource.resolve(segments), _firstMatch(segments))
+            self.assertIsNotNone(resource.resolve(segments))
+
+
 class EnvelopeTests(SynchronousTestCase):
     """
     Encoding, headers and error bodies.
