@@ -53,6 +53,7 @@ from am.ctl.slowclients import guard
 from am.geni.face import mountGENI
 from am.results.hub import resultKey
 from am.store.leadership import AlwaysLeader, Follower, ILeadership, leadershipOf
+from am.store.sharedfile import bumpOnUserChange
 from am.store.sqlite import SQLiteStore
 from am.trust.certs import certificatePEM, loadRoots
 from am.trust.tls import serverTLSOptions
@@ -138,11 +139,13 @@ def redacted(database: str) -> str:
 
 
 def defaultRESTFactory(
-    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]], results: Any = None
+    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]], results: Any = None,
+    callersVersion: Optional[Callable[[], int]] = None,
 ) -> IResource:
     """
     The MONROE REST resource over C{scheduler}, trusting identity headers only
-    from the configured proxies.
+    from the configured proxies; C{callersVersion}: the user-change counter
+    of processes sharing a SQLite file (L{am.store.sharedfile}).
     """
     authenticator = Authenticator(
         trustedProxies=list(config.trustedProxies),
@@ -152,9 +155,11 @@ def defaultRESTFactory(
     return buildRESTResource(
         scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync,
         results=results,
-        # Other controllers (PostgreSQL) or workers (docs/sqlite.md) may change
-        # users unseen: only a controller alone on its database remembers callers.
-        rememberCallers=not isPostgreSQL(config.database) and config.workers == 1,
+        # Other controllers (PostgreSQL) may change users unseen: only a
+        # controller alone on its database, or workers sharing a user-change
+        # counter (docs/sqlite.md), remember callers.
+        rememberCallers=not isPostgreSQL(config.database) and (config.workers == 1 or callersVersion is not None),
+        callersVersion=callersVersion,
     )
 
 
@@ -390,8 +395,15 @@ class Controller(MultiService):
         self.sync.scheduler = self.scheduler
         if not self.sync.configured:
             self.log.warn("no inventory configured: nodes come only from the database")
+        extra = {}
+        counter = getattr(store, "usersVersion", None) if self.config.workers > 1 else None
+        if counter is not None:
+            # Every worker's user changes bump it; every worker's face follows it.
+            self.scheduler.events.subscribeInTransaction(bumpOnUserChange(counter))
+            extra["callersVersion"] = counter.value
         self.root = self.restFactory(
-            self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None, self.results
+            self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None, self.results,
+            **extra,
         )
         for face in self.faces:
             face(self)
