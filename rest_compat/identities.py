@@ -11,8 +11,9 @@ have read the old row). Unknown and invalidated fingerprints are never
 remembered: they are read every time, so a new user is known at once.
 
 With a database other controllers write too (PostgreSQL), their changes
-raise no event here: the controller then does not remember callers at all
-(L{am.ctl.service}). Worker processes of one controller (SQLite, C{workers:
+raise no event here: C{version} is then the count of user changes heard by
+notification (L{am.store.pgusers}), C{None} while they may go unheard, when
+nothing is remembered. Worker processes of one controller (SQLite, C{workers:
 N}) share a C{version} instead, a counter every process bumps inside the
 transaction of each user change (so before it is answered): when it moved,
 everything remembered is forgotten, and a lookup begun before is not kept.
@@ -40,7 +41,7 @@ class Identities:
 
     def __init__(
         self, scheduler: IScheduler, remember: bool = True, limit: int = LIMIT,
-        version: Optional[Callable[[], int]] = None,
+        version: Optional[Callable[[], Optional[int]]] = None,
     ) -> None:
         self._scheduler = scheduler
         self._remember = remember
@@ -49,7 +50,7 @@ class Identities:
         # Bumped by every user change: a lookup begun before is not remembered.
         self._generation = 0
         self._version = version
-        self._seen = version() if version is not None else 0
+        self._seen: Optional[int] = version() if version is not None else 0
         if remember:
             scheduler.events.subscribe(self._observe)
 
@@ -59,11 +60,13 @@ class Identities:
         what is remembered), or C{None}.
         """
         version = self._version
-        if version is not None and version() != self._seen:
-            # Another process changed a user.
-            self._seen = version()
-            self._generation += 1
-            self._users.clear()
+        if version is not None:
+            now = version()
+            if now is None or now != self._seen:
+                # Another process changed a user (or changes may go unheard).
+                self._seen = now
+                self._generation += 1
+                self._users.clear()
         user = self._users.get(fingerprint)
         if user is not None:
             return succeed(attrs.evolve(user))
@@ -74,7 +77,7 @@ class Identities:
             if (
                 self._remember and user is not None and user.active
                 and generation == self._generation and user.fingerprint == fingerprint
-                and (version is None or version() == seen)
+                and (version is None or (seen is not None and version() == seen))
             ):
                 if len(self._users) >= self._limit:
                     self._users.clear()

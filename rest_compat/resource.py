@@ -243,7 +243,7 @@ class RESTApplication:
         timer: Callable[[], float] = time.perf_counter,
         results: Any = None,
         rememberCallers: bool = True,
-        callersVersion: Optional[Callable[[], int]] = None,
+        callersVersion: Optional[Callable[[], Optional[int]]] = None,
     ) -> None:
         self.scheduler = scheduler
         self.authenticator = authenticator
@@ -434,7 +434,7 @@ def buildRESTResource(
     maxBody: int = MAX_BODY,
     results: Any = None,
     rememberCallers: bool = True,
-    callersVersion: Optional[Callable[[], int]] = None,
+    callersVersion: Optional[Callable[[], Optional[int]]] = None,
 ) -> IResource:
     """
     The REST face over C{scheduler}.
@@ -451,8 +451,9 @@ def buildRESTResource(
         requests (L{rest_compat.identities}); only when no other controller
         writes the same database.
     @param callersVersion: with processes sharing the database (marvinctld's
-        workers), a counter they all bump with every user change: callers
-        are remembered only while it stays put (L{rest_compat.identities}).
+        workers, controllers on PostgreSQL), a counter of every user change:
+        callers are remembered only while it stays put and is not C{None}
+        (L{rest_compat.identities}).
     @return: a root resource serving C{/version}, C{/openapi.json}, C{/v1/...}
         and the same paths without C{/v1}; C{putChild} more on it freely.
     """

@@ -12,6 +12,7 @@ from lxml import etree
 
 from am.core.allocation import AllocationRequest
 from rspec.times import parseTime
+from am.geni.service import AggregateManager, Settings
 from tests.geni_helpers import AUTHORITY, V3, GeniTestCase, requestRSpec
 from tests.trust_helpers import NOW
 
@@ -123,6 +124,35 @@ class ListResourcesTests(GeniTestCase):
         self.ok("ListResources", creds, V3)
         alice = self.successResultOf(self.scheduler.read(lambda txn: txn.findUser(urn=self.p.alice.urn)))
         self.successResultOf(self.scheduler.invalidateUser(alice.id))
+        self.assertEqual(self.code("ListResources", creds, V3), 3)
+
+    def test_invalidatedUserFollowsVersion(self) -> None:
+        """
+        Following a user-change version (PostgreSQL's notifications), a user
+        changed by another controller is read again as soon as the version
+        moves, however soon; and nothing is remembered while it is C{None}.
+        """
+        import attrs
+
+        version: list = [1]
+        self.am = AggregateManager(
+            self.scheduler, self.trust, Settings(AUTHORITY, "https://am.example.org:8443/xmlrpc/am/3.0"),
+            lambda: version[0],
+        )
+        creds = self.userCred()
+        self.ok("ListResources", creds, V3)
+
+        def invalidate(txn, active=False) -> None:
+            txn.updateUser(attrs.evolve(txn.findUser(urn=self.p.alice.urn), invalid=not active))
+
+        self.successResultOf(self.store.transact(invalidate))  # as another controller would
+        self.ok("ListResources", creds, V3)  # not heard yet: remembered
+        version[0] = 2
+        self.assertEqual(self.code("ListResources", creds, V3), 3)
+        self.successResultOf(self.store.transact(invalidate, True))
+        version[0] = None  # not listening
+        self.ok("ListResources", creds, V3)
+        self.successResultOf(self.store.transact(invalidate))
         self.assertEqual(self.code("ListResources", creds, V3), 3)
 
 

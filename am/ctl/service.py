@@ -132,12 +132,13 @@ def redacted(database: str) -> str:
 
 def defaultRESTFactory(
     scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]], results: Any = None,
-    callersVersion: Optional[Callable[[], int]] = None,
+    callersVersion: Optional[Callable[[], Optional[int]]] = None,
 ) -> IResource:
     """
     The MONROE REST resource over C{scheduler}, trusting identity headers only
     from the configured proxies; C{callersVersion}: the user-change counter
-    of processes sharing a SQLite file (L{am.store.sharedfile}).
+    of processes sharing a SQLite file (L{am.store.sharedfile}) or of
+    controllers sharing a PostgreSQL database (L{am.store.pgusers}).
     """
     authenticator = Authenticator(
         trustedProxies=list(config.trustedProxies),
@@ -147,10 +148,10 @@ def defaultRESTFactory(
     return buildRESTResource(
         scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync,
         results=results,
-        # Other controllers (PostgreSQL) may change users unseen: only a
-        # controller alone on its database, or workers sharing a user-change
-        # counter (docs/sqlite.md), remember callers.
-        rememberCallers=not isPostgreSQL(config.database) and (config.workers == 1 or callersVersion is not None),
+        # Other controllers (PostgreSQL) or workers may change users: only a
+        # controller alone on its database, or one following a user-change
+        # counter (docs/sqlite.md, docs/postgresql.md), remembers callers.
+        rememberCallers=callersVersion is not None or (not isPostgreSQL(config.database) and config.workers == 1),
         callersVersion=callersVersion,
     )
 
@@ -263,6 +264,10 @@ class Controller(MultiService):
         self.metrics = Metrics()
         self.store: Any = None
         self.leadership: ILeadership = AlwaysLeader()
+        # PostgreSQL: user changes by any controller (am/store/pgusers.py);
+        # usersVersion is what the faces' remembered users follow, if any.
+        self.userChanges: Any = None
+        self.usersVersion: Optional[Callable[[], Optional[int]]] = None
         self.scheduler: Optional[IScheduler] = None
         self.root: Optional[IResource] = None
         self.ready: Deferred = Deferred()
@@ -389,6 +394,11 @@ class Controller(MultiService):
             # Every worker's user changes bump it; every worker's face follows it.
             self.scheduler.events.subscribeInTransaction(bumpOnUserChange(counter))
             extra["callersVersion"] = counter.value
+        elif hasattr(store, "userChanges"):
+            # PostgreSQL: every controller's user changes, heard by notification.
+            self.userChanges = store.userChanges()
+            self.userChanges.start()
+            extra["callersVersion"] = self.usersVersion = self.userChanges.version
         self.root = self.restFactory(
             self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None, self.results,
             **extra,
@@ -446,6 +456,8 @@ class Controller(MultiService):
 
         def close(_: Any) -> Any:
             self.leadership.stop()
+            if self.userChanges is not None:
+                self.userChanges.stop()
             if self.store is not None:
                 store, self.store = self.store, None
                 return store.close()

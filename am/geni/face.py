@@ -45,7 +45,7 @@ def buildAggregateManager(controller: Any) -> AggregateManager:
         adCacheSeconds=geni.adCache,
         resultsBase=(controller.config.publicURL or "https://localhost/").rstrip("/") + "/v1/schedules/",
     )
-    return AggregateManager(controller.scheduler, trust, settings)
+    return AggregateManager(controller.scheduler, trust, settings, getattr(controller, "usersVersion", None))
 
 
 def mountGENI(controller: Any) -> None:

@@ -10,7 +10,7 @@ nodes do not see until Provision.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 from twisted.logger import Logger
@@ -113,16 +113,22 @@ class AggregateManager:
     The GENI face's logic; L{am.geni.xmlrpc} puts it on the wire.
     """
 
-    def __init__(self, scheduler: IScheduler, trust: Trust, settings: Settings) -> None:
+    def __init__(
+        self, scheduler: IScheduler, trust: Trust, settings: Settings,
+        usersVersion: Optional[Callable[[], Optional[int]]] = None,
+    ) -> None:
         self.scheduler = scheduler
         self.trust = trust
         self.settings = settings
         self.amURN = f"urn:publicid:IDN+{settings.authority}+authority+am"
         self._adCache: dict[tuple[bool, bool], tuple[int, str]] = {}
         # Active users by URN, so a call need not wait for a store read; any
-        # change here clears it, and entries live USER_CACHE_SECONDS at most
-        # (changes made by another controller on the same database).
-        self._userCache: dict[str, tuple[int, Any]] = {}
+        # change here clears it. Changes made by another controller on the
+        # same database: with usersVersion (PostgreSQL, am/store/pgusers.py)
+        # an entry holds while it has not moved (nothing is kept while it is
+        # None); without, entries live USER_CACHE_SECONDS at most.
+        self._usersVersion = usersVersion
+        self._userCache: dict[str, tuple[int, Optional[int], Any]] = {}
         scheduler.events.subscribe(lambda event: self._adCache.clear())
         scheduler.events.subscribe(lambda event: self._userCache.clear())
 
@@ -206,16 +212,22 @@ class AggregateManager:
     ) -> tuple[Grant, User]:
         grant = self.trust.authorize(caller, method, target=target, credentials=credentials, options=options)
         now = self.scheduler.now()
+        following = self._usersVersion
+        version = following() if following is not None else None
         seen = self._userCache.get(grant.callerURN)
-        if seen is not None and now - seen[0] < USER_CACHE_SECONDS:
-            return grant, seen[1]
+        if seen is not None and (
+            now - seen[0] < USER_CACHE_SECONDS if following is None else version is not None and seen[1] == version
+        ):
+            return grant, seen[2]
         user = await self.scheduler.read(lambda txn: txn.findUser(urn=grant.callerURN))
         if user is None or not user.active:
             # First call of this user (or an invalidated one, refused there).
             user = await self.scheduler.userForURN(grant.callerURN)
         if len(self._userCache) >= 4096:
             self._userCache.clear()
-        self._userCache[grant.callerURN] = (now, user)
+        if following is None or version is not None:
+            # (The version from before the read: a change heard since makes it stale.)
+            self._userCache[grant.callerURN] = (now, version, user)
         return grant, user
 
     async def _sliceFor(

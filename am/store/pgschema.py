@@ -260,6 +260,19 @@ MIGRATIONS: tuple[str, ...] = (
               OR OLD.stop IS DISTINCT FROM NEW.stop OR OLD.blocking IS DISTINCT FROM NEW.blocking)
         EXECUTE FUNCTION schedule_changed();
     """,
+    # 12: every change to users notifies the controllers at its commit
+    # (am/store/pgusers.py): they forget the callers they remember. The
+    # payload names the schema (two Marvins may share a database).
+    """
+    CREATE FUNCTION users_changed() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    BEGIN
+        PERFORM pg_notify('marvin_users', current_schema());
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER users_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON users
+        FOR EACH STATEMENT EXECUTE FUNCTION users_changed();
+    """,
 )
 
 LATEST = len(MIGRATIONS)

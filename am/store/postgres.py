@@ -52,6 +52,7 @@ from am.store.pgindex import IndexFeed
 from am.store.pgschema import NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
 from am.store.pgleader import PostgresLeadership
+from am.store.pgusers import UserChanges
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
 from am.store.rows import SCHEDULE_COLUMNS, nodeFromRow, recordKey, scheduleFromRow
@@ -573,6 +574,12 @@ class PostgresStore:
         This controller's part in electing who runs the background loops.
         """
         return PostgresLeadership(self.url, self._reactor)
+
+    def userChanges(self) -> UserChanges:
+        """
+        What tells this controller of user changes by any controller.
+        """
+        return UserChanges(self.url)
 
     def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """
