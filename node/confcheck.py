@@ -109,6 +109,13 @@ def number(
     return float(value)
 
 
+def seconds(data: dict[str, Any], key: str, where: str, default: float, low: float) -> float:
+    """
+    A duration in seconds, at least C{low}.
+    """
+    return number(data, key, where, default, low, unit="seconds")
+
+
 def stringList(value: Any, where: str) -> list[str]:
     """
     A list of non-empty strings (one string is a list of one).

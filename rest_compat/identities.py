@@ -12,12 +12,15 @@ remembered: they are read every time, so a new user is known at once.
 
 With a database other controllers write too (PostgreSQL), their changes
 raise no event here: the controller then does not remember callers at all
-(L{am.ctl.service}).
+(L{am.ctl.service}). Worker processes of one controller (SQLite, C{workers:
+N}) share a C{version} instead, a counter every process bumps inside the
+transaction of each user change (so before it is answered): when it moved,
+everything remembered is forgotten, and a lookup begun before is not kept.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -35,13 +38,18 @@ class Identities:
     The fingerprint lookups of one REST face.
     """
 
-    def __init__(self, scheduler: IScheduler, remember: bool = True, limit: int = LIMIT) -> None:
+    def __init__(
+        self, scheduler: IScheduler, remember: bool = True, limit: int = LIMIT,
+        version: Optional[Callable[[], int]] = None,
+    ) -> None:
         self._scheduler = scheduler
         self._remember = remember
         self._limit = limit
         self._users: dict[str, User] = {}
         # Bumped by every user change: a lookup begun before is not remembered.
         self._generation = 0
+        self._version = version
+        self._seen = version() if version is not None else 0
         if remember:
             scheduler.events.subscribe(self._observe)
 
@@ -50,15 +58,23 @@ class Identities:
         The user whose fingerprint this is (a copy: callers may not change
         what is remembered), or C{None}.
         """
+        version = self._version
+        if version is not None and version() != self._seen:
+            # Another process changed a user.
+            self._seen = version()
+            self._generation += 1
+            self._users.clear()
         user = self._users.get(fingerprint)
         if user is not None:
             return succeed(attrs.evolve(user))
         generation = self._generation
+        seen = self._seen
 
         def found(user: Optional[User]) -> Optional[User]:
             if (
                 self._remember and user is not None and user.active
                 and generation == self._generation and user.fingerprint == fingerprint
+                and (version is None or version() == seen)
             ):
                 if len(self._users) >= self._limit:
                     self._users.clear()

@@ -243,10 +243,11 @@ class RESTApplication:
         timer: Callable[[], float] = time.perf_counter,
         results: Any = None,
         rememberCallers: bool = True,
+        callersVersion: Optional[Callable[[], int]] = None,
     ) -> None:
         self.scheduler = scheduler
         self.authenticator = authenticator
-        self.identities = Identities(scheduler, rememberCallers)
+        self.identities = Identities(scheduler, rememberCallers, version=callersVersion)
         self.cors = cors
         self.sync = sync
         self.maxBody = maxBody
@@ -433,6 +434,7 @@ def buildRESTResource(
     maxBody: int = MAX_BODY,
     results: Any = None,
     rememberCallers: bool = True,
+    callersVersion: Optional[Callable[[], int]] = None,
 ) -> IResource:
     """
     The REST face over C{scheduler}.
@@ -448,12 +450,15 @@ def buildRESTResource(
     @param rememberCallers: remember active users by fingerprint between
         requests (L{rest_compat.identities}); only when no other controller
         writes the same database.
+    @param callersVersion: with processes sharing the database (marvinctld's
+        workers), a counter they all bump with every user change: callers
+        are remembered only while it stays put (L{rest_compat.identities}).
     @return: a root resource serving C{/version}, C{/openapi.json}, C{/v1/...}
         and the same paths without C{/v1}; C{putChild} more on it freely.
     """
     ui.counterFor(scheduler)  # the timeline's live updates follow the core's events from now on
     application = RESTApplication(
         scheduler, authenticator, CORSPolicy.coerce(cors), sync, maxBody, loadDocument(), results=results,
-        rememberCallers=rememberCallers,
+        rememberCallers=rememberCallers, callersVersion=callersVersion,
     )
     return RESTRoot(application)

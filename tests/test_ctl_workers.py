@@ -105,8 +105,9 @@ def startWorkers(tmp_path, pki) -> tuple[Process, dict[str, int], int]:
 def test_bookingsAcrossWorkers(pki, tmp_path) -> None:
     """
     Both processes answer; what one books the other sees and refuses to book
-    again; what one cancels the other may book; a worker killed with SIGKILL
-    is started again; a clean stop ends the worker too.
+    again; what one cancels the other may book; a user invalidated through
+    one is refused by the other at once; a worker killed with SIGKILL is
+    started again; a clean stop ends the worker too.
     """
     process, ports, workerPid = startWorkers(tmp_path, pki)
     try:
@@ -140,6 +141,21 @@ def test_bookingsAcrossWorkers(pki, tmp_path) -> None:
         status, body = worker.call("POST", "/v1/experiments", alice, booking)
         assert status == 201, body
         assert main.call("POST", "/v1/experiments", alice, booking)[0] == 409
+
+        # a user invalidated through one process is refused at once by the
+        # other, which remembered it (callers follow the shared counter)
+        admin = pki.fingerprints["admin"]
+        bob = "b2" * 20
+        status, body = client.call("POST", "/v1/users", who="admin", form={"name": "bob", "ssl": bob, "role": "user"})
+        assert status == 201, body
+        ids = {u["name"]: u["id"] for u in client.call("GET", "/v1/users", who="admin")[1]}
+        for changer, other, who in ((main, worker, alice), (worker, main, bob)):
+            assert other.call("GET", "/v1/experiments", who)[0] == 200
+            assert changer.call("GET", "/v1/experiments", who)[0] == 200
+            status, body = changer.call("DELETE", f"/v1/users/{ids['alice' if who == alice else 'bob']}", admin)
+            assert status in (200, 204), body
+            assert other.call("GET", "/v1/experiments", who)[0] in (401, 403)
+            assert changer.call("GET", "/v1/experiments", who)[0] in (401, 403)
         for connection in connections.values():
             connection.close()
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 from zope.interface.verify import verifyObject
 
-from am.ctl.config import ConfigError, ResultsConfig, parseResults
+from am.ctl.resultsconfig import ConfigError, ResultsConfig, parseResults
 from am.ctl.resultsconfig import makeHub
 from am.results.interfaces import IResultStore
 from am.results.local import LocalResultStore

@@ -115,3 +115,55 @@ def test_longestWindowKnown() -> None:
     assert other.read(longest) == 500
     other.close()
     db.close()
+
+
+class _Counting:
+    """
+    A connection that counts the statements sent through it.
+    """
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self._connection = connection
+        self.sent: list[str] = []
+
+    def execute(self, sql, args=None, **kwargs):
+        self.sent.append(str(sql).split()[0])
+        return self._connection.execute(sql, args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._connection, name)
+
+
+def _lookup(txn):
+    return txn.getNode("1").id
+
+
+def _both(txn):
+    try:
+        first = txn.getNode("1").id
+        return first, len(txn.listUsers())
+    except Exception:  # (what a read might do: never swallows the retry)
+        return None
+
+
+def test_oneStatementReads() -> None:
+    """
+    A read of one statement runs without a transaction (no BEGIN, no
+    COMMIT), read only all the same; a read of more runs again in a snapshot,
+    and from then on in a snapshot at once.
+    """
+    db = PostgresDatabase(fresh())
+    _setup(db)
+    spy = db._connection = _Counting(db._connection)  # type: ignore[assignment]
+    assert db.read(_lookup) == "1"
+    assert spy.sent == ["SELECT"]
+    del spy.sent[:]
+    assert db.read(_both) == ("1", 1)
+    assert spy.sent == ["SELECT", "BEGIN", "SELECT", "SELECT", "COMMIT"]
+    del spy.sent[:]
+    assert db.read(_both) == ("1", 1)
+    assert spy.sent == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        db.read(lambda txn: txn.setHeartbeat("1", NOW + 1, None, None))
+    assert db.run(lambda txn: txn.getNode("1").heartbeat) == NOW
+    db.close()

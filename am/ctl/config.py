@@ -25,12 +25,12 @@ from cryptography.hazmat.primitives import serialization
 from node import confcheck as check
 from node.confcheck import ConfigError, readYAML
 
-from am.ctl.inventory import FieldMapping, InventoryAPI, InventoryError, loadStaticInventory
-from am.ctl.oauth import OAuth2Settings
+from am.ctl.inventoryconfig import InventoryConfig, parseInventory
 from am.core.accounts import normaliseFingerprint
 from am.core.errors import BadRequest
 from am.core.policy import Policy
 from am.ctl.notifyconfig import NotifierSettings, parseNotifications
+from am.ctl.resultsconfig import ResultsConfig, parseResults
 from am.ctl.slowclients import DEFAULT_PER_PEER, DEFAULT_READ_TIMEOUT, ClientLimits
 from am.store.sqlite import SYNCHRONOUS_LEVELS
 
@@ -76,18 +76,6 @@ class BootstrapUser:
 
 
 @attrs.frozen
-class InventoryConfig:
-    """
-    Where nodes come from, and how often to look.
-    """
-
-    file: Optional[str] = None
-    api: Optional[InventoryAPI] = None
-    period: float = 3600.0
-    retry: float = 60.0
-
-
-@attrs.frozen
 class LogConfig:
     """
     C{file} is a path or C{"-"} for standard output.
@@ -120,32 +108,6 @@ class DemoSetup:
 
     directory: str
     pki: Any
-
-
-STORES = ("local", "s3", "off")
-
-
-@attrs.frozen
-class S3Settings:
-    bucket: str
-    endpoint: Optional[str] = None
-    region: Optional[str] = None
-    accessKey: Optional[str] = None
-    secretKeyFile: Optional[str] = None
-    prefix: str = ""
-
-
-@attrs.frozen
-class ResultsConfig:
-    """
-    Where results go; C{store} C{off} answers 501 on the results routes.
-    """
-
-    store: str = "off"
-    directory: Optional[str] = None
-    spool: Optional[str] = None
-    period: float = 60.0
-    s3: Optional[S3Settings] = None
 
 
 @attrs.frozen
@@ -217,17 +179,13 @@ def _geni(
         authority=authority,
         trustRoots=tuple(roots),
         defaultImage=check.string(section, "default_image", "geni.default_image"),
-        defaultDuration=int(_number(section, "default_duration", "geni.default_duration", 3600, 60)),
-        maxRequest=int(_number(section, "max_request", "geni.max_request", 4 * 1024 * 1024, 1024)),
-        adCache=int(_number(section, "ad_cache", "geni.ad_cache", 60, 0)),
+        defaultDuration=int(check.seconds(section, "default_duration", "geni.default_duration", 3600, 60)),
+        maxRequest=int(check.seconds(section, "max_request", "geni.max_request", 4 * 1024 * 1024, 1024)),
+        adCache=int(check.seconds(section, "ad_cache", "geni.ad_cache", 60, 0)),
     )
 
 
 # -- small validators (the shared ones are in node.confcheck) ----------------------
-
-
-def _number(section: dict[str, Any], key: str, where: str, default: float, low: float) -> float:
-    return check.number(section, key, where, default, low, unit="seconds")
 
 
 
@@ -302,7 +260,7 @@ def _clientLimits(listen: dict[str, Any]) -> ClientLimits:
     if isinstance(perPeer, bool) or not isinstance(perPeer, int) or perPeer < 1:
         raise ConfigError(f"listen.max_connections_per_peer: must be a whole number of at least 1, not {perPeer!r}")
     return ClientLimits(
-        readTimeout=_number(listen, "request_timeout", "listen.request_timeout", DEFAULT_READ_TIMEOUT, 1),
+        readTimeout=check.seconds(listen, "request_timeout", "listen.request_timeout", DEFAULT_READ_TIMEOUT, 1),
         perPeer=perPeer,
     )
 
@@ -373,160 +331,6 @@ def _admins(data: dict[str, Any], base: str, checkFiles: bool = True) -> list[Bo
             ) from None
         users.append(BootstrapUser(name=name, fingerprint=fingerprint, project=check.string(item, "project", where) or ""))
     return users
-
-
-def _inventory(data: dict[str, Any], base: str, checkFiles: bool) -> InventoryConfig:
-    section = check.section(data, "inventory", "inventory")
-    check.known(section, {"file", "api", "period", "retry"}, "inventory")
-    path = check.string(section, "file", "inventory.file")
-    staticFile = None if path is None else check.path(base, path)
-    if staticFile is not None and checkFiles:
-        try:
-            # Kept for the first sync at start, which then does not parse it again.
-            loadStaticInventory(staticFile, keep=True)
-        except InventoryError as e:
-            raise ConfigError(f"inventory.file: {e}") from None
-    api = None
-    if section.get("api") is not None:
-        api = _inventoryAPI(check.section(section, "api", "inventory.api"), base, checkFiles)
-    return InventoryConfig(
-        file=staticFile,
-        api=api,
-        period=_number(section, "period", "inventory.period", 3600, 1),
-        retry=_number(section, "retry", "inventory.retry", 60, 1),
-    )
-
-
-def _inventoryAPI(section: dict[str, Any], base: str, checkFiles: bool) -> InventoryAPI:
-    where = "inventory.api"
-    check.known(
-        section,
-        {"url", "token_header", "token", "token_file", "oauth2", "timeout", "list_key", "max_bytes", "ca", "fields"},
-        where,
-    )
-    url = check.required(section, "url", f"{where}.url")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{where}.url: must be an http:// or https:// URL, not {url!r}")
-    token = check.string(section, "token", f"{where}.token")
-    tokenFile = check.string(section, "token_file", f"{where}.token_file")
-    if token is not None and tokenFile is not None:
-        raise ConfigError(f"{where}: give token or token_file, not both")
-    if tokenFile is not None:
-        tokenFile = check.path(base, tokenFile)
-        token = check.readable(tokenFile, f"{where}.token_file").decode("utf-8", "replace").strip()
-    oauth2 = None
-    if section.get("oauth2") is not None:
-        if token is not None or tokenFile is not None:
-            raise ConfigError(f"{where}: give oauth2 or a static token (token, token_file), not both")
-        oauth2 = _oauth2(check.section(section, "oauth2", f"{where}.oauth2"), base, checkFiles)
-    header = check.string(section, "token_header", f"{where}.token_header", "Authorization") or "Authorization"
-    if not all(c.isalnum() or c in "-_" for c in header):
-        raise ConfigError(f"{where}.token_header: not a valid header name: {header!r}")
-    ca = check.string(section, "ca", f"{where}.ca")
-    if ca is not None:
-        ca = check.path(base, ca)
-        if checkFiles and b"-----BEGIN CERTIFICATE-----" not in check.readable(ca, f"{where}.ca"):
-            raise ConfigError(f"{where}.ca: {ca} holds no PEM certificate")
-    maxBytes = section.get("max_bytes", 64 * 1024 * 1024)
-    if isinstance(maxBytes, bool) or not isinstance(maxBytes, int) or maxBytes < 1024:
-        raise ConfigError(f"{where}.max_bytes: must be a number of bytes, at least 1024")
-    try:
-        mapping = FieldMapping.fromConfig(section.get("fields"), f"{where}.fields")
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    return InventoryAPI(
-        url=url,
-        mapping=mapping,
-        listKey=check.string(section, "list_key", f"{where}.list_key"),
-        tokenHeader=header,
-        token=token,
-        tokenFile=tokenFile,
-        oauth2=oauth2,
-        timeout=_number(section, "timeout", f"{where}.timeout", 60, 1),
-        maxBytes=maxBytes,
-        caFile=ca,
-    )
-
-
-def _oauth2(section: dict[str, Any], base: str, checkFiles: bool) -> OAuth2Settings:
-    where = "inventory.api.oauth2"
-    check.known(
-        section,
-        {"token_url", "client_id", "client_secret_file", "scope", "auth", "refresh_margin", "timeout",
-         "min_backoff", "max_backoff", "ca"},
-        where,
-    )
-    url = check.required(section, "token_url", f"{where}.token_url")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{where}.token_url: must be an http:// or https:// URL, not {url!r}")
-    secretFile = check.path(base, check.required(section, "client_secret_file", f"{where}.client_secret_file"))
-    if checkFiles and not check.readable(secretFile, f"{where}.client_secret_file").strip():
-        raise ConfigError(f"{where}.client_secret_file: {secretFile} is empty")
-    auth = check.string(section, "auth", f"{where}.auth", "basic")
-    if auth not in ("basic", "body"):
-        raise ConfigError(f"{where}.auth: must be basic or body, not {auth!r}")
-    ca = check.string(section, "ca", f"{where}.ca")
-    if ca is not None:
-        ca = check.path(base, ca)
-        if checkFiles and b"-----BEGIN CERTIFICATE-----" not in check.readable(ca, f"{where}.ca"):
-            raise ConfigError(f"{where}.ca: {ca} holds no PEM certificate")
-    minBackoff = _number(section, "min_backoff", f"{where}.min_backoff", 5, 1)
-    return OAuth2Settings(
-        tokenURL=url,
-        clientId=check.required(section, "client_id", f"{where}.client_id"),
-        secretFile=secretFile,
-        scope=check.string(section, "scope", f"{where}.scope"),
-        auth=auth,
-        margin=_number(section, "refresh_margin", f"{where}.refresh_margin", 60, 0),
-        timeout=_number(section, "timeout", f"{where}.timeout", 30, 1),
-        minBackoff=minBackoff,
-        maxBackoff=_number(section, "max_backoff", f"{where}.max_backoff", 600, minBackoff),
-        caFile=ca,
-    )
-
-
-def parseResults(data: dict[str, Any], base: str, database: str) -> ResultsConfig:
-    """
-    @param database: the SQLite file (its directory holds the default
-        locations) or a PostgreSQL URL (no default: name the directories).
-    """
-    section = check.section(data, "results", "results")
-    check.known(section, {"store", "directory", "spool", "period", "s3"}, "results")
-    inFile = database != ":memory:" and not database.startswith(("postgresql://", "postgres://"))
-    beside = os.path.dirname(database) if inFile else None
-    store = check.string(section, "store", "results.store", "local" if beside or "directory" in section else "off")
-    if store not in STORES:
-        raise ConfigError(f"results.store: must be one of {', '.join(STORES)}, not {store!r}")
-    period = check.number(section, "period", "results.period", 60, 0.1, unit="seconds")
-    if store == "off":
-        return ResultsConfig(period=period)
-    directory = check.string(section, "directory", "results.directory")
-    directory = check.path(base, directory) if directory else (os.path.join(beside, "results") if beside else None)
-    spool = check.string(section, "spool", "results.spool")
-    spool = check.path(base, spool) if spool else (os.path.join(directory, "spool") if directory else None)
-    s3 = None
-    if store == "local" and directory is None:
-        raise ConfigError("results.directory: name a directory for the local results store")
-    if store == "s3":
-        s3 = _s3(check.section(section, "s3", "results.s3"), base)
-    if spool is None:
-        raise ConfigError("results.spool: name a directory for uploads in progress")
-    return ResultsConfig(store=store, directory=directory, spool=spool, period=period, s3=s3)
-
-
-def _s3(section: dict[str, Any], base: str) -> S3Settings:
-    check.known(section, {"bucket", "endpoint", "region", "access_key", "secret_key_file", "prefix"}, "results.s3")
-    secret = check.string(section, "secret_key_file", "results.s3.secret_key_file")
-    return S3Settings(
-        bucket=check.required(section, "bucket", "results.s3.bucket"),
-        endpoint=check.string(section, "endpoint", "results.s3.endpoint"),
-        region=check.string(section, "region", "results.s3.region"),
-        accessKey=check.string(section, "access_key", "results.s3.access_key"),
-        secretKeyFile=check.path(base, secret) if secret else None,
-        prefix=check.string(section, "prefix", "results.s3.prefix", "") or "",
-    )
 
 
 def _log(data: dict[str, Any], base: str, checkFiles: bool = True) -> LogConfig:
@@ -675,11 +479,11 @@ def parseConfig(
         certificateHeader=certificate,
         metricsAccess=metricsAccess,
         bootstrap=tuple(bootstrap),
-        inventory=_inventory(data, base, checkFiles),
+        inventory=parseInventory(data, base, checkFiles),
         policy=policy,
-        expiryPeriod=_number(housekeeping, "expiry_period", "housekeeping.expiry_period", 60, 1),
-        sweepPeriod=_number(housekeeping, "sweep_period", "housekeeping.sweep_period", 60, 1),
-        healPeriod=_number(housekeeping, "heal_period", "housekeeping.heal_period", 60, 1),
+        expiryPeriod=check.seconds(housekeeping, "expiry_period", "housekeeping.expiry_period", 60, 1),
+        sweepPeriod=check.seconds(housekeeping, "sweep_period", "housekeeping.sweep_period", 60, 1),
+        healPeriod=check.seconds(housekeeping, "heal_period", "housekeeping.heal_period", 60, 1),
         corsOrigins=tuple(origins) if origins else None,
         log=_log(data, base, checkFiles),
         publicURL=publicURL,

@@ -18,20 +18,11 @@ import re
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    Logger,
-    globalLogBeginner,
-    jsonFileLogObserver,
-    textFileLogObserver,
-)
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
@@ -39,7 +30,9 @@ from twisted.web.resource import IResource, Resource
 from am.core.accounts import Bootstrap
 from am.core.interfaces import IScheduler
 from am.core.scheduler import Scheduler
+from am.ctl import housekeeping
 from am.ctl.config import BootstrapUser, ConfigError, ControllerConfig, TLSListener, loadConfig
+from am.ctl.housekeeping import LeaderLoop
 from am.ctl.demo import addDemoAgents, demoInstructions, prepareDemo
 from am.ctl.inventory import HTTPInventoryFetcher, InventorySync
 from am.ctl.logs import marvinVersion, startLogging
@@ -51,8 +44,8 @@ from am.ctl.resultsconfig import makeHub
 from am.ctl.site import MarvinSite, makeSite
 from am.ctl.slowclients import guard
 from am.geni.face import mountGENI
-from am.results.hub import resultKey
 from am.store.leadership import AlwaysLeader, Follower, ILeadership, leadershipOf
+from am.store.sharedfile import bumpOnUserChange
 from am.store.sqlite import SQLiteStore
 from am.trust.certs import certificatePEM, loadRoots
 from am.trust.tls import serverTLSOptions
@@ -138,11 +131,13 @@ def redacted(database: str) -> str:
 
 
 def defaultRESTFactory(
-    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]], results: Any = None
+    scheduler: IScheduler, config: ControllerConfig, sync: Optional[Callable[[], Deferred]], results: Any = None,
+    callersVersion: Optional[Callable[[], int]] = None,
 ) -> IResource:
     """
     The MONROE REST resource over C{scheduler}, trusting identity headers only
-    from the configured proxies.
+    from the configured proxies; C{callersVersion}: the user-change counter
+    of processes sharing a SQLite file (L{am.store.sharedfile}).
     """
     authenticator = Authenticator(
         trustedProxies=list(config.trustedProxies),
@@ -152,9 +147,11 @@ def defaultRESTFactory(
     return buildRESTResource(
         scheduler, authenticator, cors=list(config.corsOrigins) if config.corsOrigins else None, sync=sync,
         results=results,
-        # Other controllers (PostgreSQL) or workers (docs/sqlite.md) may change
-        # users unseen: only a controller alone on its database remembers callers.
-        rememberCallers=not isPostgreSQL(config.database) and config.workers == 1,
+        # Other controllers (PostgreSQL) may change users unseen: only a
+        # controller alone on its database, or workers sharing a user-change
+        # counter (docs/sqlite.md), remember callers.
+        rememberCallers=not isPostgreSQL(config.database) and (config.workers == 1 or callersVersion is not None),
+        callersVersion=callersVersion,
     )
 
 
@@ -214,11 +211,10 @@ def openStore(database: str, reactor: Any, synchronous: str = "full", shared: bo
 class Controller(MultiService):
     """
     The controller: a L{MultiService} of a L{Listener} per configured port
-    (C{https}, C{http}) serving one L{MarvinSite}, a L{TimerService} named
-    C{expiry} for unprovisioned allocations and queued tasks, one named
-    C{sweep} failing what nobody ran, and an
-    L{InventoryService} named C{inventory} (these three run only while this
-    controller leads, L{am.store.leadership}); add more children with
+    (C{https}, C{http}) serving one L{MarvinSite}, the background passes
+    (L{am.ctl.housekeeping.LeaderLoop}s named C{expiry}, C{sweep}, C{heal}
+    and C{results}) and an L{InventoryService} named C{inventory} (these run
+    only while this controller leads, L{am.store.leadership}); add more children with
     C{addService} (they start after the listeners, in the order added).
 
     Starting opens the store, builds the scheduler and the site's resources
@@ -289,18 +285,15 @@ class Controller(MultiService):
             # trusted proxies are exempt: their clients share their address).
             exempt = config.trustedProxies if scheme == "http" else ()
             self.addService(Listener(scheme, makeEndpoint, guard(self.site, config.clientLimits, exempt)))  # type: ignore[arg-type]
-        expiry = TimerService(config.expiryPeriod, self.expireOnce)
-        expiry.clock = reactor
-        expiry.setName("expiry")
-        self.addService(expiry)
-        sweep = TimerService(config.sweepPeriod, self.sweepOnce)
-        sweep.clock = reactor
-        sweep.setName("sweep")
-        self.addService(sweep)
-        heal = TimerService(config.healPeriod, self.healOnce)
-        heal.clock = reactor
-        heal.setName("heal")
-        self.addService(heal)
+        # The background passes, on the leading controller only.
+        leading = lambda: self.leadership.leading  # noqa: E731
+        scheduler = lambda: self.scheduler  # noqa: E731
+        for name, period, run, what in (
+            ("expiry", config.expiryPeriod, lambda: housekeeping.expire(scheduler()), "expiring allocations"),
+            ("sweep", config.sweepPeriod, lambda: housekeeping.sweep(scheduler()), "sweep"),
+            ("heal", config.healPeriod, lambda: housekeeping.heal(scheduler()), "heal"),
+        ):
+            self.addService(LeaderLoop(name, period, reactor, leading, run, what))
         self.addService(InventoryService(self.sync))
         if config.notifier.deliver and not worker:
             self.addService(Notifier(lambda: self.scheduler, reactor, config.notifier))
@@ -308,10 +301,10 @@ class Controller(MultiService):
         # closes upload windows (refunding unused storage) and applies retention.
         self.results = makeHub(config.results, reactor)
         if self.results is not None:
-            housekeeping = TimerService(config.results.period, self.resultsOnce)
-            housekeeping.clock = reactor
-            housekeeping.setName("results")
-            self.addService(housekeeping)
+            self.addService(LeaderLoop(
+                "results", config.results.period, reactor, leading,
+                lambda: housekeeping.results(scheduler(), self.results), "results housekeeping",
+            ))
 
     def _endpoints(self) -> list[tuple[str, Callable[[], IStreamServerEndpoint]]]:
         endpoints: list[tuple[str, Callable[[], IStreamServerEndpoint]]] = []
@@ -390,8 +383,15 @@ class Controller(MultiService):
         self.sync.scheduler = self.scheduler
         if not self.sync.configured:
             self.log.warn("no inventory configured: nodes come only from the database")
+        extra = {}
+        counter = getattr(store, "usersVersion", None) if self.config.workers > 1 else None
+        if counter is not None:
+            # Every worker's user changes bump it; every worker's face follows it.
+            self.scheduler.events.subscribeInTransaction(bumpOnUserChange(counter))
+            extra["callersVersion"] = counter.value
         self.root = self.restFactory(
-            self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None, self.results
+            self.scheduler, self.config, self.sync.syncOrFail if self.sync.configured else None, self.results,
+            **extra,
         )
         for face in self.faces:
             face(self)
@@ -435,91 +435,6 @@ class Controller(MultiService):
         if not failure.check(StartupError):
             failure = Failure(StartupError(f"start-up failed: {failure.getErrorMessage()}"))
         self.ready.errback(failure)
-
-    def expireOnce(self) -> Deferred:
-        """
-        One run of the periodic expiry (the C{expiry} timer's call); a failure
-        is logged and the next run comes on time.
-        """
-
-        if not self.leadership.leading:
-            return succeed(None)
-
-        def expired(count: Any) -> None:
-            if count:
-                self.log.info("{count} unprovisioned allocation(s) or queued task(s) expired", count=count)
-
-        def failed(failure: Failure) -> None:
-            self.log.failure("expiring allocations failed; will retry", failure)
-
-        return self.scheduler.expireAllocations().addCallbacks(expired, failed)
-
-    def sweepOnce(self) -> Deferred:
-        """
-        One run of the periodic sweep (the C{sweep} timer's call): fail what
-        nobody ran; a failure is logged and the next run comes on time.
-        """
-
-        if not self.leadership.leading:
-            return succeed(None)
-
-        def swept(result: Any) -> None:
-            if result.total:
-                self.log.info(
-                    "sweep: {never} task(s) no node deployed, {silent} of silent nodes failed",
-                    never=result.neverDeployed, silent=result.silent,
-                )
-
-        def failed(failure: Failure) -> None:
-            self.log.failure("sweep failed; will retry", failure)
-
-        return self.scheduler.sweep().addCallbacks(swept, failed)
-
-    def healOnce(self) -> Deferred:
-        """
-        One self-healing pass (the C{heal} timer's call): move windows of
-        self-healing bookings off nodes that are down or failing; a failure
-        is logged and the next run comes on time. Only the leader runs it.
-        """
-
-        if not self.leadership.leading:
-            return succeed(None)
-
-        def healed(result: Any) -> None:
-            if result.moved or result.stranded:
-                self.log.info(
-                    "heal: {moved} window(s) moved off failing nodes, {stranded} with no healthy node free",
-                    moved=result.moved, stranded=result.stranded,
-                )
-
-        def failed(failure: Failure) -> None:
-            self.log.failure("heal failed; will retry", failure)
-
-        return self.scheduler.heal().addCallbacks(healed, failed)
-
-    async def _resultsPass(self) -> None:
-        settled = await self.scheduler.settleResults()
-        if settled:
-            self.log.info("results: {count} upload window(s) closed, unused storage refunded", count=settled)
-        expired = await self.scheduler.expireResults()
-        for result in expired:
-            await self.results.delete(resultKey(result.schedid, result.path))
-        if expired:
-            self.log.info("results: {count} file(s) past their retention deleted", count=len(expired))
-
-    def resultsOnce(self) -> Deferred:
-        """
-        One run of the results housekeeping (the C{results} timer's call), on
-        the leading controller only; a failure is logged and the next run
-        comes on time.
-        """
-        if not self.leadership.leading:
-            return succeed(None)
-
-        def failed(failure: Failure) -> None:
-            self.log.failure("results housekeeping failed; will retry", failure)
-
-        return Deferred.fromCoroutine(self._resultsPass()).addErrback(failed)
 
     def stopService(self) -> Deferred:
         """

@@ -98,3 +98,35 @@ class HeldConnection:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.connection, name)
+
+
+class OneStatementOnly(BaseException):
+    """
+    A read run without a transaction asked for a second statement: it runs
+    again in a snapshot. (A BaseException, so that no C{except Exception} in
+    the read swallows it.)
+    """
+
+
+class OneStatement:
+    """
+    A connection in autocommit mode for a read that is expected to run one
+    statement, a snapshot of its own: the C{BEGIN} and C{COMMIT} round trips
+    of a transaction are saved. A second statement is refused unsent.
+    """
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+        self._sent = False
+
+    def execute(self, sql: Any, args: Any = None, **kwargs: Any) -> psycopg.Cursor:
+        if self._sent:
+            raise OneStatementOnly()
+        self._sent = True
+        return self.connection.execute(sql, args, **kwargs)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> psycopg.Cursor:
+        raise OneStatementOnly()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)

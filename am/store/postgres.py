@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import threading
-import zlib
 from typing import Any, Callable, Iterable, Optional
 
 try:
@@ -47,17 +46,21 @@ from am.core.model import Experiment, Interval, Node, Quota, Schedule, User
 from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES, QUEUE_START
 from am.core.intervalindex import IntervalIndex
-from am.store.pgheld import HeldConnection
+from am.store.pgheld import HeldConnection, OneStatement, OneStatementOnly
+from am.store.pglocks import MOST_NODE_LOCKS, NODE_LOCK_CLASS, NodeLocks, nodeKey  # noqa: F401 (names of this store)
 from am.store.pgindex import IndexFeed
-from am.store.pgschema import LOCK_KEY, NODE_COLUMNS, currentVersion
+from am.store.pgschema import NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
 from am.store.pgleader import PostgresLeadership
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
 from am.store.rows import SCHEDULE_COLUMNS, nodeFromRow, recordKey, scheduleFromRow
 
-_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+# Outside the writers' explicit READ WRITE, nothing writes (a one-statement
+# read runs without a transaction: L{PostgresDatabase._single}).
+_READ_ONLY = "SET default_transaction_read_only = on"
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
 # The earliest start of a window that can reach a span starting at the parameter:
 # the index range reaches back by the longest window ever stored, and no further.
@@ -65,37 +68,20 @@ _LOW = "%s::bigint - (SELECT value FROM meta WHERE key = 'longest_window')"
 # As many node ids as SQLite's store looks up through its per-node index; past
 # that its rows come in start order, and so do ours.
 _PER_NODE = 64
-#: The class of the per-node advisory locks (the two-key form: a space of its
-#: own, apart from the one-key testbed lock L{LOCK_KEY}).
-NODE_LOCK_CLASS = 0x4D61
 # Lost races a writing transaction is run again for: serialization failure,
 # deadlock, unique, foreign key and exclusion violations.
 _RETRY = frozenset({"40001", "40P01", "23505", "23503", "23P01"})
 _EXCLUSION = "23P01"
 #: How many times a writing transaction runs at most.
 ATTEMPTS = 8
-#: Past this many node locks a transaction takes the testbed lock instead
-#: (the server's lock table is shared and finite: max_locks_per_transaction).
-MOST_NODE_LOCKS = 256
-
-
-def nodeKey(nodeid: str) -> int:
-    """
-    The advisory lock key of a node: a signed 32-bit hash of its id (two nodes
-    sharing one only ever wait for each other needlessly).
-    """
-    key = zlib.crc32(str(nodeid).encode("utf-8"))
-    return key - (1 << 32) if key >= 1 << 31 else key
-
-
 @implementer(IStoreTransaction)
-class PostgresTransaction(SQLTransaction):
+class PostgresTransaction(NodeLocks, SQLTransaction):
     """
     L{IStoreTransaction} over one open PostgreSQL transaction.
     """
 
     def __init__(
-        self, connection: psycopg.Connection, writing: bool = False, keeper: Optional[ViewKeeper] = None,
+        self, connection: Any, writing: bool = False, keeper: Optional[ViewKeeper] = None,
         longest: int = 0, feed: Optional[IndexFeed] = None,
     ) -> None:
         # A writer's statements go through a HeldConnection (am.store.pgheld).
@@ -110,41 +96,8 @@ class PostgresTransaction(SQLTransaction):
         self._feed = feed
         self._index: Optional[IntervalIndex] = None
         self.heard: list[tuple[str, int, Optional[list]]] = []
-        # The node keys locked so far, and the testbed lock held ("shared",
-        # "exclusive" or None): each lock is taken once per transaction.
         self._locked: set[int] = set()
         self._testbed: Optional[str] = None
-
-    def lockNodes(self, nodeids: Optional[Iterable[str]]) -> None:
-        """
-        In a writing transaction, lock the given nodes (C{None}: all of them)
-        until it ends; the caller's next statement sees what the previous
-        holders committed. Nothing in a read-only one.
-        """
-        if not self._writing or self._testbed == "exclusive":
-            return
-        keys = None if nodeids is None else sorted({nodeKey(n) for n in nodeids} - self._locked)
-        if keys is None or len(self._locked) + len(keys) > MOST_NODE_LOCKS:
-            # (Taken over a shared one, it waits for every other writer: two
-            # doing so at once deadlock, and one of them runs again.)
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-            self._testbed = "exclusive"
-            return
-        if not keys:
-            return
-        # The shared testbed lock first, then the nodes in key order: an
-        # Append runs its branches in order, and a function scan keeps the
-        # array's order, so every transaction locks in the same order.
-        testbed = (
-            "" if self._testbed else f"SELECT pg_advisory_xact_lock_shared({LOCK_KEY}) UNION ALL "
-        )
-        self._db.execute(
-            f"SELECT count(*) FROM ({testbed}SELECT pg_advisory_xact_lock({NODE_LOCK_CLASS}, k) "
-            "FROM unnest(%s::int[]) AS k) AS locks",
-            (keys,),
-        )
-        self._testbed = "shared"
-        self._locked.update(keys)
 
     def _sql(self, text: str) -> str:
         # The shared queries use "?"; psycopg wants "%s" (and none of ours has a literal "?").
@@ -415,14 +368,17 @@ class PostgresDatabase:
         self.feed = IndexFeed()
         #: How many writing transactions lost a race and ran again.
         self.retries = 0
-        self._connection = self._connect()
+        # Reads known to run more than one statement (by their code).
+        self._snapshots: set[Any] = set()
+        self._connection = self._connect(readOnly=False)
         try:
             self.schemaVersion = migrateSchema(self._connection) if migrate else None
+            self._connection.execute(_READ_ONLY)
         except BaseException:
             self._connection.close()
             raise
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self, readOnly: bool = True) -> psycopg.Connection:
         # What this connection learnt of the database starts again.
         self._longest = 0
         self.feed.forget()
@@ -432,6 +388,8 @@ class PostgresDatabase:
         milliseconds = max(1, int(self._lockTimeout * 1000))
         connection.execute(f"SET lock_timeout = {milliseconds}")
         connection.execute(f"SET idle_in_transaction_session_timeout = {2 * milliseconds}")
+        if readOnly:
+            connection.execute(_READ_ONLY)
         return connection
 
     def _begin(self, readOnly: bool) -> psycopg.Connection:
@@ -444,8 +402,7 @@ class PostgresDatabase:
         begin = _BEGIN_READ if readOnly else _BEGIN_WRITE
         for attempt in (1, 2):
             if self._connection.closed or self._connection.broken:
-                self._connection.close()
-                self._connection = self._connect()
+                self._reconnect()
             try:
                 self._connection.execute(begin, prepare=False)
                 return self._connection
@@ -454,6 +411,10 @@ class PostgresDatabase:
                     self._rollback()
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reconnect(self) -> None:
+        self._connection.close()
+        self._connection = self._connect()
 
     def _rollback(self) -> None:
         if not (self._connection.closed or self._connection.broken):
@@ -464,6 +425,14 @@ class PostgresDatabase:
 
     def _transaction(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         if readOnly:
+            code = getattr(getattr(function, "__func__", function), "__code__", None)
+            if code is not None and code not in self._snapshots:
+                try:
+                    return self._single(function, args, kwargs)
+                except OneStatementOnly:
+                    if len(self._snapshots) > 4096:
+                        self._snapshots.clear()
+                    self._snapshots.add(code)
             return self._once(True, function, args, kwargs)
         # Only a function marked as safe to run again is (a core command, which
         # takes plain values): another may have changed the objects it was given.
@@ -505,6 +474,33 @@ class PostgresDatabase:
         except BaseException:
             self.keeper.forget()
             self._rollback()
+            raise
+        finally:
+            self.feed.ended()
+
+    def _single(self, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """
+        Run a read without a transaction: its one statement is a snapshot of
+        its own. A second statement raises L{OneStatementOnly} before it is
+        sent, and the read runs again in a transaction (it changed nothing).
+        """
+        if self._connection.closed or self._connection.broken:
+            self._reconnect()
+        txn = PostgresTransaction(OneStatement(self._connection), False, self.keeper, self._longest, self.feed)
+        try:
+            return function(txn, *args, **kwargs)
+        except psycopg.DataError as e:
+            self.keeper.forget()
+            raise BadRequest(f"Value cannot be stored: {str(e).splitlines()[0]}") from None
+        except psycopg.OperationalError:
+            if not self._connection.broken:
+                raise
+            # Lost between transactions: again, on a new connection.
+            return self._once(True, function, args, kwargs)
+        except OneStatementOnly:
+            raise
+        except BaseException:
+            self.keeper.forget()
             raise
         finally:
             self.feed.ended()

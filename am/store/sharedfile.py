@@ -8,8 +8,13 @@ and an interval index that follows the others' bookings node by node.
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
 import sqlite3
+import struct
+from typing import Any, Callable, Optional
+
+from am.core.events import Event, UserChanged
 
 from am.core.intervalindex import IntervalIndex
 
@@ -68,3 +73,45 @@ class WriterLock:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+class SharedCounter:
+    """
+    A 64-bit counter in a file every process maps: read without a system
+    call or a lock (C{value}), bumped only under the L{WriterLock} (inside a
+    store transaction), so bumps of several processes never overlap. The
+    REST face's remembered callers follow it (L{rest_compat.identities}).
+    """
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self._map = mmap.mmap(fd, 8)
+        finally:
+            os.close(fd)
+
+    def value(self) -> int:
+        return struct.unpack_from("<Q", self._map)[0]
+
+    def bump(self) -> None:
+        struct.pack_into("<Q", self._map, 0, (self.value() + 1) % 2**64)
+
+    def close(self) -> None:
+        self._map.close()
+
+
+def bumpOnUserChange(counter: SharedCounter) -> Callable[[Any, tuple[Event, ...]], Optional[tuple[Event, ...]]]:
+    """
+    An in-transaction recorder (L{am.core.events.EventStream.subscribeInTransaction})
+    bumping C{counter} in the transaction of every user change: before its
+    commit, under the writer lock, so another process reading the user
+    again after the bump waits for the commit and reads the change.
+    """
+
+    def record(txn: Any, events: tuple[Event, ...]) -> None:
+        if any(isinstance(event, UserChanged) for event in events):
+            counter.bump()
+
+    return record

@@ -40,7 +40,7 @@ from am.store.rows import (
 )
 from am.store.groupcommit import MAX_BATCH, GroupCommitter, Outcome, Work, WriterThread
 from am.store.schema import migrate
-from am.store.sharedfile import WriterLock, catchUp, lastChange
+from am.store.sharedfile import SharedCounter, WriterLock, catchUp, lastChange
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
 
@@ -539,6 +539,8 @@ class SQLiteStore:
         shared: bool = False,
     ) -> None:
         self._database = SQLiteDatabase(path, synchronous, shared)
+        # Bumped by every user change of the processes sharing the file (am.store.sharedfile).
+        self.usersVersion = SharedCounter(path + "-users.version") if shared and path != ":memory:" else None
         self._reactor = reactor
         self._pool = WriterThread(name="marvin-sqlite")
         self._pool.start()
