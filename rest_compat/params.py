@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import unquote_to_bytes
 
 from am.core.errors import BadRequest, NotFound
-from am.core.values import integer, requireStorable
+from am.core.values import integer, requireStorable, storable
 
 #: The REST face's body limit; the controller's site limit is the largest of the faces'.
 MAX_BODY = 1 << 20
@@ -209,9 +209,10 @@ def readParams(request: Any, maxBody: int = MAX_BODY) -> dict[str, Any]:
     params = parseQuery(request.uri)
     body = readBody(request, maxBody)
     params.update(parseBody(body, request.getHeader(b"content-type")))
-    for key, value in params.items():
-        requireStorable("A parameter name", key)
-        requireStorable(key, value)
+    if not storable(params):  # one walk; only a refusal looks for the name
+        for key, value in params.items():
+            requireStorable("A parameter name", key)
+            requireStorable(key, value)
     return params
 
 

@@ -160,6 +160,14 @@ def _storable(value: Any, depth: int = 0) -> bool:
     return True
 
 
+def storable(value: Any) -> bool:
+    """
+    Whether every string in C{value} can be stored (L{requireStorable} says
+    which one cannot): one walk for many values at once.
+    """
+    return _storable(value)
+
+
 def requireStorable(name: str, value: Any) -> None:
     """
     Refuse text the stores cannot hold, naming the parameter.
