@@ -48,6 +48,11 @@ def heartbeat(
     return lifecycle.heartbeat(txn, _caller(txn, userid), nodeid, now, policy, **kwargs)
 
 
+# Small and frequent: a store may commit several in one transaction
+# (L{am.store.postgres.PostgresDatabase.runBatch}).
+heartbeat.batchable = True  # type: ignore[attr-defined]
+
+
 def deleteExperiment(
     txn: IStoreTransaction, expid: Any, userid: int, now: int, policy: Policy
 ) -> lifecycle.Deletion:

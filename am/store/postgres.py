@@ -37,6 +37,7 @@ except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError(f"PostgreSQL databases need psycopg 3 (the 'postgres' extra): {e}") from None
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -46,6 +47,7 @@ from am.core.model import Experiment, Interval, Node, Quota, Schedule, User
 from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES, QUEUE_START
 from am.core.intervalindex import IntervalIndex
+from am.store.groupcommit import GroupCommitter, Outcome, Work
 from am.store.pgheld import HeldConnection, OneStatement, OneStatementOnly
 from am.store.pglocks import MOST_NODE_LOCKS, NODE_LOCK_CLASS, NodeLocks, nodeKey  # noqa: F401 (names of this store)
 from am.store.pgindex import IndexFeed
@@ -75,6 +77,8 @@ _RETRY = frozenset({"40001", "40P01", "23505", "23503", "23P01"})
 _EXCLUSION = "23P01"
 #: How many times a writing transaction runs at most.
 ATTEMPTS = 8
+# The most heartbeats one commit carries.
+BATCH = 16
 @implementer(IStoreTransaction)
 class PostgresTransaction(NodeLocks, SQLTransaction):
     """
@@ -521,11 +525,37 @@ class PostgresDatabase:
         """
         return self._transaction(True, function, args, kwargs)
 
+    def runBatch(self, work: list[Work]) -> list[Outcome]:
+        """
+        Run several writing transactions (C{rerunnable} ones) as one: one
+        C{BEGIN}, one C{COMMIT}, nothing answered before it. If any fails (or
+        the commit, or the batch lost a race), all roll back and each runs
+        again alone, with its own retries.
+
+        @return: C{(True, result)} or C{(False, Failure)} for each, in order.
+        """
+        if len(work) > 1:
+            try:
+                return [(True, r) for r in self.run(_together, work)]
+            except Exception:
+                pass
+        outcomes: list[Outcome] = []
+        for function, args, kwargs in work:
+            try:
+                outcomes.append((True, self.run(function, *args, **kwargs)))
+            except BaseException:
+                outcomes.append((False, Failure()))
+        return outcomes
+
     def close(self) -> None:
         """
         Close the connection.
         """
         self._connection.close()
+
+
+def _together(txn: Any, work: list[Work]) -> list[Any]:
+    return [function(txn, *args, **kwargs) for function, args, kwargs in work]
 
 
 @implementer(IStore)
@@ -549,6 +579,8 @@ class PostgresStore:
         self._closed = False
         self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="marvin-postgres")
         self._pool.start()
+        # Heartbeats queued meanwhile commit together (docs/postgresql.md).
+        self._batches = GroupCommitter(reactor, self._pool, self._runBatch, BATCH)
 
     def _call(self, method: str, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         with self._lock:
@@ -567,7 +599,15 @@ class PostgresStore:
         return deferToThreadPool(self._reactor, self._pool, self._call, method, function, args, kwargs)
 
     def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        # (A core command's function comes first: runCommand's arguments.)
+        if args and getattr(args[0], "batchable", False) and getattr(function, "rerunnable", False):
+            if self._closed:
+                return fail(RuntimeError("the store is closed"))
+            return self._batches.submit(function, args, kwargs)
         return self._defer("run", function, args, kwargs)
+
+    def _runBatch(self, work: list[Work]) -> list[Outcome]:
+        return self._call("runBatch", work, (), {})  # type: ignore[arg-type]
 
     def leadership(self) -> PostgresLeadership:
         """
