@@ -132,6 +132,24 @@ class GroupCommitterTests(SynchronousTestCase):
         self.reactor.runAll()
         self.assertEqual(fired, [(0, [0, 1, 2]), (10, [0, 1, 2]), (20, [0, 1, 2])])
 
+    def test_severalDrainers(self) -> None:
+        """
+        With C{drainers=2} (PostgreSQL, a connection per thread) a second
+        thread starts while the first is busy, no third; each takes what is
+        queued when it starts, and a drainer that finds nothing ends.
+        """
+        committer = GroupCommitter(self.reactor, self.pool, self.runBatch, 64, drainers=2)
+        for n in range(3):
+            committer.submit(lambda txn, n: n, (n,), {})
+        self.assertEqual(len(self.pool.jobs), 2)
+        self.pool.runOne()
+        self.pool.runOne()
+        self.assertEqual(self.batches, [[0, 1, 2]])
+        committer.submit(lambda txn, n: n, (3,), {})
+        self.assertEqual(len(self.pool.jobs), 1)
+        self.pool.runOne()
+        self.assertEqual(self.batches, [[0, 1, 2], [3]])
+
     def test_failureStaysItsOwn(self) -> None:
         """
         A transaction that raises fails its own Deferred only.

@@ -104,7 +104,7 @@ class GroupCommitter:
 
     def __init__(
         self, reactor: Any, pool: _Pool, runBatch: Callable[[list[Work]], list[Outcome]],
-        maxBatch: int = MAX_BATCH,
+        maxBatch: int = MAX_BATCH, drainers: int = 1,
     ) -> None:
         self._reactor = reactor
         self._pool = pool
@@ -112,7 +112,9 @@ class GroupCommitter:
         self._maxBatch = maxBatch
         self._lock = threading.Lock()
         self._queue: collections.deque[tuple[Work, Deferred]] = collections.deque()
-        self._draining = False
+        # Threads draining at once (more than one: batches commit side by side).
+        self._drainers = drainers
+        self._draining = 0
         self.batches = 0
         self.transactions = 0
 
@@ -124,9 +126,9 @@ class GroupCommitter:
         d: Deferred = Deferred()
         with self._lock:
             self._queue.append(((function, args, kwargs), d))
-            if self._draining:
+            if self._draining >= self._drainers:
                 return d
-            self._draining = True
+            self._draining += 1
         self._pool.callInThread(self._drain)
         return d
 
@@ -137,7 +139,7 @@ class GroupCommitter:
         while True:
             with self._lock:
                 if not self._queue:
-                    self._draining = False
+                    self._draining -= 1
                     return
                 take = min(len(self._queue), self._maxBatch)
                 batch = [self._queue.popleft() for _ in range(take)]

@@ -580,7 +580,7 @@ class PostgresStore:
         self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="marvin-postgres")
         self._pool.start()
         # Heartbeats queued meanwhile commit together (docs/postgresql.md).
-        self._batches = GroupCommitter(reactor, self._pool, self._runBatch, BATCH)
+        self._batches = GroupCommitter(reactor, self._pool, self._runBatch, BATCH, drainers=threads)
 
     def _call(self, method: str, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         with self._lock:
