@@ -1,7 +1,7 @@
 """
 The main process's L{am.ctl.workers.Workers} without processes: what it
 spawns (the listening descriptors passed down), that a worker that ended is
-started again after a delay, that stopping ends the workers' lifelines and
+started again after a delay (one that never served fails the start-up), that stopping ends the workers' lifelines and
 kills one that does not stop; and the worker mark on log events.
 """
 
@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from am.ctl import workers
 from am.ctl.logs import workerObserver
+from am.ctl.parts import StartupError
 
 
 class FakeTransport:
@@ -108,12 +109,28 @@ class WorkersTests(SynchronousTestCase):
         the same number, after L{workers.RESTART_DELAY}.
         """
         protocol = self.reactor.spawned[0][0]
+        protocol.childDataReceived(3, b"ready\n")
         protocol.processEnded(Failure(ProcessTerminated(signal=9)))
         self.assertEqual(len(self.reactor.spawned), 2)
         self.reactor.advance(workers.RESTART_DELAY)
         self.assertEqual(len(self.reactor.spawned), 3)
         self.assertEqual(self.reactor.spawned[2][1][3:5], ["--worker", "1"])
         self.assertIs(self.workers.live[1], self.reactor.spawned[2][0])
+
+    def test_neverServed(self) -> None:
+        """
+        A worker that ends before it ever served (a configuration it cannot
+        load, a database it cannot open) fails the start-up, saying which
+        and why, and is not started again.
+        """
+        started = self.workers.whenStarted()
+        self.reactor.spawned[1][0].childDataReceived(3, b"ready\n")
+        self.reactor.spawned[0][0].processEnded(Failure(ProcessTerminated(exitCode=1)))
+        failure = self.failureResultOf(started, StartupError)
+        self.assertIn("worker 1 ended before it served", str(failure.value))
+        self.assertIn("exit code 1", str(failure.value))
+        self.reactor.advance(workers.RESTART_DELAY * 10)
+        self.assertEqual(len(self.reactor.spawned), 2)
 
     def test_stop(self) -> None:
         """

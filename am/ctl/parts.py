@@ -12,15 +12,13 @@ provides L{IStartingService}, and the controller's C{ready} waits for it.
 
 from __future__ import annotations
 
-import socket
 from typing import Any, Callable, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, Service
 from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -133,31 +131,3 @@ class InventoryService(Service):
     def stopService(self) -> Any:
         self.sync.stop()
         return super().stopService()
-
-
-
-@implementer(IStreamServerEndpoint)
-class AdoptedEndpoint:
-    """
-    A listening socket a worker inherited from the main process, by its file
-    descriptor (L{am.ctl.workers}): listening adopts it, wrapped in TLS when
-    C{tlsOptions} are given. Every process accepts from the one socket, so
-    a worker that stops or restarts loses no queued connection.
-    """
-
-    def __init__(self, reactor: Any, fileno: int, tlsOptions: Any = None) -> None:
-        self.reactor = reactor
-        self.fileno = fileno
-        self.tlsOptions = tlsOptions
-
-    def listen(self, factory: IProtocolFactory) -> Deferred:
-        try:
-            probe = socket.socket(fileno=self.fileno)
-            family = probe.family
-            probe.detach()
-            if self.tlsOptions is not None:
-                factory = TLSMemoryBIOFactory(self.tlsOptions, False, factory)  # type: ignore[arg-type]
-            # The reactor listens on a duplicate; this one stays open for a restart.
-            return succeed(self.reactor.adoptStreamPort(self.fileno, family, factory))
-        except Exception:
-            return fail()

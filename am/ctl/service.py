@@ -39,8 +39,9 @@ from am.ctl.logs import marvinVersion, startLogging
 from am.ctl.metrics import MeasuredStore, Metrics
 from am.ctl.ops import mountOperations
 from am.ctl.notifier import Notifier
-from am.ctl.parts import AdoptedEndpoint, IStartingService, InventoryService, Listener, StartupError
+from am.ctl.parts import IStartingService, InventoryService, Listener, StartupError
 from am.ctl.resultsconfig import makeHub
+from am.ctl.sharedport import AdoptedEndpoint, SharedEndpoint
 from am.ctl.site import MarvinSite, makeSite
 from am.ctl.slowclients import guard
 from am.geni.face import mountGENI
@@ -324,10 +325,15 @@ class Controller(MultiService):
                     options = tlsOptions(tls, geni.trustRoots if geni is not None else ())
                 except Exception as e:
                     raise StartupError(f"listen.tls: cannot set up TLS: {e}") from None
+                if self.config.workers > 1:
+                    return SharedEndpoint(self.reactor, tls.port, tls.address, options)
                 return SSL4ServerEndpoint(self.reactor, tls.port, options, interface=tls.address)
 
             endpoints.append(("https", secure))
-        if http is not None:
+        if http is not None and self.config.workers > 1:
+            # The workers accept from these sockets too (am/ctl/sharedport.py).
+            endpoints.append(("http", lambda: SharedEndpoint(self.reactor, http.port, http.address)))
+        elif http is not None:
             kind = TCP6ServerEndpoint if ipaddress.ip_address(http.address).version == 6 else TCP4ServerEndpoint
             endpoints.append(("http", lambda: kind(self.reactor, http.port, interface=http.address)))
         return endpoints

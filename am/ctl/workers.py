@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 from prometheus_client import Gauge
 from twisted.application.service import Service
 from twisted.internet import abstract, fdesc
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, FirstError, succeed
 from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from am.ctl.config import ConfigError
 from am.ctl.logs import startLogging
-from am.ctl.parts import IStartingService
+from am.ctl.parts import IStartingService, StartupError
 from am.ctl.service import Controller, Options
 
 # A worker's descriptors: 0 its lifeline (a pipe the main process holds open),
@@ -83,8 +83,8 @@ class WorkerProtocol(ProcessProtocol):
 class Workers(Service):
     """
     The main process's workers: started once the listeners listen and the
-    first inventory sync is over (C{ready} waits until every worker serves),
-    started again when one ends, stopped (its lifeline closed, then SIGKILL
+    first inventory sync is over (C{ready} waits until every worker serves,
+    and fails if one ends before it served), started again when one ends, stopped (its lifeline closed, then SIGKILL
     after L{STOP_TIMEOUT}) before the controller closes its store.
 
     @ivar arguments: the command line that gives a worker the same
@@ -107,7 +107,9 @@ class Workers(Service):
     def startService(self) -> None:
         super().startService()
         self._first = {number: Deferred() for number in range(1, self.count)}
-        self._started = DeferredList(list(self._first.values()))
+        self._started = DeferredList(list(self._first.values()), fireOnOneErrback=True, consumeErrors=True)
+        # A worker that never served fails the start-up, with its reason.
+        self._started.addErrback(_firstFailure)
         inventory = self.controller.getServiceNamed("inventory")
         # Workers find the nodes the first sync brought.
         inventory.whenStarted().addCallback(lambda _: self._spawnAll())
@@ -152,6 +154,11 @@ class Workers(Service):
         if not self.running:
             return
         why = "exited" if reason.check(ProcessDone) else reason.getErrorMessage()
+        first = self._first.get(number)
+        if first is not None and not first.called:
+            # It never served: starting it again would fail the same way.
+            first.errback(StartupError(f"worker {number} ended before it served ({why}); see its log above"))
+            return
         self.log.warn(
             "worker {number} (pid {pid}) ended: {why}; starting it again in {delay:g} s",
             number=number, pid=protocol.pid, why=why, delay=RESTART_DELAY,
@@ -183,6 +190,14 @@ class Workers(Service):
             protocol.transport.signalProcess("KILL")  # type: ignore[union-attr]
         except Exception:
             pass
+
+
+def _firstFailure(failure: Failure) -> Failure:
+    """
+    The failure of the worker that failed the start-up (a L{FirstError}'s).
+    """
+    first = failure.value
+    return first.subFailure if isinstance(first, FirstError) else failure
 
 
 def workerArguments(options: Options) -> list[str]:
