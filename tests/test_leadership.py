@@ -20,7 +20,7 @@ from zope.interface.verify import verifyObject
 from am.core.lifecycle import Sweep
 from am.store.leadership import AlwaysLeader, ILeadership, leadershipOf
 from am.store.pgleader import PostgresLeadership
-from am.store.postgres import PostgresStore
+from am.store.pgstore import PostgresStore
 from am.testing import MemoryStore
 from tests.test_ctl_service import makeConfig, memoryController
 from tests.storefixtures import TemporaryDatabase

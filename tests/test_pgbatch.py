@@ -18,7 +18,8 @@ from am.core.errors import Forbidden
 from am.core.model import Node
 from am.core.policy import Policy
 from am.core.scheduler import Scheduler
-from am.store.postgres import PostgresDatabase, PostgresStore
+from am.store.pgstore import PostgresStore
+from am.store.postgres import PostgresDatabase
 from am.testing import demoNodes
 from tests.core_helpers import NOW
 from tests.storefixtures import TemporaryDatabase

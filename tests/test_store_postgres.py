@@ -28,7 +28,8 @@ from am.core.model import Node, Schedule, User
 from am.core.policy import Policy
 from am.core.scheduler import Scheduler
 from am.store import pgschema
-from am.store.postgres import PostgresDatabase, PostgresStore, PostgresTransaction
+from am.store.pgstore import PostgresStore
+from am.store.postgres import PostgresDatabase, PostgresTransaction
 from am.testing import demoNodes
 from tests.core_helpers import NOW, assertNoOverlap
 from tests.test_e2e_ctl import START_DEADLINE, Client, start, writeConfig

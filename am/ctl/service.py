@@ -204,7 +204,7 @@ def openStore(database: str, reactor: Any, synchronous: str = "full", shared: bo
     """
     if isPostgreSQL(database):
         # Imported here only because psycopg is an optional extra ("postgres").
-        from am.store.postgres import PostgresStore
+        from am.store.pgstore import PostgresStore
 
         return PostgresStore(database, reactor)
     return SQLiteStore(database, reactor, synchronous, shared=shared)

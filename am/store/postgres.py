@@ -16,45 +16,38 @@ failure, exclusion, unique or foreign-key violation, stale version) runs again
 from the start, a few times; a booking still refused by the constraint is a
 L{Conflict}. Every C{BEGIN} names its isolation level (under REPEATABLE READ a
 statement after a lock wait would not see the previous holder's rows); reads
-through L{PostgresStore.read} run in a READ ONLY REPEATABLE READ snapshot.
+through L{am.store.pgstore.PostgresStore.read} run in a READ ONLY REPEATABLE READ snapshot.
 
 Writes nobody reads an answer of travel with a later round trip
 (L{am.store.pgheld}); the slot search walks an interval index kept in step with
-every controller's commits (L{am.store.pgindex}). Transactions run on a small
-dedicated L{ThreadPool}, one psycopg connection per busy worker; the reactor
-thread never touches a connection.
+every controller's commits (L{am.store.pgindex}). L{am.store.pgstore} runs
+these transactions off the reactor thread.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any, Callable, Iterable, Optional
 
 try:
     import psycopg
 except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError(f"PostgreSQL databases need psycopg 3 (the 'postgres' extra): {e}") from None
-from twisted.internet.defer import Deferred, fail
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from am.core.errors import BadRequest, Conflict, StaleWrite
-from am.core.interfaces import IStore, IStoreTransaction
+from am.core.interfaces import IStoreTransaction
 from am.core.model import Experiment, Interval, Node, Quota, Schedule, User
 from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES, QUEUE_START
 from am.core.intervalindex import IntervalIndex
-from am.store.groupcommit import GroupCommitter, Outcome, Work
+from am.store.groupcommit import Outcome, Work
 from am.store.pgheld import HeldConnection, OneStatement, OneStatementOnly
 from am.store.pglocks import MOST_NODE_LOCKS, NODE_LOCK_CLASS, NodeLocks, nodeKey  # noqa: F401 (names of this store)
 from am.store.pgindex import IndexFeed
 from am.store.pgschema import NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
-from am.store.pgleader import PostgresLeadership
-from am.store.pgusers import UserChanges
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
 from am.store.rows import SCHEDULE_COLUMNS, nodeFromRow, recordKey, scheduleFromRow
@@ -77,8 +70,8 @@ _RETRY = frozenset({"40001", "40P01", "23505", "23503", "23P01"})
 _EXCLUSION = "23P01"
 #: How many times a writing transaction runs at most.
 ATTEMPTS = 8
-# The most heartbeats one commit carries.
-BATCH = 16
+
+
 @implementer(IStoreTransaction)
 class PostgresTransaction(NodeLocks, SQLTransaction):
     """
@@ -355,7 +348,7 @@ class PostgresDatabase:
     """
     One connection to one PostgreSQL database, running transactions synchronously.
 
-    L{PostgresStore} runs several of these on its threads; tests and tools may
+    L{am.store.pgstore.PostgresStore} runs several of these on its threads; tests and tools may
     run one directly. A broken connection is replaced at the next transaction.
 
     @ivar schemaVersion: the schema version found or made at open.
@@ -556,95 +549,3 @@ class PostgresDatabase:
 
 def _together(txn: Any, work: list[Work]) -> list[Any]:
     return [function(txn, *args, **kwargs) for function, args, kwargs in work]
-
-
-@implementer(IStore)
-class PostgresStore:
-    """
-    L{IStore} over a PostgreSQL database, with a small dedicated thread pool
-    and one connection per busy thread so the reactor never blocks.
-
-    The first connection is made, and the schema migrated, in the constructor:
-    a database that cannot be opened fails the start-up, as with SQLite.
-    """
-
-    def __init__(self, url: str, reactor: Any, threads: int = 4) -> None:
-        self.url = url
-        self._reactor = reactor
-        self._hub = HeartbeatHub()
-        first = PostgresDatabase(url, hub=self._hub)
-        self.schemaVersion = first.schemaVersion
-        self._idle: list[PostgresDatabase] = [first]
-        self._lock = threading.Lock()
-        self._closed = False
-        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="marvin-postgres")
-        self._pool.start()
-        # Heartbeats queued meanwhile commit together (docs/postgresql.md).
-        self._batches = GroupCommitter(reactor, self._pool, self._runBatch, BATCH, drainers=threads)
-
-    def _call(self, method: str, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        with self._lock:
-            database = self._idle.pop() if self._idle else None
-        if database is None:
-            database = PostgresDatabase(self.url, migrate=False, hub=self._hub)
-        try:
-            return getattr(database, method)(function, *args, **kwargs)
-        finally:
-            with self._lock:
-                self._idle.append(database)
-
-    def _defer(self, method: str, function: Callable[..., Any], args: Any, kwargs: Any) -> Deferred:
-        if self._closed:
-            return fail(RuntimeError("the store is closed"))
-        return deferToThreadPool(self._reactor, self._pool, self._call, method, function, args, kwargs)
-
-    def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
-        # (A core command's function comes first: runCommand's arguments.)
-        if args and getattr(args[0], "batchable", False) and getattr(function, "rerunnable", False):
-            if self._closed:
-                return fail(RuntimeError("the store is closed"))
-            return self._batches.submit(function, args, kwargs)
-        return self._defer("run", function, args, kwargs)
-
-    def _runBatch(self, work: list[Work]) -> list[Outcome]:
-        return self._call("runBatch", work, (), {})  # type: ignore[arg-type]
-
-    def leadership(self) -> PostgresLeadership:
-        """
-        This controller's part in electing who runs the background loops.
-        """
-        return PostgresLeadership(self.url, self._reactor)
-
-    def userChanges(self) -> UserChanges:
-        """
-        What tells this controller of user changes by any controller.
-        """
-        return UserChanges(self.url)
-
-    def read(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
-        """
-        Like L{transact} for read-only functions, in a snapshot without locks
-        (not part of L{IStore}: a writing function fails here).
-        """
-        return self._defer("read", function, args, kwargs)
-
-    def close(self) -> Deferred:
-        """
-        Let running transactions finish, then close every connection; the
-        waiting happens in a thread of its own, not in the reactor.
-        """
-        self._closed = True
-        done: Deferred[None] = Deferred()
-
-        def shutdown() -> None:
-            try:
-                self._pool.stop()
-                with self._lock:
-                    idle, self._idle = self._idle, []
-                for database in idle:
-                    database.close()
-            finally:
-                self._reactor.callFromThread(done.callback, None)
-
-        threading.Thread(target=shutdown, name="marvin-postgres-close").start()
-        return done
