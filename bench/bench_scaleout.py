@@ -96,6 +96,7 @@ class Deployment:
             self.close()
             raise
         self.ports = [c.port for c in self.controllers]
+        load.warmCallers(self.ports, nodes)
         # Disjoint windows start past every preloaded task.
         self.base = self.last + 86400
 
