@@ -204,7 +204,8 @@ def allocate(
     @raise Conflict: the request cannot be satisfied; C{extra["suggestions"]} holds
         up to three earliest windows in which the same request would fit.
     """
-    owner = txn.getUser(request.ownerid)
+    # (A booking charges the owner's quotas; a dry run only reads.)
+    owner = txn.getUser(request.ownerid) if request.dryrun else quotas.chargedUser(txn, request.ownerid)
     if owner is None or not owner.active:
         raise NotFound("Unknown user.")
     if owner.role != "user":

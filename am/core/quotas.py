@@ -11,11 +11,11 @@ current value and C{resetValue}, so the reset never undoes an admin's decision
 from __future__ import annotations
 
 import datetime
-from typing import Mapping
+from typing import Any, Mapping, Optional
 
 from am.core.errors import Conflict
 from am.core.interfaces import IStoreTransaction
-from am.core.model import QUOTA_KINDS, JournalEntry, Quota
+from am.core.model import QUOTA_KINDS, JournalEntry, Quota, User
 from am.core.policy import Policy
 
 _MESSAGES = {
@@ -43,6 +43,16 @@ def defaults(policy: Policy) -> dict[str, int]:
         "data": policy.defaultQuotaData,
         "storage": policy.defaultQuotaStorage,
     }
+
+
+def chargedUser(txn: IStoreTransaction, userid: Any) -> Optional[User]:
+    """
+    The user whose quotas this writing transaction goes on to charge: read
+    with the row lock that reading its quotas would take, where the store can
+    take both in one statement (PostgreSQL: a round trip less per booking).
+    """
+    read = getattr(txn, "getUserToCharge", None)
+    return read(userid) if read is not None else txn.getUser(userid)
 
 
 def currentQuotas(

@@ -40,16 +40,17 @@ STALE = 300
 #: Past this many changed nodes at once the index is loaded whole.
 MOST_CHANGED = 2048
 
-# Every blocking window, and the snapshot's xmin (one row even when there is none).
-_LOAD = (
-    "SELECT m.x, s.nodeid, s.start, s.stop FROM "
-    "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x) AS m "
-    "LEFT JOIN schedules s ON s.blocking"
+# The snapshot's xmin and the node view's version (meta.nodes_version, read
+# with the index: a writer about to search asks both in one round trip).
+_NOW = (
+    "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x, "
+    "(SELECT value FROM meta WHERE key = 'nodes_version') AS v) AS m "
 )
+# Every blocking window (one row even when there is none).
+_LOAD = f"SELECT m.x, s.nodeid, s.start, s.stop, m.v FROM {_NOW}LEFT JOIN schedules s ON s.blocking"
 # The nodes logged since an xmin (and those given), with their blocking windows.
 _CHANGES = (
-    "SELECT m.x, c.nodeid, s.start, s.stop FROM "
-    "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x) AS m "
+    f"SELECT m.x, c.nodeid, s.start, s.stop, m.v FROM {_NOW}"
     "LEFT JOIN (SELECT nodeid FROM schedule_changes WHERE xid >= %s::text::xid8 "
     "UNION SELECT unnest(%s::text[])) AS c ON true "
     "LEFT JOIN schedules s ON s.nodeid = c.nodeid AND s.blocking"
@@ -69,6 +70,8 @@ class IndexFeed:
         # Nodes earlier transactions of this connection wrote: read again at
         # the next update (committed or rolled back, whichever it was).
         self._reread: set[str] = set()
+        #: C{meta.nodes_version} in the snapshot of the last update.
+        self.nodesVersion: Optional[int] = None
 
     def forget(self) -> None:
         """
@@ -77,6 +80,12 @@ class IndexFeed:
         """
         self.index.valid = False
         self._xmin = None
+
+    def warm(self) -> bool:
+        """
+        Whether the next update reads only what changed (not the whole index).
+        """
+        return self.index.valid and self._xmin is not None and self.clock() - self._synced <= STALE
 
     def current(self, connection: Any) -> IntervalIndex:
         """
@@ -98,7 +107,7 @@ class IndexFeed:
             self._reread.clear()
             if changed:
                 index.replace(changed, ((r[1], r[2], r[3]) for r in rows if r[1] in changed and r[2] is not None))
-        self._xmin, self._synced = rows[0][0], now
+        self._xmin, self._synced, self.nodesVersion = rows[0][0], now, rows[0][4]
         return index
 
     def written(self, nodeids: Iterable[str]) -> None:

@@ -50,7 +50,7 @@ from am.store.pgschema import NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
-from am.store.rows import SCHEDULE_COLUMNS, nodeFromRow, recordKey, scheduleFromRow
+from am.store.rows import SCHEDULE_COLUMNS, USER_COLUMNS, nodeFromRow, recordKey, scheduleFromRow, userFromRow
 
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -96,6 +96,8 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
         self.heard: list[tuple[str, int, Optional[list]]] = []
         self._locked: set[int] = set()
         self._testbed: Optional[str] = None
+        # Users whose row this (writing) transaction has locked.
+        self._usersLocked: set[Any] = set()
 
     def _sql(self, text: str) -> str:
         # The shared queries use "?"; psycopg wants "%s" (and none of ours has a literal "?").
@@ -171,10 +173,22 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
 
     def nodeView(self) -> NodeView:
         return self._keeper.view(
-            self._one("SELECT value FROM meta WHERE key = 'nodes_version'")[0],
+            self._nodesVersion(),
             lambda: (self.listNodes(), self.listPairs()),
             lambda: self._all("SELECT id, heartbeat FROM nodes"),
         )
+
+    def _nodesVersion(self) -> int:
+        # A writer reads the node view to search slots next (a booking, a
+        # move): it brings its interval index up to date in the same
+        # statement, if that reads only what changed (never the whole index
+        # for a writer that may not search).
+        feed = self._feed
+        if self._writing and self._index is None and feed is not None and feed.warm():
+            self.intervalIndex()
+            if feed.nodesVersion is not None:
+                return feed.nodesVersion
+        return self._one("SELECT value FROM meta WHERE key = 'nodes_version'")[0]
 
     def setHeartbeat(
         self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
@@ -314,9 +328,24 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
         # A writer reads quotas to charge or refund them: the user's row lock
         # serialises that per user (missing quotas being created included).
         # Its own statement, so the quotas read next are the latest committed.
-        if self._writing:
-            self._db.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (recordKey(userid),))
+        key = recordKey(userid)
+        if self._writing and key not in self._usersLocked:
+            self._db.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (key,))
+            self._usersLocked.add(key)
         return super().getQuotas(userid)
+
+    def getUserToCharge(self, userid: Any) -> Optional[User]:
+        """
+        The user, read with the row lock L{getQuotas} takes in a writer, in
+        one statement (L{am.core.quotas.chargedUser}): the quotas read next
+        is a statement of its own, so it sees what the lock waited for.
+        """
+        if not self._writing:
+            return self.getUser(userid)
+        key = recordKey(userid)
+        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s FOR NO KEY UPDATE", key)
+        self._usersLocked.add(key)
+        return userFromRow(row) if row else None
 
     def blockingIntervals(
         self, start: int, stop: int, nodeids: Optional[Iterable[str]] = None

@@ -1,0 +1,161 @@
+"""
+The round trips of a booking on PostgreSQL: the owner's row lock travels with
+the owner's read, and the node view's version with the interval index's
+update; what they protect and what they read stays as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from am.core import accounts, allocation
+from am.core.allocation import AllocationRequest
+from am.core.errors import Conflict
+from am.core.model import Node
+from am.core.policy import Policy
+from am.store.postgres import PostgresDatabase, PostgresTransaction
+from am.testing import demoNodes
+from tests.core_helpers import NOW
+from tests.test_store_postgres import POLICY, fresh
+from tests.test_store_postgres import server  # noqa: F401 (a fixture)
+
+
+class _Recording:
+    """
+    A connection that records the statements sent through it.
+    """
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self._connection = connection
+        self.sent: list[str] = []
+
+    def execute(self, sql: Any, args: Any = None, **kwargs: Any) -> Any:
+        self.sent.append(" ".join(str(sql).split()))
+        return self._connection.execute(sql, args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+def _filled(policy: Policy = POLICY, nodes: int = 3) -> tuple[PostgresDatabase, int]:
+    db = PostgresDatabase(fresh())
+
+    def fill(txn):
+        for node in demoNodes(nodes, NOW):
+            txn.putNode(node)
+        return accounts.addUser(txn, "alice", "user", NOW, policy, fingerprint="a" * 40).id
+
+    return db, db.run(fill)
+
+
+def _book(db: PostgresDatabase, owner: int, start: int, policy: Policy = POLICY, **more: Any) -> Any:
+    return db.run(allocation.allocate, AllocationRequest(
+        ownerid=owner, name="b", script="img", nodecount=1, duration=600, start=start, **more
+    ), NOW, policy)
+
+
+def test_bookingStatements() -> None:
+    """
+    Once the connection's index is loaded, a booking makes 10 round trips: no
+    separate lock of the owner's row, no separate read of the node view's
+    version; the node locks and the interval query stay two statements.
+    """
+    db, owner = _filled()
+    _book(db, owner, NOW + 1000)
+    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
+    _book(db, owner, NOW + 5000)
+    sent = spy.sent
+    assert len(sent) == 10, sent
+    assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED")
+    assert sent[1].startswith("SELECT id, name, role") and sent[1].endswith("FOR NO KEY UPDATE")
+    assert sent[2].startswith("SELECT kind, current")
+    assert "nodes_version" in sent[3] and "schedule_changes" in sent[3]
+    locks = [i for i, s in enumerate(sent) if "pg_advisory_xact_lock" in s]
+    assert len(locks) == 1 and sent[locks[0] + 1].startswith("SELECT nodeid, start, stop FROM schedules")
+    assert sent[-1].endswith("COMMIT")
+    assert not [s for s in sent if s.startswith("SELECT 1 FROM users") or s.startswith("SELECT value FROM meta")]
+    db.close()
+
+
+def test_nodeViewVersionWithIndex() -> None:
+    """
+    A node another controller added meanwhile is seen by the next booking
+    (its node view's version came with the index's update), and a writer
+    whose index would be loaded whole reads the version alone.
+    """
+    db, owner = _filled(nodes=1)
+    _book(db, owner, NOW + 1000)
+    other = PostgresDatabase(db.url, migrate=False)
+    other.run(lambda txn: txn.putNode(Node(id="9", hostname="n9", status="active", heartbeat=NOW)))
+    booked = _book(db, owner, NOW + 1000, nodes=["9"])
+    assert [s.nodeid for s in booked.schedules] == ["9"]
+    spy = other._connection = _Recording(other._connection)  # type: ignore[assignment]
+    assert "9" in other.run(lambda txn: txn.nodeView().byId)
+    assert [s for s in spy.sent if "schedule_changes" in s or "FROM schedules" in s] == []
+    other.close()
+    db.close()
+
+
+def test_ownerLockedWithItsRead() -> None:
+    """
+    A booking waits for another writer holding its owner's row (past the lock
+    timeout it fails), as when the lock was a statement of its own; a dry run
+    (a read) does not.
+    """
+    url = fresh()
+    db = PostgresDatabase(url, lockTimeout=0.2)
+
+    def fill(txn):
+        for node in demoNodes(2, NOW):
+            txn.putNode(node)
+        return accounts.addUser(txn, "alice", "user", NOW, POLICY, fingerprint="a" * 40).id
+
+    owner = db.run(fill)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        holder = PostgresTransaction(connection, writing=True)
+        assert holder.getUserToCharge(owner).id == owner
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            _book(db, owner, NOW + 1000)
+        dry = AllocationRequest(ownerid=owner, name="b", script="img", nodecount=1, duration=600,
+                                start=NOW + 1000, dryrun=True)
+        assert db.read(allocation.allocate, dry, NOW, POLICY).schedules
+        connection.execute("COMMIT")
+    assert len(_book(db, owner, NOW + 1000).schedules) == 1
+    db.close()
+
+
+def test_quotaChargedOncePerBooking() -> None:
+    """
+    Bookings by one user from several connections at once, with time left
+    for two: exactly two are booked and the quota is spent, never overspent.
+    """
+    policy = Policy(maintenance=(), defaultQuotaTime=1200)
+    db, owner = _filled(policy, nodes=8)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def worker(i: int) -> None:
+        mine = PostgresDatabase(db.url, migrate=False)
+        barrier.wait()
+        try:
+            _book(mine, owner, NOW + 1000 + i * 1000, policy)
+            outcomes.append("booked")
+        except Conflict:
+            outcomes.append("refused")
+        except Exception as e:
+            outcomes.append(f"error {e!r}")
+        mine.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["booked"] * 2 + ["refused"] * 4, outcomes
+    assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 0
+    db.close()
