@@ -168,6 +168,9 @@ class ConfigTests(SynchronousTestCase):
         config = parseConfig({"database": "m.db", "listen": {"http": {}}}, checkFiles=False)
         self.assertEqual((config.notifier.deliver, config.policy.notifyPrivate, config.policy.waitMax), (True, False, 300))
         self.assertEqual(config.notifier.keep, 30 * 86400)
+        short = parseConfig({"database": "m.db", "listen": {"http": {}}, "notifications": {"keep": 0.5}},
+                            checkFiles=False)
+        self.assertEqual(short.notifier.keep, 1)
         for section, words in (
             ({"allow_private": "yes"}, "notifications.allow_private"),
             ({"wait_max": 0}, "notifications.wait_max"),

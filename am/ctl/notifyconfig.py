@@ -92,6 +92,7 @@ def parseNotifications(section: dict[str, Any], policy: Policy) -> tuple[Notifie
     settings = NotifierSettings(
         timeout=_number(section, "timeout", 10.0, 0.1), batch=int(_number(section, "batch", 50, 1, 1000)),
         poll=_number(section, "poll", 15.0, 0.1), deliver=_flag(section, "deliver", True), allowPrivate=allow,
-        keep=int(_number(section, "keep", 30 * 86400, 0)),
+        # A fraction of a second is a (short) retention, not "forever".
+        keep=math.ceil(_number(section, "keep", 30 * 86400, 0)),
     )
     return settings, policy
