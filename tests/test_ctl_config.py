@@ -309,6 +309,7 @@ def test_exampleFileNamesEveryKey():
         "housekeeping": {"expiry_period", "sweep_period", "heal_period"},
         "notifications": {
             "allow_private", "retry_for", "backoff", "backoff_max", "timeout", "batch", "poll", "deliver", "wait_max",
+            "keep",
         },
         "cors": {"origins"},
         "log": {"file", "level", "format"},

@@ -217,6 +217,16 @@ class ControllerTests(SynchronousTestCase):
         self.assertEqual([(u.name, u.role) for u in users(controller)], [("Operator", "admin"), ("Second", "admin")])
         self.successResultOf(controller.stopService())
 
+    def test_noPruneWhenKeptForever(self):
+        """
+        C{notifications.keep: 0} keeps every outbox row: no prune pass at all;
+        a short retention prunes more often (a 24th of it, at least a minute).
+        """
+        controller, _ = memoryController(makeConfig(self.tmp, notifications={"keep": 0}))
+        self.assertNotIn("notifications-prune", [s.name for s in controller])
+        controller, _ = memoryController(makeConfig(self.tmp, notifications={"keep": 2400}))
+        self.assertEqual(controller.getServiceNamed("notifications-prune").step, 100)
+
     def test_servicesInOrder(self):
         """
         The controller is a L{MultiService} of endpoint services for its
@@ -226,7 +236,11 @@ class ControllerTests(SynchronousTestCase):
         started, and stopping stops every child and closes the store.
         """
         controller, clock = memoryController(makeConfig(self.tmp))
-        self.assertEqual([s.name for s in controller], ["https", "http", "expiry", "sweep", "heal", "inventory", "notifier"])
+        self.assertEqual(
+            [s.name for s in controller],
+            ["https", "http", "expiry", "sweep", "heal", "inventory", "notifier", "notifications-prune"],
+        )
+        self.assertEqual(controller.getServiceNamed("notifications-prune").step, 3600)
         self.assertIsInstance(controller.getServiceNamed("https"), StreamServerEndpointService)
         self.assertIsInstance(controller.getServiceNamed("http"), StreamServerEndpointService)
         self.assertIsInstance(controller.getServiceNamed("expiry"), TimerService)

@@ -151,10 +151,11 @@ class ConfigTests(SynchronousTestCase):
         config = parseConfig({
             "database": "m.db", "listen": {"http": {}},
             "notifications": {"allow_private": True, "retry_for": 600, "backoff": 2, "backoff_max": 30,
-                              "wait_max": 60, "timeout": 3, "batch": 10, "poll": 5, "deliver": False},
+                              "wait_max": 60, "timeout": 3, "batch": 10, "poll": 5, "deliver": False,
+                              "keep": 0},
         }, checkFiles=False)
         self.assertEqual(
-            attrs.astuple(config.notifier), (3.0, 10, 5.0, False, True),
+            attrs.astuple(config.notifier), (3.0, 10, 5.0, False, True, 0),
         )
         policy = config.policy
         self.assertEqual(
@@ -166,9 +167,16 @@ class ConfigTests(SynchronousTestCase):
     def test_defaultsAndErrors(self) -> None:
         config = parseConfig({"database": "m.db", "listen": {"http": {}}}, checkFiles=False)
         self.assertEqual((config.notifier.deliver, config.policy.notifyPrivate, config.policy.waitMax), (True, False, 300))
+        self.assertEqual(config.notifier.keep, 30 * 86400)
+        short = parseConfig({"database": "m.db", "listen": {"http": {}}, "notifications": {"keep": 0.5}},
+                            checkFiles=False)
+        self.assertEqual(short.notifier.keep, 1)
         for section, words in (
             ({"allow_private": "yes"}, "notifications.allow_private"),
             ({"wait_max": 0}, "notifications.wait_max"),
+            ({"keep": -1}, "notifications.keep"),
+            ({"keep": "30d"}, "notifications.keep"),
+            ({"keep": True}, "notifications.keep"),
             ({"colour": 1}, "colour"),
         ):
             with self.assertRaises(ConfigError) as caught:

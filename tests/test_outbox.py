@@ -15,6 +15,7 @@ import attrs
 from am.core import outbox
 from am.core.errors import BadRequest, Forbidden
 from am.core.events import NotificationQueued
+from am.core.model import Notification
 from am.core.notifyurl import addressRefused, checkURL, sign
 from am.core.policy import Policy
 from tests.core_helpers import CoreTestCase
@@ -191,6 +192,112 @@ class DeliveryStateTests(CoreTestCase):
         [claimed] = self.claim()
         self.successResultOf(self.scheduler.settleNotification(claimed.notification.id, "w1", True))
         self.assertIsNone(self.successResultOf(self.scheduler.nextNotificationDue()))
+
+
+class PruneTests(CoreTestCase):
+    """
+    Retention (L{outbox.prune}): settled rows of events before the cut go,
+    in bounded chunks, oldest first; pending rows and each experiment's
+    newest stay, so numbering never restarts.
+    """
+
+    def rows(self, expid: int) -> list:
+        return self.inTxn(lambda txn: txn.notificationsOf(expid))
+
+    def settleAll(self, failed: tuple[int, ...] = (), pending: tuple[int, ...] = ()) -> None:
+        """
+        Deliver every due row, except the ids in C{failed} (failed for good)
+        and C{pending} (given back unsettled).
+        """
+        for delivery in self.successResultOf(self.scheduler.claimNotifications("w", 1000, 30)):
+            outid = delivery.notification.id
+            if outid in pending:
+                continue
+            self.successResultOf(self.scheduler.settleNotification(
+                outid, "w", outid not in failed, "refused", permanent=outid in failed,
+            ))
+        self.successResultOf(self.scheduler.releaseNotifications("w"))
+
+    def prune(self, before: int, limit: int = 500) -> int:
+        return self.successResultOf(self.scheduler.pruneNotifications(before, limit))
+
+    def test_rule(self) -> None:
+        """
+        Delivered and failed-for-good rows of events before the cut are
+        deleted; a pending one, newer ones and the experiment's newest stay.
+        """
+        old = self.book(notify=HOOK, nodecount=2).experiment.id
+        self.successResultOf(self.scheduler.deleteExperiment(old, self.alice.id))
+        first, second, third, newest = (r.id for r in self.rows(old))
+        self.settleAll(failed=(second,), pending=(third,))
+        self.assertEqual([r.state for r in self.rows(old)], ["delivered", "failed", "pending", "delivered"])
+        self.clock.advance(100)
+        recent = self.book(notify=HOOK).experiment.id
+        self.successResultOf(self.scheduler.deleteExperiment(recent, self.alice.id))
+        self.settleAll(pending=(third,))
+        cut = self.scheduler.now() - 50
+        self.assertEqual(self.prune(cut), 2)
+        self.assertEqual([r.id for r in self.rows(old)], [third, newest])
+        self.assertEqual([r.seq for r in self.rows(old)], [3, 4])
+        self.assertEqual([r.seq for r in self.rows(recent)], [1, 2, 3])
+        self.assertEqual(self.prune(cut), 0)
+        # A row is not old at the cut itself: only events strictly before it go.
+        self.assertEqual(self.prune(self.scheduler.now()), 0)
+        self.assertEqual(self.prune(self.scheduler.now() + 1), 2)
+        self.assertEqual([r.seq for r in self.rows(recent)], [3])
+        self.assertEqual([(r.id, r.state) for r in self.rows(old)], [(third, "pending"), (newest, "delivered")])
+
+    def test_numberingContinues(self) -> None:
+        """
+        The newest row of an experiment survives every prune, so its next
+        event is numbered after it, not 1 again (receivers order and
+        de-duplicate by C{seq}).
+        """
+        expid = self.book(notify=HOOK).experiment.id
+        self.settleAll()
+        self.clock.advance(10)
+        self.assertEqual(self.prune(self.scheduler.now()), 0)
+        self.successResultOf(self.scheduler.deleteExperiment(expid, self.alice.id))
+        self.settleAll()
+        self.clock.advance(10)
+        self.assertEqual(self.prune(self.scheduler.now()), 2)
+        self.assertEqual([r.seq for r in self.rows(expid)], [3])
+        entry = Notification(expid=expid, ownerid=self.alice.id, url=HOOK, kind="schedule.status",
+                             body={}, created=self.scheduler.now(), eventid="next", due=self.scheduler.now())
+        self.inTxn(lambda txn: txn.addNotification(entry))
+        self.assertEqual([r.seq for r in self.rows(expid)], [3, 4])
+
+    def test_chunks(self) -> None:
+        """
+        At most C{limit} rows per command, the oldest first; a bad limit is refused.
+        """
+        expids = []
+        for _ in range(3):
+            expid = self.book(notify=HOOK, nodecount=2).experiment.id
+            self.successResultOf(self.scheduler.deleteExperiment(expid, self.alice.id))
+            expids.append(expid)
+        self.settleAll()
+        self.clock.advance(10)
+        before = self.scheduler.now()
+        oldest = [r.id for expid in expids for r in self.rows(expid)[:-1]]
+        self.assertEqual([self.prune(before, 4) for _ in range(4)], [4, 4, 1, 0])
+        self.assertEqual([[r.seq for r in self.rows(expid)] for expid in expids], [[4], [4], [4]])
+        self.assertEqual(len(oldest), 9)
+        self.failureResultOf(self.scheduler.pruneNotifications(before, 0), BadRequest)
+
+    def test_chunksOldestFirst(self) -> None:
+        """
+        One chunk takes the oldest rows (by id: the order they were written).
+        """
+        first = self.book(notify=HOOK, nodecount=2).experiment.id
+        self.successResultOf(self.scheduler.deleteExperiment(first, self.alice.id))
+        second = self.book(notify=HOOK, nodecount=2).experiment.id
+        self.successResultOf(self.scheduler.deleteExperiment(second, self.alice.id))
+        self.settleAll()
+        self.clock.advance(10)
+        self.assertEqual(self.prune(self.scheduler.now(), 3), 3)
+        self.assertEqual([r.seq for r in self.rows(first)], [4])
+        self.assertEqual([r.seq for r in self.rows(second)], [1, 2, 3, 4])
 
 
 class SecretTests(CoreTestCase):

@@ -48,6 +48,25 @@ class RESTTests(SynchronousTestCase):
         self.assertNotIn(HOOK, json.dumps(shown))
         self.assertNotIn(HOOK, self.h.request("GET", f"/v1/experiments/{expid}", self.people.alice).body.decode())
 
+    def test_prunedRowsNotListed(self) -> None:
+        """
+        After the retention pass, the listing keeps the pending events and the
+        newest one, numbered as before; settled older ones are gone.
+        """
+        expid = book(self.h, self.people.alice, options={"nodes": "1", "notify": HOOK})
+        self.h.request("DELETE", f"/v1/experiments/{expid}", self.people.alice)
+        scheduler = self.h.scheduler
+        claimed = self.successResultOf(scheduler.claimNotifications("w", 10, 30))
+        self.assertEqual([d.notification.seq for d in claimed], [1, 2, 3])
+        for delivery in (claimed[0], claimed[2]):
+            self.successResultOf(scheduler.settleNotification(delivery.notification.id, "w", True))
+        self.h.clock.advance(3600)
+        before = self.h.request("GET", f"/v1/experiments/{expid}/events", self.people.alice).json
+        self.assertEqual([e["seq"] for e in before["events"]], [1, 2, 3])
+        self.assertEqual(self.successResultOf(scheduler.pruneNotifications(scheduler.now(), 500)), 1)
+        listing = self.h.request("GET", f"/v1/experiments/{expid}/events", self.people.alice).json
+        self.assertEqual([(e["seq"], e["state"]) for e in listing["events"]], [(2, "pending"), (3, "delivered")])
+
     def test_privateTargetRefused(self) -> None:
         response = self.h.request(
             "POST", "/v1/experiments", self.people.alice,

@@ -391,6 +391,42 @@ def test_outboxAndSecrets(store: Backend) -> None:
     assert store.run(lambda txn: txn.getNotifySecret(owner)) == "two"
 
 
+def test_pruneNotifications(store: Backend) -> None:
+    """
+    Pruning deletes rows in the given states whose event is before the cut,
+    oldest first and at most C{limit}, never an experiment's newest row, so
+    the next row is numbered after it.
+    """
+    owner = store.run(lambda txn: _owner(txn))
+    first = store.run(lambda txn: _experiment(txn, owner))
+    second = store.run(lambda txn: _experiment(txn, owner))
+
+    def note(expid: int, eventid: str, created: int, state: str) -> Notification:
+        return Notification(expid=expid, ownerid=owner, url="https://h.example/x", kind="schedule.status",
+                            body={}, created=created, eventid=eventid, due=created, state=state)
+
+    made = [
+        note(first, "a", NOW - 30, "delivered"), note(first, "b", NOW - 20, "pending"),
+        note(second, "c", NOW - 20, "failed"), note(first, "d", NOW - 10, "failed"),
+        note(first, "e", NOW, "delivered"), note(second, "f", NOW - 5, "delivered"),
+        note(first, "g", NOW - 5, "delivered"),
+    ]
+    store.run(lambda txn: [txn.addNotification(n) for n in made])
+    settled = ("delivered", "failed")
+    assert store.run(lambda txn: txn.pruneNotifications(settled, NOW - 10, 10)) == 2
+    assert [n.eventid for n in store.run(lambda txn: txn.notificationsOf(first))] == ["b", "d", "e", "g"]
+    assert [n.eventid for n in store.run(lambda txn: txn.notificationsOf(second))] == ["f"]
+    assert store.run(lambda txn: txn.pruneNotifications(("failed",), NOW + 100, 10)) == 1
+    assert store.run(lambda txn: txn.pruneNotifications(settled, NOW + 100, 1)) == 1
+    assert [n.eventid for n in store.run(lambda txn: txn.notificationsOf(first))] == ["b", "g"]
+    assert store.run(lambda txn: txn.pruneNotifications(settled, NOW + 100, 10)) == 0
+    # "f" and "g" are their experiments' newest: both survive; numbering continues.
+    assert [n.eventid for n in store.run(lambda txn: txn.notificationsOf(second))] == ["f"]
+    later = note(second, "h", NOW + 1, "pending")
+    store.run(lambda txn: txn.addNotification(later))
+    assert later.seq == 3
+
+
 def test_resultFilesAndWindows(store: Backend) -> None:
     _, _, rows = _schedules(store)
     a, b = rows[0].id, rows[1].id

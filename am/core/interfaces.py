@@ -272,6 +272,13 @@ class IStoreTransaction(Interface):
     def notificationsOf(expid):
         """An experiment's notifications, by sequence number."""
 
+    def pruneNotifications(states, before, limit):
+        """
+        Delete up to C{limit} notifications in one of C{states} that happened
+        before C{before}, oldest first, never an experiment's newest (its
+        numbering continues from it); returns how many.
+        """
+
     def getNotifySecret(userid):
         """The user's notification signing secret, or C{None}."""
 
@@ -419,3 +426,6 @@ class IScheduler(Interface):
 
     def releaseNotifications(worker):
         """Give back a stopping deliverer's unsettled claims."""
+
+    def pruneNotifications(before, limit=500):
+        """Delete up to C{limit} settled notifications of events before C{before}; fires with how many."""

@@ -174,6 +174,20 @@ def nextDue(txn: IStoreTransaction) -> Optional[int]:
     return txn.nextNotificationDue()
 
 
+def prune(txn: IStoreTransaction, before: int, limit: int) -> int:
+    """
+    Forget up to C{limit} settled notifications (delivered, or failed for
+    good) whose event happened before C{before}; a pending one is never
+    forgotten, nor an experiment's newest, so its C{seq} never restarts.
+    One bounded transaction: the caller repeats it for a larger backlog.
+
+    @return: how many were deleted.
+    """
+    if limit < 1:
+        raise BadRequest("limit: must be at least 1.")
+    return txn.pruneNotifications((DELIVERED, FAILED), int(before), int(limit))
+
+
 def rotateSecret(txn: IStoreTransaction, userid: Any, actorid: int, now: int) -> str:
     """
     Replace a user's signing secret; the user or an admin may.

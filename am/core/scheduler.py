@@ -459,6 +459,13 @@ class Scheduler:
         """
         return self.read(outbox.nextDue)
 
+    def pruneNotifications(self, before: int, limit: int = 500) -> Deferred:
+        """
+        Delete at most C{limit} settled notifications of events before
+        C{before} (L{outbox.prune}); fires with how many.
+        """
+        return self._change(outbox.prune, before, limit)
+
 
 def refusal(
     ownerid: Optional[int], name: Any, sliceURN: Optional[str], error: Conflict, now: int

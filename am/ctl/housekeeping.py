@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_ctl_housekeeping -*-
 """
-The controller's background passes: expiry, sweep, healing and results
-housekeeping, each a core command run on a timer by the leading controller
+The controller's background passes: expiry, sweep, healing, results
+housekeeping and the notification outbox's retention, each a core command run on a timer by the leading controller
 only (docs/postgresql.md, "One leader for the background loops").
 """
 
@@ -18,7 +18,7 @@ from am.results.hub import resultKey
 
 log = Logger(namespace="marvinctld")
 
-Pass = Callable[[], Coroutine[Any, Any, None]]
+Pass = Callable[[], Coroutine[Any, Any, object]]
 
 
 class LeaderLoop(TimerService):
@@ -95,3 +95,37 @@ async def results(scheduler: IScheduler, hub: Any) -> None:
         await hub.delete(resultKey(result.schedid, result.path))
     if expired:
         log.info("results: {count} file(s) past their retention deleted", count=len(expired))
+
+
+# The outbox's retention: rows per transaction (the writer is held briefly),
+# transactions per pass (a huge backlog goes over several passes).
+PRUNE_CHUNK = 500
+PRUNE_CHUNKS = 20
+
+
+def prunePeriod(keep: int) -> float:
+    """
+    Seconds between prune passes: a 24th of the retention, from a minute to an hour.
+    """
+    return float(min(3600, max(60, keep // 24)))
+
+
+async def pruneNotifications(
+    scheduler: IScheduler, keep: int, chunk: int = PRUNE_CHUNK, chunks: int = PRUNE_CHUNKS
+) -> int:
+    """
+    Delete settled notifications whose event is older than C{keep} seconds,
+    C{chunk} rows per transaction, until none is left or C{chunks} ran.
+
+    @return: how many were deleted.
+    """
+    before = scheduler.now() - keep
+    total = 0
+    for _ in range(chunks):
+        count = await scheduler.pruneNotifications(before, chunk)
+        total += count
+        if count < chunk:
+            break
+    if total:
+        log.info("notifications: {count} settled event(s) older than {keep} s pruned", count=total, keep=keep)
+    return total

@@ -3,7 +3,8 @@
 The C{notifications} section of marvinctld.conf: what the core's policy
 takes (private targets, retry bound, backoff, longest wait) and what the
 deliverer takes (request timeout, batch, idle look, whether this controller
-delivers at all). docs/notifications.md explains each key.
+delivers at all) and how long settled rows are kept (the leader's prune
+pass). docs/notifications.md explains each key.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from am.core.policy import Policy
 
 KEYS = {
     "allow_private", "retry_for", "backoff", "backoff_max", "wait_max", "timeout", "batch", "poll", "deliver",
+    "keep",
 }
 
 
 @attrs.frozen
 class NotifierSettings:
     """
-    The deliverer's own settings (L{am.ctl.notifier.Notifier}).
+    The deliverer's own settings (L{am.ctl.notifier.Notifier}) and the
+    outbox's retention (L{am.ctl.housekeeping.pruneNotifications}).
 
     @ivar timeout: seconds one POST may take (connect, send, answer).
     @ivar batch: notifications claimed per look.
@@ -31,6 +34,8 @@ class NotifierSettings:
         controllers, leases that ran out).
     @ivar deliver: whether this controller delivers (else it only writes rows).
     @ivar allowPrivate: private, loopback and link-local targets allowed.
+    @ivar keep: seconds a delivered or failed-for-good row is kept after its
+        event; 0 keeps every row forever.
     """
 
     timeout: float = 10.0
@@ -38,6 +43,7 @@ class NotifierSettings:
     poll: float = 15.0
     deliver: bool = True
     allowPrivate: bool = False
+    keep: int = 30 * 86400
 
     @property
     def lease(self) -> int:
@@ -86,5 +92,7 @@ def parseNotifications(section: dict[str, Any], policy: Policy) -> tuple[Notifie
     settings = NotifierSettings(
         timeout=_number(section, "timeout", 10.0, 0.1), batch=int(_number(section, "batch", 50, 1, 1000)),
         poll=_number(section, "poll", 15.0, 0.1), deliver=_flag(section, "deliver", True), allowPrivate=allow,
+        # A fraction of a second is a (short) retention, not "forever".
+        keep=math.ceil(_number(section, "keep", 30 * 86400, 0)),
     )
     return settings, policy

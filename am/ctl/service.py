@@ -214,8 +214,8 @@ class Controller(MultiService):
     """
     The controller: a L{MultiService} of a L{Listener} per configured port
     (C{https}, C{http}) serving one L{MarvinSite}, the background passes
-    (L{am.ctl.housekeeping.LeaderLoop}s named C{expiry}, C{sweep}, C{heal}
-    and C{results}) and an L{InventoryService} named C{inventory} (these run
+    (L{am.ctl.housekeeping.LeaderLoop}s named C{expiry}, C{sweep}, C{heal},
+    C{notifications-prune} and C{results}) and an L{InventoryService} named C{inventory} (these run
     only while this controller leads, L{am.store.leadership}); add more children with
     C{addService} (they start after the listeners, in the order added).
 
@@ -303,6 +303,12 @@ class Controller(MultiService):
         self.addService(InventoryService(self.sync))
         if config.notifier.deliver and not worker:
             self.addService(Notifier(lambda: self.scheduler, reactor, config.notifier))
+        keep = config.notifier.keep
+        if keep:
+            self.addService(LeaderLoop(
+                "notifications-prune", housekeeping.prunePeriod(keep), reactor, leading,
+                lambda: housekeeping.pruneNotifications(scheduler(), keep), "pruning notifications",
+            ))
         # Results (docs/results.md): the spool and store, and the pass that
         # closes upload windows (refunding unused storage) and applies retention.
         self.results = makeHub(config.results, reactor)

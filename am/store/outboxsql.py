@@ -101,6 +101,26 @@ class OutboxSQL:
             for r in self._all(f"SELECT {_COLUMNS} FROM outbox WHERE expid = ? ORDER BY seq", recordKey(expid))
         ]
 
+    def pruneNotifications(self, states: tuple[str, ...], before: int, limit: int) -> int:
+        """
+        Delete up to C{limit} rows in one of C{states} that happened before
+        C{before}, oldest first, never an experiment's newest row (its C{seq}
+        is where the next one's numbering continues, L{addNotification}).
+        """
+        marks = ", ".join("?" for _ in states)
+        ids = [
+            r[0]
+            for r in self._all(
+                f"SELECT id FROM outbox WHERE state IN ({marks}) AND created < ? "
+                "AND seq < (SELECT max(seq) FROM outbox AS newest WHERE newest.expid = outbox.expid) "
+                "ORDER BY id LIMIT ?",
+                *states, before, limit,
+            )
+        ]
+        if ids:
+            self._exec(f"DELETE FROM outbox WHERE id IN ({', '.join('?' for _ in ids)})", tuple(ids))
+        return len(ids)
+
     def getNotifySecret(self, userid: int) -> Optional[str]:
         row = self._one("SELECT secret FROM notify_secrets WHERE userid = ?", recordKey(userid))
         return row[0] if row else None
