@@ -15,13 +15,13 @@ import os
 import re
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from am.devtools.demopki import DEMO_NODES
-from tests.test_e2e_ctl import START_DEADLINE, Client, Process, pki, writeConfig  # noqa: F401 (fixture)
+from tests.test_e2e_ctl import (  # noqa: F401 (pki: the fixture)
+    START_DEADLINE, Client, Process, assertEachNodeBookedOnce, pki, writeConfig,
+)
 
 SERVING = r"worker 1 serving \(pid (\d+)\)"
 WORKER = re.compile(r'^marvin_worker\{pid="(\d+)",worker="(\d+)"\}', re.M)
@@ -182,29 +182,7 @@ def test_racingSubmissionsOverWorkers(pki, tmp_path) -> None:
     """
     process, ports, _ = startWorkers(tmp_path, pki)
     try:
-        client = Client(ports, pki)
-        users = [f"{i:02x}" * 20 for i in range(3)]
-        for i, fingerprint in enumerate(users):
-            status, body = client.call("POST", "/v1/users", who="admin", form={"name": f"u{i}", "ssl": fingerprint, "role": "user"})
-            assert status == 201, body
-        active = [n["id"] for n in DEMO_NODES if n["status"] == "active"]
-        start = int(time.time()) + 7200
-
-        def submit(i: int) -> tuple[int, Any]:
-            return client.call(
-                "POST", "/v1/experiments", fingerprint=users[i % 3],
-                body={"name": f"race{i}", "script": "docker.io/x/y", "nodecount": 1, "nodetypes": "",
-                      "start": start, "duration": 1800},
-            )
-
-        with ThreadPoolExecutor(max_workers=30) as pool:
-            results = list(pool.map(submit, range(30)))
-        codes = sorted(status for status, _ in results)
-        assert (codes.count(201), codes.count(409)) == (len(active), 30 - len(active)), results
-        status, rows = client.call("GET", "/v1/schedules", fingerprint=users[0])
-        assert status == 200
-        booked = [r for r in rows if r["start"] < start + 1800 and r["stop"] > start]
-        assert sorted(str(r["nodeid"]) for r in booked) == sorted(active)
+        assertEachNodeBookedOnce(Client(ports, pki))
     finally:
         process.kill()
 

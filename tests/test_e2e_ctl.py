@@ -303,6 +303,37 @@ def test_lifecycleKillAndRestart(pki, tmp_path):
         process.kill()
 
 
+def assertEachNodeBookedOnce(client: Client) -> None:
+    """
+    30 clients, as three users, ask at once for one node each in the same
+    window: exactly as many succeed as there are active nodes (the others
+    get 409), and each active node is booked once.
+    """
+    users = [f"{i:02x}" * 20 for i in range(3)]
+    for i, fingerprint in enumerate(users):
+        status, body = client.call("POST", "/v1/users", who="admin", form={"name": f"u{i}", "ssl": fingerprint, "role": "user"})
+        assert status == 201, body
+    active = [n["id"] for n in DEMO_NODES if n["status"] == "active"]
+    start = int(time.time()) + 7200
+
+    def submit(i: int) -> tuple[int, object]:
+        return client.call(
+            "POST", "/v1/experiments", fingerprint=users[i % 3],
+            body={"name": f"race{i}", "script": "docker.io/x/y", "nodecount": 1, "nodetypes": "",
+                  "start": start, "duration": 1800},
+        )
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        results = list(pool.map(submit, range(30)))
+    codes = sorted(status for status, _ in results)
+    assert codes.count(201) == len(active), results
+    assert codes.count(409) == 30 - len(active), results
+    status, rows = client.call("GET", "/v1/schedules", fingerprint=users[0])
+    assert status == 200
+    booked = [r for r in rows if r["start"] < start + 1800 and r["stop"] > start]
+    assert sorted(str(r["nodeid"]) for r in booked) == sorted(active)
+
+
 def test_parallelConflictingSubmissions(pki, tmp_path):
     """
     30 clients ask at once for one node each in the same window: exactly as
@@ -311,30 +342,7 @@ def test_parallelConflictingSubmissions(pki, tmp_path):
     path = writeConfig(str(tmp_path), pki)
     process, ports = start(path)
     try:
-        client = Client(ports, pki)
-        users = [f"{i:02x}" * 20 for i in range(3)]
-        for i, fingerprint in enumerate(users):
-            status, body = client.call("POST", "/v1/users", who="admin", form={"name": f"u{i}", "ssl": fingerprint, "role": "user"})
-            assert status == 201, body
-        active = [n["id"] for n in DEMO_NODES if n["status"] == "active"]
-        start_ = int(time.time()) + 7200
-
-        def submit(i):
-            return client.call(
-                "POST", "/v1/experiments", fingerprint=users[i % 3],
-                body={"name": f"race{i}", "script": "docker.io/x/y", "nodecount": 1, "nodetypes": "",
-                      "start": start_, "duration": 1800},
-            )
-
-        with ThreadPoolExecutor(max_workers=30) as pool:
-            results = list(pool.map(submit, range(30)))
-        codes = sorted(status for status, _ in results)
-        assert codes.count(201) == len(active), results
-        assert codes.count(409) == 30 - len(active), results
-        status, rows = client.call("GET", "/v1/schedules", fingerprint=users[0])
-        assert status == 200
-        booked = [r for r in rows if r["start"] < start_ + 1800 and r["stop"] > start_]
-        assert sorted(str(r["nodeid"]) for r in booked) == sorted(active)
+        assertEachNodeBookedOnce(Client(ports, pki))
     finally:
         process.kill()
 
