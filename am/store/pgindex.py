@@ -49,11 +49,18 @@ _NOW = (
 # Every blocking window (one row even when there is none).
 _LOAD = f"SELECT m.x, s.nodeid, s.start, s.stop, m.v FROM {_NOW}LEFT JOIN schedules s ON s.blocking"
 # The nodes logged since an xmin (and those given), with their blocking windows.
+# Each changed node's windows are looked up in the (nodeid, start) btree: a
+# plain join, planned generically for an unknown xmin, expected a third of the
+# log and hashed every schedule (about 1 ms of server time per booking at a few
+# thousand schedules, growing with them). OFFSET 0 keeps the lookup a nested
+# loop; the condition on start, true of every window, makes the btree cheaper
+# than the exclusion constraint's GiST (about 5 against 20 us per node).
 _CHANGES = (
     f"SELECT m.x, c.nodeid, s.start, s.stop, m.v FROM {_NOW}"
     "LEFT JOIN (SELECT nodeid FROM schedule_changes WHERE xid >= %s::text::xid8 "
     "UNION SELECT unnest(%s::text[])) AS c ON true "
-    "LEFT JOIN schedules s ON s.nodeid = c.nodeid AND s.blocking"
+    "LEFT JOIN LATERAL (SELECT start, stop FROM schedules WHERE nodeid = c.nodeid AND blocking "
+    "AND start >= -9223372036854775807 - 1 OFFSET 0) AS s ON true"
 )
 
 
