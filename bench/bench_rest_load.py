@@ -120,16 +120,20 @@ def openStore(database: str):
     return SQLiteDatabase(database)
 
 
-def populate(database: str, nodes: int, tasks: int, now: int) -> tuple[int, int]:
+def populate(database: str, nodes: int, tasks: int, now: int, health: bool = True) -> tuple[int, int]:
     """
     Nodes (as the inventory file lists them, with 2 interfaces and a fresh
     heartbeat), their node users, the bench user and C{tasks} one-node tasks:
     task k on node k mod N, 30 min long, the node's tasks 4 h apart from
     now + 2 h and staggered across nodes, so any window within them holds a
     share proportional to its length. Returns the first and last task start.
+
+    With C{health}, every node has a health record, as on a testbed that has
+    run a while (a heartbeat gap and a failed task each, older than the heal
+    window: no penalty, so the ranking is the same as without).
     """
     from am.core import quotas
-    from am.core.model import Experiment, Node, Schedule, User
+    from am.core.model import Experiment, Node, NodeHealth, Schedule, User
     from am.core.policy import Policy
 
     policy = Policy(maintenance=(), requireHeartbeat=False, defaultQuotaTime=BIG_QUOTA,
@@ -142,6 +146,9 @@ def populate(database: str, nodes: int, tasks: int, now: int) -> tuple[int, int]
             txn.putNode(Node(id=str(i), hostname=f"bench-{i}", heartbeat=now, inventoryTags=tags(i),
                              interfaces=interfaces(i)))
             txn.addUser(User(name=f"Node {i}", role="node", fingerprint=nodeFingerprint(i), nodeid=str(i)))
+            if health:
+                old = now - policy.healWindow - 3600 - i
+                txn.putHealth(NodeHealth(str(i), gaps=1, lastGap=old, failures=1, lastFailure=old - 60))
         owner = txn.addUser(User(name="bench", role="user", fingerprint=USER_FINGERPRINT))
         quotas.currentQuotas(txn, owner, now, policy)
         for k in range(tasks):
@@ -469,6 +476,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes of the (SQLite) controller: workers: N in its configuration")
     parser.add_argument("--quick", action="store_true", help="~20 s: 4 s phases, 2,000 tasks")
+    parser.add_argument("--no-health", action="store_true",
+                        help="no node health records (by default every node has an old one, as on a testbed)")
     parser.add_argument("--list-scale", action="store_true",
                         help="then lists and pages at 10k and 100k tasks (flat as the table grows)")
     parser.add_argument("--profile", metavar="FILE",
@@ -527,10 +536,11 @@ def session(args: argparse.Namespace, nodeCount: int, tasks: int, phases: list[s
             else:
                 database = os.path.join(directory, "marvin.db")
             t0 = time.monotonic()
-            first, last = populate(database, nodeCount, tasks, now)
+            first, last = populate(database, nodeCount, tasks, now, not getattr(args, "no_health", False))
             inventory = writeInventory(directory, nodeCount)
             store = f"PostgreSQL database {pgName}" if args.postgres else "SQLite"
-            print(f"set-up: {nodeCount} nodes (2 interfaces each), {tasks} tasks, {store}, "
+            records = "no health records" if getattr(args, "no_health", False) else "a health record each"
+            print(f"set-up: {nodeCount} nodes (2 interfaces each, {records}), {tasks} tasks, {store}, "
                   f"in {time.monotonic() - t0:.1f} s", flush=True)
             for n in range(args.controllers):
                 workers = getattr(args, "workers", 1)

@@ -73,7 +73,9 @@ class Deployment:
 
     serial = itertools.count()
 
-    def __init__(self, directory: str, postgres: Optional[str], count: int, nodes: int, tasks: int) -> None:
+    def __init__(
+        self, directory: str, postgres: Optional[str], count: int, nodes: int, tasks: int, health: bool = True,
+    ) -> None:
         self.postgres = postgres
         self.name = f"pg11_bench_{os.getpid()}_{next(self.serial)}"
         self.controllers: list[load.Controller] = []
@@ -85,7 +87,7 @@ class Deployment:
         else:
             database = os.path.join(here, "marvin.db")
         now = int(time.time())
-        self.first, self.last = load.populate(database, nodes, tasks, now)
+        self.first, self.last = load.populate(database, nodes, tasks, now, health)
         addUsers(database, now)
         inventory = load.writeInventory(here, nodes)
         try:
@@ -167,6 +169,8 @@ def main() -> None:
     parser.add_argument("--booking-clients", type=int, default=8, help="disjoint booking clients (goals 1 and 2)")
     parser.add_argument("--series", default="1,2,4,8,16", help="connections for the disjoint booking series")
     parser.add_argument("--quick", action="store_true", help="3 s phases, series 1,4,16")
+    parser.add_argument("--no-health", action="store_true",
+                        help="no node health records (by default every node has an old one, as on a testbed)")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.series = 3.0, "1,4,16"
@@ -179,7 +183,7 @@ def main() -> None:
         for label, postgres, count in (("sqlite x1", None, 1), ("postgres x1", args.postgres, 1),
                                        ("postgres x2", args.postgres, 2)):
             print(f"{label}:", flush=True)
-            deployment = Deployment(directory, postgres, count, args.nodes, args.tasks)
+            deployment = Deployment(directory, postgres, count, args.nodes, args.tasks, not args.no_health)
             try:
                 results[label] = {
                     "heartbeats": phase(deployment, "heartbeats", args.clients, args.duration, args.nodes, counter),
