@@ -15,7 +15,7 @@ import pytest
 from am.core import accounts, allocation
 from am.core.allocation import AllocationRequest
 from am.core.errors import Conflict
-from am.core.model import Node
+from am.core.model import Node, NodeHealth
 from am.core.policy import Policy
 from am.store.postgres import PostgresDatabase, PostgresTransaction
 from am.testing import demoNodes
@@ -60,16 +60,17 @@ def _book(db: PostgresDatabase, owner: int, start: int, policy: Policy = POLICY,
 
 def test_bookingStatements() -> None:
     """
-    Once the connection's index is loaded, a booking makes 10 round trips: no
+    Once the connection's index is loaded, a booking makes 9 round trips: no
     separate lock of the owner's row, no separate read of the node view's
-    version; the node locks and the interval query stay two statements.
+    version, no read of the health records (kept while unchanged); the node
+    locks and the interval query stay two statements.
     """
     db, owner = _filled()
     _book(db, owner, NOW + 1000)
     spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
     _book(db, owner, NOW + 5000)
     sent = spy.sent
-    assert len(sent) == 10, sent
+    assert len(sent) == 9, sent
     assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED")
     assert sent[1].startswith("SELECT id, name, role") and sent[1].endswith("FOR NO KEY UPDATE")
     assert sent[2].startswith("SELECT kind, current")
@@ -158,4 +159,26 @@ def test_quotaChargedOncePerBooking() -> None:
         t.join()
     assert sorted(outcomes) == ["booked"] * 2 + ["refused"] * 4, outcomes
     assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 0
+    db.close()
+
+
+def test_healthRecordsKept() -> None:
+    """
+    A booking reads the health records' version with the index's update: no
+    statement of its own while no health write committed; after another
+    controller's, one statement loads them (with their version) again.
+    """
+    db, owner = _filled()
+    db.run(lambda txn: [txn.putHealth(NodeHealth(str(n), gaps=1, lastGap=NOW - 10)) for n in (1, 2, 3)])
+    _book(db, owner, NOW + 1000)
+    other = PostgresDatabase(db.url, migrate=False)
+    other.run(lambda txn: txn.putHealth(NodeHealth("1", gaps=5, lastGap=NOW)))
+    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
+    _book(db, owner, NOW + 5000)
+    assert len(spy.sent) == 10 and len([s for s in spy.sent if "node_health" in s]) == 1, spy.sent
+    assert db.read(lambda txn: txn.listHealth()["1"].gaps) == 5
+    spy.sent.clear()
+    _book(db, owner, NOW + 9000)
+    assert len(spy.sent) == 9 and not [s for s in spy.sent if "node_health" in s], spy.sent
+    other.close()
     db.close()

@@ -14,13 +14,53 @@ down or failing (L{am.core.healing}).
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional
+import bisect
+from typing import Iterable, Iterator, Mapping, Optional
 
 import attrs
 
 from am.core.interfaces import IStoreTransaction
 from am.core.model import NODE_ACTIVE, Node, NodeHealth
 from am.core.policy import Policy
+
+
+def _latest(record: NodeHealth) -> int:
+    return max(record.lastGap, record.lastFailure)
+
+
+class HealthRecords(Mapping[str, NodeHealth]):
+    """
+    Every node's health record by node id, read-only: a store keeps one
+    between transactions until a health write commits (L{am.store.healthcache}),
+    so callers read it and never change it or its records. Also ordered by
+    each record's latest event, so that L{penalties} reads only the few
+    records inside the heal window, not one per node of the testbed.
+    """
+
+    __slots__ = ("_byId", "_order", "_latest")
+
+    def __init__(self, records: Iterable[NodeHealth] = ()) -> None:
+        self._byId = {r.nodeid: r for r in records}
+        self._order = sorted(self._byId.values(), key=_latest)
+        self._latest = [_latest(r) for r in self._order]
+
+    def __getitem__(self, nodeid: str) -> NodeHealth:
+        return self._byId[nodeid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._byId)
+
+    def __len__(self) -> int:
+        return len(self._byId)
+
+    def __repr__(self) -> str:
+        return f"HealthRecords({list(self._byId.values())!r})"
+
+    def since(self, when: int) -> list[NodeHealth]:
+        """
+        The records with an event later than C{when}.
+        """
+        return self._order[bisect.bisect_right(self._latest, when):]
 
 
 def _recent(count: int, last: int, now: int, policy: Policy) -> int:
@@ -100,9 +140,13 @@ def assessAll(txn: IStoreTransaction, nodes: Iterable[Node], now: int, policy: P
 def penalties(records: Mapping[str, NodeHealth], now: int, policy: Policy) -> dict[str, int]:
     """
     Per node with a record, its recent failures plus gaps: the first key of
-    the ranking of eligible nodes (L{am.core.slots.eligibleNodes}).
+    the ranking of eligible nodes (L{am.core.slots.eligibleNodes}). Of
+    L{HealthRecords}, only those with an event in the window (the others
+    count nothing).
     """
+    since = now - policy.healWindow
+    chosen = records.since(since) if isinstance(records, HealthRecords) else records.values()
     return {
-        nodeid: _recent(r.failures, r.lastFailure, now, policy) + _recent(r.gaps, r.lastGap, now, policy)
-        for nodeid, r in records.items()
+        r.nodeid: _recent(r.failures, r.lastFailure, now, policy) + _recent(r.gaps, r.lastGap, now, policy)
+        for r in chosen
     }

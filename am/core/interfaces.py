@@ -83,7 +83,11 @@ class IStoreTransaction(Interface):
         """Insert or update a node's health record."""
 
     def listHealth():
-        """Every health record, as a dict node id -> L{am.core.model.NodeHealth}."""
+        """
+        Every health record by node id (L{am.core.health.HealthRecords}). Kept
+        between transactions until a health write commits: read it, never
+        change it or its records.
+        """
 
     # node pairs (legacy head/tail nodes)
     def setPair(headid, tailid):

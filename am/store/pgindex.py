@@ -40,14 +40,16 @@ STALE = 300
 #: Past this many changed nodes at once the index is loaded whole.
 MOST_CHANGED = 2048
 
-# The snapshot's xmin and the node view's version (meta.nodes_version, read
-# with the index: a writer about to search asks both in one round trip).
+# The snapshot's xmin, the node view's version (meta.nodes_version) and the
+# health records' (meta.health_version, am.store.healthcache), read with the
+# index: a writer about to search asks all three in one round trip.
 _NOW = (
     "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x, "
-    "(SELECT value FROM meta WHERE key = 'nodes_version') AS v) AS m "
+    "(SELECT value FROM meta WHERE key = 'nodes_version') AS v, "
+    "(SELECT value FROM meta WHERE key = 'health_version') AS h) AS m "
 )
 # Every blocking window (one row even when there is none).
-_LOAD = f"SELECT m.x, s.nodeid, s.start, s.stop, m.v FROM {_NOW}LEFT JOIN schedules s ON s.blocking"
+_LOAD = f"SELECT m.x, s.nodeid, s.start, s.stop, m.v, m.h FROM {_NOW}LEFT JOIN schedules s ON s.blocking"
 # The nodes logged since an xmin (and those given), with their blocking windows.
 # Each changed node's windows are looked up in the (nodeid, start) btree: a
 # plain join, planned generically for an unknown xmin, expected a third of the
@@ -56,7 +58,7 @@ _LOAD = f"SELECT m.x, s.nodeid, s.start, s.stop, m.v FROM {_NOW}LEFT JOIN schedu
 # loop; the condition on start, true of every window, makes the btree cheaper
 # than the exclusion constraint's GiST (about 5 against 20 us per node).
 _CHANGES = (
-    f"SELECT m.x, c.nodeid, s.start, s.stop, m.v FROM {_NOW}"
+    f"SELECT m.x, c.nodeid, s.start, s.stop, m.v, m.h FROM {_NOW}"
     "LEFT JOIN (SELECT nodeid FROM schedule_changes WHERE xid >= %s::text::xid8 "
     "UNION SELECT unnest(%s::text[])) AS c ON true "
     "LEFT JOIN LATERAL (SELECT start, stop FROM schedules WHERE nodeid = c.nodeid AND blocking "
@@ -77,8 +79,9 @@ class IndexFeed:
         # Nodes earlier transactions of this connection wrote: read again at
         # the next update (committed or rolled back, whichever it was).
         self._reread: set[str] = set()
-        #: C{meta.nodes_version} in the snapshot of the last update.
+        #: C{meta.nodes_version} and C{meta.health_version} in the snapshot of the last update.
         self.nodesVersion: Optional[int] = None
+        self.healthVersion: Optional[int] = None
 
     def forget(self) -> None:
         """
@@ -114,7 +117,7 @@ class IndexFeed:
             self._reread.clear()
             if changed:
                 index.replace(changed, ((r[1], r[2], r[3]) for r in rows if r[1] in changed and r[2] is not None))
-        self._xmin, self._synced, self.nodesVersion = rows[0][0], now, rows[0][4]
+        self._xmin, self._synced, self.nodesVersion, self.healthVersion = rows[0][0], now, rows[0][4], rows[0][5]
         return index
 
     def written(self, nodeids: Iterable[str]) -> None:

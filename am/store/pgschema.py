@@ -273,6 +273,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER users_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON users
         FOR EACH STATEMENT EXECUTE FUNCTION users_changed();
     """,
+    # 13: the version of the health records (SQLite schema 13): every write of
+    # node_health bumps it, so each controller keeps its records until another
+    # version commits (am/store/healthcache.py).
+    """
+    INSERT INTO meta (key, value) VALUES ('health_version', 0) ON CONFLICT (key) DO NOTHING;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

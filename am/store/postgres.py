@@ -43,6 +43,7 @@ from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES, QUEUE_START
 from am.core.intervalindex import IntervalIndex
 from am.store.groupcommit import Outcome, Work
+from am.store import healthcache
 from am.store.pgheld import HeldConnection, OneStatement, OneStatementOnly
 from am.store.pglocks import MOST_NODE_LOCKS, NODE_LOCK_CLASS, NodeLocks, nodeKey  # noqa: F401 (names of this store)
 from am.store.pgindex import IndexFeed
@@ -80,7 +81,7 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
 
     def __init__(
         self, connection: Any, writing: bool = False, keeper: Optional[ViewKeeper] = None,
-        longest: int = 0, feed: Optional[IndexFeed] = None,
+        longest: int = 0, feed: Optional[IndexFeed] = None, health: Optional[healthcache.HealthCache] = None,
     ) -> None:
         # A writer's statements go through a HeldConnection (am.store.pgheld).
         self._db: Any = HeldConnection(connection) if writing else connection
@@ -93,6 +94,10 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
         # date at its first use in this transaction.
         self._feed = feed
         self._index: Optional[IntervalIndex] = None
+        # The connection's health records, and their version when a statement
+        # of this transaction read it with something else (no round trip of its own).
+        self._health = health if health is not None else healthcache.HealthCache()
+        self._healthSeen: Optional[int] = None
         self.heard: list[tuple[str, int, Optional[list]]] = []
         self._locked: set[int] = set()
         self._testbed: Optional[str] = None
@@ -123,6 +128,7 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
         """
         if self._index is None and self._feed is not None:
             self._index = self._feed.current(self._db)
+            self._healthSeen = self._feed.healthVersion
         return self._index
 
     def updateSchedule(self, schedule: Schedule) -> None:
@@ -136,6 +142,9 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
         Send the held writes and C{COMMIT} (a writer), or C{COMMIT}.
         """
         if self._writing:
+            if self._health.pending:
+                # Once, as the last write: every writer takes this one row last (no deadlock).
+                self._db.hold(healthcache.BUMP, (), ("meta",))
             self._db.commit()
         else:
             self._db.execute("COMMIT")
@@ -188,7 +197,18 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
             self.intervalIndex()
             if feed.nodesVersion is not None:
                 return feed.nodesVersion
-        return self._one("SELECT value FROM meta WHERE key = 'nodes_version'")[0]
+        nodes, self._healthSeen = self._one(
+            "SELECT (SELECT value FROM meta WHERE key = 'nodes_version'), "
+            "(SELECT value FROM meta WHERE key = 'health_version')"
+        )
+        return nodes
+
+    def _healthVersion(self) -> Any:
+        return self._healthSeen if self._healthSeen is not None else super()._healthVersion()
+
+    def _bumpHealth(self) -> None:
+        # Written at the commit (L{commit}), once.
+        self._health.wrote()
 
     def setHeartbeat(
         self, nodeid: str, when: int, status: Optional[str], interfaces: Optional[list]
@@ -207,11 +227,10 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
         return self._one("SELECT 1 FROM schedules WHERE nodeid = %s LIMIT 1", str(nodeid)) is not None
 
     def deleteNode(self, nodeid: str) -> None:
-        self._db.execute("DELETE FROM node_health WHERE nodeid = %s", (str(nodeid),))
+        if self._db.execute("DELETE FROM node_health WHERE nodeid = %s", (str(nodeid),)).rowcount:
+            self._bumpHealth()
         self._db.execute("DELETE FROM nodes WHERE id = %s", (str(nodeid),))
         self._bumpNodes()
-
-    # node pairs
 
     # users and quotas
 
@@ -393,6 +412,7 @@ class PostgresDatabase:
         # threads); the store's connections share one hub of heartbeats.
         self.keeper = ViewKeeper(hub if hub is not None else HeartbeatHub())
         self.feed = IndexFeed()
+        self.health = healthcache.HealthCache()
         #: How many writing transactions lost a race and ran again.
         self.retries = 0
         # Reads known to run more than one statement (by their code).
@@ -409,6 +429,7 @@ class PostgresDatabase:
         # What this connection learnt of the database starts again.
         self._longest = 0
         self.feed.forget()
+        self.health.forget()
         connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         # A controller stuck inside a transaction must not hold its locks
         # forever; one waiting too long fails its request rather than piling up.
@@ -482,7 +503,7 @@ class PostgresDatabase:
 
     def _once(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         connection = self._begin(readOnly)
-        txn = PostgresTransaction(connection, not readOnly, self.keeper, self._longest, self.feed)
+        txn = PostgresTransaction(connection, not readOnly, self.keeper, self._longest, self.feed, self.health)
         try:
             result = function(txn, *args, **kwargs)
             if connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
@@ -504,6 +525,7 @@ class PostgresDatabase:
             raise
         finally:
             self.feed.ended()
+            self.health.ended()
 
     def _single(self, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """
@@ -513,7 +535,9 @@ class PostgresDatabase:
         """
         if self._connection.closed or self._connection.broken:
             self._reconnect()
-        txn = PostgresTransaction(OneStatement(self._connection), False, self.keeper, self._longest, self.feed)
+        txn = PostgresTransaction(
+            OneStatement(self._connection), False, self.keeper, self._longest, self.feed, self.health
+        )
         try:
             return function(txn, *args, **kwargs)
         except psycopg.DataError as e:

@@ -229,6 +229,12 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM schedule_changes WHERE seq <= NEW.seq - 4096;
     END;
     """,
+    # 13: the version of the health records: every write of node_health bumps
+    # it, so each connection keeps its records until another version commits
+    # (am/store/healthcache.py), whichever process writes.
+    """
+    INSERT INTO meta (key, value) VALUES ('health_version', 0);
+    """,
 )
 
 LATEST = len(MIGRATIONS)

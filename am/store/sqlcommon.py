@@ -12,6 +12,7 @@ import json
 from typing import Any, Iterable, Optional, Sequence
 
 from am.core.errors import StaleWrite
+from am.core.health import HealthRecords
 from am.core.model import (
     Booked,
     Experiment,
@@ -24,6 +25,8 @@ from am.core.model import (
     User,
 )
 from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE, QUEUE_START
+from am.store import healthcache
+from am.store.healthcache import HealthCache
 from am.store.outboxsql import OutboxSQL
 from am.store.rows import (
     EXPERIMENT_COLUMNS,
@@ -45,6 +48,8 @@ class SQLTransaction(OutboxSQL):
     """
 
     _db: Any
+    #: The connection's health records (L{am.store.healthcache}); a store sets its own.
+    _health: HealthCache
 
     def _scheduleRow(self, schedule: Schedule) -> tuple:
         """
@@ -82,6 +87,20 @@ class SQLTransaction(OutboxSQL):
         """
         self._exec("UPDATE meta SET value = value + 1 WHERE key = 'nodes_version'")
 
+    def _bumpHealth(self) -> None:
+        """
+        Note that a health record changed: kept records of this version are
+        out of date (L{am.store.healthcache}), here and in other controllers.
+        """
+        self._write(healthcache.BUMP, (), "meta")
+        self._health.wrote()
+
+    def _healthVersion(self) -> Any:
+        """
+        C{meta.health_version} as this transaction sees it.
+        """
+        return self._one(healthcache.VERSION)[0]
+
     def setPair(self, headid: str, tailid: str) -> None:
         head, tail = str(headid), str(tailid)
         self._exec(
@@ -114,10 +133,11 @@ class SQLTransaction(OutboxSQL):
             (str(health.nodeid), health.gaps, health.lastGap, health.failures, health.lastFailure),
             "node_health",
         )
+        self._bumpHealth()
 
-    def listHealth(self) -> dict[str, NodeHealth]:
-        rows = self._all("SELECT nodeid, gaps, last_gap, failures, last_failure FROM node_health")
-        return {r[0]: NodeHealth(*r) for r in rows}
+    def listHealth(self) -> HealthRecords:
+        # Kept between transactions until a health write commits (am.store.healthcache).
+        return self._health.records(self._healthVersion, lambda: healthcache.decode(self._all(healthcache.LOAD)))
 
     def listUsers(self) -> list[User]:
         return [userFromRow(r) for r in self._all(f"SELECT {USER_COLUMNS} FROM users ORDER BY id")]

@@ -39,6 +39,7 @@ from am.store.rows import (
     scheduleFromRow,
 )
 from am.store.groupcommit import MAX_BATCH, GroupCommitter, Outcome, Work, WriterThread
+from am.store.healthcache import HealthCache
 from am.store.schema import migrate
 from am.store.sharedfile import SharedCounter, WriterLock, catchUp, lastChange
 from am.store.sqlcommon import SQLTransaction
@@ -53,10 +54,12 @@ class SQLiteTransaction(SQLTransaction):
     def __init__(
         self, connection: sqlite3.Connection, cache: Optional[dict] = None,
         keeper: Optional[ViewKeeper] = None, index: Optional[IntervalIndex] = None,
+        health: Optional[HealthCache] = None,
     ) -> None:
         self._db = connection
         self._cache = cache if cache is not None else {}
         self._keeper = keeper if keeper is not None else ViewKeeper(HeartbeatHub())
+        self._health = health if health is not None else HealthCache()
         self._index = index
         self.heard: list[tuple[str, int, Optional[list]]] = []
 
@@ -158,7 +161,8 @@ class SQLiteTransaction(SQLTransaction):
 
     def deleteNode(self, nodeid: str) -> None:
         self._db.execute("DELETE FROM node_tags WHERE nodeid = ?", (nodeid,))
-        self._db.execute("DELETE FROM node_health WHERE nodeid = ?", (nodeid,))
+        if self._db.execute("DELETE FROM node_health WHERE nodeid = ?", (nodeid,)).rowcount:
+            self._bumpHealth()
         self._db.execute("DELETE FROM nodes WHERE id = ?", (nodeid,))
         self._bumpNodes()
 
@@ -380,6 +384,7 @@ class SQLiteDatabase:
         self.schemaVersion = migrate(self._connection)
         self._cache: dict = {}
         self.keeper = ViewKeeper(HeartbeatHub())
+        self.health = HealthCache()
         self.index = IntervalIndex()
         self._dataVersion: Optional[int] = None
         # The last schedule change (schedule_changes.seq) the index has caught up with.
@@ -430,7 +435,9 @@ class SQLiteDatabase:
                 self._checkOthers()
                 return self._inside(work)
             finally:
-                # Committed or not, the nodes written are read back.
+                # Committed or not: health records may be kept again, and
+                # the nodes written are read back.
+                self.health.ended()
                 settleIndex(connection, self.index)
         finally:
             if lock is not None:
@@ -443,7 +450,7 @@ class SQLiteDatabase:
         connection = self._connection
         outcomes: list[Outcome] = []
         for function, args, kwargs in work:
-            txn = SQLiteTransaction(connection, self._cache, self.keeper, self.index)
+            txn = SQLiteTransaction(connection, self._cache, self.keeper, self.index, self.health)
             try:
                 connection.execute("SAVEPOINT work")
                 result = function(txn, *args, **kwargs)
