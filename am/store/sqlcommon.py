@@ -26,7 +26,6 @@ from am.core.model import (
 )
 from am.core.states import FINAL_STATES, NEVER_DEPLOYED, ON_NODE, QUEUE_START
 from am.store import healthcache
-from am.store.healthcache import HealthCache
 from am.store.outboxsql import OutboxSQL
 from am.store.rows import (
     EXPERIMENT_COLUMNS,
@@ -49,7 +48,7 @@ class SQLTransaction(OutboxSQL):
 
     _db: Any
     #: The connection's health records (L{am.store.healthcache}); a store sets its own.
-    _health: HealthCache
+    _health: healthcache.HealthCache
 
     def _scheduleRow(self, schedule: Schedule) -> tuple:
         """
