@@ -431,6 +431,9 @@ class PostgresDatabase:
         milliseconds = max(1, int(self._lockTimeout * 1000))
         connection.execute(f"SET lock_timeout = {milliseconds}")
         connection.execute(f"SET idle_in_transaction_session_timeout = {2 * milliseconds}")
+        # Short statements only: a generic plan estimated large (the index
+        # update over a long change log) would be JIT-compiled at every run.
+        connection.execute("SET jit = off")
         if readOnly:
             connection.execute(_READ_ONLY)
         return connection
