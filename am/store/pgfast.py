@@ -19,9 +19,8 @@ psycopg deallocates all of a session's statements after a ROLLBACK.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
-
 import re
+from typing import Any, Optional, Sequence
 
 import psycopg
 from psycopg import errors, pq
