@@ -124,3 +124,25 @@ def test_mostPrepared(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len([n for n in _prepared(connection) if n.startswith("marvin_")]) == 2
     assert [n for n in _prepared(connection) if not n.startswith("marvin_")] == []
     connection.close()
+
+
+def test_bindAsClientCursor() -> None:
+    """
+    A held write's text binds its values exactly as psycopg's client-side
+    cursor does: quotes, backslashes, NUL-free unicode, NULL, booleans,
+    numbers, lists, and a literal percent sign.
+    """
+    connection = _connection()
+    statements = Statements(connection)
+    sql = "INSERT INTO t (id, big, name, flag, doc) VALUES (%s, %s, %s, %s, %s) -- 100%% %s"
+    values = [
+        (1, 2**62, "it's a \\ back'slash", True, json.dumps({"é": "ü"}), [1, 2]),
+        (-5, None, "", False, None, ["a", "b'c"]),
+        (0, 1.5, "ä", None, "null", []),
+    ]
+    for args in values:
+        for _ in range(2):  # (the second from the cached pieces)
+            assert statements.bind(sql, args) == psycopg.ClientCursor(connection).mogrify(sql, args)
+    named = "SELECT %(a)s"
+    assert statements.bind(named, {"a": 1}) == "SELECT 1"
+    connection.close()

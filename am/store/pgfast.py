@@ -23,7 +23,7 @@ import re
 from typing import Any, Optional, Sequence
 
 import psycopg
-from psycopg import errors, pq
+from psycopg import ClientCursor, errors, pq
 from psycopg.adapt import PyFormat, Transformer
 
 #: The most statements one connection prepares here (psycopg keeps 100).
@@ -77,6 +77,8 @@ class Statements:
         # Per (text, parameter types): the prepared statement's name.
         self._names: dict[tuple[str, tuple[int, ...]], bytes] = {}
         self._serial = 0
+        # Per held text: its pieces between placeholders (False: psycopg binds it).
+        self._pieces: dict[str, Any] = {}
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         """
@@ -105,6 +107,26 @@ class Statements:
         if status == _COMMAND_OK:
             return Rows([], result.command_tuples or 0)
         raise self._error(result)
+
+    def bind(self, sql: str, args: Sequence[Any]) -> str:
+        """
+        C{sql} with C{args} bound on the client, as psycopg's C{ClientCursor}
+        binds them (the same literals), for the held writes of
+        L{am.store.pgheld}: the text's pieces are split once.
+        """
+        parts = self._pieces.get(sql)
+        if parts is None:
+            parts = _pieces(sql)
+            if len(self._pieces) < 4 * MOST_PREPARED:
+                self._pieces[sql] = parts
+        if parts is False or len(parts) != len(args) + 1:
+            return ClientCursor(self.connection).mogrify(sql, args)
+        literal, encoding = self._transformer.as_literal, self._encoding
+        out = [parts[0]]
+        for value, part in zip(args, parts[1:]):
+            out.append(literal(value).decode(encoding))
+            out.append(part)
+        return "".join(out)
 
     def _promote(self, sql: str, args: Sequence[Any], state: Any) -> Optional[tuple[bytes, int]]:
         # A text's states: new, seen once (None), converted (a tuple), or
@@ -150,3 +172,22 @@ class Statements:
             # Forgotten here; the server drops them with the session.
             self._names.clear()
         return error
+
+
+def _pieces(sql: str) -> Any:
+    """
+    The text around each C{%s} of C{sql} (C{%%} read as C{%}), or False for
+    psycopg's other placeholders.
+    """
+    if _OTHER.search(sql.replace("%%", "")):
+        return False
+    pieces, last = [""], 0
+    for match in _PLACEHOLDER.finditer(sql):
+        pieces[-1] += sql[last:match.start()]
+        if match.group(1) == "%":
+            pieces[-1] += "%"
+        else:
+            pieces.append("")
+        last = match.end()
+    pieces[-1] += sql[last:]
+    return pieces

@@ -58,9 +58,12 @@ class HeldConnection:
         Send C{sql} (C{%s} placeholders) later: with the commit, or before the
         first statement naming one of C{tables}.
         """
-        if self._binder is None:
-            self._binder = ClientCursor(self.connection)
-        self._held.append(self._binder.mogrify(sql, tuple(args)))
+        if self.statements is not None:
+            self._held.append(self.statements.bind(sql, tuple(args)))
+        else:
+            if self._binder is None:
+                self._binder = ClientCursor(self.connection)
+            self._held.append(self._binder.mogrify(sql, tuple(args)))
         self._tables.update(tables)
 
     def _needs(self, sql: Any) -> bool:
