@@ -11,7 +11,6 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.test.iosim import FakeTransport, connectedServerAndClient
@@ -19,6 +18,7 @@ from twisted.web.server import Site
 
 from am.ctl.site import limitedRequestFactory
 from rest_compat.testing import RESTHarness, book, populate
+from tests.rawhttp import HTTPClient
 
 
 class HostileInputTests(SynchronousTestCase):
@@ -79,22 +79,6 @@ class HostileInputTests(SynchronousTestCase):
         self.assertLess(response.code, 500, (method, path, body, response.body[:300]))
 
 
-class _RawClient(Protocol):
-    """
-    Sends raw bytes and keeps the answer.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.received = b""
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.data)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-
 class LimitedRequestTests(SynchronousTestCase):
     """
     L{limitedRequestFactory} keeps oversized bodies out of memory and disk.
@@ -114,7 +98,7 @@ class LimitedRequestTests(SynchronousTestCase):
 
         clock = Clock()
         site = Site(h.root, requestFactory=Spy, reactor=clock, parsePOSTFormSubmission=parse)
-        client = _RawClient(data.replace(b"FP", alice.fingerprint.encode()))
+        client = HTTPClient(data.replace(b"FP", alice.fingerprint.encode()))
         peer = IPv4Address("TCP", "127.0.0.1", 40000)
         _, _, pump = connectedServerAndClient(
             lambda: site.buildProtocol(peer),
