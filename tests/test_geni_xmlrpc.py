@@ -8,7 +8,7 @@ from __future__ import annotations
 import xmlrpc.client
 
 from OpenSSL import crypto
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.internet.ssl import Certificate, CertificateOptions
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test.iosim import connectedServerAndClient
@@ -20,22 +20,7 @@ from am.geni.xmlrpc import AggregateManagerResource
 from am.trust.tls import serverTLSOptions
 from rspec.times import formatTime, parseTime
 from tests.geni_helpers import V3, GeniTestCase, requestRSpec
-
-
-class HTTPClient(Protocol):
-    """
-    Sends one raw HTTP request and keeps what comes back.
-    """
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.received = b""
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
+from tests.rawhttp import HTTPClient
 
 
 def post(body: bytes, path: bytes = b"/xmlrpc/am/3.0") -> bytes:

@@ -72,6 +72,21 @@ class WriterThreadTests(SynchronousTestCase):
         self.assertNotIn("test-writer", [t.name for t in threading.enumerate()])
         writer.stop()  # a second stop is harmless
 
+    def test_severalThreads(self) -> None:
+        """
+        With several threads (PostgreSQL's connections), callables run side
+        by side, each once, on the writer's own named threads.
+        """
+        writer = WriterThread(name="test-pg", threads=3)
+        writer.start()
+        together = threading.Barrier(3, timeout=30)
+        ran: list[str] = []
+        for _ in range(3):
+            writer.callInThread(lambda: (together.wait(), ran.append(threading.current_thread().name)))
+        writer.stop()
+        self.assertEqual(sorted(ran), ["test-pg-0", "test-pg-1", "test-pg-2"])
+        self.assertFalse([t for t in threading.enumerate() if t.name.startswith("test-pg")])
+
     def test_errorsAreLoggedAndWorkGoesOn(self) -> None:
         """
         A callable that raises is logged; the next one still runs.

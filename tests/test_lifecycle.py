@@ -34,6 +34,32 @@ class LifecycleTests(CoreTestCase):
         self.assertEqual(reply.node.heartbeat, NOW + 10)
         self.assertEqual(self.schedule(a.schedules[0].id).status, states.REQUESTED)
 
+    def test_heartbeatWritesChangedInterfacesOnly(self) -> None:
+        """
+        Interfaces sent again unchanged (in another key order too) are not
+        written again; changed ones are, and the reply's node has them.
+        """
+        from am.store.sqlite import SQLiteTransaction
+
+        written: list[object] = []
+        original = SQLiteTransaction.setHeartbeat
+
+        def spy(txn, nodeid, when, status, interfaces):
+            written.append(interfaces)
+            return original(txn, nodeid, when, status, interfaces)
+
+        self.patch(SQLiteTransaction, "setHeartbeat", spy)
+        first = [{"name": "op0", "iccid": "8946", "mode": "lte"}]
+        again = [{"mode": "lte", "iccid": "8946", "name": "op0"}]
+        changed = [{"name": "op0", "iccid": "8946", "mode": "3g"}]
+        replies = [
+            self.successResultOf(self.scheduler.heartbeat(self.node1.id, "1", interfaces=i))
+            for i in (first, again, changed, None)
+        ]
+        self.assertEqual(written, [first, None, changed, None])
+        self.assertEqual([r.node.interfaces for r in replies], [first, first, changed, changed])
+        self.assertEqual(self.inTxn(lambda txn: txn.getNode("1").interfaces), changed)
+
     def test_heartbeatOnlyOwnNode(self) -> None:
         """
         A node cannot heartbeat for another, and users cannot heartbeat at all.

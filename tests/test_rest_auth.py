@@ -35,6 +35,7 @@ from twisted.web.server import Site
 
 from rest_compat.auth import Authenticator, fingerprintOf, normalise
 from rest_compat.testing import FakeTLSTransport, RESTHarness, address, fingerprintFor
+from tests.rawhttp import HTTPClient
 
 
 def _certificate(subject: str, key, issuer=None, issuerKey=None, ca=False, dns=None):
@@ -320,22 +321,6 @@ class AuthenticationTests(SynchronousTestCase):
         self.assertIn("192.0.2.1", events[0]["peer"])
 
 
-class _Client(Protocol):
-    """
-    Sends one raw HTTP request and keeps the answer.
-    """
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.received = b""
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-
 class RealTLSTests(SynchronousTestCase):
     """
     A real TLS handshake with a client certificate, in memory.
@@ -354,7 +339,7 @@ class RealTLSTests(SynchronousTestCase):
         site = Site(h.root, reactor=clock)
         serverFactory = TLSMemoryBIOFactory(serverOptions, False, site, clock=clock)
         clientOptions = optionsForClientTLS("controller.test", trustRoot=ca, clientCertificate=clientCertificate)
-        client = _Client(request)
+        client = HTTPClient(request)
         clientFactory = TLSMemoryBIOFactory(clientOptions, True, Factory.forProtocol(lambda: client), clock=clock)
         serverProtocol, clientProtocol, pump = connectedServerAndClient(
             lambda: serverFactory.buildProtocol(IPv4Address("TCP", "192.0.2.9", 5555)),

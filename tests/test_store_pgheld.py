@@ -119,12 +119,13 @@ def test_longestWindowKnown() -> None:
 
 class _Counting:
     """
-    A connection that counts the statements sent through it.
+    A connection (or its prepared statements) that counts the statements
+    sent through it.
     """
 
-    def __init__(self, connection: psycopg.Connection) -> None:
+    def __init__(self, connection, sent=None) -> None:
         self._connection = connection
-        self.sent: list[str] = []
+        self.sent: list[str] = [] if sent is None else sent
 
     def execute(self, sql, args=None, **kwargs):
         self.sent.append(str(sql).split()[0])
@@ -155,6 +156,7 @@ def test_oneStatementReads() -> None:
     db = PostgresDatabase(fresh())
     _setup(db)
     spy = db._connection = _Counting(db._connection)  # type: ignore[assignment]
+    db._statements = _Counting(db._statements, spy.sent)  # type: ignore[assignment]
     assert db.read(_lookup) == "1"
     assert spy.sent == ["SELECT"]
     del spy.sent[:]

@@ -179,4 +179,6 @@ def test_updateReadsOnlyChangedNodes() -> None:
     found = list(scans(plan[0]["Plan"]))
     assert ("Seq Scan", "schedules") not in found
     assert any(relation == "schedules" for _, relation in found)
+    # Nor is such a plan, however large its estimate, JIT-compiled at each run.
+    assert db.read(lambda txn: txn._one("SHOW jit")[0]) == "off"
     db.close()

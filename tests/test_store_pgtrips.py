@@ -7,7 +7,7 @@ update; what they protect and what they read stays as it was.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Optional
 
 import psycopg
 import pytest
@@ -29,9 +29,9 @@ class _Recording:
     A connection that records the statements sent through it.
     """
 
-    def __init__(self, connection: psycopg.Connection) -> None:
+    def __init__(self, connection: Any, sent: Optional[list[str]] = None) -> None:
         self._connection = connection
-        self.sent: list[str] = []
+        self.sent: list[str] = [] if sent is None else sent
 
     def execute(self, sql: Any, args: Any = None, **kwargs: Any) -> Any:
         self.sent.append(" ".join(str(sql).split()))
@@ -68,6 +68,7 @@ def test_bookingStatements() -> None:
     db, owner = _filled()
     _book(db, owner, NOW + 1000)
     spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
+    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
     _book(db, owner, NOW + 5000)
     sent = spy.sent
     assert len(sent) == 9, sent
@@ -95,6 +96,7 @@ def test_nodeViewVersionWithIndex() -> None:
     booked = _book(db, owner, NOW + 1000, nodes=["9"])
     assert [s.nodeid for s in booked.schedules] == ["9"]
     spy = other._connection = _Recording(other._connection)  # type: ignore[assignment]
+    other._statements = _Recording(other._statements, spy.sent)  # type: ignore[assignment]
     assert "9" in other.run(lambda txn: txn.nodeView().byId)
     assert [s for s in spy.sent if "schedule_changes" in s or "FROM schedules" in s] == []
     other.close()
@@ -174,6 +176,7 @@ def test_healthRecordsKept() -> None:
     other = PostgresDatabase(db.url, migrate=False)
     other.run(lambda txn: txn.putHealth(NodeHealth("1", gaps=5, lastGap=NOW)))
     spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
+    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
     _book(db, owner, NOW + 5000)
     assert len(spy.sent) == 10 and len([s for s in spy.sent if "node_health" in s]) == 1, spy.sent
     assert db.read(lambda txn: txn.listHealth()["1"].gaps) == 5

@@ -111,6 +111,12 @@ def heartbeat(
     if states.NODE.allows(node.status, wanted, Actor.NODE):
         transition(txn, node, wanted, Actor.NODE, "heartbeat", now, policy)
     previous, node.heartbeat = node.heartbeat, now
+    if interfaces is not None and interfaces == node.interfaces:
+        # Nodes send their interfaces with every heartbeat; most often they
+        # did not change, and writing them again costs the store for nothing.
+        interfaces = None
+    elif interfaces is not None:
+        node.interfaces = interfaces
     txn.setHeartbeat(node.id, now, None, interfaces)
     if previous < now - policy.imminentHeartbeatAge:
         emit(txn, NodeHeard(time=now, actor=Actor.NODE.value, reason="heartbeat", nodeid=node.id, previous=previous))

@@ -43,44 +43,50 @@ class _Pool(Protocol):
 
 class WriterThread:
     """
-    One thread running the callables handed to it, in order: the store's
-    writer. What a C{ThreadPool(1, 1)} did for the store, for a fraction of
-    the CPU per hand-off (a C-level queue instead of the pool's coordinator,
-    its locks and its context capture): the reactor hands over every
-    transaction that finds the writer idle, that is every request when the
-    controller is not busy.
+    Threads running the callables handed to them: the store's writer (one
+    thread, in order) or PostgreSQL's connection threads (several, each taking
+    the next callable when idle). What Twisted's C{ThreadPool} did for the
+    stores, for a fraction of the CPU per hand-off (a C-level queue instead of
+    the pool's coordinator, its locks and its context capture): the reactor
+    hands over every transaction, and on PostgreSQL every batch of heartbeats.
     """
 
     log = Logger()
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, threads: int = 1) -> None:
         self.name = name
+        self._count = max(1, threads)
         self._queue: queue.SimpleQueue[Optional[Callable[[], Any]]] = queue.SimpleQueue()
-        self._thread: Optional[threading.Thread] = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         """
-        Start the thread (once).
+        Start the threads (once).
         """
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name)
-            self._thread.start()
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._run, name=self.name if self._count == 1 else f"{self.name}-{n}")
+                for n in range(self._count)
+            ]
+            for thread in self._threads:
+                thread.start()
 
     def callInThread(self, func: Callable[..., Any], *args: Any, **kw: Any) -> None:
         """
-        Run C{func(*args, **kw)} on the thread after what was handed over
-        before; an exception it raises is logged.
+        Run C{func(*args, **kw)} on a thread, after what was handed over
+        before has started; an exception it raises is logged.
         """
         self._queue.put(lambda: func(*args, **kw))
 
     def stop(self) -> None:
         """
-        Run what was handed over, then end the thread and wait for it (not
+        Run what was handed over, then end the threads and wait for them (not
         from the reactor thread: it blocks).
         """
-        thread, self._thread = self._thread, None
-        if thread is not None:
+        threads, self._threads = self._threads, []
+        for _ in threads:
             self._queue.put(None)
+        for thread in threads:
             thread.join()
 
     def _run(self) -> None:

@@ -27,6 +27,8 @@ from typing import Any, Iterable, Optional
 import psycopg
 from psycopg import ClientCursor
 
+from am.store.pgfast import Statements
+
 # A table named as a word in a statement (compiled once per table).
 _WORDS: dict[str, re.Pattern[str]] = {}
 
@@ -44,8 +46,9 @@ class HeldConnection:
     writes given to L{hold} until a statement needs them or the commit.
     """
 
-    def __init__(self, connection: psycopg.Connection) -> None:
+    def __init__(self, connection: psycopg.Connection, statements: Optional[Statements] = None) -> None:
         self.connection = connection
+        self.statements = statements
         self._held: list[str] = []
         self._tables: set[str] = set()
         self._binder: Optional[ClientCursor] = None
@@ -55,9 +58,12 @@ class HeldConnection:
         Send C{sql} (C{%s} placeholders) later: with the commit, or before the
         first statement naming one of C{tables}.
         """
-        if self._binder is None:
-            self._binder = ClientCursor(self.connection)
-        self._held.append(self._binder.mogrify(sql, tuple(args)))
+        if self.statements is not None:
+            self._held.append(self.statements.bind(sql, tuple(args)))
+        else:
+            if self._binder is None:
+                self._binder = ClientCursor(self.connection)
+            self._held.append(self._binder.mogrify(sql, tuple(args)))
         self._tables.update(tables)
 
     def _needs(self, sql: Any) -> bool:
@@ -78,6 +84,16 @@ class HeldConnection:
         if self._held and self._needs(sql):
             self.flush()
         return self.connection.execute(sql, args, **kwargs)
+
+    def run(self, sql: str, args: Any = ()) -> Any:
+        """
+        Like L{execute}, through the connection's prepared L{Statements}.
+        """
+        if self.statements is None:
+            return self.execute(sql, args)
+        if self._held and self._needs(sql):
+            self.flush()
+        return self.statements.execute(sql, args)
 
     def cursor(self, *args: Any, **kwargs: Any) -> psycopg.Cursor:
         # Whatever it will run, it sees every held write.
@@ -115,8 +131,9 @@ class OneStatement:
     of a transaction are saved. A second statement is refused unsent.
     """
 
-    def __init__(self, connection: psycopg.Connection) -> None:
+    def __init__(self, connection: psycopg.Connection, statements: Optional[Statements] = None) -> None:
         self.connection = connection
+        self.statements = statements
         self._sent = False
 
     def execute(self, sql: Any, args: Any = None, **kwargs: Any) -> psycopg.Cursor:
@@ -125,8 +142,34 @@ class OneStatement:
         self._sent = True
         return self.connection.execute(sql, args, **kwargs)
 
+    def run(self, sql: str, args: Any = ()) -> Any:
+        if self.statements is None:
+            return self.execute(sql, args)
+        if self._sent:
+            raise OneStatementOnly()
+        self._sent = True
+        return self.statements.execute(sql, args)
+
     def cursor(self, *args: Any, **kwargs: Any) -> psycopg.Cursor:
         raise OneStatementOnly()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+
+class Direct:
+    """
+    A connection inside a read-only transaction: nothing to hold back.
+    """
+
+    def __init__(self, connection: psycopg.Connection, statements: Optional[Statements] = None) -> None:
+        self.connection = connection
+        self.statements = statements
+
+    def run(self, sql: str, args: Any = ()) -> Any:
+        if self.statements is None:
+            return self.connection.execute(sql, args)
+        return self.statements.execute(sql, args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.connection, name)

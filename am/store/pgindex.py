@@ -109,7 +109,8 @@ class IndexFeed:
             index.load((r[1], r[2], r[3]) for r in rows if r[1] is not None)
             self._reread.clear()
         else:
-            rows = connection.execute(_CHANGES, (self._xmin, sorted(self._reread))).fetchall()
+            run = getattr(connection, "run", connection.execute)
+            rows = run(_CHANGES, (self._xmin, sorted(self._reread))).fetchall()
             changed = {r[1] for r in rows if r[1] is not None} - index.pending
             if len(changed) > MOST_CHANGED:
                 self.forget()

@@ -10,7 +10,7 @@ different nodes never wait for each other.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from am.store.pgschema import LOCK_KEY
 
@@ -38,6 +38,7 @@ class NodeLocks:
 
     _db: Any
     _writing: bool
+    _exec: Callable[..., Any]
     # The node keys locked so far, and the testbed lock held ("shared",
     # "exclusive" or None): each lock is taken once per transaction.
     _locked: set[int]
@@ -55,7 +56,7 @@ class NodeLocks:
         if keys is None or len(self._locked) + len(keys) > MOST_NODE_LOCKS:
             # (Taken over a shared one, it waits for every other writer: two
             # doing so at once deadlock, and one of them runs again.)
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            self._exec("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             self._testbed = "exclusive"
             return
         if not keys:
@@ -66,7 +67,7 @@ class NodeLocks:
         testbed = (
             "" if self._testbed else f"SELECT pg_advisory_xact_lock_shared({LOCK_KEY}) UNION ALL "
         )
-        self._db.execute(
+        self._exec(
             f"SELECT count(*) FROM ({testbed}SELECT pg_advisory_xact_lock({NODE_LOCK_CLASS}, k) "
             "FROM unnest(%s::int[]) AS k) AS locks",
             (keys,),

@@ -44,7 +44,8 @@ from am.core.states import FINAL_STATES, QUEUE_START
 from am.core.intervalindex import IntervalIndex
 from am.store.groupcommit import Outcome, Work
 from am.store import healthcache
-from am.store.pgheld import HeldConnection, OneStatement, OneStatementOnly
+from am.store.pgfast import Statements
+from am.store.pgheld import Direct, HeldConnection, OneStatement, OneStatementOnly
 from am.store.pglocks import MOST_NODE_LOCKS, NODE_LOCK_CLASS, NodeLocks, nodeKey  # noqa: F401 (names of this store)
 from am.store.pgindex import IndexFeed
 from am.store.pgschema import NODE_COLUMNS, currentVersion
@@ -81,10 +82,19 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
 
     def __init__(
         self, connection: Any, writing: bool = False, keeper: Optional[ViewKeeper] = None,
-        longest: int = 0, feed: Optional[IndexFeed] = None, health: Optional[healthcache.HealthCache] = None,
+        longest: int = 0, feed: Optional[IndexFeed] = None, statements: Optional[Statements] = None,
+        health: Optional[healthcache.HealthCache] = None,
     ) -> None:
-        # A writer's statements go through a HeldConnection (am.store.pgheld).
-        self._db: Any = HeldConnection(connection) if writing else connection
+        # A writer's statements go through a HeldConnection (am.store.pgheld);
+        # the shared queries through the connection's prepared statements.
+        self._statements = statements
+        self._db: Any
+        if writing:
+            self._db = HeldConnection(connection, statements)
+        elif isinstance(connection, OneStatement):
+            self._db = connection
+        else:
+            self._db = Direct(connection, statements)
         self._writing = writing
         self._keeper = keeper if keeper is not None else ViewKeeper(HeartbeatHub())
         #: A window length C{meta.longest_window} is known to be at least
@@ -107,6 +117,12 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
     def _sql(self, text: str) -> str:
         # The shared queries use "?"; psycopg wants "%s" (and none of ours has a literal "?").
         return text.replace("?", "%s")
+
+    def _exec(self, sql: str, args: Any = ()) -> Any:
+        text = self._sql(sql)
+        if self._statements is None or ";" in text:
+            return self._db.execute(text, args)
+        return self._db.run(text, args)
 
     def _write(self, sql: str, args: Any, *tables: str) -> None:
         if self._writing:
@@ -349,7 +365,7 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
         # Its own statement, so the quotas read next are the latest committed.
         key = recordKey(userid)
         if self._writing and key not in self._usersLocked:
-            self._db.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (key,))
+            self._exec("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (key,))
             self._usersLocked.add(key)
         return super().getQuotas(userid)
 
@@ -431,11 +447,15 @@ class PostgresDatabase:
         self.feed.forget()
         self.health.forget()
         connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        self._statements = Statements(connection)
         # A controller stuck inside a transaction must not hold its locks
         # forever; one waiting too long fails its request rather than piling up.
         milliseconds = max(1, int(self._lockTimeout * 1000))
         connection.execute(f"SET lock_timeout = {milliseconds}")
         connection.execute(f"SET idle_in_transaction_session_timeout = {2 * milliseconds}")
+        # Short statements only: a generic plan estimated large (the index
+        # update over a long change log) would be JIT-compiled at every run.
+        connection.execute("SET jit = off")
         if readOnly:
             connection.execute(_READ_ONLY)
         return connection
@@ -503,7 +523,9 @@ class PostgresDatabase:
 
     def _once(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         connection = self._begin(readOnly)
-        txn = PostgresTransaction(connection, not readOnly, self.keeper, self._longest, self.feed, self.health)
+        txn = PostgresTransaction(
+            connection, not readOnly, self.keeper, self._longest, self.feed, self._statements, self.health
+        )
         try:
             result = function(txn, *args, **kwargs)
             if connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
@@ -536,7 +558,8 @@ class PostgresDatabase:
         if self._connection.closed or self._connection.broken:
             self._reconnect()
         txn = PostgresTransaction(
-            OneStatement(self._connection), False, self.keeper, self._longest, self.feed, self.health
+            OneStatement(self._connection, self._statements), False, self.keeper, self._longest, self.feed,
+            health=self.health,
         )
         try:
             return function(txn, *args, **kwargs)
