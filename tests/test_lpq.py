@@ -49,6 +49,17 @@ def test_storeQueue(store: Backend) -> None:  # noqa: F811
     assert [s.id for s in store.run(lambda txn: txn.queuedSchedules("1"))] == [ids[0], ids[2]]
     assert [s.id for s in store.run(lambda txn: txn.queuedSchedules("1", 1))] == [ids[0]]
     assert store.run(lambda txn: txn.queuedSchedules("9")) == []
+
+    def both(nodeid, start, stop, queued):
+        return store.run(lambda txn: (
+            txn.tasksOfNode(nodeid, start, stop, queued),
+            (txn.queuedSchedules(nodeid, queued), txn.schedulesOfNode(nodeid, start, stop)),
+        ))
+
+    for args in (("1", -2**62, 2**62, 16), ("1", -2**62, 2**62, 1), ("1", 301, 2**62, 16), ("9", 0, 10, 16)):
+        combined, apart = both(*args)
+        assert combined == apart, args
+    assert [[s.id for s in part] for part in both("1", -2**62, 2**62, 16)[0]] == [[ids[0], ids[2]], [ids[3]]]
     assert sorted(s.id for s in store.run(lambda txn: txn.expiredQueue(NOW + 60))) == [ids[1], ids[2]]
     assert store.run(lambda txn: txn.expiredQueue(NOW)) == []
     wide = (-2**62, 2**62)

@@ -185,3 +185,33 @@ def test_healthRecordsKept() -> None:
     assert len(spy.sent) == 9 and not [s for s in spy.sent if "node_health" in s], spy.sent
     other.close()
     db.close()
+
+
+def test_heartbeatStatements() -> None:
+    """
+    A heartbeat alone makes 5 round trips (in a batch the BEGIN and COMMIT
+    are shared): BEGIN, its user, its node, its queued and upcoming tasks in
+    one statement, and the held time with the COMMIT (unchanged interfaces
+    are not written).
+    """
+    from am.core import commands
+
+    db, owner = _filled()
+    node = db.run(lambda txn: accounts.addUser(txn, "n1", "node", NOW, POLICY, fingerprint="1" * 40, nodeid="1"))
+    booked = _book(db, owner, NOW + 1000)
+    interfaces = [{"name": "op0", "iccid": "1"}]
+
+    def beat(when):
+        return db.run(commands.heartbeat, node.id, "1", when, POLICY, interfaces=interfaces)
+
+    beat(NOW + 10)
+    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
+    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
+    reply = beat(NOW + 20)
+    sent = spy.sent
+    assert [t.id for t in reply.tasks] == [s.id for s in booked.schedules]
+    assert len(sent) == 5, sent
+    assert sent[0].startswith("BEGIN") and sent[-1].endswith("COMMIT")
+    assert "status = 'queued'" in sent[3] and "UNION ALL" in sent[3]
+    assert "UPDATE nodes SET heartbeat" in sent[-1] and "interfaces" not in sent[-1]
+    db.close()

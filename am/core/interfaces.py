@@ -205,6 +205,13 @@ class IStoreTransaction(Interface):
     def queuedSchedules(nodeid, limit=None):
         """A node's C{queued} schedules (the low-priority queue), oldest (lowest id) first."""
 
+    def tasksOfNode(nodeid, start, stop, queued):
+        """
+        What a heartbeat reads of its node: C{(queuedSchedules(nodeid,
+        queued), schedulesOfNode(nodeid, start, stop))}, which a store may
+        answer in one round trip.
+        """
+
     def expiredQueue(now):
         """C{queued} schedules whose queue expiry (C{expires}) is before C{now}, in no particular order."""
 

@@ -122,13 +122,11 @@ def heartbeat(
         emit(txn, NodeHeard(time=now, actor=Actor.NODE.value, reason="heartbeat", nodeid=node.id, previous=previous))
         if previous:
             health.noteGap(txn, node.id, now, policy)
-    placed = placeQueued(txn, node.id, now, policy) if node.status == NODE_ACTIVE else None
+    # Read before a queued task is placed: the one placed is added below.
+    waiting, upcoming = txn.tasksOfNode(node.id, now, now + policy.prefetch, _QUEUE_LOOKAHEAD)
+    placed = placeQueued(txn, node.id, now, policy, waiting) if node.status == NODE_ACTIVE else None
     limit = max(1, min(limit, 100))
-    tasks = [
-        s
-        for s in txn.schedulesOfNode(node.id, now, now + policy.prefetch)
-        if s.status != states.ALLOCATED
-    ][:limit]
+    tasks = [s for s in upcoming if s.status != states.ALLOCATED][:limit]
     if placed is not None and all(t.id != placed.id for t in tasks):
         # Shared or final tasks before it must not hide what was just placed.
         tasks = sorted(tasks[: limit - 1] + [placed], key=lambda t: (t.start, t.id))
@@ -143,7 +141,9 @@ def heartbeat(
 _QUEUE_LOOKAHEAD = 16
 
 
-def placeQueued(txn: IStoreTransaction, nodeid: str, now: int, policy: Policy) -> Optional[Schedule]:
+def placeQueued(
+    txn: IStoreTransaction, nodeid: str, now: int, policy: Policy, waiting: Optional[list[Schedule]] = None,
+) -> Optional[Schedule]:
     """
     The low-priority queue (legacy reference §5.5): give the node's oldest
     queued task the window C{[now + padding, now + padding + duration)} when
@@ -152,10 +152,11 @@ def placeQueued(txn: IStoreTransaction, nodeid: str, now: int, policy: Policy) -
     one. Otherwise it stays queued for a later heartbeat. Queued tasks whose
     queue expired are canceled on the way (legacy: only the first three
     tasks were looked at, so a queued task could land on a booked one).
+    C{waiting}: the node's queued tasks, when the caller read them already.
 
     @return: the task placed, if any.
     """
-    for task in txn.queuedSchedules(nodeid, _QUEUE_LOOKAHEAD):
+    for task in waiting if waiting is not None else txn.queuedSchedules(nodeid, _QUEUE_LOOKAHEAD):
         if task.expires < now:
             expireQueued(txn, task, now, policy)
             continue

@@ -339,6 +339,22 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
             args.append(limit)
         return [scheduleFromRow(r) for r in self._all(sql, *args)]
 
+    def tasksOfNode(
+        self, nodeid: str, start: int, stop: int, queued: int
+    ) -> tuple[list[Schedule], list[Schedule]]:
+        # A heartbeat's two reads in one round trip (each part keeps its order
+        # in Python: a UNION ALL promises none).
+        rows = self._all(
+            f"(SELECT 0, {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND status = 'queued' "
+            "ORDER BY id LIMIT %s) UNION ALL "
+            f"(SELECT 1, {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= {_LOW} "
+            f"AND start < %s AND stop > %s AND start <> {QUEUE_START})",
+            str(nodeid), queued, str(nodeid), start, stop, start,
+        )
+        waiting = sorted((scheduleFromRow(r[1:]) for r in rows if r[0] == 0), key=lambda s: s.id)
+        upcoming = sorted((scheduleFromRow(r[1:]) for r in rows if r[0] == 1), key=lambda s: (s.start, s.id))
+        return waiting, upcoming
+
     def schedulesOverlapping(
         self, start: int, stop: int, ownerid: Optional[int] = None
     ) -> list[Schedule]:

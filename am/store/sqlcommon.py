@@ -165,6 +165,19 @@ class SQLTransaction(OutboxSQL):
             args.append(limit)
         return [scheduleFromRow(r) for r in self._all(sql, *args)]
 
+    def schedulesOfNode(
+        self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
+    ) -> list[Schedule]:
+        """
+        (Each store's own: their interval queries differ.)
+        """
+        raise NotImplementedError()
+
+    def tasksOfNode(
+        self, nodeid: str, start: int, stop: int, queued: int
+    ) -> tuple[list[Schedule], list[Schedule]]:
+        return self.queuedSchedules(nodeid, queued), self.schedulesOfNode(nodeid, start, stop)
+
     def getUser(self, userid: int) -> Optional[User]:
         row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", recordKey(userid))
         return userFromRow(row) if row else None
