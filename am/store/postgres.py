@@ -20,14 +20,15 @@ through L{am.store.pgstore.PostgresStore.read} run in a READ ONLY REPEATABLE REA
 
 Writes nobody reads an answer of travel with a later round trip
 (L{am.store.pgheld}); the slot search walks an interval index kept in step with
-every controller's commits (L{am.store.pgindex}). L{am.store.pgstore} runs
-these transactions off the reactor thread.
+every controller's commits (L{am.store.pgindex}); the reads of schedules by
+window are L{am.store.pgschedules}. L{am.store.pgstore} runs these
+transactions off the reactor thread.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 try:
     import psycopg
@@ -38,9 +39,9 @@ from zope.interface import implementer
 
 from am.core.errors import BadRequest, Conflict, StaleWrite
 from am.core.interfaces import IStoreTransaction
-from am.core.model import Experiment, Interval, Node, Quota, Schedule, User
+from am.core.model import Experiment, Node, Quota, Schedule, User
 from am.core.nodeview import NodeView
-from am.core.states import FINAL_STATES, QUEUE_START
+from am.core.states import FINAL_STATES
 from am.core.intervalindex import IntervalIndex
 from am.store.groupcommit import Outcome, Work
 from am.store import healthcache
@@ -48,11 +49,12 @@ from am.store.pgfast import Statements
 from am.store.pgheld import Direct, HeldConnection, OneStatement, OneStatementOnly
 from am.store.pglocks import MOST_NODE_LOCKS, NODE_LOCK_CLASS, NodeLocks, nodeKey  # noqa: F401 (names of this store)
 from am.store.pgindex import IndexFeed
+from am.store.pgschedules import ScheduleReads
 from am.store.pgschema import NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
-from am.store.rows import SCHEDULE_COLUMNS, USER_COLUMNS, nodeFromRow, recordKey, scheduleFromRow, userFromRow
+from am.store.rows import USER_COLUMNS, nodeFromRow, recordKey, userFromRow
 
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -60,12 +62,6 @@ _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 # read runs without a transaction: L{PostgresDatabase._single}).
 _READ_ONLY = "SET default_transaction_read_only = on"
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
-# The earliest start of a window that can reach a span starting at the parameter:
-# the index range reaches back by the longest window ever stored, and no further.
-_LOW = "%s::bigint - (SELECT value FROM meta WHERE key = 'longest_window')"
-# As many node ids as SQLite's store looks up through its per-node index; past
-# that its rows come in start order, and so do ours.
-_PER_NODE = 64
 # Lost races a writing transaction is run again for: serialization failure,
 # deadlock, unique, foreign key and exclusion violations.
 _RETRY = frozenset({"40001", "40P01", "23505", "23503", "23P01"})
@@ -75,7 +71,7 @@ ATTEMPTS = 8
 
 
 @implementer(IStoreTransaction)
-class PostgresTransaction(NodeLocks, SQLTransaction):
+class PostgresTransaction(NodeLocks, ScheduleReads, SQLTransaction):
     """
     L{IStoreTransaction} over one open PostgreSQL transaction.
     """
@@ -326,48 +322,6 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
         self._noteLongest(schedules)
         return [s.id for s in schedules]
 
-    def schedulesOfNode(
-        self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
-    ) -> list[Schedule]:
-        sql = (
-            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= {_LOW} "
-            f"AND start < %s AND stop > %s AND start <> {QUEUE_START} ORDER BY start, id"
-        )
-        args: list[Any] = [str(nodeid), start, stop, start]
-        if limit is not None:
-            sql += " LIMIT %s"
-            args.append(limit)
-        return [scheduleFromRow(r) for r in self._all(sql, *args)]
-
-    def tasksOfNode(
-        self, nodeid: str, start: int, stop: int, queued: int
-    ) -> tuple[list[Schedule], list[Schedule]]:
-        # A heartbeat's two reads in one round trip (each part keeps its order
-        # in Python: a UNION ALL promises none).
-        rows = self._all(
-            f"(SELECT 0, {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND status = 'queued' "
-            "ORDER BY id LIMIT %s) UNION ALL "
-            f"(SELECT 1, {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= {_LOW} "
-            f"AND start < %s AND stop > %s AND start <> {QUEUE_START})",
-            str(nodeid), queued, str(nodeid), start, stop, start,
-        )
-        waiting = sorted((scheduleFromRow(r[1:]) for r in rows if r[0] == 0), key=lambda s: s.id)
-        upcoming = sorted((scheduleFromRow(r[1:]) for r in rows if r[0] == 1), key=lambda s: (s.start, s.id))
-        return waiting, upcoming
-
-    def schedulesOverlapping(
-        self, start: int, stop: int, ownerid: Optional[int] = None
-    ) -> list[Schedule]:
-        columns = ", ".join("s." + c.strip() for c in SCHEDULE_COLUMNS.split(","))
-        sql = f"SELECT {columns} FROM schedules s"
-        where = f"s.start >= {_LOW} AND s.start < %s AND s.stop > %s AND s.start <> {QUEUE_START}"
-        args: list[Any] = [start, stop, start]
-        if ownerid is not None:
-            sql += " JOIN experiments e ON e.id = s.expid"
-            where += " AND e.ownerid = %s"
-            args.append(recordKey(ownerid))
-        return [scheduleFromRow(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
-
     def _forUpdate(self, skipLocked: bool = False) -> str:
         # Two controllers claiming due notifications at once each take rows
         # the other has not locked (no two send one row); a settle locks its row.
@@ -397,31 +351,6 @@ class PostgresTransaction(NodeLocks, SQLTransaction):
         row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s FOR NO KEY UPDATE", key)
         self._usersLocked.add(key)
         return userFromRow(row) if row else None
-
-    def blockingIntervals(
-        self, start: int, stop: int, nodeids: Optional[Iterable[str]] = None
-    ) -> list[Interval]:
-        if nodeids is not None:
-            ids = [str(n) for n in nodeids]
-            if not ids:
-                return []
-            self.lockNodes(ids)
-            # Per node (index schedules_node), in node then start order, as SQLite
-            # returns them for a short list; in start order for a long one.
-            order = "nodeid, start, id" if len(ids) <= _PER_NODE else "start, id"
-            rows = self._all(
-                "SELECT nodeid, start, stop FROM schedules WHERE nodeid = ANY(%s::text[]) "
-                f"AND start >= {_LOW} AND start < %s AND stop > %s AND blocking ORDER BY {order}",
-                ids, start, stop, start,
-            )
-        else:
-            self.lockNodes(None)
-            rows = self._all(
-                "SELECT nodeid, start, stop FROM schedules "
-                f"WHERE blocking AND start >= {_LOW} AND start < %s AND stop > %s ORDER BY start, id",
-                start, stop, start,
-            )
-        return [Interval(*r) for r in rows]
 
 
 class PostgresDatabase:

@@ -1,0 +1,99 @@
+# -*- test-case-name: tests.test_store_postgres -*-
+"""
+The PostgreSQL transaction's reads of schedules by window (a mixin of
+L{am.store.postgres.PostgresTransaction}): what a booking verifies under its
+node locks, what a heartbeat hands its node, what a list shows. Each range
+on C{start} reaches back by the longest window ever stored, so the
+C{(nodeid, start)} and C{(start)} indexes answer it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from am.core.model import Interval, Schedule
+from am.core.states import QUEUE_START
+from am.store.rows import SCHEDULE_COLUMNS, recordKey, scheduleFromRow
+
+# The earliest start of a window that can reach a span starting at the parameter:
+# the index range reaches back by the longest window ever stored, and no further.
+_LOW = "%s::bigint - (SELECT value FROM meta WHERE key = 'longest_window')"
+# As many node ids as SQLite's store looks up through its per-node index; past
+# that its rows come in start order, and so do ours.
+_PER_NODE = 64
+
+
+class ScheduleReads:
+    """
+    Schedules and blocking intervals by window.
+    """
+
+    _all: Any
+    lockNodes: Any
+
+    def schedulesOfNode(
+        self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
+    ) -> list[Schedule]:
+        sql = (
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= {_LOW} "
+            f"AND start < %s AND stop > %s AND start <> {QUEUE_START} ORDER BY start, id"
+        )
+        args: list[Any] = [str(nodeid), start, stop, start]
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+        return [scheduleFromRow(r) for r in self._all(sql, *args)]
+
+    def tasksOfNode(
+        self, nodeid: str, start: int, stop: int, queued: int
+    ) -> tuple[list[Schedule], list[Schedule]]:
+        # A heartbeat's two reads in one round trip (each part keeps its order
+        # in Python: a UNION ALL promises none).
+        rows = self._all(
+            f"(SELECT 0, {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND status = 'queued' "
+            "ORDER BY id LIMIT %s) UNION ALL "
+            f"(SELECT 1, {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = %s AND start >= {_LOW} "
+            f"AND start < %s AND stop > %s AND start <> {QUEUE_START})",
+            str(nodeid), queued, str(nodeid), start, stop, start,
+        )
+        waiting = sorted((scheduleFromRow(r[1:]) for r in rows if r[0] == 0), key=lambda s: s.id)
+        upcoming = sorted((scheduleFromRow(r[1:]) for r in rows if r[0] == 1), key=lambda s: (s.start, s.id))
+        return waiting, upcoming
+
+    def schedulesOverlapping(
+        self, start: int, stop: int, ownerid: Optional[int] = None
+    ) -> list[Schedule]:
+        columns = ", ".join("s." + c.strip() for c in SCHEDULE_COLUMNS.split(","))
+        sql = f"SELECT {columns} FROM schedules s"
+        where = f"s.start >= {_LOW} AND s.start < %s AND s.stop > %s AND s.start <> {QUEUE_START}"
+        args: list[Any] = [start, stop, start]
+        if ownerid is not None:
+            sql += " JOIN experiments e ON e.id = s.expid"
+            where += " AND e.ownerid = %s"
+            args.append(recordKey(ownerid))
+        return [scheduleFromRow(r) for r in self._all(f"{sql} WHERE {where} ORDER BY s.start, s.id", *args)]
+
+    def blockingIntervals(
+        self, start: int, stop: int, nodeids: Optional[Iterable[str]] = None
+    ) -> list[Interval]:
+        if nodeids is not None:
+            ids = [str(n) for n in nodeids]
+            if not ids:
+                return []
+            self.lockNodes(ids)
+            # Per node (index schedules_node), in node then start order, as SQLite
+            # returns them for a short list; in start order for a long one.
+            order = "nodeid, start, id" if len(ids) <= _PER_NODE else "start, id"
+            rows = self._all(
+                "SELECT nodeid, start, stop FROM schedules WHERE nodeid = ANY(%s::text[]) "
+                f"AND start >= {_LOW} AND start < %s AND stop > %s AND blocking ORDER BY {order}",
+                ids, start, stop, start,
+            )
+        else:
+            self.lockNodes(None)
+            rows = self._all(
+                "SELECT nodeid, start, stop FROM schedules "
+                f"WHERE blocking AND start >= {_LOW} AND start < %s AND stop > %s ORDER BY start, id",
+                start, stop, start,
+            )
+        return [Interval(*r) for r in rows]
