@@ -89,8 +89,7 @@ class HeldConnection:
         """
         Like L{execute}, through the connection's prepared L{Statements}.
         """
-        if self.statements is None:
-            return self.execute(sql, args)
+        assert self.statements is not None
         if self._held and self._needs(sql):
             self.flush()
         return self.statements.execute(sql, args)
@@ -143,8 +142,7 @@ class OneStatement:
         return self.connection.execute(sql, args, **kwargs)
 
     def run(self, sql: str, args: Any = ()) -> Any:
-        if self.statements is None:
-            return self.execute(sql, args)
+        assert self.statements is not None
         if self._sent:
             raise OneStatementOnly()
         self._sent = True
@@ -167,8 +165,7 @@ class Direct:
         self.statements = statements
 
     def run(self, sql: str, args: Any = ()) -> Any:
-        if self.statements is None:
-            return self.connection.execute(sql, args)
+        assert self.statements is not None
         return self.statements.execute(sql, args)
 
     def __getattr__(self, name: str) -> Any:

@@ -97,24 +97,23 @@ class IndexFeed:
         """
         return self.index.valid and self._xmin is not None and self.clock() - self._synced <= STALE
 
-    def current(self, connection: Any) -> IntervalIndex:
+    def current(self, run: Callable[[str, Any], Any]) -> IntervalIndex:
         """
-        The index brought up to date in one statement on C{connection}
-        (inside the caller's transaction, once per transaction). Nodes the
+        The index brought up to date in one statement, sent by C{run(sql,
+        args)} (the caller's transaction's, once per transaction). Nodes the
         transaction wrote already stay pending: the statement sees its writes.
         """
         index, now = self.index, self.clock()
         if not index.valid or self._xmin is None or now - self._synced > STALE:
-            rows = connection.execute(_LOAD).fetchall()
+            rows = run(_LOAD, ()).fetchall()
             index.load((r[1], r[2], r[3]) for r in rows if r[1] is not None)
             self._reread.clear()
         else:
-            run = getattr(connection, "run", connection.execute)
             rows = run(_CHANGES, (self._xmin, sorted(self._reread))).fetchall()
             changed = {r[1] for r in rows if r[1] is not None} - index.pending
             if len(changed) > MOST_CHANGED:
                 self.forget()
-                return self.current(connection)
+                return self.current(run)
             self._reread.clear()
             if changed:
                 index.replace(changed, ((r[1], r[2], r[3]) for r in rows if r[1] in changed and r[2] is not None))

@@ -139,7 +139,7 @@ class PostgresTransaction(NodeLocks, ScheduleReads, SQLTransaction):
         when this transaction first asked; nodes it wrote are pending.
         """
         if self._index is None and self._feed is not None:
-            self._index = self._feed.current(self._db)
+            self._index = self._feed.current(self._exec)
             self._healthSeen = self._feed.healthVersion
         return self._index
 
