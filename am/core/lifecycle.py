@@ -142,7 +142,7 @@ _QUEUE_LOOKAHEAD = 16
 
 
 def placeQueued(
-    txn: IStoreTransaction, nodeid: str, now: int, policy: Policy, waiting: Optional[list[Schedule]] = None,
+    txn: IStoreTransaction, nodeid: str, now: int, policy: Policy, waiting: list[Schedule]
 ) -> Optional[Schedule]:
     """
     The low-priority queue (legacy reference §5.5): give the node's oldest
@@ -152,11 +152,11 @@ def placeQueued(
     one. Otherwise it stays queued for a later heartbeat. Queued tasks whose
     queue expired are canceled on the way (legacy: only the first three
     tasks were looked at, so a queued task could land on a booked one).
-    C{waiting}: the node's queued tasks, when the caller read them already.
+    C{waiting}: the node's first queued tasks, oldest first (C{IStoreTransaction.tasksOfNode}).
 
     @return: the task placed, if any.
     """
-    for task in waiting if waiting is not None else txn.queuedSchedules(nodeid, _QUEUE_LOOKAHEAD):
+    for task in waiting:
         if task.expires < now:
             expireQueued(txn, task, now, policy)
             continue
