@@ -142,17 +142,12 @@ class Statements:
         return None
 
     def _convert(self, sql: str, count: int) -> Optional[tuple[bytes, int]]:
-        # "%s" -> "$1", "$2", ...; "%%" -> "%"; psycopg's other placeholders
-        # (named, binary, text) stay with psycopg.
-        if _OTHER.search(sql.replace("%%", "")):
+        # "%s" -> "$1", "$2", ... between the pieces L{bind} uses too;
+        # psycopg's other placeholders (named, binary, text) stay with psycopg.
+        pieces = _pieces(sql)
+        if pieces is False or len(pieces) != count + 1:
             return None
-        numbers = iter(range(1, count + 1))
-        try:
-            query = _PLACEHOLDER.sub(lambda m: "%" if m.group(1) == "%" else f"${next(numbers)}", sql)
-        except StopIteration:
-            return None
-        if next(numbers, None) is not None:
-            return None
+        query = pieces[0] + "".join(f"${n}{piece}" for n, piece in enumerate(pieces[1:], 1))
         return query.encode(self._encoding), count
 
     def _prepare(self, key: tuple[str, tuple[int, ...]], query: bytes) -> bytes:
