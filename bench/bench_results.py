@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_rest_load import BIG_QUOTA, USER_FINGERPRINT, Controller, writeInventory  # noqa: E402
+from bench.loadsetup import BIG_QUOTA, USER_FINGERPRINT, Controller, writeInventory  # noqa: E402
 
 NODE_FINGERPRINT = "c" * 40
 MB = 1 << 20

@@ -37,6 +37,7 @@ from typing import Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_rest_load as load  # noqa: E402 (the path above first)
+import loadsetup as setup  # noqa: E402
 
 USERS = 32
 
@@ -53,9 +54,9 @@ def addUsers(database: str, now: int) -> None:
     from am.core.model import User
     from am.core.policy import Policy
 
-    policy = Policy(maintenance=(), defaultQuotaTime=load.BIG_QUOTA, defaultQuotaData=load.BIG_QUOTA,
-                    defaultQuotaStorage=load.BIG_QUOTA)
-    db = load.openStore(database)
+    policy = Policy(maintenance=(), defaultQuotaTime=setup.BIG_QUOTA, defaultQuotaData=setup.BIG_QUOTA,
+                    defaultQuotaStorage=setup.BIG_QUOTA)
+    db = setup.openStore(database)
 
     def fill(txn):
         for n in range(USERS):
@@ -78,22 +79,22 @@ class Deployment:
     ) -> None:
         self.postgres = postgres
         self.name = f"pg11_bench_{os.getpid()}_{next(self.serial)}"
-        self.controllers: list[load.Controller] = []
+        self.controllers: list[setup.Controller] = []
         here = os.path.join(directory, self.name)
         os.makedirs(here)
         if postgres:
-            load.createDatabase(postgres, self.name)
-            database = load.databaseUrl(postgres, self.name)
+            setup.createDatabase(postgres, self.name)
+            database = setup.databaseUrl(postgres, self.name)
         else:
             database = os.path.join(here, "marvin.db")
         now = int(time.time())
-        self.first, self.last = load.populate(database, nodes, tasks, now, health)
+        self.first, self.last = setup.populate(database, nodes, tasks, now, health)
         addUsers(database, now)
-        inventory = load.writeInventory(here, nodes)
+        inventory = setup.writeInventory(here, nodes)
         try:
             for n in range(count):
-                config = load.writeConfig(here, f"ctl{n}", database, inventory)
-                self.controllers.append(load.Controller(config, os.path.join(here, f"ctl{n}.log")))
+                config = setup.writeConfig(here, f"ctl{n}", database, inventory)
+                self.controllers.append(setup.Controller(config, os.path.join(here, f"ctl{n}.log")))
         except BaseException:
             self.close()
             raise
@@ -106,7 +107,7 @@ class Deployment:
         for c in self.controllers:
             c.stop()
         if self.postgres:
-            load.createDatabase(self.postgres, self.name, drop=True)
+            setup.createDatabase(self.postgres, self.name, drop=True)
 
 
 def machineBusy() -> tuple[float, float]:

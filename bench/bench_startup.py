@@ -25,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-import bench_rest_load as load  # noqa: E402 (the load bench's set-up helpers)
+import loadsetup as load  # noqa: E402 (the load benches' set-up)
 
 
 def startOnce(root: str, config: str, log: str) -> tuple[float, float, float]:
