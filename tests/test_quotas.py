@@ -103,6 +103,23 @@ class QuotaTests(CoreTestCase):
         self.assertIn("set by admin", reasons)
         self.assertIn("scheduled reset", reasons)
 
+    def test_zeroAmountsJournalledResetKept(self) -> None:
+        """
+        A zero amount is journalled (as the legacy server did) and leaves the
+        quota as it was, including a monthly reset written in the same booking.
+        """
+        self.book(duration=600, start=NOW + 100, traffic=10**8)
+        self.assertEqual(self.quota("data"), 10**11 - 10**8)
+        self.clock.advance(32 * 86400)
+        self.scheduler.policy = Policy(maintenance=(), requireHeartbeat=False)
+        result = self.book(duration=600, traffic=0, storage=0)
+        self.assertEqual(self.quota("data"), 10**11)
+        self.assertEqual(self.quota("storage"), 2 * 10**11)
+        self.assertEqual(self.quota("time"), 8640000 - 600)
+        charged = [e for e in self.journal() if e.reason.startswith(f"experiment #{result.experiment.id} ")]
+        self.assertEqual(sorted((e.kind, e.delta, e.newValue) for e in charged),
+                         [("data", 0, 10**11), ("storage", 0, 2 * 10**11), ("time", -600, 8640000 - 600)])
+
     def test_firstOfNextMonth(self) -> None:
         """
         Resets fall on the first of the month, UTC, including across a year.

@@ -41,19 +41,28 @@ def _cancel(nodeid: str):
     return cancel
 
 
+def twoConnections(case: SynchronousTestCase, nodes: int) -> tuple[str, SQLiteDatabase, SQLiteDatabase]:
+    """
+    A new file's path and two shared connections on it (closed at the
+    test's end), the other one having stored C{nodes} demo nodes.
+    """
+    path = os.path.join(tempfile.mkdtemp(), "m.db")
+    mine = SQLiteDatabase(path, shared=True)
+    other = SQLiteDatabase(path, shared=True)
+    case.addCleanup(mine.close)
+    case.addCleanup(other.close)
+    for node in demoNodes(nodes, NOW):
+        other.run(lambda txn, n=node: txn.putNode(n))
+    return path, mine, other
+
+
 class CatchUpTests(SynchronousTestCase):
     """
     One connection's index after another connection's commits.
     """
 
     def setUp(self) -> None:
-        self.path = os.path.join(tempfile.mkdtemp(), "m.db")
-        self.mine = SQLiteDatabase(self.path, shared=True)
-        self.other = SQLiteDatabase(self.path, shared=True)
-        self.addCleanup(self.mine.close)
-        self.addCleanup(self.other.close)
-        for node in demoNodes(3, NOW):
-            self.other.run(lambda txn, n=node: txn.putNode(n))
+        self.path, self.mine, self.other = twoConnections(self, 3)
         self.index = self.mine.run(lambda txn: txn.intervalIndex())
         self.loads = 0
         load = self.index.load

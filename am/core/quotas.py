@@ -141,14 +141,17 @@ def charge(
     now: int,
 ) -> None:
     """
-    Check, then deduct every amount, one journal row per quota.
+    Check, then deduct every amount, one journal row per quota (zero amounts
+    too, as the legacy server did); a quota a zero amount leaves as it was
+    (as read, or as L{currentQuotas} just wrote it) is not written again.
     """
     check(quotas, amounts)
     for kind in QUOTA_KINDS:
         amount = amounts.get(kind, 0)
         quota = quotas[kind]
-        quota.current -= amount
-        txn.putQuota(userid, quota)
+        if amount:
+            quota.current -= amount
+            txn.putQuota(userid, quota)
         _journal(txn, userid, kind, -amount, quota.current, reason, now)
 
 

@@ -157,6 +157,13 @@ class SQLTransaction(OutboxSQL):
             "UPDATE meta SET value = ? WHERE key = 'longest_window' AND value < ?", (longest, longest), "meta"
         )
 
+    def _longest(self) -> int:
+        """
+        The longest window ever stored (C{meta.longest_window}): how far back
+        an index range on C{start} must reach to find every overlap.
+        """
+        return self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
+
     def queuedSchedules(self, nodeid: str, limit: Optional[int] = None) -> list[Schedule]:
         sql = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE nodeid = ? AND status = 'queued' ORDER BY id"
         args: list[Any] = [str(nodeid)]
@@ -366,7 +373,7 @@ class SQLTransaction(OutboxSQL):
     ) -> list[Booked]:
         # The index range on start reaches back by the longest window ever
         # stored (nothing longer can overlap), or from the cursor when later.
-        low = start - self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
+        low = start - self._longest()
         where = "s.start < ? AND s.stop > ? AND s.start <> ?"
         args: list[Any] = [stop, start, QUEUE_START]
         if after is not None:
@@ -399,7 +406,7 @@ class SQLTransaction(OutboxSQL):
         ownerid: Optional[int] = None,
         expid: Optional[int] = None,
     ) -> list[FeedRow]:
-        low = start - self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
+        low = start - self._longest()
         where = "s.start >= ? AND s.start < ? AND s.stop > ? AND s.start <> ?"
         args: list[Any] = [low, stop, start, QUEUE_START]
         for column, value in (("s.nodeid", nodeid), ("e.ownerid", ownerid), ("s.expid", expid)):

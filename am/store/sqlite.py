@@ -250,7 +250,18 @@ class SQLiteTransaction(SQLTransaction):
         return ids
 
     def _longest(self) -> int:
-        return self._one("SELECT value FROM meta WHERE key = 'longest_window'")[0]
+        # Kept per connection: it only grows, our own raises land here, and a
+        # commit of another connection drops it (SQLiteDatabase._checkOthers),
+        # as does a rollback (_forget): a kept value is never below the file's.
+        known = self._cache.get("longest")
+        if known is None:
+            known = self._cache["longest"] = super()._longest()
+        return known
+
+    def _raiseLongest(self, longest: int) -> None:
+        if longest > self._longest():
+            super()._raiseLongest(longest)
+            self._cache["longest"] = longest
 
     def schedulesOfNode(
         self, nodeid: str, start: int, stop: int, limit: Optional[int] = None
@@ -523,6 +534,7 @@ class SQLiteDatabase:
         if version == self._dataVersion:
             return
         self._dataVersion = version
+        self._cache.pop("longest", None)
         catchUp(connection, self.index, self._seenChange)
         self._seenChange = lastChange(connection)
 
