@@ -6,9 +6,10 @@ fails loses only itself; a failed commit fails them all.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from twisted.internet import defer, reactor
 from twisted.logger import Logger
@@ -146,6 +147,54 @@ class GroupCommitterTests(SynchronousTestCase):
         self.assertEqual(fired, [])
         self.reactor.runAll()
         self.assertEqual(fired, [(0, [0, 1, 2]), (10, [0, 1, 2]), (20, [0, 1, 2])])
+
+    def test_batchFormedOnceTheTurnIsHad(self) -> None:
+        """
+        What queues while the drainer waits for its turn (another process's
+        writer holding the file) joins the batch it then runs.
+        """
+        turns: list[str] = []
+
+        @contextlib.contextmanager
+        def turn() -> Iterator[None]:
+            # Two more arrive while the turn is awaited.
+            committer.submit(lambda txn, n: n, (1,), {})
+            committer.submit(lambda txn, n: n, (2,), {})
+            turns.append("in")
+            yield
+            turns.append("out")
+
+        committer = GroupCommitter(self.reactor, self.pool, self.runBatch, 64, turn=turn)
+        committer.submit(lambda txn, n: n, (0,), {})
+        self.pool.runOne()
+        self.assertEqual(self.batches, [[0, 1, 2]])
+        self.assertEqual(turns, ["in", "out"])
+        self.assertEqual(self.pool.jobs, [])
+
+    def test_noTurnFailsTheQueued(self) -> None:
+        """
+        A turn that cannot be had fails what is queued (nobody hangs), and
+        the next submission drains again.
+        """
+        broken = [True]
+
+        @contextlib.contextmanager
+        def turn() -> Iterator[None]:
+            if broken[0]:
+                raise OSError("no lock")
+            yield
+
+        committer = GroupCommitter(self.reactor, self.pool, self.runBatch, 64, turn=turn)
+        failed = committer.submit(lambda txn: 1, (), {})
+        self.pool.runOne()
+        self.reactor.runAll()
+        self.failureResultOf(failed, OSError)
+        self.assertEqual(self.batches, [])
+        broken[0] = False
+        ok = committer.submit(lambda txn, n: n, (7,), {})
+        self.pool.runOne()
+        self.reactor.runAll()
+        self.assertEqual(self.successResultOf(ok), 7)
 
     def test_severalDrainers(self) -> None:
         """

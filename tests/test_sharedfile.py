@@ -202,6 +202,34 @@ class WriterLockTests(SynchronousTestCase):
         self.assertFalse(db.run(lambda txn: self.tryLock(lock)))
         self.assertTrue(self.tryLock(lock))
 
+    def test_turnSpansTransactions(self) -> None:
+        """
+        The group commit's turn holds the lock across the transactions run
+        in it (each takes it again: re-entrant), and lets it go at its end.
+        """
+        path = os.path.join(tempfile.mkdtemp(), "m.db")
+        db = SQLiteDatabase(path, shared=True)
+        self.addCleanup(db.close)
+        lock = path + "-writer.lock"
+        with db.turn():
+            self.assertFalse(self.tryLock(lock))
+            db.run(lambda txn: None)
+            self.assertFalse(self.tryLock(lock))
+            self.assertFalse(db.run(lambda txn: self.tryLock(lock)))
+            self.assertFalse(self.tryLock(lock))
+        self.assertTrue(self.tryLock(lock))
+
+    def test_turnAloneOnItsFile(self) -> None:
+        """
+        Not shared, the turn is nothing to take.
+        """
+        path = os.path.join(tempfile.mkdtemp(), "m.db")
+        db = SQLiteDatabase(path)
+        self.addCleanup(db.close)
+        with db.turn():
+            self.assertEqual(db.run(lambda txn: 1), 1)
+        self.assertFalse(os.path.exists(path + "-writer.lock"))
+
     def test_notShared(self) -> None:
         """
         A store alone on its file (the default) makes no lock file.

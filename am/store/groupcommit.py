@@ -19,9 +19,10 @@ rolled back to its savepoint alone and only its Deferred fails.
 from __future__ import annotations
 
 import collections
+import contextlib
 import queue
 import threading
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, ContextManager, Optional, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -111,10 +112,14 @@ class GroupCommitter:
     def __init__(
         self, reactor: Any, pool: _Pool, runBatch: Callable[[list[Work]], list[Outcome]],
         maxBatch: int = MAX_BATCH, drainers: int = 1,
+        turn: Optional[Callable[[], ContextManager[None]]] = None,
     ) -> None:
         self._reactor = reactor
         self._pool = pool
         self._runBatch = runBatch
+        # Taken before a batch is formed: what queues while a drainer waits
+        # for it (another process's writer holding the file) joins the batch.
+        self._turn = turn if turn is not None else contextlib.nullcontext
         self._maxBatch = maxBatch
         self._lock = threading.Lock()
         self._queue: collections.deque[tuple[Work, Deferred]] = collections.deque()
@@ -147,20 +152,31 @@ class GroupCommitter:
                 if not self._queue:
                     self._draining -= 1
                     return
-                take = min(len(self._queue), self._maxBatch)
-                batch = [self._queue.popleft() for _ in range(take)]
-            work = [item for item, _ in batch]
+            batch: list[tuple[Work, Deferred]] = []
             try:
-                outcomes = self._runBatch(work)
-                if len(outcomes) != len(work):
-                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(work)} transactions")
+                with self._turn():
+                    batch = self._take()
+                    if batch:
+                        outcomes = self._runBatch([item for item, _ in batch])
+                        if len(outcomes) != len(batch):
+                            raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} transactions")
             except BaseException:
-                # A bug in the store: nobody may hang on it.
+                # A bug in the store, or no turn: nobody may hang on it.
                 failure = Failure()
-                outcomes = [(False, failure)] * len(work)
+                batch = batch or self._take()
+                outcomes = [(False, failure)] * len(batch)
+            if not batch:
+                continue  # another drainer took what was queued
             self.batches += 1
-            self.transactions += len(work)
+            self.transactions += len(batch)
             self._reactor.callFromThread(_fire, [d for _, d in batch], outcomes)
+
+    def _take(self) -> list[tuple[Work, Deferred]]:
+        """
+        What is queued now, up to a batch.
+        """
+        with self._lock:
+            return [self._queue.popleft() for _ in range(min(len(self._queue), self._maxBatch))]
 
 
 def _fire(deferreds: list[Deferred], outcomes: list[Outcome]) -> None:

@@ -7,12 +7,14 @@ and an interval index that follows the others' bookings node by node.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import mmap
 import os
 import sqlite3
 import struct
-from typing import Any, Callable, Optional
+import threading
+from typing import Any, Callable, Iterator, Optional
 
 from am.core.events import Event, UserChanged
 
@@ -64,12 +66,38 @@ class WriterLock:
 
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Re-entrant for its holder thread: a batch's turn (L{held}) spans
+        # the transactions that take it again. flock alone would let every
+        # thread of this process through at once (one open file), and count nothing.
+        self._threads = threading.RLock()
+        self._depth = 0
 
     def acquire(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._threads.acquire()
+        if self._depth == 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._threads.release()
+                raise
+        self._depth += 1
 
     def release(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """
+        The lock, from the C{with} to its end.
+        """
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
     def close(self) -> None:
         os.close(self._fd)

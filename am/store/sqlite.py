@@ -12,10 +12,11 @@ back to its savepoint and the connection stays usable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, ContextManager, Iterable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -428,6 +429,16 @@ class SQLiteDatabase:
             outcomes += self._group(work[len(outcomes):])
         return outcomes
 
+    def turn(self) -> ContextManager[None]:
+        """
+        The writer lock of a shared file (nothing otherwise), held across
+        the transactions run meanwhile on this thread: L{SQLiteStore}'s group
+        commit forms a batch once it has it, so what queued while another
+        process's writer held the file joins that batch.
+        """
+        lock = self._writerLock
+        return lock.held() if lock is not None else contextlib.nullcontext()
+
     def _group(self, work: list[Work]) -> list[Outcome]:
         """
         Run as much of C{work} as one transaction holds; an outcome for each of those.
@@ -563,7 +574,9 @@ class SQLiteStore:
         self._reactor = reactor
         self._pool = WriterThread(name="marvin-sqlite")
         self._pool.start()
-        self._committer = GroupCommitter(reactor, self._pool, self._database.runBatch, maxBatch)
+        self._committer = GroupCommitter(
+            reactor, self._pool, self._database.runBatch, maxBatch, turn=self._database.turn
+        )
 
     def transact(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         # Batched with whatever else is queued: one commit, one fsync (am.store.groupcommit).
