@@ -31,9 +31,14 @@ and client i talks to controller i mod 2. With C{--workers N} (SQLite) the one
 controller runs N processes on its port (C{workers: N}, docs/sqlite.md); the
 CPU is that of all of them, and the heartbeat line says each one's share.
 
+With C{--rounds N} the whole session runs N times (a fresh set-up each) and the
+goals are judged on the medians, each figure shown with its range: on a shared
+or virtual machine one round's figures can move by 15 % or more.
+
 Run:  .venv/bin/python bench/bench_rest_load.py            # ~2 min, 1,000 nodes, 10k tasks
       .venv/bin/python bench/bench_rest_load.py --scale    # and the flatness and memory goals (+~5 min)
       .venv/bin/python bench/bench_rest_load.py --quick    # ~20 s
+      .venv/bin/python bench/bench_rest_load.py --rounds 3 # ~6 min, the goals on medians
       .venv/bin/python bench/bench_rest_load.py --postgres 'postgresql:///postgres?host=/var/run/postgresql' \\
           --controllers 2
 """
@@ -45,6 +50,7 @@ import http.client
 import json
 import os
 import random
+import statistics
 import tempfile
 import threading
 import time
@@ -222,6 +228,43 @@ def report(name: str, result: dict, clients: int) -> None:
           flush=True)
 
 
+# The figures of a phase that rounds are combined on (their medians).
+MEDIAN_KEYS = ("rate", "p50", "p99", "cpu_ms", "cores", "client_cores")
+
+
+def medians(rounds: list[dict]) -> dict:
+    """
+    Each phase's figures as the medians over C{rounds}, with C{spread} holding
+    each figure's (lowest, highest) and the errors of every round summed.
+    """
+    combined = {}
+    for phase in rounds[0]:
+        runs = [r[phase] for r in rounds]
+        result = dict(runs[-1])
+        result["spread"] = {}
+        for key in MEDIAN_KEYS:
+            values = [run[key] for run in runs]
+            result[key] = statistics.median(values)
+            result["spread"][key] = (min(values), max(values))
+        result["count"] = sum(run["count"] for run in runs)
+        errors: dict = {}
+        for run in runs:
+            for kind, n in run["errors"].items():
+                errors[kind] = errors.get(kind, 0) + n
+        result["errors"] = errors
+        combined[phase] = result
+    return combined
+
+
+def reportMedians(combined: dict, rounds: int) -> None:
+    print(f"\nmedians of {rounds} rounds (lowest-highest):")
+    for phase, r in combined.items():
+        low, high = zip(*(r["spread"][k] for k in ("rate", "p50", "p99", "cpu_ms")))
+        print(f"  {phase:<11} {r['rate']:8.1f} req/s ({low[0]:.0f}-{high[0]:.0f})  "
+              f"p50 {r['p50']:.2f} ms ({low[1]:.2f}-{high[1]:.2f})  p99 {r['p99']:.2f} ms ({low[2]:.2f}-{high[2]:.2f})  "
+              f"ctl CPU {r['cpu_ms']:.3f} ms/req ({low[3]:.3f}-{high[3]:.3f})", flush=True)
+
+
 def goals(results: dict, args: argparse.Namespace) -> None:
     hb, al, fi, li, pg = (results.get(k) for k in ("heartbeats", "allocations", "finds", "lists", "pages"))
     print("\nagainst the legacy marvinctld (issue 11; above 1x = Marvin better):")
@@ -273,6 +316,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes of the (SQLite) controller: workers: N in its configuration")
     parser.add_argument("--quick", action="store_true", help="~20 s: 4 s phases, 2,000 tasks")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the session this many times and judge the goals on the medians")
     parser.add_argument("--no-health", action="store_true",
                         help="no node health records (by default every node has an old one, as on a testbed)")
     parser.add_argument("--list-scale", action="store_true",
@@ -289,7 +334,16 @@ def main() -> None:
     if args.controllers == 2 and not args.postgres:
         parser.error("--controllers 2 needs --postgres (two controllers cannot share a SQLite file)")
 
-    results, _ = session(args, args.nodes, args.tasks, args.phases.split(","), args.duration)
+    if args.rounds < 1 or (args.rounds > 1 and args.profile):
+        parser.error("--rounds must be at least 1 (and 1 with --profile)")
+    rounds = []
+    for n in range(args.rounds):
+        if args.rounds > 1:
+            print(f"\n-- round {n + 1} of {args.rounds} --", flush=True)
+        rounds.append(session(args, args.nodes, args.tasks, args.phases.split(","), args.duration)[0])
+    results = rounds[0] if args.rounds == 1 else medians(rounds)
+    if args.rounds > 1:
+        reportMedians(results, args.rounds)
     if args.profile:
         import pstats
 
