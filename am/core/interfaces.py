@@ -10,7 +10,27 @@ another writer. SQLite (L{am.store.sqlite}) is the embedded default; PostgreSQL
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 from zope.interface import Attribute, Interface
+
+
+@attrs.frozen
+class ReadAhead:
+    """
+    What a small, frequent command reads before it writes (a heartbeat: its
+    caller, its node, the node's queued and upcoming tasks: C{tasksOfNode(nodeid,
+    start, stop, queued)}), so that a store paying a round trip per read may
+    make a whole batch's in one (L{am.store.pgahead}). A hint: a store may
+    ignore it, and a read it did not foresee is made as usual.
+    """
+
+    userid: Any
+    nodeid: str
+    start: int
+    stop: int
+    queued: int
 
 
 class IStore(Interface):

@@ -13,7 +13,7 @@ import attrs
 from am.core import health, quotas, states
 from am.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from am.core.events import NodeHeard, ScheduleWindowChanged, emit
-from am.core.interfaces import IStoreTransaction
+from am.core.interfaces import IStoreTransaction, ReadAhead
 from am.core.model import NODE_ACTIVE, NODE_MAINTENANCE, Experiment, Schedule, User
 from am.core.policy import Policy
 from am.core.states import Actor
@@ -123,7 +123,7 @@ def heartbeat(
         if previous:
             health.noteGap(txn, node.id, now, policy)
     # Read before a queued task is placed: the one placed is added below.
-    waiting, upcoming = txn.tasksOfNode(node.id, now, now + policy.prefetch, _QUEUE_LOOKAHEAD)
+    waiting, upcoming = txn.tasksOfNode(node.id, *_taskWindow(now, policy))
     placed = placeQueued(txn, node.id, now, policy, waiting) if node.status == NODE_ACTIVE else None
     limit = max(1, min(limit, 100))
     tasks = [s for s in upcoming if s.status != states.ALLOCATED][:limit]
@@ -139,6 +139,19 @@ def heartbeat(
 # How many of a node's queued tasks one heartbeat looks at (expired ones are
 # dropped on the way to the oldest live one).
 _QUEUE_LOOKAHEAD = 16
+
+
+def _taskWindow(now: int, policy: Policy) -> tuple[int, int, int]:
+    # The window of upcoming tasks a heartbeat hands out, and how many queued ones it looks at.
+    return now, now + policy.prefetch, _QUEUE_LOOKAHEAD
+
+
+def heartbeatReads(userid: Any, nodeid: str, now: int, policy: Policy, **kwargs: Any) -> ReadAhead:
+    """
+    What L{heartbeat} (as the command C{am.core.commands.heartbeat}) reads
+    before it writes, for a store that reads a batch's at once.
+    """
+    return ReadAhead(userid, str(nodeid), *_taskWindow(now, policy))
 
 
 def placeQueued(

@@ -38,13 +38,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from am.core.errors import BadRequest, Conflict, StaleWrite
-from am.core.interfaces import IStoreTransaction
+from am.core.interfaces import IStoreTransaction, ReadAhead
 from am.core.model import Experiment, Node, Quota, Schedule, User
 from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES
 from am.core.intervalindex import IntervalIndex
 from am.store.groupcommit import Outcome, Work
-from am.store import healthcache
+from am.store import healthcache, pgahead
 from am.store.pgfast import Statements
 from am.store.pgheld import Direct, HeldConnection, OneStatement, OneStatementOnly
 from am.store.pglocks import MOST_NODE_LOCKS, NODE_LOCK_CLASS, NodeLocks, nodeKey  # noqa: F401 (names of this store)
@@ -71,7 +71,7 @@ ATTEMPTS = 8
 
 
 @implementer(IStoreTransaction)
-class PostgresTransaction(NodeLocks, ScheduleReads, SQLTransaction):
+class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, ScheduleReads, SQLTransaction):
     """
     L{IStoreTransaction} over one open PostgreSQL transaction.
     """
@@ -109,6 +109,8 @@ class PostgresTransaction(NodeLocks, ScheduleReads, SQLTransaction):
         self._testbed: Optional[str] = None
         # Users whose row this (writing) transaction has locked.
         self._usersLocked: set[Any] = set()
+        # A batch's first reads, made at its start (L{pgahead.ReadsAhead.readAhead}).
+        self._ahead = pgahead.Ahead()
 
     def _sql(self, text: str) -> str:
         # The shared queries use "?"; psycopg wants "%s" (and none of ours has a literal "?").
@@ -181,6 +183,9 @@ class PostgresTransaction(NodeLocks, ScheduleReads, SQLTransaction):
         self._bumpNodes()
 
     def getNode(self, nodeid: str) -> Optional[Node]:
+        kept = self._ahead.take("node", str(nodeid))
+        if kept is not pgahead.MISSING:
+            return kept
         row = self._one(f"SELECT {NODE_COLUMNS} FROM nodes WHERE id = %s", str(nodeid))
         return nodeFromRow(row) if row else None
 
@@ -550,13 +555,17 @@ class PostgresDatabase:
         """
         if len(work) > 1:
             try:
-                return [(True, r) for r in self.run(_together, work)]
+                return [(True, r) for r in self.run(_together, work, pgahead.hints(work))]
             except Exception:
                 pass
         outcomes: list[Outcome] = []
         for function, args, kwargs in work:
+            reads = pgahead.hints([(function, args, kwargs)])
             try:
-                outcomes.append((True, self.run(function, *args, **kwargs)))
+                if reads and getattr(function, "rerunnable", False):
+                    outcomes.append((True, self.run(_alone, reads, function, args, kwargs)))
+                else:
+                    outcomes.append((True, self.run(function, *args, **kwargs)))
             except BaseException:
                 outcomes.append((False, Failure()))
         return outcomes
@@ -568,5 +577,15 @@ class PostgresDatabase:
         self._connection.close()
 
 
-def _together(txn: Any, work: list[Work]) -> list[Any]:
+def _together(txn: Any, work: list[Work], reads: list[ReadAhead]) -> list[Any]:
+    txn.readAhead(reads)
     return [function(txn, *args, **kwargs) for function, args, kwargs in work]
+
+
+def _alone(txn: Any, reads: list[ReadAhead], function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    txn.readAhead(reads)
+    return function(txn, *args, **kwargs)
+
+
+# Run again as a whole when it lost a race: only with a function that may be (runBatch).
+_alone.rerunnable = True  # type: ignore[attr-defined]
