@@ -170,3 +170,20 @@ def test_twiceInABatch() -> None:
     assert _tasks(first) == _tasks(second) == [(queued.id, "requested")]
     assert second.tasks[0].start == first.tasks[0].start
     db.close()
+
+
+def test_batchPlansOnce() -> None:
+    """
+    A batch's statements use their generic plans (the reads ahead take
+    arrays of the batch's length, which PostgreSQL would plan anew at each
+    run); that ends with the batch, and other transactions plan as usual.
+    """
+    db, _owner = _filled()
+
+    def mode(txn: Any) -> str:
+        return txn._db.execute("SHOW plan_cache_mode").fetchone()[0]
+
+    assert [r for _, r in db.runBatch([(mode, (), {}), (mode, (), {})])] == ["force_generic_plan"] * 2
+    assert db.run(mode) == "auto"
+    assert db.read(mode) == "auto"
+    db.close()
