@@ -7,6 +7,7 @@ run; a lost connection is an OperationalError that the store reconnects after.
 from __future__ import annotations
 
 import json
+import threading
 
 import psycopg
 import pytest
@@ -145,4 +146,86 @@ def test_bindAsClientCursor() -> None:
             assert statements.bind(sql, args) == psycopg.ClientCursor(connection).mogrify(sql, args)
     named = "SELECT %(a)s"
     assert statements.bind(named, {"a": 1}) == "SELECT 1"
+    connection.close()
+
+
+def test_pipelineInOrder() -> None:
+    """
+    Statements in one round trip: nothing sent while one of the texts is not
+    prepared yet; then each one's rows or row count, in order, as one by one.
+    """
+    connection = _connection()
+    statements = Statements(connection)
+    update = "UPDATE t SET big = big + %s WHERE id = %s"
+    pair = [(update, (1, 2)), (_ROWS, ([1, 2],))]
+    assert statements.pipeline(pair) is None
+    assert connection.execute("SELECT big FROM t WHERE id = 2").fetchone() == (-1,)
+    for sql, args in pair + pair:
+        statements.execute(sql, args)
+    done = statements.pipeline(pair)
+    assert done is not None and done[0].rowcount == 1
+    assert done[1].fetchall() == connection.execute(_ROWS, ([1, 2],)).fetchall()
+    assert done[1].fetchall()[1][1] == 2
+    connection.close()
+
+
+def test_pipelineStopsAtAnError() -> None:
+    """
+    The first statement's error is raised as psycopg raises it, the next one
+    did not run, and the connection is usable once the transaction is rolled back.
+    """
+    connection = _connection()
+    statements = Statements(connection)
+    insert = "INSERT INTO t (id, name) VALUES (%s, %s)"
+    fails = "SELECT 1 / %s"
+    for args in ((1,), (2,)):
+        statements.execute(fails, args)
+    statements.execute(insert, (20, "a"))
+    statements.execute(insert, (21, "b"))
+    connection.execute("BEGIN")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        statements.pipeline([(fails, (0,)), (insert, (22, "c"))])
+    connection.execute("ROLLBACK")
+    assert connection.execute("SELECT count(*) FROM t WHERE id = 22").fetchone() == (0,)
+    assert statements.pipeline([(insert, (23, "d")), (fails, (1,))])[1].fetchone() == (1,)
+    connection.close()
+
+
+def test_pipelineWaitsWithoutTheGIL() -> None:
+    """
+    A pipeline waiting for a lock that another thread of the process holds
+    lets that thread run and release it (libpq's own wait would hold the
+    GIL, and both would wait until the lock timeout).
+    """
+    connection = _connection()
+    statements = Statements(connection)
+    lock = "SELECT pg_advisory_xact_lock(%s)"
+    read = "SELECT name FROM t WHERE id = %s"
+    for sql, args in ((lock, (7,)), (lock, (7,)), (read, (1,)), (read, (1,))):
+        statements.execute(sql, args)
+    connection.execute("SET lock_timeout = 5000")
+    holder = psycopg.connect(connection.info.dsn, autocommit=True)
+    holder.execute("BEGIN")
+    holder.execute("SELECT pg_advisory_xact_lock(7)")
+    outcome: list[object] = []
+
+    def pipelined() -> None:
+        connection.execute("BEGIN")
+        try:
+            outcome.append(statements.pipeline([(lock, (7,)), (read, (1,))])[1].fetchone())
+        except Exception as e:
+            outcome.append(e)
+        connection.execute("ROLLBACK")
+
+    thread = threading.Thread(target=pipelined)
+    thread.start()
+    pid = connection.info.backend_pid
+    waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
+    with psycopg.connect(connection.info.dsn, autocommit=True) as watcher:
+        while watcher.execute(waiting, (pid,)).fetchone() != ("Lock",) and thread.is_alive():
+            pass
+    holder.execute("COMMIT")
+    thread.join()
+    assert outcome == [('ä "x"',)]
+    holder.close()
     connection.close()

@@ -95,7 +95,7 @@ def test_longestWindowKnown() -> None:
 
     def book(txn, start, length, fail=False):
         txn.addSchedules([Schedule(expid=expid, nodeid="1", start=start, stop=start + length)])
-        held = [t for t in txn._db._held if "longest_window" in t]
+        held = [sql for sql, _args in txn._db._held if "longest_window" in sql]
         if fail:
             raise RuntimeError("no")
         return held
@@ -168,4 +168,58 @@ def test_oneStatementReads() -> None:
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         db.read(lambda txn: txn.setHeartbeat("1", NOW + 1, None, None))
     assert db.run(lambda txn: txn.getNode("1").heartbeat) == NOW
+    db.close()
+
+
+def test_heldWritesPrepared() -> None:
+    """
+    Once the connection has prepared them, held writes travel as prepared
+    statements with the COMMIT in one round trip (a pipeline), and are
+    written as before.
+    """
+    from tests.test_store_pgtrips import _Recording
+
+    db = PostgresDatabase(fresh())
+    owner = _setup(db)
+    journal = len(db.read(lambda txn: txn.listJournal(owner)))
+
+    def charge(txn, current):
+        txn.putQuota(owner, _quota(current))
+        txn.addJournal(JournalEntry(NOW, owner, "time", -1, current, "booking"))
+        txn.setHeartbeat("1", NOW + current, None, None)
+
+    db.run(charge, 9)
+    db.run(charge, 8)
+    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
+    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
+    db.run(charge, 7)
+    assert len(spy.sent) == 2 and spy.sent[0].startswith("BEGIN"), spy.sent
+    writes = spy.sent[1].split(" | ")
+    assert len(writes) == 4 and writes[-1] == "COMMIT" and "%s" in writes[0], writes
+    assert db.read(lambda txn: (
+        txn.getQuotas(owner)["time"].current, len(txn.listJournal(owner)), txn.getNode("1").heartbeat,
+    )) == (7, journal + 3, NOW + 7)
+    db.close()
+
+
+def test_preparedHeldWriteFailingAtCommit() -> None:
+    """
+    A prepared held write the database refuses fails the transaction at the
+    commit: nothing of it is kept (not the writes before it in the same
+    round trip), and the connection goes on.
+    """
+    db = PostgresDatabase(fresh())
+    owner = _setup(db)
+
+    def charge(txn, userid, current):
+        txn.setHeartbeat("1", NOW + current, None, None)
+        txn.putQuota(userid, _quota(current))
+
+    db.run(charge, owner, 9)
+    db.run(charge, owner, 8)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        db.run(charge, 10**9, 5)  # no such user
+    assert db.read(lambda txn: (txn.getNode("1").heartbeat, txn.getQuotas(owner)["time"].current)) == (NOW + 8, 8)
+    db.run(charge, owner, 4)
+    assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 4
     db.close()

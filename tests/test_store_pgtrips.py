@@ -37,6 +37,14 @@ class _Recording:
         self.sent.append(" ".join(str(sql).split()))
         return self._connection.execute(sql, args, **kwargs)
 
+    def pipeline(self, statements: Any, end: Optional[bytes] = None) -> Any:
+        # One round trip: its statements (and END) joined by " | ".
+        done = self._connection.pipeline(statements, end)
+        if done is not None:
+            texts = [" ".join(sql.split()) for sql, _ in statements] + ([end.decode()] if end else [])
+            self.sent.append(" | ".join(texts))
+        return done
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
 

@@ -20,6 +20,7 @@ psycopg deallocates all of a session's statements after a ROLLBACK.
 from __future__ import annotations
 
 import re
+import select
 from typing import Any, Optional, Sequence
 
 import psycopg
@@ -108,6 +109,69 @@ class Statements:
             return Rows([], result.command_tuples or 0)
         raise self._error(result)
 
+    def pipeline(
+        self, statements: Sequence[tuple[str, Sequence[Any]]], end: Optional[bytes] = None,
+    ) -> Optional[list[Rows]]:
+        """
+        Run C{statements}, then the command C{end} if given (C{COMMIT}), in
+        one round trip (libpq's pipeline mode), in order: each still runs as
+        a statement of its own on the server, prepared, so under READ
+        COMMITTED each sees what was committed when it started. The first
+        error raises, and the statements after it did not run.
+
+        @return: each statement's rows; C{None}, with nothing sent, while one
+            of the texts is not prepared here yet (a text is at its second
+            sighting, here or in L{execute}): send them another way.
+        """
+        sends = []
+        transformer = self._transformer
+        ready = True
+        for sql, args in statements:
+            converted = self._seen.get(sql, _NEW)
+            if converted.__class__ is not tuple:
+                converted = self._promote(sql, args, converted)
+            if converted is None or len(args) != converted[1]:
+                ready = False
+        if not ready:
+            return None
+        for sql, args in statements:
+            query, count = self._seen[sql]
+            params = transformer.dump_sequence(args, [PyFormat.AUTO] * count) if count else []
+            key = (sql, transformer.types if count else ())
+            name = self._names.get(key)
+            if name is None:
+                name = self._prepare(key, query)
+            sends.append((name, params, transformer.formats if count else None))
+        pgconn = self._pgconn
+        results = []
+        pgconn.enter_pipeline_mode()
+        try:
+            for name, params, formats in sends:
+                pgconn.send_query_prepared(name, params, formats, 0)
+            if end is not None:
+                pgconn.send_query_params(end, None)
+            pgconn.pipeline_sync()
+            _flush(pgconn)
+            for _ in range(len(sends) + (end is not None)):
+                results.append(_result(pgconn))
+                _result(pgconn)  # the end of this statement's results
+            _result(pgconn)  # the sync
+        finally:
+            if pgconn.status != _BAD:
+                pgconn.exit_pipeline_mode()
+        rows = []
+        for result in results:
+            if result is None:
+                raise errors.OperationalError("the connection was lost")
+            if result.status == _TUPLES_OK:
+                transformer.set_pgresult(result)
+                rows.append(Rows(transformer.load_rows(0, result.ntuples, tuple), result.ntuples))
+            elif result.status == _COMMAND_OK:
+                rows.append(Rows([], result.command_tuples or 0))
+            else:
+                raise self._error(result)
+        return rows
+
     def bind(self, sql: str, args: Sequence[Any]) -> str:
         """
         C{sql} with C{args} bound on the client, as psycopg's C{ClientCursor}
@@ -167,6 +231,30 @@ class Statements:
             # Forgotten here; the server drops them with the session.
             self._names.clear()
         return error
+
+
+def _flush(pgconn: Any) -> None:
+    # Send what libpq buffered (the connection is non-blocking), waiting
+    # without the GIL.
+    while pgconn.flush():
+        _wait(pgconn, select.POLLOUT)
+
+
+def _result(pgconn: Any) -> Any:
+    # The next result, waiting for it without the GIL: libpq's own wait in
+    # get_result would hold it, and a statement waiting for a lock that
+    # another thread of this process holds would then wait for ever.
+    pgconn.consume_input()
+    while pgconn.is_busy():
+        _wait(pgconn, select.POLLIN)
+        pgconn.consume_input()
+    return pgconn.get_result()
+
+
+def _wait(pgconn: Any, event: int) -> None:
+    poll = select.poll()
+    poll.register(pgconn.socket, event)
+    poll.poll()
 
 
 def _pieces(sql: str) -> Any:

@@ -49,7 +49,7 @@ class HeldConnection:
     def __init__(self, connection: psycopg.Connection, statements: Optional[Statements] = None) -> None:
         self.connection = connection
         self.statements = statements
-        self._held: list[str] = []
+        self._held: list[tuple[str, tuple]] = []
         self._tables: set[str] = set()
         self._binder: Optional[ClientCursor] = None
 
@@ -58,13 +58,24 @@ class HeldConnection:
         Send C{sql} (C{%s} placeholders) later: with the commit, or before the
         first statement naming one of C{tables}.
         """
+        self._held.append((sql, tuple(args)))
+        self._tables.update(tables)
+
+    def _send(self, end: Optional[str] = None) -> None:
+        # The held writes (and END), in one round trip: as prepared statements
+        # in a pipeline once the connection has prepared them all (the
+        # server neither parses nor plans them again), else as one text.
+        held, self._held = self._held, []
+        self._tables.clear()
         if self.statements is not None:
-            self._held.append(self.statements.bind(sql, tuple(args)))
+            if self.statements.pipeline(held, end.encode() if end else None) is not None:
+                return
+            texts = [self.statements.bind(sql, args) for sql, args in held]
         else:
             if self._binder is None:
                 self._binder = ClientCursor(self.connection)
-            self._held.append(self._binder.mogrify(sql, tuple(args)))
-        self._tables.update(tables)
+            texts = [self._binder.mogrify(sql, args) for sql, args in held]
+        self.connection.execute("; ".join(texts + ([end] if end else [])), prepare=False)
 
     def _needs(self, sql: Any) -> bool:
         text = sql if isinstance(sql, str) else str(sql)
@@ -75,10 +86,7 @@ class HeldConnection:
         Send what is held now, in one round trip.
         """
         if self._held:
-            text = "; ".join(self._held)
-            self._held.clear()
-            self._tables.clear()
-            self.connection.execute(text, prepare=False)
+            self._send()
 
     def execute(self, sql: Any, args: Any = None, **kwargs: Any) -> psycopg.Cursor:
         if self._held and self._needs(sql):
@@ -104,10 +112,7 @@ class HeldConnection:
         Send what is held and C{COMMIT}, in one round trip.
         """
         if self._held:
-            text = "; ".join([*self._held, "COMMIT"])
-            self._held.clear()
-            self._tables.clear()
-            self.connection.execute(text, prepare=False)
+            self._send("COMMIT")
         else:
             self.connection.execute("COMMIT")
 
