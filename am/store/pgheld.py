@@ -6,11 +6,13 @@ Each statement costs the controller a round trip to the server: a send, a
 wait and a wake-up of its thread (on a busy 2-core box about as much CPU as
 the statement's Python). Some writes of a writing transaction are only
 written: a heartbeat's time, a quota's new value, its journal line, the
-longest window. L{HeldConnection} keeps those as text (bound on the client,
-as the server would have bound them) and sends them in one simple query
-together with the C{COMMIT}, or before any statement that names one of the
-tables they write, so every statement still sees them; the order of the
-writes among themselves is kept.
+longest window. L{HeldConnection} keeps those and sends them in one round
+trip together with the C{COMMIT}, or before any statement that names one of
+the tables they write, so every statement still sees them; the order of the
+writes among themselves is kept. Once the connection has prepared them they
+go as prepared statements in a pipeline (L{Statements.pipeline}: the server
+neither parses nor plans them again); until then as one text, bound on the
+client as the server would have bound them.
 
 What changes: a held write takes its row lock and meets its constraints at
 the commit (or the next statement on its table) rather than at once. A
