@@ -102,8 +102,9 @@ def run(db: PostgresDatabase, args: argparse.Namespace, now: int) -> None:
             for k in range(0, args.operations * size, size):
                 clock[0] += 1
                 batch = [nodes[(k + j) % len(nodes)] for j in range(size)]
-                work = [(runCommand, (commands.heartbeat, (nodeUsers[n], n, clock[0], POLICY), {}, ()), {})
-                        for n in batch]
+                work: list[Any] = [
+                    (runCommand, (commands.heartbeat, (nodeUsers[n], n, clock[0], POLICY), {}, ()), {}) for n in batch
+                ]
                 for ok, outcome in db.runBatch(work):
                     if not ok:
                         outcome.raiseException()
