@@ -67,7 +67,10 @@ def _setGeneric(on: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--postgres", required=True, metavar="URL", help="a PostgreSQL server on this machine")
+    parser.add_argument(
+        "--postgres", metavar="URL", help="a PostgreSQL server on this machine (a database of our own is made)",
+        default=os.environ.get("MARVIN_TEST_POSTGRES") or "postgresql:///postgres?host=/var/run/postgresql",
+    )
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--operations", type=int, default=600, help="batches or bookings per measured run")
