@@ -223,3 +223,28 @@ def test_preparedHeldWriteFailingAtCommit() -> None:
     db.run(charge, owner, 4)
     assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 4
     db.close()
+
+
+def test_connectionLostAtAPreparedCommit() -> None:
+    """
+    The server's session ends before the held writes' pipeline is sent: the
+    transaction fails with an OperationalError, nothing of it is kept, and
+    the next transaction runs on a new connection.
+    """
+    db = PostgresDatabase(fresh())
+    owner = _setup(db)
+
+    def charge(txn, current, kill=False):
+        txn.putQuota(owner, _quota(current))
+        if kill:
+            with psycopg.connect(db.url, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (txn._db.connection.info.backend_pid,))
+
+    db.run(charge, 9)
+    db.run(charge, 8)
+    with pytest.raises(psycopg.OperationalError):
+        db.run(charge, 5, kill=True)
+    assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 8
+    db.run(charge, 4)
+    assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 4
+    db.close()
