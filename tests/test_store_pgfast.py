@@ -229,3 +229,25 @@ def test_pipelineWaitsWithoutTheGIL() -> None:
     assert outcome == [('ä "x"',)]
     holder.close()
     connection.close()
+
+
+def test_commandAsPsycopg() -> None:
+    """
+    A transaction's ends through libpq directly: the transaction opens and
+    commits; a refused command and a lost session raise psycopg's errors.
+    """
+    connection = _connection()
+    statements = Statements(connection)
+    statements.command("BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; SET LOCAL jit = off")
+    assert connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    connection.execute("INSERT INTO t (id) VALUES (30)")
+    statements.command("COMMIT")
+    assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert connection.execute("SELECT count(*) FROM t WHERE id = 30").fetchone() == (1,)
+    with pytest.raises(psycopg.errors.SyntaxError):
+        statements.command("BEGINN")
+    with psycopg.connect(connection.info.dsn, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (connection.info.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        statements.command("BEGIN")
+    assert connection.broken

@@ -131,6 +131,10 @@ class _Counting:
         self.sent.append(str(sql).split()[0])
         return self._connection.execute(sql, args, **kwargs)
 
+    def command(self, sql):
+        self.sent.append(sql.split()[0])
+        self._connection.command(sql)
+
     def __getattr__(self, name: str):
         return getattr(self._connection, name)
 

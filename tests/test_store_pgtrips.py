@@ -37,6 +37,10 @@ class _Recording:
         self.sent.append(" ".join(str(sql).split()))
         return self._connection.execute(sql, args, **kwargs)
 
+    def command(self, sql: str) -> None:
+        self.sent.append(sql)
+        self._connection.command(sql)
+
     def pipeline(self, statements: Any, end: Optional[bytes] = None) -> Any:
         # One round trip: its statements (and END) joined by " | ".
         done = self._connection.pipeline(statements, end)

@@ -109,6 +109,16 @@ class Statements:
             return Rows([], result.command_tuples or 0)
         raise self._error(result)
 
+    def command(self, sql: str) -> None:
+        """
+        Run C{sql}, commands without parameters or rows (C{BEGIN ...},
+        C{COMMIT}), through libpq directly: about half the CPU of psycopg's
+        C{execute}, on every transaction's two ends.
+        """
+        result = self._pgconn.exec_(sql.encode(self._encoding))
+        if result.status != _COMMAND_OK:
+            raise self._error(result)
+
     def pipeline(
         self, statements: Sequence[tuple[str, Sequence[Any]]], end: Optional[bytes] = None,
     ) -> Optional[list[Rows]]:

@@ -115,6 +115,8 @@ class HeldConnection:
         """
         if self._held:
             self._send("COMMIT")
+        elif self.statements is not None:
+            self.statements.command("COMMIT")
         else:
             self.connection.execute("COMMIT")
 

@@ -164,6 +164,8 @@ class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, ScheduleReads, SQLTrans
                 # Once, as the last write: every writer takes this one row last (no deadlock).
                 self._db.hold(healthcache.BUMP, (), ("meta",))
             self._db.commit()
+        elif self._statements is not None:
+            self._statements.command("COMMIT")
         else:
             self._db.execute("COMMIT")
 
@@ -429,7 +431,7 @@ class PostgresDatabase:
             if self._connection.closed or self._connection.broken:
                 self._reconnect()
             try:
-                self._connection.execute(begin, prepare=False)
+                self._statements.command(begin)
                 return self._connection
             except psycopg.OperationalError:
                 if attempt == 2 or not self._connection.broken:
