@@ -91,21 +91,30 @@ class Statements:
             converted = self._promote(sql, args, converted)
             if converted is None:
                 return self.connection.execute(sql, args)
-        query, count = converted
-        if len(args) != count:
+        if len(args) != converted[1]:
             return self.connection.execute(sql, args)
+        return self._rows(self._pgconn.exec_prepared(*self._bound(sql, args, converted), 0))
+
+    def _bound(self, sql: str, args: Sequence[Any], converted: tuple[bytes, int]) -> tuple[bytes, Sequence[Any], Any]:
+        # The prepared statement's name (prepared now if need be), the
+        # parameters dumped and their formats.
+        query, count = converted
         transformer = self._transformer
         params = transformer.dump_sequence(args, [PyFormat.AUTO] * count) if count else []
         key = (sql, transformer.types if count else ())
         name = self._names.get(key)
         if name is None:
             name = self._prepare(key, query)
-        result = self._pgconn.exec_prepared(name, params, transformer.formats if count else None, 0)
-        status = result.status
-        if status == _TUPLES_OK:
-            transformer.set_pgresult(result)
-            return Rows(transformer.load_rows(0, result.ntuples, tuple), result.ntuples)
-        if status == _COMMAND_OK:
+        return name, params, transformer.formats if count else None
+
+    def _rows(self, result: Any) -> Rows:
+        # A statement's result as psycopg would give it, or its error raised.
+        if result is None:
+            raise errors.OperationalError("the connection was lost")
+        if result.status == _TUPLES_OK:
+            self._transformer.set_pgresult(result)
+            return Rows(self._transformer.load_rows(0, result.ntuples, tuple), result.ntuples)
+        if result.status == _COMMAND_OK:
             return Rows([], result.command_tuples or 0)
         raise self._error(result)
 
@@ -133,25 +142,17 @@ class Statements:
             of the texts is not prepared here yet (a text is at its second
             sighting, here or in L{execute}): send them another way.
         """
-        sends = []
-        transformer = self._transformer
-        ready = True
+        ready = []
         for sql, args in statements:
+            # (Every text is looked at: all of them are promoted at once.)
             converted = self._seen.get(sql, _NEW)
             if converted.__class__ is not tuple:
                 converted = self._promote(sql, args, converted)
-            if converted is None or len(args) != converted[1]:
-                ready = False
-        if not ready:
+            if converted is not None and len(args) == converted[1]:
+                ready.append(converted)
+        if len(ready) != len(statements):
             return None
-        for sql, args in statements:
-            query, count = self._seen[sql]
-            params = transformer.dump_sequence(args, [PyFormat.AUTO] * count) if count else []
-            key = (sql, transformer.types if count else ())
-            name = self._names.get(key)
-            if name is None:
-                name = self._prepare(key, query)
-            sends.append((name, params, transformer.formats if count else None))
+        sends = [self._bound(sql, args, converted) for (sql, args), converted in zip(statements, ready)]
         pgconn = self._pgconn
         results = []
         pgconn.enter_pipeline_mode()
@@ -169,18 +170,7 @@ class Statements:
         finally:
             if pgconn.status != _BAD:
                 pgconn.exit_pipeline_mode()
-        rows = []
-        for result in results:
-            if result is None:
-                raise errors.OperationalError("the connection was lost")
-            if result.status == _TUPLES_OK:
-                transformer.set_pgresult(result)
-                rows.append(Rows(transformer.load_rows(0, result.ntuples, tuple), result.ntuples))
-            elif result.status == _COMMAND_OK:
-                rows.append(Rows([], result.command_tuples or 0))
-            else:
-                raise self._error(result)
-        return rows
+        return [self._rows(result) for result in results]
 
     def bind(self, sql: str, args: Sequence[Any]) -> str:
         """
