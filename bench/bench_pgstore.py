@@ -21,13 +21,13 @@ import statistics
 import time
 from typing import Any, Callable
 
-from loadsetup import SCRIPT, _cpu, createDatabase, databaseUrl, populate  # noqa: I100 (bench/ on the path)
+from loadsetup import SCRIPT, _cpu, createDatabase, databaseUrl, defaultPostgres, populate  # noqa: I100 (bench/ on the path)
 
 from am.core import commands
 from am.core.allocation import AllocationRequest, allocate
 from am.core.events import runCommand
 from am.core.policy import Policy
-from am.store import postgres
+from am.store import pgahead
 from am.store.postgres import PostgresDatabase
 
 POLICY = Policy(maintenance=(), requireHeartbeat=False, defaultQuotaTime=10**15,
@@ -61,15 +61,15 @@ class Meter:
 
 
 def _setGeneric(on: bool) -> None:
-    postgres._together.genericPlans = on  # type: ignore[attr-defined]
-    postgres._alone.genericPlans = on  # type: ignore[attr-defined]
+    pgahead.together.genericPlans = on  # type: ignore[attr-defined]
+    pgahead.alone.genericPlans = on  # type: ignore[attr-defined]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--postgres", metavar="URL", help="a PostgreSQL server on this machine (a database of our own is made)",
-        default=os.environ.get("MARVIN_TEST_POSTGRES") or "postgresql:///postgres?host=/var/run/postgresql",
+        default=defaultPostgres(),
     )
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--tasks", type=int, default=2000)

@@ -171,7 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--postgres", metavar="URL", help="a PostgreSQL server (databases of our own are made)",
-        default=os.environ.get("MARVIN_TEST_POSTGRES") or "postgresql:///postgres?host=/var/run/postgresql",
+        default=setup.defaultPostgres(),
     )
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--tasks", type=int, default=2000, help="tasks written before the start")

@@ -43,6 +43,14 @@ def tags(i: int) -> dict[str, str]:
 
 
 
+def defaultPostgres() -> str:
+    """
+    The PostgreSQL server a bench uses when none is named: the test suite's
+    (C{MARVIN_TEST_POSTGRES}), else the local one's socket.
+    """
+    return os.environ.get("MARVIN_TEST_POSTGRES") or "postgresql:///postgres?host=/var/run/postgresql"
+
+
 def databaseUrl(base: str, name: str) -> str:
     """
     C{base} with its database name replaced by C{name}.

@@ -142,3 +142,27 @@ class ReadsAhead:
         if kept is MISSING:
             return super().tasksOfNode(nodeid, start, stop, queued)  # type: ignore[misc]
         return kept
+
+
+def together(txn: Any, work: list[Work], reads: list[ReadAhead]) -> list[Any]:
+    """
+    A batch's functions in one transaction, C{reads} made ahead
+    (L{am.store.postgres.PostgresDatabase.runBatch}).
+    """
+    txn.readAhead(reads)
+    return [function(txn, *args, **kwargs) for function, args, kwargs in work]
+
+
+def alone(txn: Any, reads: list[ReadAhead], function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """
+    One of a batch's functions in a transaction of its own, C{reads} made ahead.
+    """
+    txn.readAhead(reads)
+    return function(txn, *args, **kwargs)
+
+
+# Run again as a whole when it lost a race: runBatch uses it only with a function that may be.
+alone.rerunnable = True  # type: ignore[attr-defined]
+# Their statements are a heartbeat's: short, by key, planned once (their
+# transaction's BEGIN says so: am.store.postgres._GENERIC).
+together.genericPlans = alone.genericPlans = True  # type: ignore[attr-defined]

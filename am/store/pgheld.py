@@ -115,10 +115,8 @@ class HeldConnection:
         """
         if self._held:
             self._send("COMMIT")
-        elif self.statements is not None:
-            self.statements.command("COMMIT")
         else:
-            self.connection.execute("COMMIT")
+            _commit(self.connection, self.statements)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.connection, name)
@@ -177,5 +175,16 @@ class Direct:
         assert self.statements is not None
         return self.statements.execute(sql, args)
 
+    def commit(self) -> None:
+        _commit(self.connection, self.statements)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.connection, name)
+
+
+def _commit(connection: psycopg.Connection, statements: Optional[Statements]) -> None:
+    # A COMMIT alone: through libpq directly where the connection can.
+    if statements is not None:
+        statements.command("COMMIT")
+    else:
+        connection.execute("COMMIT")

@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from am.core.errors import BadRequest, Conflict, StaleWrite
-from am.core.interfaces import IStoreTransaction, ReadAhead
+from am.core.interfaces import IStoreTransaction
 from am.core.model import Experiment, Node, Quota, Schedule, User
 from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES
@@ -58,9 +58,10 @@ from am.store.rows import USER_COLUMNS, nodeFromRow, recordKey, userFromRow
 
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-# A heartbeat batch's reads ahead (am/store/pgahead.py) take arrays whose
-# length changes with the batch: PostgreSQL would plan them anew at every run
-# (about 0.4 ms of the server's CPU, three times their execution).
+# For a transaction whose function asks for it (C{genericPlans}: a heartbeat
+# batch's, am/store/pgahead.py, whose reads ahead take arrays of the batch's
+# length, which PostgreSQL would plan anew at every run: about 0.4 ms of the
+# server's CPU, three times their execution).
 _GENERIC = "; SET LOCAL plan_cache_mode = force_generic_plan"
 # Outside the writers' explicit READ WRITE, nothing writes (a one-statement
 # read runs without a transaction: L{PostgresDatabase._single}).
@@ -163,11 +164,7 @@ class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, ScheduleReads, SQLTrans
             if self._health.pending:
                 # Once, as the last write: every writer takes this one row last (no deadlock).
                 self._db.hold(healthcache.BUMP, (), ("meta",))
-            self._db.commit()
-        elif self._statements is not None:
-            self._statements.command("COMMIT")
-        else:
-            self._db.execute("COMMIT")
+        self._db.commit()
 
     @property
     def schemaVersion(self) -> int:
@@ -564,7 +561,7 @@ class PostgresDatabase:
         """
         if len(work) > 1:
             try:
-                return [(True, r) for r in self.run(_together, work, pgahead.hints(work))]
+                return [(True, r) for r in self.run(pgahead.together, work, pgahead.hints(work))]
             except Exception:
                 pass
         outcomes: list[Outcome] = []
@@ -572,7 +569,7 @@ class PostgresDatabase:
             reads = pgahead.hints([(function, args, kwargs)])
             try:
                 if reads and getattr(function, "rerunnable", False):
-                    outcomes.append((True, self.run(_alone, reads, function, args, kwargs)))
+                    outcomes.append((True, self.run(pgahead.alone, reads, function, args, kwargs)))
                 else:
                     outcomes.append((True, self.run(function, *args, **kwargs)))
             except BaseException:
@@ -585,18 +582,3 @@ class PostgresDatabase:
         """
         self._connection.close()
 
-
-def _together(txn: Any, work: list[Work], reads: list[ReadAhead]) -> list[Any]:
-    txn.readAhead(reads)
-    return [function(txn, *args, **kwargs) for function, args, kwargs in work]
-
-
-def _alone(txn: Any, reads: list[ReadAhead], function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-    txn.readAhead(reads)
-    return function(txn, *args, **kwargs)
-
-
-# Run again as a whole when it lost a race: only with a function that may be (runBatch).
-_alone.rerunnable = True  # type: ignore[attr-defined]
-# Their statements are a heartbeat's: short, by key, planned once (_GENERIC).
-_together.genericPlans = _alone.genericPlans = True  # type: ignore[attr-defined]
