@@ -16,7 +16,7 @@ from am.core.model import Node
 from am.store import pgahead
 from am.store.postgres import PostgresDatabase
 from tests.core_helpers import NOW
-from tests.test_store_pgtrips import _book, _filled, _Recording
+from tests.test_store_pgtrips import _book, _filled, recording
 from tests.test_store_postgres import POLICY
 from tests.test_store_postgres import server  # noqa: F401 (a fixture)
 
@@ -31,12 +31,6 @@ def _nodeUsers(db: PostgresDatabase, count: int) -> list[int]:
 def _beat(userid: int, nodeid: str, when: int) -> Any:
     # As the group committer hands a queued heartbeat to runBatch.
     return (runCommand, (commands.heartbeat, (userid, nodeid, when, POLICY), {}, ()), {})
-
-
-def _spy(db: PostgresDatabase) -> list[str]:
-    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
-    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
-    return spy.sent
 
 
 def _tasks(reply: Any) -> list[tuple]:
@@ -54,7 +48,7 @@ def test_batchInThreeStatements() -> None:
     booked = _book(db, owner, NOW + 1000, nodes=["1"]).schedules[0]
     queued = _book(db, owner, -1, nodes=["2"]).schedules[0]
     db.runBatch([_beat(users[i], str(i + 1), NOW) for i in range(3)])
-    sent = _spy(db)
+    sent = recording(db)
     outcomes = db.runBatch([_beat(users[i], str(i + 1), NOW + 10) for i in range(3)])
     assert all(ok for ok, _ in outcomes), outcomes
     replies = [result for _, (result, _events) in outcomes]
@@ -75,7 +69,7 @@ def test_aloneInThreeStatements() -> None:
     db, owner = _filled()
     users = _nodeUsers(db, 2)
     db.runBatch([_beat(users[0], "1", NOW)])
-    sent = _spy(db)
+    sent = recording(db)
     [(ok, _)] = db.runBatch([_beat(users[0], "1", NOW + 10)])
     assert ok and len(sent) == 3, sent
     db.run(lambda txn: txn.deleteNode("2"))
@@ -135,7 +129,7 @@ def test_eachAnsweredOnce() -> None:
         txn.setHeartbeat("1", NOW + 99, None, None)
         return first, txn.getNode("1").heartbeat, len(sent)
 
-    sent = _spy(db)
+    sent = recording(db)
     first, again, statements = db.run(work)
     assert (first, again) == (NOW, NOW + 99)
     # BEGIN, the reads, the held write, the node again

@@ -181,7 +181,7 @@ def test_heldWritesPrepared() -> None:
     statements with the COMMIT in one round trip (a pipeline), and are
     written as before.
     """
-    from tests.test_store_pgtrips import _Recording
+    from tests.test_store_pgtrips import recording
 
     db = PostgresDatabase(fresh())
     owner = _setup(db)
@@ -194,11 +194,10 @@ def test_heldWritesPrepared() -> None:
 
     db.run(charge, 9)
     db.run(charge, 8)
-    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
-    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
+    sent = recording(db)
     db.run(charge, 7)
-    assert len(spy.sent) == 2 and spy.sent[0].startswith("BEGIN"), spy.sent
-    writes = spy.sent[1].split(" | ")
+    assert len(sent) == 2 and sent[0].startswith("BEGIN"), sent
+    writes = sent[1].split(" | ")
     assert len(writes) == 4 and writes[-1] == "COMMIT" and "%s" in writes[0], writes
     assert db.read(lambda txn: (
         txn.getQuotas(owner)["time"].current, len(txn.listJournal(owner)), txn.getNode("1").heartbeat,

@@ -53,6 +53,16 @@ class _Recording:
         return getattr(self._connection, name)
 
 
+def recording(db: PostgresDatabase) -> list[str]:
+    """
+    Record what C{db} sends from now on (its connection and its prepared
+    statements): the list it records into, a round trip an entry.
+    """
+    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
+    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
+    return spy.sent
+
+
 def _filled(policy: Policy = POLICY, nodes: int = 3) -> tuple[PostgresDatabase, int]:
     db = PostgresDatabase(fresh())
 
@@ -79,10 +89,8 @@ def test_bookingStatements() -> None:
     """
     db, owner = _filled()
     _book(db, owner, NOW + 1000)
-    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
-    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
+    sent = recording(db)
     _book(db, owner, NOW + 5000)
-    sent = spy.sent
     assert len(sent) == 9, sent
     assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED")
     assert sent[1].startswith("SELECT id, name, role") and sent[1].endswith("FOR NO KEY UPDATE")
@@ -107,10 +115,9 @@ def test_nodeViewVersionWithIndex() -> None:
     other.run(lambda txn: txn.putNode(Node(id="9", hostname="n9", status="active", heartbeat=NOW)))
     booked = _book(db, owner, NOW + 1000, nodes=["9"])
     assert [s.nodeid for s in booked.schedules] == ["9"]
-    spy = other._connection = _Recording(other._connection)  # type: ignore[assignment]
-    other._statements = _Recording(other._statements, spy.sent)  # type: ignore[assignment]
+    sent = recording(other)
     assert "9" in other.run(lambda txn: txn.nodeView().byId)
-    assert [s for s in spy.sent if "schedule_changes" in s or "FROM schedules" in s] == []
+    assert [s for s in sent if "schedule_changes" in s or "FROM schedules" in s] == []
     other.close()
     db.close()
 
@@ -187,14 +194,13 @@ def test_healthRecordsKept() -> None:
     _book(db, owner, NOW + 1000)
     other = PostgresDatabase(db.url, migrate=False)
     other.run(lambda txn: txn.putHealth(NodeHealth("1", gaps=5, lastGap=NOW)))
-    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
-    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
+    sent = recording(db)
     _book(db, owner, NOW + 5000)
-    assert len(spy.sent) == 10 and len([s for s in spy.sent if "node_health" in s]) == 1, spy.sent
+    assert len(sent) == 10 and len([s for s in sent if "node_health" in s]) == 1, sent
     assert db.read(lambda txn: txn.listHealth()["1"].gaps) == 5
-    spy.sent.clear()
+    sent.clear()
     _book(db, owner, NOW + 9000)
-    assert len(spy.sent) == 9 and not [s for s in spy.sent if "node_health" in s], spy.sent
+    assert len(sent) == 9 and not [s for s in sent if "node_health" in s], sent
     other.close()
     db.close()
 
@@ -217,10 +223,8 @@ def test_heartbeatStatements() -> None:
         return db.run(commands.heartbeat, node.id, "1", when, POLICY, interfaces=interfaces)
 
     beat(NOW + 10)
-    spy = db._connection = _Recording(db._connection)  # type: ignore[assignment]
-    db._statements = _Recording(db._statements, spy.sent)  # type: ignore[assignment]
+    sent = recording(db)
     reply = beat(NOW + 20)
-    sent = spy.sent
     assert [t.id for t in reply.tasks] == [s.id for s in booked.schedules]
     assert len(sent) == 5, sent
     assert sent[0].startswith("BEGIN") and sent[-1].endswith("COMMIT")
