@@ -61,22 +61,23 @@ def test_batchInThreeStatements() -> None:
     db.close()
 
 
-def test_aloneInThreeStatements() -> None:
+def test_aloneInTwoRoundTrips() -> None:
     """
     A heartbeat alone, or run again alone after its batch failed, reads
-    ahead too; the one that failed (an unknown node) fails alone.
+    ahead too (in its BEGIN's round trip); the one that failed (an unknown
+    node) fails alone.
     """
     db, owner = _filled()
     users = _nodeUsers(db, 2)
     db.runBatch([_beat(users[0], "1", NOW)])
     sent = recording(db)
     [(ok, _)] = db.runBatch([_beat(users[0], "1", NOW + 10)])
-    assert ok and len(sent) == 3, sent
+    assert ok and len(sent) == 2 and sent[0].startswith("BEGIN") and "json_build_array" in sent[0], sent
     db.run(lambda txn: txn.deleteNode("2"))
     sent.clear()
     outcomes = db.runBatch([_beat(users[0], "1", NOW + 20), _beat(users[1], "2", NOW + 20)])
     assert outcomes[0][0] and not outcomes[1][0] and outcomes[1][1].check(NotFound)
-    assert len([s for s in sent if s.startswith("SELECT json_build_array")]) == 3, sent
+    assert len([s for s in sent if "SELECT json_build_array" in s]) == 3, sent
     db.close()
 
 

@@ -191,6 +191,33 @@ def test_pipelineStopsAtAnError() -> None:
     connection.close()
 
 
+def test_pipelineBetweenCommands() -> None:
+    """
+    Commands before the statements (a BEGIN and a SET LOCAL) and after them
+    (a COMMIT) go in the same round trip; only the statements' rows and the
+    end's are answered; a transaction rolled back by an error keeps nothing.
+    """
+    connection = _connection()
+    statements = Statements(connection)
+    insert = "INSERT INTO t (id, name) VALUES (%s, %s)"
+    mode = "SELECT current_setting('plan_cache_mode') WHERE %s"
+    for args in ((30, "a"), (31, "b")):
+        statements.execute(insert, args)
+    statements.execute(mode, (True,))
+    statements.execute(mode, (True,))
+    start = [b"BEGIN", b"SET LOCAL plan_cache_mode = force_generic_plan"]
+    done = statements.pipeline([(insert, (32, "c")), (mode, (True,))], b"COMMIT", start)
+    assert done is not None and len(done) == 3
+    assert done[0].rowcount == 1 and done[1].fetchall() == [("force_generic_plan",)]
+    assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert statements.execute(mode, (True,)).fetchall() == [("auto",)]
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        statements.pipeline([(insert, (33, "d")), (insert, (32, "again"))], None, [b"BEGIN"])
+    connection.execute("ROLLBACK")
+    assert connection.execute("SELECT count(*) FROM t WHERE id IN (32, 33)").fetchone() == (1,)
+    connection.close()
+
+
 def test_pipelineWaitsWithoutTheGIL() -> None:
     """
     A pipeline waiting for a lock that another thread of the process holds

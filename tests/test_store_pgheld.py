@@ -12,6 +12,7 @@ import pytest
 from am.core.model import Experiment, JournalEntry, Node, Quota, Schedule
 from am.store.postgres import PostgresDatabase
 from tests.core_helpers import NOW
+from tests.test_store_pgtrips import recording
 from tests.test_store_postgres import _setup, fresh
 from tests.test_store_postgres import server  # noqa: F401 (a fixture)
 
@@ -117,28 +118,6 @@ def test_longestWindowKnown() -> None:
     db.close()
 
 
-class _Counting:
-    """
-    A connection (or its prepared statements) that counts the statements
-    sent through it.
-    """
-
-    def __init__(self, connection, sent=None) -> None:
-        self._connection = connection
-        self.sent: list[str] = [] if sent is None else sent
-
-    def execute(self, sql, args=None, **kwargs):
-        self.sent.append(str(sql).split()[0])
-        return self._connection.execute(sql, args, **kwargs)
-
-    def command(self, sql):
-        self.sent.append(sql.split()[0])
-        self._connection.command(sql)
-
-    def __getattr__(self, name: str):
-        return getattr(self._connection, name)
-
-
 def _lookup(txn):
     return txn.getNode("1").id
 
@@ -155,20 +134,25 @@ def test_oneStatementReads() -> None:
     """
     A read of one statement runs without a transaction (no BEGIN, no
     COMMIT), read only all the same; a read of more runs again in a snapshot,
-    and from then on in a snapshot at once.
+    and from then on in a snapshot at once, its BEGIN in its first
+    statement's round trip once that statement is prepared.
     """
     db = PostgresDatabase(fresh())
     _setup(db)
-    spy = db._connection = _Counting(db._connection)  # type: ignore[assignment]
-    db._statements = _Counting(db._statements, spy.sent)  # type: ignore[assignment]
+    sent = recording(db)
+
+    def words() -> list[str]:
+        # Each round trip's statements by their first word.
+        found = [" | ".join(part.split()[0] for part in s.split(" | ")) for s in sent]
+        del sent[:]
+        return found
+
     assert db.read(_lookup) == "1"
-    assert spy.sent == ["SELECT"]
-    del spy.sent[:]
+    assert words() == ["SELECT"]
     assert db.read(_both) == ("1", 1)
-    assert spy.sent == ["SELECT", "BEGIN", "SELECT", "SELECT", "COMMIT"]
-    del spy.sent[:]
+    assert words() == ["SELECT", "BEGIN", "SELECT", "SELECT", "COMMIT"]
     assert db.read(_both) == ("1", 1)
-    assert spy.sent == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+    assert words() == ["BEGIN | SELECT", "SELECT", "COMMIT"]
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         db.read(lambda txn: txn.setHeartbeat("1", NOW + 1, None, None))
     assert db.run(lambda txn: txn.getNode("1").heartbeat) == NOW
@@ -250,4 +234,86 @@ def test_connectionLostAtAPreparedCommit() -> None:
     assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 8
     db.run(charge, 4)
     assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 4
+    db.close()
+
+
+def _rerunnable(function):
+    function.rerunnable = True
+    return function
+
+
+def test_beginWithTheFirstStatement() -> None:
+    """
+    A transaction that may run again (a core command, a read) sends its
+    BEGIN with its first statement; one that sends nothing sends no BEGIN
+    or COMMIT; the node locks go with the statement after them.
+    """
+    db = PostgresDatabase(fresh())
+    owner = _setup(db)
+    sent = recording(db)
+
+    @_rerunnable
+    def nothing(txn):
+        return txn.lockNodes(["1"])
+
+    @_rerunnable
+    def quota(txn):
+        txn.lockNodes(["1"])
+        return txn.getQuotas(owner)["time"].current
+
+    for _ in range(3):
+        db.run(nothing)
+        assert sent == []
+        db.run(quota)
+        last = sent[:]
+        del sent[:]
+    assert len(last) == 2, last
+    first = last[0].split(" | ")
+    assert [p.split()[0] for p in first] == ["BEGIN", "SELECT", "SELECT", "SELECT"], last
+    assert "pg_advisory_xact_lock" in first[1] and "FOR NO KEY UPDATE" in first[2] and "FROM quotas" in first[3]
+    assert last[1] == "COMMIT", last
+    db.close()
+
+
+def test_lostBeforeBegin() -> None:
+    """
+    A connection found lost by a transaction's first round trip (its BEGIN in
+    it) is replaced and the transaction runs again, unnoticed: nothing of it
+    had reached the server. Lost later, the transaction fails as before.
+    """
+    url = fresh()
+    db = PostgresDatabase(url)
+    owner = _setup(db)
+    admin = psycopg.connect(url, autocommit=True)
+    runs = []
+
+    def kill():
+        admin.execute("SELECT pg_terminate_backend(%s)", (db._connection.info.backend_pid,))
+
+    @_rerunnable
+    def charge(txn, current):
+        runs.append(current)
+        txn.getQuotas(owner)
+        txn.putQuota(owner, _quota(current))
+
+    for value in (9, 8):
+        db.run(charge, value)
+    kill()
+    db.run(charge, 7)
+    assert runs[2:] == [7, 7]
+    assert db.read(lambda txn: (txn.getNode("1").id, txn.getQuotas(owner)["time"].current)) == ("1", 7)
+    kill()
+    assert db.read(lambda txn: (txn.getNode("1").id, txn.getQuotas(owner)["time"].current)) == ("1", 7)
+
+    @_rerunnable
+    def killedInside(txn):
+        txn.getQuotas(owner)
+        kill()
+        txn.putQuota(owner, _quota(1))
+        txn.getNode("1")
+
+    with pytest.raises(psycopg.OperationalError):
+        db.run(killedInside)
+    assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 7
+    admin.close()
     db.close()

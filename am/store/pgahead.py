@@ -109,6 +109,12 @@ class Ahead:
             upcoming.sort(key=lambda s: (s.start, s.id))
             kept["tasks", read.nodeid, read.start, read.stop, read.queued] = (waiting, upcoming)
 
+    def keep(self, value: Any, *key: Any) -> None:
+        """
+        Answer the next read of C{key} with C{value} (read in passing).
+        """
+        self._kept[key] = value
+
     def take(self, *key: Any) -> Any:
         """
         What was read ahead for C{key}, once; L{MISSING} otherwise.

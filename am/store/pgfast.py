@@ -36,6 +36,7 @@ _NEW = object()
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _BAD = pq.ConnStatus.BAD
+_SYNC = pq.ExecStatus.PIPELINE_SYNC
 # "cached plan must not change result type" (the schema changed under a
 # prepared statement: another controller migrated) and "prepared statement
 # does not exist" (somebody deallocated ours): prepare anew next time.
@@ -130,17 +131,20 @@ class Statements:
 
     def pipeline(
         self, statements: Sequence[tuple[str, Sequence[Any]]], end: Optional[bytes] = None,
+        start: Sequence[bytes] = (),
     ) -> Optional[list[Rows]]:
         """
-        Run C{statements}, then the command C{end} if given (C{COMMIT}), in
-        one round trip (libpq's pipeline mode), in order: each still runs as
-        a statement of its own on the server, prepared, so under READ
-        COMMITTED each sees what was committed when it started. The first
-        error raises, and the statements after it did not run.
+        Run the commands C{start} (C{BEGIN ...}), C{statements}, then the
+        command C{end} if given (C{COMMIT}), in one round trip (libpq's
+        pipeline mode), in order: each still runs as a statement of its own
+        on the server, prepared, so under READ COMMITTED each sees what was
+        committed when it started. The first error raises, and the
+        statements after it did not run.
 
-        @return: each statement's rows; C{None}, with nothing sent, while one
-            of the texts is not prepared here yet (a text is at its second
-            sighting, here or in L{execute}): send them another way.
+        @return: each statement's rows (and C{end}'s); C{None}, with nothing
+            sent, while one of the texts is not prepared here yet (a text is
+            at its second sighting, here or in L{execute}): send them
+            another way.
         """
         ready = []
         for sql, args in statements:
@@ -154,23 +158,21 @@ class Statements:
             return None
         sends = [self._bound(sql, args, converted) for (sql, args), converted in zip(statements, ready)]
         pgconn = self._pgconn
-        results = []
         pgconn.enter_pipeline_mode()
         try:
+            for command in start:
+                pgconn.send_query_params(command, None)
             for name, params, formats in sends:
                 pgconn.send_query_prepared(name, params, formats, 0)
             if end is not None:
                 pgconn.send_query_params(end, None)
             pgconn.pipeline_sync()
             _flush(pgconn)
-            for _ in range(len(sends) + (end is not None)):
-                results.append(_result(pgconn))
-                _result(pgconn)  # the end of this statement's results
-            _result(pgconn)  # the sync
+            results = _results(pgconn)
         finally:
             if pgconn.status != _BAD:
                 pgconn.exit_pipeline_mode()
-        return [self._rows(result) for result in results]
+        return [self._rows(result) for result in results][len(start):]
 
     def bind(self, sql: str, args: Sequence[Any]) -> str:
         """
@@ -240,15 +242,26 @@ def _flush(pgconn: Any) -> None:
         _wait(pgconn, select.POLLOUT)
 
 
-def _result(pgconn: Any) -> Any:
-    # The next result, waiting for it without the GIL: libpq's own wait in
-    # get_result would hold it, and a statement waiting for a lock that
-    # another thread of this process holds would then wait for ever.
-    pgconn.consume_input()
-    while pgconn.is_busy():
-        _wait(pgconn, select.POLLIN)
-        pgconn.consume_input()
-    return pgconn.get_result()
+def _results(pgconn: Any) -> list[Any]:
+    # A pipeline's results up to its sync, each statement's once (libpq
+    # follows each with a None), reading the socket only when libpq has
+    # nothing buffered; None for one cut short by a lost connection. Waits
+    # without the GIL: libpq's own wait in get_result would hold it, and a
+    # statement waiting for a lock that another thread of this process holds
+    # would then wait for ever.
+    results: list[Any] = []
+    while True:
+        while pgconn.is_busy():
+            _wait(pgconn, select.POLLIN)
+            pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            if pgconn.status == _BAD:
+                return results + [None]
+            continue
+        if result.status == _SYNC:
+            return results
+        results.append(result)
 
 
 def _wait(pgconn: Any, event: int) -> None:

@@ -24,7 +24,7 @@ error of are held.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import psycopg
 from psycopg import ClientCursor
@@ -42,15 +42,129 @@ def _word(table: str) -> re.Pattern[str]:
     return pattern
 
 
-class HeldConnection:
+class LostAtBegin(psycopg.OperationalError):
+    """
+    The connection was found lost by a transaction's first round trip, its
+    C{BEGIN} in it: nothing of the transaction reached the server, so it may
+    run again from the start on a new connection.
+    """
+
+
+class Opening:
+    """
+    A psycopg connection inside one transaction whose C{BEGIN} (given) and
+    locks (L{precede}) wait for its next statement and go in its round trip:
+    nobody reads their answers, and the server still runs each before it.
+    A transaction that sends nothing sends no C{BEGIN} either.
+    """
+
+    def __init__(
+        self, connection: psycopg.Connection, statements: Optional[Statements] = None, begin: Optional[str] = None,
+    ) -> None:
+        self.connection = connection
+        self.statements = statements
+        self._begin = begin
+        self._first: list[tuple[str, tuple]] = []
+
+    def precede(self, sql: str, args: Iterable[Any] = ()) -> None:
+        """
+        Send C{sql} (C{%s} placeholders; its rows unread) just before the next
+        statement, in its round trip: a lock, which waits there as it would alone.
+        """
+        self._first.append((sql, tuple(args)))
+
+    def _opening(self) -> bool:
+        return self._begin is not None or bool(self._first)
+
+    def _together(
+        self, statements: list[tuple[str, tuple]], end: Optional[str] = None,
+    ) -> Optional[list[Any]]:
+        # The opening, then statements (and end), in one round trip: each of
+        # statements' rows (and end's), or None with nothing sent while a
+        # text is not prepared yet (see Statements.pipeline).
+        assert self.statements is not None
+        begin, first = self._begin, self._first
+        start = [part.encode() for part in begin.split("; ")] if begin else []
+        try:
+            rows = self.statements.pipeline(first + statements, end.encode() if end else None, start)
+        except psycopg.OperationalError as e:
+            raise self._lost(e, begin) from e
+        if rows is not None:
+            self._begin, self._first = None, []
+            return rows[len(first):]
+        return None
+
+    def _open(self) -> None:
+        # The opening alone, a round trip each (a text not prepared yet, or
+        # a statement going through psycopg).
+        begin, self._begin = self._begin, None
+        first, self._first = self._first, []
+        if begin is not None:
+            try:
+                _command(self.connection, self.statements, begin)
+            except psycopg.OperationalError as e:
+                raise self._lost(e, begin) from e
+        for sql, args in first:
+            if self.statements is not None:
+                self.statements.execute(sql, args)
+            else:
+                self.connection.execute(sql, args)
+
+    def _lost(self, error: psycopg.OperationalError, begin: Optional[str]) -> psycopg.OperationalError:
+        if begin is not None and self.connection.broken:
+            return LostAtBegin(str(error))
+        return error
+
+    def run(self, sql: str, args: Any = ()) -> Any:
+        """
+        Like C{execute}, through the connection's prepared L{Statements}.
+        """
+        return self.runAll([(sql, tuple(args))])[0]
+
+    def runAll(self, statements: list[tuple[str, tuple]]) -> list[Any]:
+        """
+        Run C{statements} (prepared) in one round trip, each a statement of
+        its own (under READ COMMITTED each sees what was committed when it
+        started: one after a lock sees what the lock waited for): their rows.
+        """
+        assert self.statements is not None
+        if self._opening() or len(statements) > 1:
+            rows = self._together(statements)
+            if rows is not None:
+                return rows
+            self._open()
+        return [self.statements.execute(sql, args) for sql, args in statements]
+
+    def execute(self, sql: Any, args: Any = None, **kwargs: Any) -> psycopg.Cursor:
+        self._open()
+        return self.connection.execute(sql, args, **kwargs)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> psycopg.Cursor:
+        self._open()
+        return self.connection.cursor(*args, **kwargs)
+
+    def commit(self) -> None:
+        """
+        C{COMMIT}; nothing at all if nothing was sent (the locks waiting
+        for a next statement protected none).
+        """
+        if self._begin is None:
+            _command(self.connection, self.statements, "COMMIT")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+
+class HeldConnection(Opening):
     """
     A psycopg connection inside one writing transaction, holding back the
     writes given to L{hold} until a statement needs them or the commit.
     """
 
-    def __init__(self, connection: psycopg.Connection, statements: Optional[Statements] = None) -> None:
-        self.connection = connection
-        self.statements = statements
+    def __init__(
+        self, connection: psycopg.Connection, statements: Optional[Statements] = None, begin: Optional[str] = None,
+    ) -> None:
+        super().__init__(connection, statements, begin)
         self._held: list[tuple[str, tuple]] = []
         self._tables: set[str] = set()
         self._binder: Optional[ClientCursor] = None
@@ -63,21 +177,27 @@ class HeldConnection:
         self._held.append((sql, tuple(args)))
         self._tables.update(tables)
 
-    def _send(self, end: Optional[str] = None) -> None:
-        # The held writes (and END), in one round trip: as prepared statements
-        # in a pipeline once the connection has prepared them all (the
-        # server neither parses nor plans them again), else as one text.
+    def _send(self, end: Optional[str] = None, then: Sequence[tuple[str, tuple]] = ()) -> list[Any]:
+        # The opening, the held writes, then statements or END, in one round
+        # trip: as prepared statements in a pipeline once the connection has
+        # prepared them all (the server neither parses nor plans them again),
+        # else as one text. The statements' rows.
         held, self._held = self._held, []
         self._tables.clear()
         if self.statements is not None:
-            if self.statements.pipeline(held, end.encode() if end else None) is not None:
-                return
+            rows = self._together(held + list(then), end)
+            if rows is not None:
+                return rows[len(held):len(held) + len(then)]
+            self._open()
             texts = [self.statements.bind(sql, args) for sql, args in held]
         else:
+            self._open()
             if self._binder is None:
                 self._binder = ClientCursor(self.connection)
             texts = [self._binder.mogrify(sql, args) for sql, args in held]
-        self.connection.execute("; ".join(texts + ([end] if end else [])), prepare=False)
+        if texts or end:
+            self.connection.execute("; ".join(texts + ([end] if end else [])), prepare=False)
+        return [self.statements.execute(sql, args) for sql, args in then] if self.statements else []
 
     def _needs(self, sql: Any) -> bool:
         text = sql if isinstance(sql, str) else str(sql)
@@ -93,21 +213,19 @@ class HeldConnection:
     def execute(self, sql: Any, args: Any = None, **kwargs: Any) -> psycopg.Cursor:
         if self._held and self._needs(sql):
             self.flush()
-        return self.connection.execute(sql, args, **kwargs)
+        return super().execute(sql, args, **kwargs)
 
-    def run(self, sql: str, args: Any = ()) -> Any:
-        """
-        Like L{execute}, through the connection's prepared L{Statements}.
-        """
+    def runAll(self, statements: list[tuple[str, tuple]]) -> list[Any]:
+        # (Behind what is held that they name, in the same round trip.)
         assert self.statements is not None
-        if self._held and self._needs(sql):
-            self.flush()
-        return self.statements.execute(sql, args)
+        if self._held and any(self._needs(sql) for sql, _ in statements):
+            return self._send(then=statements)
+        return super().runAll(statements)
 
     def cursor(self, *args: Any, **kwargs: Any) -> psycopg.Cursor:
         # Whatever it will run, it sees every held write.
         self.flush()
-        return self.connection.cursor(*args, **kwargs)
+        return super().cursor(*args, **kwargs)
 
     def commit(self) -> None:
         """
@@ -116,10 +234,7 @@ class HeldConnection:
         if self._held:
             self._send("COMMIT")
         else:
-            _commit(self.connection, self.statements)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.connection, name)
+            super().commit()
 
 
 class OneStatementOnly(BaseException):
@@ -162,29 +277,15 @@ class OneStatement:
         return getattr(self.connection, name)
 
 
-class Direct:
+class Direct(Opening):
     """
     A connection inside a read-only transaction: nothing to hold back.
     """
 
-    def __init__(self, connection: psycopg.Connection, statements: Optional[Statements] = None) -> None:
-        self.connection = connection
-        self.statements = statements
 
-    def run(self, sql: str, args: Any = ()) -> Any:
-        assert self.statements is not None
-        return self.statements.execute(sql, args)
-
-    def commit(self) -> None:
-        _commit(self.connection, self.statements)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.connection, name)
-
-
-def _commit(connection: psycopg.Connection, statements: Optional[Statements]) -> None:
-    # A COMMIT alone: through libpq directly where the connection can.
+def _command(connection: psycopg.Connection, statements: Optional[Statements], sql: str) -> None:
+    # A command alone (BEGIN, COMMIT): through libpq directly where the connection can.
     if statements is not None:
-        statements.command("COMMIT")
+        statements.command(sql)
     else:
-        connection.execute("COMMIT")
+        connection.execute(sql)

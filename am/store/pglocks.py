@@ -38,7 +38,8 @@ class NodeLocks:
 
     _db: Any
     _writing: bool
-    _exec: Callable[..., Any]
+    # Sends a lock with the transaction's next statement (its answer is not read).
+    _precede: Callable[..., None]
     # The node keys locked so far, and the testbed lock held ("shared",
     # "exclusive" or None): each lock is taken once per transaction.
     _locked: set[int]
@@ -48,7 +49,8 @@ class NodeLocks:
         """
         In a writing transaction, lock the given nodes (C{None}: all of them)
         until it ends; the caller's next statement sees what the previous
-        holders committed. Nothing in a read-only one.
+        holders committed (the locks go in its round trip, just before it).
+        Nothing in a read-only one.
         """
         if not self._writing or self._testbed == "exclusive":
             return
@@ -56,7 +58,7 @@ class NodeLocks:
         if keys is None or len(self._locked) + len(keys) > MOST_NODE_LOCKS:
             # (Taken over a shared one, it waits for every other writer: two
             # doing so at once deadlock, and one of them runs again.)
-            self._exec("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            self._precede("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             self._testbed = "exclusive"
             return
         if not keys:
@@ -67,7 +69,7 @@ class NodeLocks:
         testbed = (
             "" if self._testbed else f"SELECT pg_advisory_xact_lock_shared({LOCK_KEY}) UNION ALL "
         )
-        self._exec(
+        self._precede(
             f"SELECT count(*) FROM ({testbed}SELECT pg_advisory_xact_lock({NODE_LOCK_CLASS}, k) "
             "FROM unnest(%s::int[]) AS k) AS locks",
             (keys,),

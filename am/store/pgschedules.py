@@ -81,14 +81,23 @@ class ScheduleReads:
             if not ids:
                 return []
             self.lockNodes(ids)
-            # Per node (index schedules_node), in node then start order, as SQLite
-            # returns them for a short list; in start order for a long one.
-            order = "nodeid, start, id" if len(ids) <= _PER_NODE else "start, id"
-            rows = self._all(
-                "SELECT nodeid, start, stop FROM schedules WHERE nodeid = ANY(%s::text[]) "
-                f"AND start >= {_LOW} AND start < %s AND stop > %s AND blocking ORDER BY {order}",
-                ids, start, stop, start,
-            )
+            if len(ids) <= _PER_NODE:
+                # Per node (index schedules_node), in node then start order, as
+                # SQLite returns them. A lateral scan per node, kept apart (OFFSET
+                # 0): with "nodeid = ANY(...)" the generic plan walked every
+                # node's intervals in the window through the start index.
+                rows = self._all(
+                    "SELECT s.nodeid, s.start, s.stop FROM unnest(%s::text[]) AS n(id), LATERAL "
+                    f"(SELECT nodeid, start, stop, id FROM schedules WHERE nodeid = n.id AND start >= {_LOW} "
+                    "AND start < %s AND stop > %s AND blocking OFFSET 0) AS s ORDER BY s.nodeid, s.start, s.id",
+                    list(dict.fromkeys(ids)), start, stop, start,
+                )
+            else:
+                rows = self._all(
+                    "SELECT nodeid, start, stop FROM schedules WHERE nodeid = ANY(%s::text[]) "
+                    f"AND start >= {_LOW} AND start < %s AND stop > %s AND blocking ORDER BY start, id",
+                    ids, start, stop, start,
+                )
         else:
             self.lockNodes(None)
             rows = self._all(

@@ -46,9 +46,10 @@ from am.core.intervalindex import IntervalIndex
 from am.store.groupcommit import Outcome, Work
 from am.store import healthcache, pgahead
 from am.store.pgfast import Statements
-from am.store.pgheld import Direct, HeldConnection, OneStatement, OneStatementOnly
+from am.store.pgheld import Direct, HeldConnection, LostAtBegin, OneStatement, OneStatementOnly
 from am.store.pglocks import MOST_NODE_LOCKS, NODE_LOCK_CLASS, NodeLocks, nodeKey  # noqa: F401 (names of this store)
 from am.store.pgindex import IndexFeed
+from am.store.pgquotas import QuotaLocks
 from am.store.pgschedules import ScheduleReads
 from am.store.pgschema import NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
@@ -76,7 +77,7 @@ ATTEMPTS = 8
 
 
 @implementer(IStoreTransaction)
-class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, ScheduleReads, SQLTransaction):
+class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, QuotaLocks, ScheduleReads, SQLTransaction):
     """
     L{IStoreTransaction} over one open PostgreSQL transaction.
     """
@@ -84,18 +85,19 @@ class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, ScheduleReads, SQLTrans
     def __init__(
         self, connection: Any, writing: bool = False, keeper: Optional[ViewKeeper] = None,
         longest: int = 0, feed: Optional[IndexFeed] = None, statements: Optional[Statements] = None,
-        health: Optional[healthcache.HealthCache] = None,
+        health: Optional[healthcache.HealthCache] = None, begin: Optional[str] = None,
     ) -> None:
         # A writer's statements go through a HeldConnection (am.store.pgheld);
         # the shared queries through the connection's prepared statements.
+        # (C{begin}: the transaction's BEGIN, left for its first statement to carry.)
         self._statements = statements
         self._db: Any
         if writing:
-            self._db = HeldConnection(connection, statements)
+            self._db = HeldConnection(connection, statements, begin)
         elif isinstance(connection, OneStatement):
             self._db = connection
         else:
-            self._db = Direct(connection, statements)
+            self._db = Direct(connection, statements, begin)
         self._writing = writing
         self._keeper = keeper if keeper is not None else ViewKeeper(HeartbeatHub())
         #: A window length C{meta.longest_window} is known to be at least
@@ -126,6 +128,12 @@ class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, ScheduleReads, SQLTrans
         if self._statements is None or ";" in text:
             return self._db.execute(text, args)
         return self._db.run(text, args)
+
+    def _precede(self, sql: str, args: Any) -> None:
+        if self._statements is not None:
+            self._db.precede(sql, args)
+        else:
+            self._exec(sql, args)
 
     def _write(self, sql: str, args: Any, *tables: str) -> None:
         if self._writing:
@@ -337,29 +345,6 @@ class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, ScheduleReads, SQLTrans
             return ""
         return " FOR UPDATE SKIP LOCKED" if skipLocked else " FOR UPDATE"
 
-    def getQuotas(self, userid: int) -> dict[str, Quota]:
-        # A writer reads quotas to charge or refund them: the user's row lock
-        # serialises that per user (missing quotas being created included).
-        # Its own statement, so the quotas read next are the latest committed.
-        key = recordKey(userid)
-        if self._writing and key not in self._usersLocked:
-            self._exec("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (key,))
-            self._usersLocked.add(key)
-        return super().getQuotas(userid)
-
-    def getUserToCharge(self, userid: Any) -> Optional[User]:
-        """
-        The user, read with the row lock L{getQuotas} takes in a writer, in
-        one statement (L{am.core.quotas.chargedUser}): the quotas read next
-        is a statement of its own, so it sees what the lock waited for.
-        """
-        if not self._writing:
-            return self.getUser(userid)
-        key = recordKey(userid)
-        row = self._one(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s FOR NO KEY UPDATE", key)
-        self._usersLocked.add(key)
-        return userFromRow(row) if row else None
-
 
 class PostgresDatabase:
     """
@@ -413,11 +398,15 @@ class PostgresDatabase:
             connection.execute(_READ_ONLY)
         return connection
 
-    def _begin(self, readOnly: bool, generic: bool = False) -> psycopg.Connection:
+    def _begin(self, readOnly: bool, generic: bool = False, later: bool = False) -> Optional[str]:
         """
         Open a transaction (C{generic}: whose prepared statements use their
         generic plans). A connection found broken here (the server
         restarted, the session was killed) is replaced once: nothing is lost.
+
+        @param later: return the C{BEGIN} unsent, for the transaction's first
+            statement to carry (L{am.store.pgheld.Opening}); a connection found
+            lost then raises L{LostAtBegin}.
         """
         # The isolation level is explicit, whatever the server's default: the
         # node locks rely on READ COMMITTED.
@@ -427,9 +416,11 @@ class PostgresDatabase:
         for attempt in (1, 2):
             if self._connection.closed or self._connection.broken:
                 self._reconnect()
+            if later:
+                return begin
             try:
                 self._statements.command(begin)
-                return self._connection
+                return None
             except psycopg.OperationalError:
                 if attempt == 2 or not self._connection.broken:
                     self._rollback()
@@ -457,13 +448,13 @@ class PostgresDatabase:
                     if len(self._snapshots) > 4096:
                         self._snapshots.clear()
                     self._snapshots.add(code)
-            return self._once(True, function, args, kwargs)
+            return self._onNew(True, function, args, kwargs)
         # Only a function marked as safe to run again is (a core command, which
         # takes plain values): another may have changed the objects it was given.
         attempts = ATTEMPTS if getattr(function, "rerunnable", False) else 1
         for attempt in range(1, attempts + 1):
             try:
-                return self._once(False, function, args, kwargs)
+                return self._onNew(False, function, args, kwargs)
             except StaleWrite:
                 if attempt == attempts:
                     raise
@@ -477,10 +468,24 @@ class PostgresDatabase:
             self.retries += 1
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _onNew(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        # Once; again on a new connection if the first round trip found this
+        # one lost (nothing of the transaction reached the server).
+        try:
+            return self._once(readOnly, function, args, kwargs)
+        except LostAtBegin:
+            self._reconnect()
+            return self._once(readOnly, function, args, kwargs)
+
     def _once(self, readOnly: bool, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        connection = self._begin(readOnly, getattr(function, "genericPlans", False))
+        # The BEGIN goes with the first statement for a function that may run
+        # again from its start (a read, a core command): a round trip less.
+        later = readOnly or getattr(function, "rerunnable", False)
+        begin = self._begin(readOnly, getattr(function, "genericPlans", False), later)
+        connection = self._connection
         txn = PostgresTransaction(
-            connection, not readOnly, self.keeper, self._longest, self.feed, self._statements, self.health
+            connection, not readOnly, self.keeper, self._longest, self.feed, self._statements, self.health,
+            begin=begin,
         )
         try:
             result = function(txn, *args, **kwargs)
@@ -526,7 +531,7 @@ class PostgresDatabase:
             if not self._connection.broken:
                 raise
             # Lost between transactions: again, on a new connection.
-            return self._once(True, function, args, kwargs)
+            return self._onNew(True, function, args, kwargs)
         except OneStatementOnly:
             raise
         except BaseException:

@@ -39,6 +39,18 @@ from am.store.rows import (
 
 _FINAL = ", ".join(f"'{s}'" for s in FINAL_STATES)
 _OPEN = ", ".join(f"'{s}'" for s in NEVER_DEPLOYED + ON_NODE)
+#: A user's quotas (one parameter: the user's id).
+QUOTAS = "SELECT kind, current, reset_value, reset_date, last_reset FROM quotas WHERE userid = ? ORDER BY kind"
+
+
+def quotasFromRows(rows: Iterable[tuple]) -> dict[str, Quota]:
+    """
+    A user's quotas by kind, from the rows of L{QUOTAS}.
+    """
+    return {
+        row[0]: Quota(kind=row[0], current=row[1], resetValue=row[2], resetDate=row[3], lastReset=row[4])
+        for row in rows
+    }
 
 
 class SQLTransaction(OutboxSQL):
@@ -238,14 +250,7 @@ class SQLTransaction(OutboxSQL):
         ]
 
     def getQuotas(self, userid: int) -> dict[str, Quota]:
-        return {
-            row[0]: Quota(kind=row[0], current=row[1], resetValue=row[2], resetDate=row[3], lastReset=row[4])
-            for row in self._all(
-                "SELECT kind, current, reset_value, reset_date, last_reset FROM quotas "
-                "WHERE userid = ? ORDER BY kind",
-                recordKey(userid),
-            )
-        }
+        return quotasFromRows(self._all(QUOTAS, recordKey(userid)))
 
     def countSchedules(self) -> int:
         return self._one("SELECT count(*) FROM schedules")[0]
