@@ -317,3 +317,36 @@ def test_lostBeforeBegin() -> None:
     assert db.read(lambda txn: txn.getQuotas(owner)["time"].current) == 7
     admin.close()
     db.close()
+
+
+def test_heldRowsJoined() -> None:
+    """
+    One-row inserts held one after another with the same text go as one
+    statement of several rows, in their order; a write between them, or
+    another text, starts a statement of its own.
+    """
+    db = PostgresDatabase(fresh())
+    owner = _setup(db)
+    sent = recording(db)
+
+    @_rerunnable
+    def journal(txn, base):
+        txn.getQuotas(owner)
+        for kind in ("time", "data", "storage"):
+            txn.addJournal(JournalEntry(NOW, owner, kind, -base, base, "booking"))
+        txn.putQuota(owner, _quota(base))
+        txn.addJournal(JournalEntry(NOW, owner, "time", base, 2 * base, "refund"))
+
+    for base in (1, 2, 3):
+        del sent[:]
+        db.run(journal, base)
+    held = sent[-1].split(" | ")
+    assert [h.split()[2] if h != "COMMIT" else h for h in held] == [
+        "quota_journal", "quotas", "quota_journal", "COMMIT",
+    ], held
+    assert held[0].count("(%s, %s, %s, %s, %s, %s)") == 3 and held[2].count("(%s") == 1
+    entries = db.read(lambda txn: txn.listJournal(owner))
+    assert [(e.kind, e.delta, e.reason) for e in entries[-4:]] == [
+        ("time", -3, "booking"), ("data", -3, "booking"), ("storage", -3, "booking"), ("time", 3, "refund"),
+    ]
+    db.close()

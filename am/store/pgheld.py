@@ -31,6 +31,8 @@ from psycopg import ClientCursor
 
 from am.store.pgfast import Statements
 
+# A plain one-row INSERT, its row of placeholders apart.
+_ROW = re.compile(r"INSERT INTO \w+ \([\w, ]+\) VALUES (\((?:%s, )*%s\))")
 # A table named as a word in a statement (compiled once per table).
 _WORDS: dict[str, re.Pattern[str]] = {}
 
@@ -166,15 +168,26 @@ class HeldConnection(Opening):
     ) -> None:
         super().__init__(connection, statements, begin)
         self._held: list[tuple[str, tuple]] = []
+        # The text of the last held write if rows may join it.
+        self._lastRow: Optional[str] = None
         self._tables: set[str] = set()
         self._binder: Optional[ClientCursor] = None
 
     def hold(self, sql: str, args: Iterable[Any], tables: Iterable[str]) -> None:
         """
         Send C{sql} (C{%s} placeholders) later: with the commit, or before the
-        first statement naming one of C{tables}.
+        first statement naming one of C{tables}. A plain one-row C{INSERT}
+        right after another of the same text joins it as one more row (a
+        booking's three quota journal lines: one statement for the server).
         """
-        self._held.append((sql, tuple(args)))
+        args = tuple(args)
+        row = _ROW.fullmatch(sql)
+        if row is not None and self._held and self._lastRow == sql:
+            text, before = self._held[-1]
+            self._held[-1] = (f"{text}, {row.group(1)}", before + args)
+        else:
+            self._held.append((sql, args))
+        self._lastRow = sql if row is not None else None
         self._tables.update(tables)
 
     def _send(self, end: Optional[str] = None, then: Sequence[tuple[str, tuple]] = ()) -> list[Any]:
@@ -184,6 +197,7 @@ class HeldConnection(Opening):
         # else as one text. The statements' rows.
         held, self._held = self._held, []
         self._tables.clear()
+        self._lastRow = None
         if self.statements is not None:
             rows = self._together(held + list(then), end)
             if rows is not None:
