@@ -350,3 +350,37 @@ def test_heldRowsJoined() -> None:
         ("time", -3, "booking"), ("data", -3, "booking"), ("storage", -3, "booking"), ("time", 3, "refund"),
     ]
     db.close()
+
+
+def test_readSoon() -> None:
+    """
+    A read expected next goes in the round trip of the statement before it
+    and answers that next read; if another statement comes between, its
+    answer is dropped and the read goes to the database, seeing what came
+    between.
+    """
+    db = PostgresDatabase(fresh())
+    _setup(db)
+    sent = recording(db)
+    beat = "SELECT heartbeat FROM nodes WHERE id = %s"
+    name = "SELECT hostname FROM nodes WHERE id = %s"
+    move = "UPDATE nodes SET heartbeat = heartbeat + %s WHERE id = %s"
+
+    @_rerunnable
+    def reads(txn):
+        connection = txn._db
+        connection.soon(beat, ("1",))
+        connection.run(name, ("1",))
+        first = connection.run(beat, ("1",)).fetchall()
+        connection.soon(beat, ("1",))
+        connection.run(name, ("1",))
+        connection.run(move, (5, "1"))
+        second = connection.run(beat, ("1",)).fetchall()
+        return first[0][0], second[0][0]
+
+    for k in range(3):
+        del sent[:]
+        assert db.run(reads) == (NOW + 5 * k, NOW + 5 * k + 5)
+    assert [len(s.split(" | ")) for s in sent] == [3, 2, 1, 1, 1], sent
+    assert sent[0].split(" | ")[2].startswith("SELECT heartbeat") and sent[3].startswith("SELECT heartbeat")
+    db.close()

@@ -67,6 +67,9 @@ class Opening:
         self.statements = statements
         self._begin = begin
         self._first: list[tuple[str, tuple]] = []
+        # A read expected next (L{soon}), and what it answered once sent.
+        self._soon: Optional[tuple[str, tuple]] = None
+        self._early: Optional[tuple[str, tuple, Any]] = None
 
     def precede(self, sql: str, args: Iterable[Any] = ()) -> None:
         """
@@ -74,6 +77,16 @@ class Opening:
         statement, in its round trip: a lock, which waits there as it would alone.
         """
         self._first.append((sql, tuple(args)))
+
+    def soon(self, sql: str, args: Iterable[Any] = ()) -> None:
+        """
+        A read the caller expects to make right after its next statement:
+        sent after that statement, in its round trip. If the statement after
+        it is this read (same text and values), it is answered from there,
+        as if it had run then (nothing of the transaction came between);
+        otherwise that answer is dropped.
+        """
+        self._soon = (sql, tuple(args))
 
     def _opening(self) -> bool:
         return self._begin is not None or bool(self._first)
@@ -130,19 +143,28 @@ class Opening:
         started: one after a lock sees what the lock waited for): their rows.
         """
         assert self.statements is not None
-        if self._opening() or len(statements) > 1:
-            rows = self._together(statements)
+        early, self._early = self._early, None
+        if early is not None and len(statements) == 1 and statements[0] == early[:2]:
+            return [early[2]]
+        soon, self._soon = self._soon, None
+        extra = [soon] if soon is not None else []
+        if self._opening() or len(statements) + len(extra) > 1:
+            rows = self._together(statements + extra)
             if rows is not None:
+                if soon is not None:
+                    self._early = (*soon, rows.pop())
                 return rows
             self._open()
         return [self.statements.execute(sql, args) for sql, args in statements]
 
     def execute(self, sql: Any, args: Any = None, **kwargs: Any) -> psycopg.Cursor:
         self._open()
+        self._early = None
         return self.connection.execute(sql, args, **kwargs)
 
     def cursor(self, *args: Any, **kwargs: Any) -> psycopg.Cursor:
         self._open()
+        self._early = None
         return self.connection.cursor(*args, **kwargs)
 
     def commit(self) -> None:
@@ -197,7 +219,7 @@ class HeldConnection(Opening):
         # else as one text. The statements' rows.
         held, self._held = self._held, []
         self._tables.clear()
-        self._lastRow = None
+        self._lastRow = self._early = None
         if self.statements is not None:
             rows = self._together(held + list(then), end)
             if rows is not None:

@@ -97,6 +97,13 @@ class IndexFeed:
         """
         return self.index.valid and self._xmin is not None and self.clock() - self._synced <= STALE
 
+    def changes(self) -> tuple[str, tuple]:
+        """
+        The statement (and its values) by which L{current} would read what
+        changed, if L{warm}.
+        """
+        return _CHANGES, (self._xmin, sorted(self._reread))
+
     def current(self, run: Callable[[str, Any], Any]) -> IntervalIndex:
         """
         The index brought up to date in one statement, sent by C{run(sql,
@@ -109,7 +116,7 @@ class IndexFeed:
             index.load((r[1], r[2], r[3]) for r in rows if r[1] is not None)
             self._reread.clear()
         else:
-            rows = run(_CHANGES, (self._xmin, sorted(self._reread))).fetchall()
+            rows = run(*self.changes()).fetchall()
             changed = {r[1] for r in rows if r[1] is not None} - index.pending
             if len(changed) > MOST_CHANGED:
                 self.forget()

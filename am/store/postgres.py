@@ -215,6 +215,14 @@ class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, QuotaLocks, ScheduleRea
             lambda: self._all("SELECT id, heartbeat FROM nodes"),
         )
 
+    def getUserToCharge(self, userid: Any) -> Optional[User]:
+        # A booking reads the node view next (am.core.allocation): the index's
+        # update by what changed comes in the same round trip (_nodesVersion).
+        feed = self._feed
+        if self._writing and self._index is None and feed is not None and feed.warm() and self._statements:
+            self._db.soon(*feed.changes())
+        return super().getUserToCharge(userid)
+
     def _nodesVersion(self) -> int:
         # A writer reads the node view to search slots next (a booking, a
         # move): it brings its interval index up to date in the same
