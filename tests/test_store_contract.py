@@ -210,6 +210,33 @@ def _schedules(store: Backend) -> tuple[int, int, list[Schedule]]:
     return store.run(fill)
 
 
+def test_addBooking(store: Backend) -> None:
+    """
+    An experiment with its schedules (one, or several) in one call: the
+    experiment's new id is returned and set on it and on its schedules, whose
+    ids are set; read back as written. A schedule that cannot be stored (an
+    unknown node) keeps neither.
+    """
+    def book(txn, nodes):
+        owner = txn.findUser(name="o").id if txn.findUser(name="o") else _owner(txn)
+        experiment = Experiment(name="e", ownerid=owner, script="img", start=1000, stop=2000)
+        schedules = [Schedule(expid=0, nodeid=n, start=1000 + 10 * k, stop=2000, deploymentOptions={"k": k})
+                     for k, n in enumerate(nodes)]
+        expid = txn.addBooking(experiment, schedules)
+        return expid, experiment, schedules
+
+    store.run(lambda txn: [txn.putNode(Node(id=str(n))) for n in (1, 2, 3)])
+    for nodes in (["1"], ["2", "3"]):
+        expid, experiment, schedules = store.run(book, nodes)
+        assert expid == experiment.id and store.run(lambda txn: txn.getExperiment(expid)).name == "e"
+        assert [s.expid for s in schedules] == [expid] * len(nodes) and all(s.id for s in schedules)
+        assert store.run(lambda txn: txn.schedulesOfExperiment(expid)) == schedules
+    before = store.run(lambda txn: txn.findExperiments())
+    with pytest.raises(Exception):
+        store.run(book, ["nope"])
+    assert store.run(lambda txn: txn.findExperiments()) == before
+
+
 def test_addAndGetSchedules(store: Backend) -> None:
     a, b, rows = _schedules(store)
     ids = [s.id for s in rows]

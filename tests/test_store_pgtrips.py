@@ -86,26 +86,28 @@ def _book(db: PostgresDatabase, owner: int, start: int, policy: Policy = POLICY,
 def test_bookingStatements() -> None:
     """
     Once the connection's index is loaded and its statements prepared, a
-    booking makes 5 round trips: its BEGIN travels with the owner's row lock,
+    booking makes 4 round trips: its BEGIN travels with the owner's row lock,
     the owner's quotas (a statement of their own after the lock) and the
     interval index's update (with the node view's version); the node locks
-    with the interval query (a statement after them); no read of the health
-    records (kept while unchanged).
+    with the interval query (a statement after them); the experiment and its
+    schedule are one statement; the held writes go with the COMMIT. No read
+    of the health records (kept while unchanged).
     """
     db, owner = _filled()
     _book(db, owner, NOW + 1000)
     _book(db, owner, NOW + 3000)
     sent = recording(db)
     _book(db, owner, NOW + 5000)
-    assert len(sent) == 5, sent
+    assert len(sent) == 4, sent
     first = sent[0].split(" | ")
     assert first[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED") and len(first) == 4
     assert first[1].startswith("SELECT id, name, role") and first[1].endswith("FOR NO KEY UPDATE")
     assert first[2].startswith("SELECT kind, current")
     assert "nodes_version" in first[3] and "schedule_changes" in first[3]
-    locks = [s.split(" | ") for s in sent if "pg_advisory_xact_lock" in s]
-    assert len(locks) == 1 and len(locks[0]) == 2
-    assert locks[0][1].startswith("SELECT s.nodeid, s.start, s.stop FROM unnest")
+    locks = sent[1].split(" | ")
+    assert len(locks) == 2 and "pg_advisory_xact_lock" in locks[0]
+    assert locks[1].startswith("SELECT s.nodeid, s.start, s.stop FROM unnest")
+    assert sent[2].startswith("WITH e AS (INSERT INTO experiments") and "INSERT INTO schedules" in sent[2]
     assert sent[-1].endswith("COMMIT")
     assert not [s for s in sent if "SELECT 1 FROM users" in s or s.startswith("SELECT value FROM meta")]
     db.close()
@@ -235,11 +237,11 @@ def test_healthRecordsKept() -> None:
     other.run(lambda txn: txn.putHealth(NodeHealth("1", gaps=5, lastGap=NOW)))
     sent = recording(db)
     _book(db, owner, NOW + 5000)
-    assert len(sent) == 6 and len([s for s in sent if "node_health" in s]) == 1, sent
+    assert len(sent) == 5 and len([s for s in sent if "node_health" in s]) == 1, sent
     assert db.read(lambda txn: txn.listHealth()["1"].gaps) == 5
     sent.clear()
     _book(db, owner, NOW + 9000)
-    assert len(sent) == 5 and not [s for s in sent if "node_health" in s], sent
+    assert len(sent) == 4 and not [s for s in sent if "node_health" in s], sent
     other.close()
     db.close()
 

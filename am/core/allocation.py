@@ -370,10 +370,7 @@ def allocate(
     )
     if request.dryrun:
         return result
-    txn.addExperiment(experiment)
-    for schedule in schedules:
-        schedule.expid = experiment.id
-    txn.addSchedules(schedules)
+    txn.addBooking(experiment, schedules)
     if _truthy(request.options.get("ssh")):
         for schedule in schedules:
             private, public = sshkeys.newKeyPair()

@@ -166,6 +166,13 @@ class IStoreTransaction(Interface):
     def addSchedules(schedules):
         """Insert schedules; set and return their new ids."""
 
+    def addBooking(experiment, schedules):
+        """
+        Insert an experiment and its schedules (their C{expid} set to its new
+        id), in as few statements as the store can; set their ids and return
+        the experiment's.
+        """
+
     def updateSchedule(schedule):
         """Write back a schedule's status, reason, shared flag, window, options and charges."""
 

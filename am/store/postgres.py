@@ -49,6 +49,7 @@ from am.store.pgfast import Statements
 from am.store.pgheld import Direct, HeldConnection, LostAtBegin, OneStatement, OneStatementOnly
 from am.store.pglocks import MOST_NODE_LOCKS, NODE_LOCK_CLASS, NodeLocks, nodeKey  # noqa: F401 (names of this store)
 from am.store.pgindex import IndexFeed
+from am.store.pginserts import BookingRows
 from am.store.pgquotas import QuotaLocks
 from am.store.pgschedules import ScheduleReads
 from am.store.pgschema import NODE_COLUMNS, currentVersion
@@ -77,7 +78,7 @@ ATTEMPTS = 8
 
 
 @implementer(IStoreTransaction)
-class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, QuotaLocks, ScheduleReads, SQLTransaction):
+class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, QuotaLocks, BookingRows, ScheduleReads, SQLTransaction):
     """
     L{IStoreTransaction} over one open PostgreSQL transaction.
     """
@@ -283,68 +284,6 @@ class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, QuotaLocks, ScheduleRea
             *self._userRow(user),
         )[0]
         return user.id
-
-    # experiments
-
-    def addExperiment(self, experiment: Experiment) -> int:
-        experiment.id = self._one(
-            "INSERT INTO experiments (name, script, nodetypes, start, stop, recurring_until, "
-            "options, status, slice_urn, ownerid, created) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            *self._experimentRow(experiment),
-            experiment.ownerid,
-            experiment.created,
-        )[0]
-        return experiment.id
-
-    # schedules
-
-    def _scheduleRow(self, s: Schedule) -> tuple:
-        return (
-            s.expid, str(s.nodeid), s.start, s.stop, s.status, s.reason, bool(s.shared),
-            bool(s.blocking), json.dumps(s.deploymentOptions), s.chargedTime, s.chargedData,
-            s.chargedStorage, s.expires, s.updated,
-        )
-
-    def addSchedules(self, schedules: list[Schedule]) -> list[int]:
-        schedules = list(schedules)
-        if self._feed is not None:
-            self._feed.written(s.nodeid for s in schedules)
-        columns = (
-            "expid, nodeid, start, stop, status, reason, shared, blocking, deployment_options, "
-            "charged_time, charged_data, charged_storage, expires, updated"
-        )
-        marks = ", ".join(["%s"] * 14)
-        if len(schedules) == 1:
-            [schedule] = schedules
-            schedule.id = self._one(
-                f"INSERT INTO schedules ({columns}) VALUES ({marks}) RETURNING id",
-                *self._scheduleRow(schedule),
-            )[0]
-        elif schedules:
-            # Take the ids first (increasing, if not always consecutive), then
-            # insert in one pipelined batch.
-            ids = sorted(
-                r[0]
-                for r in self._all(
-                    "SELECT nextval(pg_get_serial_sequence('schedules', 'id')) "
-                    "FROM generate_series(1, %s)",
-                    len(schedules),
-                )
-            )
-            for schedule, newid in zip(schedules, ids):
-                schedule.id = newid
-            # Inserted in node then start order: two bookings whose windows
-            # collide wait on the exclusion constraint in one order, never
-            # each for the other.
-            ordered = sorted(schedules, key=lambda s: (str(s.nodeid), s.start, s.id))
-            with self._db.cursor() as cursor:
-                cursor.executemany(
-                    f"INSERT INTO schedules (id, {columns}) VALUES (%s, {marks})",
-                    [(s.id, *self._scheduleRow(s)) for s in ordered],
-                )
-        self._noteLongest(schedules)
-        return [s.id for s in schedules]
 
     def _forUpdate(self, skipLocked: bool = False) -> str:
         # Two controllers claiming due notifications at once each take rows

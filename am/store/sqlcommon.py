@@ -489,6 +489,13 @@ class SQLTransaction(OutboxSQL):
             return None
         return userFromRow(row) if row else None
 
+    def addBooking(self, experiment: Experiment, schedules: list[Schedule]) -> int:
+        self.addExperiment(experiment)  # type: ignore[attr-defined]
+        for schedule in schedules:
+            schedule.expid = experiment.id
+        self.addSchedules(schedules)  # type: ignore[attr-defined]
+        return experiment.id
+
     def _experimentRow(self, experiment: Experiment) -> tuple:
         return (
             experiment.name, experiment.script, experiment.nodetypes, experiment.start,
