@@ -12,11 +12,11 @@ from typing import Any, Optional
 import psycopg
 import pytest
 
-from am.core import accounts, allocation
+from am.core import accounts, allocation, outbox
 from am.core.allocation import AllocationRequest
 from am.core.errors import Conflict
 from am.core.events import runCommand
-from am.core.model import Node, NodeHealth
+from am.core.model import Experiment, Node, NodeHealth, Schedule
 from am.core.policy import Policy
 from am.store.postgres import PostgresDatabase, PostgresTransaction
 from am.testing import demoNodes
@@ -110,6 +110,37 @@ def test_bookingStatements() -> None:
     assert sent[2].startswith("WITH e AS (INSERT INTO experiments") and "INSERT INTO schedules" in sent[2]
     assert sent[-1].endswith("COMMIT")
     assert not [s for s in sent if "SELECT 1 FROM users" in s or s.startswith("SELECT value FROM meta")]
+    db.close()
+
+
+def test_bookedExperimentReadOnce() -> None:
+    """
+    The experiment a booking stored answers the command's next read of it
+    (the notification outbox's, before commit) without a round trip, as the
+    database has it; a later read, or one after a change of it, goes to the
+    database.
+    """
+    db, owner = _filled()
+    request = AllocationRequest(ownerid=owner, name="b", script="img", nodecount=1, duration=600)
+    for k in range(3):
+        sent = recording(db)
+        request.start = NOW + 1000 + 2000 * k
+        db.run(runCommand, allocation.allocate, (request, NOW, POLICY), {}, (outbox.record,))
+    assert len(sent) == 4 and not [s for s in sent if "FROM experiments" in s], sent
+
+    def book(txn, rename):
+        experiment = Experiment(name="e", ownerid=owner, script="img", start=NOW, stop=NOW + 10)
+        start = NOW + (9000 if rename else 8000)
+        txn.addBooking(experiment, [Schedule(expid=0, nodeid="2", start=start, stop=start + 10)])
+        if rename:
+            experiment.name = "renamed"
+            txn.updateExperiment(experiment)
+        return txn.getExperiment(experiment.id), txn.getExperiment(experiment.id)
+
+    first, again = db.run(book, False)
+    assert first == again == db.read(lambda txn: txn.getExperiment(first.id)) and first is not again
+    renamed, _ = db.run(book, True)
+    assert renamed.name == "renamed" and renamed.version == 1
     db.close()
 
 

@@ -3,9 +3,11 @@
 A booking's rows in as few statements as PostgreSQL allows.
 
 An experiment and its one schedule (an any-node booking's, the common case) go
-in one statement: the experiment's C{INSERT} as a data-modifying C{WITH}, the
-schedule's taking the new id from it, both ids returned; a round trip less
-per booking than the two inserts one after the other. Several schedules take
+in one statement: both C{INSERT}s as data-modifying C{WITH}s, the schedule's
+taking the new id from the experiment's, the schedule's id and the experiment
+as stored returned; a round trip less per booking than the two inserts one
+after the other, and one more as the experiment answers the command's next
+read of it. Several schedules take
 their ids first and go in one batch, in node then start order.
 """
 
@@ -15,20 +17,24 @@ import json
 from typing import Any, Callable, Iterable, Optional
 
 from am.core.model import Experiment, Schedule
+from am.store.pgahead import MISSING, Ahead
+from am.store.rows import EXPERIMENT_COLUMNS, experimentFromRow, recordKey
 
 _EXPERIMENT = (
     "INSERT INTO experiments (name, script, nodetypes, start, stop, recurring_until, "
     "options, status, slice_urn, ownerid, created) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING "
 )
 _COLUMNS = (
     "expid, nodeid, start, stop, status, reason, shared, blocking, deployment_options, "
     "charged_time, charged_data, charged_storage, expires, updated"
 )
 _MARKS = ", ".join(["%s"] * 13)
+# The schedule's id, then the experiment as stored (EXPERIMENT_COLUMNS).
 _BOTH = (
-    f"WITH e AS ({_EXPERIMENT}) "
-    f"INSERT INTO schedules ({_COLUMNS}) VALUES ((SELECT id FROM e), {_MARKS}) RETURNING expid, id"
+    f"WITH e AS ({_EXPERIMENT}{EXPERIMENT_COLUMNS}), "
+    f"s AS (INSERT INTO schedules ({_COLUMNS}) VALUES ((SELECT id FROM e), {_MARKS}) RETURNING id) "
+    "SELECT s.id, e.* FROM s, e"
 )
 
 
@@ -39,6 +45,7 @@ class BookingRows:
 
     _db: Any
     _feed: Any
+    _ahead: Ahead
     _one: Callable[..., Optional[tuple]]
     _all: Callable[..., list[tuple]]
     _experimentRow: Callable[[Experiment], tuple]
@@ -55,7 +62,7 @@ class BookingRows:
         )
 
     def addExperiment(self, experiment: Experiment) -> int:
-        row = self._one(_EXPERIMENT, *self._experimentValues(experiment))
+        row = self._one(_EXPERIMENT + "id", *self._experimentValues(experiment))
         assert row is not None
         experiment.id = row[0]
         return experiment.id
@@ -68,10 +75,22 @@ class BookingRows:
             self._feed.written([schedule.nodeid])
         row = self._one(_BOTH, *self._experimentValues(experiment), *self._scheduleRow(schedule)[1:])
         assert row is not None
-        experiment.id = schedule.expid = row[0]
-        schedule.id = row[1]
+        stored = experimentFromRow(row[1:])
+        experiment.id = schedule.expid = stored.id
+        schedule.id = row[0]
+        # The experiment as stored answers the transaction's next read of it
+        # (the notification outbox's, in the same command): a round trip less.
+        self._ahead.keep(stored, "experiment", stored.id)
         self._noteLongest(schedules)
         return experiment.id
+
+    def getExperiment(self, expid: int) -> Optional[Experiment]:
+        kept = self._ahead.take("experiment", recordKey(expid))
+        return super().getExperiment(expid) if kept is MISSING else kept  # type: ignore[misc, no-any-return]
+
+    def updateExperiment(self, experiment: Experiment) -> None:
+        self._ahead.take("experiment", recordKey(experiment.id))
+        super().updateExperiment(experiment)  # type: ignore[misc]
 
     def addSchedules(self, schedules: list[Schedule]) -> list[int]:
         schedules = list(schedules)
