@@ -39,7 +39,7 @@ from zope.interface import implementer
 
 from am.core.errors import BadRequest, Conflict, StaleWrite
 from am.core.interfaces import IStoreTransaction
-from am.core.model import Experiment, Node, Quota, Schedule, User
+from am.core.model import Node, Schedule, User
 from am.core.nodeview import NodeView
 from am.core.states import FINAL_STATES
 from am.core.intervalindex import IntervalIndex
@@ -56,7 +56,7 @@ from am.store.pgschema import NODE_COLUMNS, currentVersion
 from am.store.pgschema import migrate as migrateSchema
 from am.store.sqlcommon import SQLTransaction
 from am.store.viewkeeper import HeartbeatHub, ViewKeeper
-from am.store.rows import USER_COLUMNS, nodeFromRow, recordKey, userFromRow
+from am.store.rows import nodeFromRow
 
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE"
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -220,7 +220,7 @@ class PostgresTransaction(pgahead.ReadsAhead, NodeLocks, QuotaLocks, BookingRows
         # A booking reads the node view next (am.core.allocation): the index's
         # update by what changed comes in the same round trip (_nodesVersion).
         feed = self._feed
-        if self._writing and self._index is None and feed is not None and feed.warm() and self._statements:
+        if self._writing and self._index is None and feed is not None and feed.warm() and self._statements is not None:
             self._db.soon(*feed.changes())
         return super().getUserToCharge(userid)
 
