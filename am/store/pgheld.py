@@ -233,7 +233,7 @@ class HeldConnection(Opening):
             texts = [self._binder.mogrify(sql, args) for sql, args in held]
         if texts or end:
             self.connection.execute("; ".join(texts + ([end] if end else [])), prepare=False)
-        return [self.statements.execute(sql, args) for sql, args in then] if self.statements else []
+        return [self.statements.execute(sql, args) for sql, args in then] if self.statements is not None else []
 
     def _needs(self, sql: Any) -> bool:
         text = sql if isinstance(sql, str) else str(sql)

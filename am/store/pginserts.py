@@ -7,8 +7,8 @@ in one statement: both C{INSERT}s as data-modifying C{WITH}s, the schedule's
 taking the new id from the experiment's, the schedule's id and the experiment
 as stored returned; a round trip less per booking than the two inserts one
 after the other, and one more as the experiment answers the command's next
-read of it. Several schedules take
-their ids first and go in one batch, in node then start order.
+read of it. Several schedules take their ids first and go in one batch, in
+node then start order.
 """
 
 from __future__ import annotations
