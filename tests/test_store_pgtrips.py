@@ -106,7 +106,7 @@ def test_bookingStatements() -> None:
     assert "nodes_version" in first[3] and "schedule_changes" in first[3]
     locks = sent[1].split(" | ")
     assert len(locks) == 2 and "pg_advisory_xact_lock" in locks[0]
-    assert locks[1].startswith("SELECT s.nodeid, s.start, s.stop FROM unnest")
+    assert locks[1].startswith("SELECT nodeid, start, stop FROM schedules WHERE nodeid = %s")
     assert sent[2].startswith("WITH e AS (INSERT INTO experiments") and "INSERT INTO schedules" in sent[2]
     assert sent[-1].endswith("COMMIT")
     assert not [s for s in sent if "SELECT 1 FROM users" in s or s.startswith("SELECT value FROM meta")]
@@ -144,11 +144,24 @@ def test_bookedExperimentReadOnce() -> None:
     db.close()
 
 
+def _genericPlan(url: str, text: str, types: str, values: str) -> str:
+    # The plan PostgreSQL settles on for a prepared statement of ours (text with %s).
+    numbered = text.split("%s")
+    query = numbered[0] + "".join(f"${n}{piece}" for n, piece in enumerate(numbered[1:], 1))
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("SET plan_cache_mode = force_generic_plan")
+        connection.execute(f"PREPARE intervals ({types}) AS {query}")
+        return "\n".join(r[0] for r in connection.execute(f"EXPLAIN EXECUTE intervals ({values})"))
+
+
 def test_intervalsReadPerNode() -> None:
     """
     A booking reads its nodes' intervals through the per-node index, also in
     the generic plan a prepared statement settles on: the other nodes' bookings
-    in the window are not walked (they were, with "nodeid = ANY(...)").
+    in the window are not walked (they were, with "nodeid = ANY(...)"). And
+    the server settles on that generic plan (planning the read at each run
+    cost it more than running it): one node's read, and several nodes' read,
+    its ids padded to a power of two.
     """
     db, owner = _filled(nodes=3)
     for k in range(12):
@@ -156,18 +169,31 @@ def test_intervalsReadPerNode() -> None:
         _book(db, owner, NOW + 1000 + 1000 * k, nodes=["3"])
     sent = recording(db)
     _book(db, owner, NOW + 1000, nodes=["1"])
-    text = next(p for s in sent for p in s.split(" | ") if "FROM unnest" in p and "schedules" in p)
-    numbered = text.split("%s")
-    query = numbered[0] + "".join(f"${n}{piece}" for n, piece in enumerate(numbered[1:], 1))
-    with psycopg.connect(db.url, autocommit=True) as connection:
-        connection.execute("SET plan_cache_mode = force_generic_plan")
-        connection.execute(f"PREPARE intervals (text[], bigint, bigint, bigint) AS {query}")
-        plan = "\n".join(r[0] for r in connection.execute(
-            f"EXPLAIN EXECUTE intervals ('{{1}}', {NOW + 1000}, {NOW + 13000}, {NOW + 1000})"
-        ))
+    db.read(lambda txn: txn.blockingIntervals(NOW, NOW + 20000, ["2", "1", "2"]))
+    pieces = [p for s in sent for p in s.split(" | ") if p.startswith("SELECT") and "FROM schedules" in p]
+    one = next(p for p in pieces if p.startswith("SELECT nodeid, start, stop FROM schedules WHERE nodeid = %s"))
+    several = next(p for p in pieces if "FROM (VALUES (%s::text), (%s::text)) AS n(id), LATERAL" in p)
+    window = f"{NOW + 1000}, {NOW + 13000}, {NOW + 1000}"
+    plan = _genericPlan(db.url, one, "text, bigint, bigint, bigint", f"'1', {window}")
     # (Which per-node index depends on the statistics: schedules_node or the exclusion constraint's.)
-    assert "Index Cond: (nodeid = n.id" in plan and "schedules_blocking" not in plan, plan
+    assert "Index Cond: (nodeid = $1" in plan or "Index Cond: ((nodeid = $1)" in plan, plan
+    assert "schedules_blocking" not in plan and "Seq Scan on schedules" not in plan, plan
+    plan = _genericPlan(db.url, several, "text, text, bigint, bigint, bigint", f"'1', NULL, {window}")
+    assert "Index Cond: (nodeid = \"*VALUES*\".column1" in plan and "schedules_blocking" not in plan, plan
     assert "Seq Scan on schedules" not in plan, plan
+    for _ in range(9):  # as a booking of three nodes reads them (padded to four)
+        three = db.run(lambda txn: txn.blockingIntervals(NOW, NOW + 20000, ["3", "1", "2"]))
+        assert [i.nodeid for i in three] == ["1"] + ["2"] * 12 + ["3"] * 12
+    rows = db.read(lambda txn: txn._all(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+        "WHERE statement LIKE %s OR statement LIKE %s ORDER BY statement",
+        "SELECT nodeid, start, stop FROM schedules WHERE nodeid = $1 %", "SELECT s.nodeid, s.start, s.stop FROM (VALUES %",
+    ))
+    # Prepared at a text's second run, planned five times (custom plans to
+    # compare with), then run in the generic plan: one node's read (the
+    # bookings') and three nodes' (the nine reads; two nodes' ran once,
+    # unprepared).
+    assert sorted((generic, custom) for _text, generic, custom in rows) == [(4, 5), (20, 5)], rows
     assert [i.nodeid for i in db.read(lambda txn: txn.blockingIntervals(NOW, NOW + 20000, ["2", "1", "2"]))] == (
         ["1"] + ["2"] * 12
     )

@@ -81,16 +81,31 @@ class ScheduleReads:
             if not ids:
                 return []
             self.lockNodes(ids)
-            if len(ids) <= _PER_NODE:
-                # Per node (index schedules_node), in node then start order, as
-                # SQLite returns them. A lateral scan per node, kept apart (OFFSET
-                # 0): with "nodeid = ANY(...)" the generic plan walked every
-                # node's intervals in the window through the start index.
+            unique = list(dict.fromkeys(ids))
+            if len(unique) == 1:
+                # A booking's usual read (one node).
                 rows = self._all(
-                    "SELECT s.nodeid, s.start, s.stop FROM unnest(%s::text[]) AS n(id), LATERAL "
+                    f"SELECT nodeid, start, stop FROM schedules WHERE nodeid = %s AND start >= {_LOW} "
+                    "AND start < %s AND stop > %s AND blocking ORDER BY start, id",
+                    unique[0], start, stop, start,
+                )
+            elif len(unique) <= _PER_NODE:
+                # Per node (index schedules_node), in node then start order, as
+                # SQLite returns them: a lateral scan per node, kept apart
+                # (OFFSET 0; with "nodeid = ANY(...)" the generic plan walked
+                # every node's intervals in the window through the start index).
+                # The ids come as a VALUES list padded with NULLs to a power of
+                # two, so the server's generic plan knows how many rows it has
+                # and is kept: an unnest's guess (a hundred) always lost to a
+                # custom plan, planned again at every run for more than it ran.
+                size = 1 << (len(unique) - 1).bit_length()
+                rows = self._all(
+                    "SELECT s.nodeid, s.start, s.stop FROM (VALUES "
+                    + ", ".join(["(%s::text)"] * size)
+                    + ") AS n(id), LATERAL "
                     f"(SELECT nodeid, start, stop, id FROM schedules WHERE nodeid = n.id AND start >= {_LOW} "
                     "AND start < %s AND stop > %s AND blocking OFFSET 0) AS s ORDER BY s.nodeid, s.start, s.id",
-                    list(dict.fromkeys(ids)), start, stop, start,
+                    *unique, *[None] * (size - len(unique)), start, stop, start,
                 )
             else:
                 rows = self._all(
