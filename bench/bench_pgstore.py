@@ -21,7 +21,7 @@ import statistics
 import time
 from typing import Any, Callable
 
-from loadsetup import SCRIPT, _cpu, createDatabase, databaseUrl, defaultPostgres, populate  # noqa: I100 (bench/ on the path)
+from loadsetup import SCRIPT, _cpu, createDatabase, databaseUrl, defaultPostgres, populate, referenceLoop  # noqa: I100 (bench/ on the path)
 
 from am.core import commands
 from am.core.allocation import AllocationRequest, allocate
@@ -141,6 +141,7 @@ def run(db: PostgresDatabase, args: argparse.Namespace, now: int) -> None:
     _setGeneric(True)
 
     print(f"PostgreSQL store, no HTTP: {args.nodes} nodes, {args.tasks} tasks before the start, "
+          f"reference loop {referenceLoop():.0f} ms (one core, lower is faster), "
           f"{args.operations} operations a run, medians of {args.rounds} rounds (lowest-highest), "
           "microseconds per operation:")
     print(f"  {'':26} {'wall':>18} {'controller CPU':>18} {'server CPU':>18}")

@@ -59,7 +59,7 @@ from typing import Callable, Optional
 
 from loadsetup import (
     SCRIPT, USER_FINGERPRINT, Controller, createDatabase, databaseUrl, interfaces, nodeFingerprint, populate,
-    writeConfig, writeInventory,
+    referenceLoop, writeConfig, writeInventory,
 )
 
 # Issue 11's legacy figures (Python 2.7 marvinctld, same 2-core machine), as (low, high).
@@ -409,8 +409,8 @@ def session(args: argparse.Namespace, nodeCount: int, tasks: int, phases: list[s
                     warm.close()
             warmCallers(ports, nodeCount)
             print(f"{len(controllers)} controller(s), pids {[c.pids for c in controllers]}, "
-                  f"RSS at start {[round(c.rssMB(), 1) for c in controllers]} MB; machine: {os.cpu_count()} cores, "
-                  f"shared with this load client (threads, http.client keep-alive, loopback)\n", flush=True)
+                  f"RSS at start {[round(c.rssMB(), 1) for c in controllers]} MB; machine: {os.cpu_count()} cores "
+                  f"(reference loop {referenceLoop():.0f} ms on one core, lower is faster), shared with this load client (threads, http.client keep-alive, loopback)\n", flush=True)
             rng = random.Random(11)
             width = args.window
 

@@ -188,7 +188,8 @@ def main() -> None:
     if args.quick:
         args.duration, args.series = 3.0, "1,4,16"
     counter = itertools.count().__next__
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start; "
+    print(f"machine: {os.cpu_count()} cores, reference loop {setup.referenceLoop():.0f} ms (one core; lower is "
+          f"faster), load average {os.getloadavg()[0]:.2f} at the start; "
           f"{args.nodes} nodes, {args.tasks} tasks, {args.duration:g} s phases; the load client "
           "and PostgreSQL share the cores with the controllers\n", flush=True)
     rounds = [oneRound(args, counter, k) for k in range(1, args.rounds + 1)]

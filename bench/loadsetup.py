@@ -43,6 +43,22 @@ def tags(i: int) -> dict[str, str]:
 
 
 
+def referenceLoop() -> float:
+    """
+    Milliseconds one core takes for a fixed pure-Python loop (best of three):
+    printed with the figures, so runs on different boxes (or one box in a
+    slower spell) can be told apart. Lower is faster.
+    """
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - began)
+    return best * 1000
+
+
 def defaultPostgres() -> str:
     """
     The PostgreSQL server a bench uses when none is named: the test suite's
