@@ -27,8 +27,8 @@ figures (issue 11's table) and whether the issue's goal is met. The client share
 the machine's cores with the controller(s); its own CPU is printed too.
 
 With C{--controllers 2} (needs C{--postgres}) two controllers share the database
-and client i talks to controller i mod 2. With C{--workers N} (SQLite) the one
-controller runs N processes on its port (C{workers: N}, docs/sqlite.md); the
+and client i talks to controller i mod 2. With C{--workers N} the one controller
+runs N processes on its port (C{workers: N}, docs/sqlite.md, docs/postgresql.md); the
 CPU is that of all of them, and the heartbeat line says each one's share.
 
 With C{--rounds N} the whole session runs N times (a fresh set-up each) and the
@@ -314,7 +314,7 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server (a database of our own is made)")
     parser.add_argument("--controllers", type=int, default=1, choices=(1, 2))
     parser.add_argument("--workers", type=int, default=1,
-                        help="processes of the (SQLite) controller: workers: N in its configuration")
+                        help="processes of the controller: workers: N in its configuration")
     parser.add_argument("--quick", action="store_true", help="~20 s: 4 s phases, 2,000 tasks")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the session this many times and judge the goals on the medians")
@@ -329,8 +329,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.duration, args.tasks = 4.0, min(args.tasks, 2000)
-    if args.workers > 1 and args.postgres:
-        parser.error("--workers is for SQLite (on PostgreSQL, --controllers 2)")
+    if args.workers > 1 and args.controllers > 1:
+        parser.error("--workers with one controller (or --controllers 2 of one process each)")
     if args.controllers == 2 and not args.postgres:
         parser.error("--controllers 2 needs --postgres (two controllers cannot share a SQLite file)")
 

@@ -22,6 +22,8 @@ import pytest
 from tests.test_e2e_ctl import (  # noqa: F401 (pki: the fixture)
     START_DEADLINE, Client, Process, assertEachNodeBookedOnce, pki, writeConfig,
 )
+from tests.test_store_postgres import fresh
+from tests.test_store_postgres import server  # noqa: F401 (a fixture: this module's PostgreSQL database)
 
 SERVING = r"worker 1 serving \(pid (\d+)\)"
 WORKER = re.compile(r'^marvin_worker\{pid="(\d+)",worker="(\d+)"\}', re.M)
@@ -95,11 +97,26 @@ def waitGone(pid: int) -> None:
         time.sleep(0.05)
 
 
-def startWorkers(tmp_path, pki) -> tuple[Process, dict[str, int], int]:
-    process = Process(["--config", writeConfig(str(tmp_path), pki, workers=2)])
+def startWorkers(tmp_path, pki, **config: Any) -> tuple[Process, dict[str, int], int]:
+    process = Process(["--config", writeConfig(str(tmp_path), pki, workers=2, **config)])
     ports = process.ports()
     worker = int(process.waitFor(SERVING).group(1))
     return process, ports, worker
+
+
+def aliceOnBoth(process: Process, ports: dict[str, int], workerPid: int, pki: Any) -> tuple[Any, str, dict]:
+    """
+    A user "alice" made, and a keep-alive connection held by each process
+    (0: the main one, 1: the worker): the admin's client, her fingerprint
+    and the connections.
+    """
+    client = Client(ports, pki)
+    alice = "a1" * 20
+    status, body = client.call("POST", "/v1/users", who="admin", form={"name": "alice", "ssl": alice, "role": "user"})
+    assert status == 201, body
+    connections = oneOnEach(ports["http"])
+    assert connections[0].worker()[1] == process.proc.pid and connections[1].worker()[1] == workerPid
+    return client, alice, connections
 
 
 def test_bookingsAcrossWorkers(pki, tmp_path) -> None:
@@ -111,13 +128,8 @@ def test_bookingsAcrossWorkers(pki, tmp_path) -> None:
     """
     process, ports, workerPid = startWorkers(tmp_path, pki)
     try:
-        client = Client(ports, pki)
-        alice = "a1" * 20
-        status, body = client.call("POST", "/v1/users", who="admin", form={"name": "alice", "ssl": alice, "role": "user"})
-        assert status == 201, body
-        connections = oneOnEach(ports["http"])
+        client, alice, connections = aliceOnBoth(process, ports, workerPid, pki)
         main, worker = connections[0], connections[1]
-        assert main.worker()[1] == process.proc.pid and worker.worker()[1] == workerPid
         start = int(time.time()) + 7200
         booking = {"name": "w", "script": "docker.io/x/y", "nodecount": 1, "nodetypes": "",
                    "start": start, "duration": 1800, "options": {"nodes": "1"}}
@@ -212,14 +224,55 @@ def test_badWorkers(value, tmp_path) -> None:
         parseConfig({"database": str(tmp_path / "m.db"), "workers": value}, str(tmp_path), checkFiles=False)
 
 
-def test_workersNeedSQLiteFile(tmp_path) -> None:
+def test_workersNeedSharedDatabase(tmp_path) -> None:
     """
-    More than one worker needs a SQLite file: PostgreSQL runs several controllers instead.
+    More than one worker needs a database they can share: a SQLite file or
+    PostgreSQL, not one in memory.
     """
     from am.ctl.config import ConfigError, parseConfig
 
-    for database in ("postgresql://localhost/marvin", ":memory:"):
-        with pytest.raises(ConfigError, match="^workers: more than one only with a SQLite file"):
-            parseConfig({"database": database, "workers": 2}, str(tmp_path), checkFiles=False)
     listen = {"http": {"address": "127.0.0.1", "port": 0}}
+    with pytest.raises(ConfigError, match="^workers: more than one only with a SQLite file or PostgreSQL"):
+        parseConfig({"database": ":memory:", "workers": 2, "listen": listen}, str(tmp_path), checkFiles=False)
     assert parseConfig({"database": ":memory:", "listen": listen}, str(tmp_path), checkFiles=False).workers == 1
+    url = "postgresql://localhost/marvin"
+    assert parseConfig({"database": url, "workers": 3, "listen": listen}, str(tmp_path), checkFiles=False).workers == 3
+
+
+def test_workersOnPostgreSQL(pki, tmp_path) -> None:
+    """
+    C{workers: 2} on PostgreSQL: both processes answer on one port; what one
+    books the other refuses, what one cancels the other books; 30 racing
+    submissions book each node once; a user invalidated through one is
+    refused by the other once its notification arrives (docs/postgresql.md,
+    "Remembered callers"); a clean stop ends both.
+    """
+    process, ports, workerPid = startWorkers(tmp_path, pki, database=fresh())
+    try:
+        client, alice, connections = aliceOnBoth(process, ports, workerPid, pki)
+        main, worker = connections[0], connections[1]
+        booking = {"name": "w", "script": "docker.io/x/y", "nodecount": 1, "nodetypes": "",
+                   "start": int(time.time()) + 86400, "duration": 1800, "options": {"nodes": "1"}}
+        status, body = main.call("POST", "/v1/experiments", alice, booking)
+        assert status == 201, body
+        assert worker.call("POST", "/v1/experiments", alice, booking)[0] == 409
+        status, body = worker.call("DELETE", f"/v1/experiments/{body['experiment']}", alice)
+        assert status in (200, 204), body
+        assert main.call("POST", "/v1/experiments", alice, booking)[0] == 201
+
+        assertEachNodeBookedOnce(client)
+
+        assert worker.call("GET", "/v1/experiments", alice)[0] == 200  # remembered there
+        ids = {u["name"]: u["id"] for u in client.call("GET", "/v1/users", who="admin")[1]}
+        status, body = main.call("DELETE", f"/v1/users/{ids['alice']}", pki.fingerprints["admin"])
+        assert status in (200, 204), body
+        assert main.call("GET", "/v1/experiments", alice)[0] in (401, 403)
+        deadline = time.monotonic() + START_DEADLINE
+        while worker.call("GET", "/v1/experiments", alice)[0] not in (401, 403):
+            assert time.monotonic() < deadline, "the worker still serves the invalidated user"
+        for connection in connections.values():
+            connection.close()
+        assert process.stop() == 0
+        waitGone(workerPid)
+    finally:
+        process.kill()

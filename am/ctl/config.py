@@ -189,17 +189,19 @@ def _geni(
 
 
 
-def _workers(data: dict[str, Any], inFile: bool) -> int:
+def _workers(data: dict[str, Any], shared: bool) -> int:
     """
-    How many processes serve (docs/sqlite.md, "More than one core"): a SQLite
-    file only; PostgreSQL runs several controllers instead.
+    How many processes serve (docs/sqlite.md, "More than one core";
+    docs/postgresql.md, "workers: N"): a database they can share, a SQLite
+    file or PostgreSQL, not one in memory.
     """
     value = data.get("workers", 1)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
         raise ConfigError(f"workers: must be a whole number between 1 and 64, not {value!r}")
-    if value > 1 and not inFile:
+    if value > 1 and not shared:
         raise ConfigError(
-            f"workers: more than one only with a SQLite file (with PostgreSQL run several controllers), not {value!r}"
+            f"workers: more than one only with a SQLite file or PostgreSQL (a database in memory is one process's), "
+            f"not {value!r}"
         )
     return value
 
@@ -388,7 +390,7 @@ def parseConfig(
     if synchronous not in SYNCHRONOUS_LEVELS:
         raise ConfigError(f"sqlite.synchronous: must be one of {', '.join(SYNCHRONOUS_LEVELS)}, not {synchronous!r}")
 
-    workers = _workers(data, inFile)
+    workers = _workers(data, database != ":memory:")
 
     tls, http = _listeners(data, base)
     limits = _clientLimits(check.section(data, "listen", "listen"))
