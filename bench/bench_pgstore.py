@@ -21,7 +21,9 @@ import statistics
 import time
 from typing import Any, Callable
 
-from loadsetup import SCRIPT, _cpu, createDatabase, databaseUrl, defaultPostgres, populate, referenceLoop  # noqa: I100 (bench/ on the path)
+from loadsetup import (  # noqa: I100 (bench/ on the path)
+    SCRIPT, _cpu, createDatabase, databaseUrl, defaultPostgres, populate, referenceLoop,
+)
 
 from am.core import commands
 from am.core.allocation import AllocationRequest, allocate

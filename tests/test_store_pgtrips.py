@@ -187,7 +187,8 @@ def test_intervalsReadPerNode() -> None:
     rows = db.read(lambda txn: txn._all(
         "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
         "WHERE statement LIKE %s OR statement LIKE %s ORDER BY statement",
-        "SELECT nodeid, start, stop FROM schedules WHERE nodeid = $1 %", "SELECT s.nodeid, s.start, s.stop FROM (VALUES %",
+        "SELECT nodeid, start, stop FROM schedules WHERE nodeid = $1 %",
+        "SELECT s.nodeid, s.start, s.stop FROM (VALUES %",
     ))
     # Prepared at a text's second run, planned five times (custom plans to
     # compare with), then run in the generic plan: one node's read (the
