@@ -18,6 +18,9 @@ from am.store.rows import SCHEDULE_COLUMNS, recordKey, scheduleFromRow
 # The earliest start of a window that can reach a span starting at the parameter:
 # the index range reaches back by the longest window ever stored, and no further.
 _LOW = "%s::bigint - (SELECT value FROM meta WHERE key = 'longest_window')"
+# A blocking window overlapping a span; its parameters: the span's start (for
+# the index's low bound), its stop, its start again.
+_BLOCKING = f"start >= {_LOW} AND start < %s AND stop > %s AND blocking"
 # As many node ids as SQLite's store looks up through its per-node index; past
 # that its rows come in start order, and so do ours.
 _PER_NODE = 64
@@ -85,8 +88,7 @@ class ScheduleReads:
             if len(unique) == 1:
                 # A booking's usual read (one node).
                 rows = self._all(
-                    f"SELECT nodeid, start, stop FROM schedules WHERE nodeid = %s AND start >= {_LOW} "
-                    "AND start < %s AND stop > %s AND blocking ORDER BY start, id",
+                    f"SELECT nodeid, start, stop FROM schedules WHERE nodeid = %s AND {_BLOCKING} ORDER BY start, id",
                     unique[0], start, stop, start,
                 )
             elif len(unique) <= _PER_NODE:
@@ -103,14 +105,14 @@ class ScheduleReads:
                     "SELECT s.nodeid, s.start, s.stop FROM (VALUES "
                     + ", ".join(["(%s::text)"] * size)
                     + ") AS n(id), LATERAL "
-                    f"(SELECT nodeid, start, stop, id FROM schedules WHERE nodeid = n.id AND start >= {_LOW} "
-                    "AND start < %s AND stop > %s AND blocking OFFSET 0) AS s ORDER BY s.nodeid, s.start, s.id",
+                    f"(SELECT nodeid, start, stop, id FROM schedules WHERE nodeid = n.id AND {_BLOCKING} "
+                    "OFFSET 0) AS s ORDER BY s.nodeid, s.start, s.id",
                     *unique, *[None] * (size - len(unique)), start, stop, start,
                 )
             else:
                 rows = self._all(
                     "SELECT nodeid, start, stop FROM schedules WHERE nodeid = ANY(%s::text[]) "
-                    f"AND start >= {_LOW} AND start < %s AND stop > %s AND blocking ORDER BY start, id",
+                    f"AND {_BLOCKING} ORDER BY start, id",
                     ids, start, stop, start,
                 )
         else:
